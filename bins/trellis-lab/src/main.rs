@@ -1,0 +1,2 @@
+//! The trellis lab.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Pools, blocks and address allocation over a KvStore

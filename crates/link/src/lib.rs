@@ -1,0 +1,1 @@
+//! Network namespaces, bridges, veth pairs and addresses over rtnetlink

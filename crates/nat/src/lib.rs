@@ -1,0 +1,1 @@
+//! nftables NAT (masquerade, published ports, hairpin) over raw netlink

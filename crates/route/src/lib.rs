@@ -1,0 +1,1 @@
+//! Routes and neighbours over rtnetlink, tagged with trellis's route protocol

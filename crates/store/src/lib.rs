@@ -1,0 +1,1 @@
+//! One key-value-with-compare-and-swap trait and its backends

@@ -1,0 +1,1 @@
+//! Test-only: build hosts, containers and routers out of network namespaces
