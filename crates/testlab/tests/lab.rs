@@ -1,0 +1,35 @@
+//! The lab itself, checked: namespaces come and go, traffic stays inside them.
+
+use trellis_testlab::{Netns, TcpServer, require_root, seen_ip, tcp_request};
+
+#[test]
+fn namespaces_are_removed_on_drop_even_after_a_panic() {
+    require_root();
+    let path = std::panic::catch_unwind(|| {
+        let ns = Netns::new("panic");
+        let path = ns.path();
+        assert!(path.exists());
+        std::panic::panic_any(path);
+    })
+    .unwrap_err();
+    let path = path.downcast::<std::path::PathBuf>().unwrap();
+    assert!(!path.exists(), "{} still exists", path.display());
+}
+
+#[test]
+fn two_namespaces_talk_over_a_veth_and_the_server_sees_the_client() {
+    require_root();
+    let (a, b) = (Netns::new("a"), Netns::new("b"));
+    a.veth_to("va", &b, "vb");
+    a.ip("addr add 10.9.0.1/24 dev va");
+    b.ip("addr add 10.9.0.2/24 dev vb");
+    let server = TcpServer::start(&b, "10.9.0.2:7000".parse().unwrap(), "b");
+    let reply = tcp_request(&a, server.addr()).unwrap();
+    assert!(reply.starts_with("b "), "{reply}");
+    assert_eq!(
+        seen_ip(&reply),
+        "10.9.0.1".parse::<std::net::IpAddr>().unwrap()
+    );
+    // Nothing listens on another port: the request fails rather than hanging.
+    assert!(tcp_request(&a, "10.9.0.2:7001".parse().unwrap()).is_err());
+}
