@@ -140,13 +140,21 @@ impl NetnsPath {
             return Err(InvalidInput::new(field, path, "netns path is empty"));
         }
         if !path.starts_with('/') {
-            return Err(InvalidInput::new(field, path, "netns path must be absolute"));
+            return Err(InvalidInput::new(
+                field,
+                path,
+                "netns path must be absolute",
+            ));
         }
         if path.contains('\0') {
             return Err(InvalidInput::new(field, path, "netns path contains NUL"));
         }
         if path.len() > 4096 {
-            return Err(InvalidInput::new(field, path, "netns path is longer than 4096 bytes"));
+            return Err(InvalidInput::new(
+                field,
+                path,
+                "netns path is longer than 4096 bytes",
+            ));
         }
         Ok(Self(PathBuf::from(path)))
     }
@@ -207,7 +215,16 @@ mod tests {
     fn ifname_rules() {
         assert!(IfName::parse("ifname", "eth0").is_ok());
         assert!(IfName::parse("ifname", "a23456789012345").is_ok());
-        for bad in ["", "a234567890123456", "a/b", "a b", "a\tb", ".", "..", "eth0:1"] {
+        for bad in [
+            "",
+            "a234567890123456",
+            "a/b",
+            "a b",
+            "a\tb",
+            ".",
+            "..",
+            "eth0:1",
+        ] {
             let err = IfName::parse("ifname", bad).unwrap_err();
             assert_eq!(err.field, "ifname", "{bad:?}");
             assert_eq!(err.value, bad);

@@ -76,7 +76,11 @@ impl PortMapping {
 
 fn port(field: &'static str, value: u32) -> Result<u16, InvalidInput> {
     match u16::try_from(value) {
-        Ok(0) => Err(InvalidInput::new(field, value, "port 0 cannot be published")),
+        Ok(0) => Err(InvalidInput::new(
+            field,
+            value,
+            "port 0 cannot be published",
+        )),
         Ok(p) => Ok(p),
         Err(_) => Err(InvalidInput::new(field, value, "port is above 65535")),
     }
