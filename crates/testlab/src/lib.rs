@@ -17,6 +17,7 @@
 //! under test never spawn processes.
 
 mod netns;
+pub mod seed;
 mod tcp;
 
 pub use netns::{Netns, unique_name};

@@ -33,3 +33,18 @@ fn two_namespaces_talk_over_a_veth_and_the_server_sees_the_client() {
     // Nothing listens on another port: the request fails rather than hanging.
     assert!(tcp_request(&a, "10.9.0.2:7001".parse().unwrap()).is_err());
 }
+
+#[test]
+fn the_seed_lab_routes_the_host_to_the_external_server_and_the_pc_to_the_host() {
+    use trellis_testlab::seed::{EXTERNAL_IP, HOST_IP, PC_IP, SeedLab};
+    require_root();
+    let lab = SeedLab::build();
+    let server = lab.external_server(80);
+    let reply = tcp_request(&lab.host, server.addr()).unwrap();
+    assert_eq!(seen_ip(&reply), std::net::IpAddr::V4(HOST_IP));
+    let on_host = TcpServer::start(&lab.host, (HOST_IP, 9000).into(), "host");
+    let reply = tcp_request(&lab.pc, on_host.addr()).unwrap();
+    assert_eq!(seen_ip(&reply), std::net::IpAddr::V4(PC_IP));
+    // The PC has no route to the external server: the lab is closed.
+    assert!(tcp_request(&lab.pc, (EXTERNAL_IP, 80).into()).is_err());
+}
