@@ -1,0 +1,70 @@
+//! The store's error type.
+
+use crate::Expect;
+
+/// What can go wrong talking to a store. Messages are lowercase and name the key.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A conditional write found something other than what it expected.
+    #[error("key {key:?}: expected {expected}, found {}", found(*.actual))]
+    Conflict {
+        /// The key written.
+        key: String,
+        /// What the write expected.
+        expected: Expect,
+        /// The key's actual revision (`None`: absent).
+        actual: Option<u64>,
+    },
+    /// A watch asked for a revision older than the kept history.
+    #[error(
+        "watch on {prefix:?} from revision {requested}: history is compacted, \
+         oldest revision kept is {oldest}"
+    )]
+    Compacted {
+        /// The watched prefix.
+        prefix: String,
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision still available.
+        oldest: u64,
+    },
+    /// A key (or prefix) that no backend accepts.
+    #[error("key {key:?}: {reason}")]
+    InvalidKey {
+        /// The refused key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The backend failed (I/O, corruption, a lost connection).
+    #[error("key {key:?}: store backend failed: {source}")]
+    Backend {
+        /// The key (or prefix) being accessed.
+        key: String,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// A [`Error::Backend`] for `key` caused by `source`.
+    pub fn backend(key: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Backend {
+            key: key.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether this is a CAS conflict (the caller should re-read and retry).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+}
+
+fn found(actual: Option<u64>) -> String {
+    match actual {
+        Some(r) => format!("revision {r}"),
+        None => "absent".to_owned(),
+    }
+}
