@@ -1,1 +1,137 @@
-//! nftables NAT (masquerade, published ports, hairpin) over raw netlink
+//! NAT for bridge networks, in one nftables table that trellis owns, spoken to
+//! the kernel over raw nf_tables netlink.
+//!
+//! # What it does
+//!
+//! * **Masquerade** (the seed's `MASQUERADE all -- * !docker0 192.168.169.0/24`):
+//!   traffic from a network's subnet leaving through any interface but the
+//!   network's own bridge leaves behind the address of the outgoing interface.
+//! * **Published ports** (Docker's `-p 8081:80`): traffic addressed to the host
+//!   itself (`fib daddr type local`) on a published protocol/port is DNAT'ed to
+//!   the container, both in prerouting (other hosts, containers) and in output
+//!   (processes of the host).
+//! * **Hairpin**: a container reaching a published port of a container on its
+//!   own bridge is masqueraded too, so that the reply comes back through the
+//!   host and is un-DNAT'ed.
+//!
+//! # Design decisions
+//!
+//! **One table, `inet trellis`.** trellis finds everything it installed by the
+//! table name alone; deleting the table removes all of it, and nothing of other
+//! tools (Docker's iptables-nft, firewalld) is ever touched or matched by shape.
+//! The `inet` family holds IPv4 and IPv6 in one table with one set of base
+//! chains; each family has its own sets and its rules start with
+//! `meta nfproto`, so one table is enough for dual-stack.
+//!
+//! **A fixed skeleton; everything variable is a set element.** The rules are
+//! created once (`ensure_table`) and never change. Published ports are elements
+//! of one concatenated map per family, `meta l4proto . th dport : addr . port`,
+//! used by a single `dnat ... map` rule: a packet costs one hash lookup whatever
+//! the number of published ports, and publishing is an element insertion, not a
+//! rule insertion (compare netavark's rule per port). Networks are elements too:
+//! `own4`/`own6` hold `subnet . bridge` (concatenated intervals), `masq4`/`masq6`
+//! hold the subnets to masquerade. The table as `nft list table inet trellis`
+//! prints it:
+//!
+//! ```text
+//! table inet trellis {
+//!     map ports4 { type inet_proto . inet_service : ipv4_addr . inet_service }
+//!     set own4 { type ipv4_addr . ifname; flags interval }
+//!     set masq4 { type ipv4_addr; flags interval }
+//!     (ports6, own6, masq6 alike with ipv6_addr)
+//!     chain published {
+//!         dnat ip to meta l4proto . th dport map @ports4
+//!         dnat ip6 to meta l4proto . th dport map @ports6
+//!     }
+//!     chain prerouting { type nat hook prerouting priority dstnat; policy accept;
+//!         fib daddr type local jump published }
+//!     chain output { type nat hook output priority -100; policy accept;
+//!         fib daddr type local jump published }
+//!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//!         ct status dnat ip saddr . oifname @own4 masquerade    # hairpin
+//!         ip saddr . oifname @own4 return                       # stays on its bridge
+//!         ip saddr @masq4 masquerade                            # leaves the host
+//!         (the same three for ip6) }
+//! }
+//! ```
+//!
+//! **Netlink, not nft(8).** Publishing a port is on the attach path of every
+//! container: spawning `nft` costs milliseconds and a dependency on a binary
+//! (and libnftnl is GPL). trellis encodes the few nf_tables messages it needs
+//! itself (`wire`, `expr`), keeps one socket open, and sends each change as one
+//! nfnetlink batch, which the kernel applies atomically: a `publish` of several
+//! ports either adds all of them or none.
+//!
+//! **Desired state as data.** `layout` describes the skeleton, `elems` the
+//! elements, `plan` turns operations into lists of messages; all of it is pure
+//! and tested against golden values without a kernel. `NftNat` is the one place
+//! that sends them.
+
+mod check;
+mod conn;
+mod elems;
+mod error;
+mod expr;
+mod layout;
+mod nft;
+mod parse;
+mod plan;
+mod wire;
+
+pub use error::Error;
+pub use layout::TABLE;
+pub use nft::NftNat;
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use trellis_types::{IfName, PortMapping};
+
+/// The NAT of one bridge network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NetworkNat {
+    /// The network's subnet (no host bits set).
+    pub subnet: IpNet,
+    /// The network's bridge: traffic leaving through it is not masqueraded.
+    pub bridge: IfName,
+    /// Whether traffic leaving the host from this subnet is masqueraded (false
+    /// for networks the upstream routers reach directly, the seed's static route).
+    pub masquerade: bool,
+}
+
+/// The whole NAT state of a host, for start-up reconciliation ([`Nat::sync`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatState {
+    /// The bridge networks.
+    pub networks: Vec<NetworkNat>,
+    /// The published ports.
+    pub ports: Vec<PortMapping>,
+}
+
+/// trellis's NAT table. Every method is one atomic change (or one read).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Nat: Send + Sync {
+    /// Creates the table, its chains, sets and rules if missing, and restores
+    /// the rules if they drifted; keeps the elements. Idempotent.
+    async fn ensure_table(&self) -> Result<(), Error>;
+    /// Replaces the whole table with exactly `state`, atomically.
+    async fn sync(&self, state: &NatState) -> Result<(), Error>;
+    /// Adds a network (or updates its `masquerade`). A subnet overlapping
+    /// another network's is refused with the field `subnet` named.
+    async fn add_network(&self, net: &NetworkNat) -> Result<(), Error>;
+    /// Removes a network; a network that is not there is no error.
+    async fn remove_network(&self, net: &NetworkNat) -> Result<(), Error>;
+    /// The networks in the table.
+    async fn list_networks(&self) -> Result<Vec<NetworkNat>, Error>;
+    /// Publishes ports, all or none. A protocol/host port that is already
+    /// published (even to the same container) or that appears twice in `ports`
+    /// is refused with [`Error::PortInUse`].
+    async fn publish(&self, ports: &[PortMapping]) -> Result<(), Error>;
+    /// Unpublishes ports, all or none. Only exact matches are removed; a mapping
+    /// that is not published is no error.
+    async fn unpublish(&self, ports: &[PortMapping]) -> Result<(), Error>;
+    /// The published ports, sorted.
+    async fn list_published(&self) -> Result<Vec<PortMapping>, Error>;
+    /// Deletes the table and everything in it. Idempotent.
+    async fn remove_all(&self) -> Result<(), Error>;
+}

@@ -1,0 +1,99 @@
+//! Input checks that need no kernel: they run before anything is sent.
+
+use crate::{Error, NatState, NetworkNat};
+use trellis_types::{InvalidInput, PortMapping, check_prefix};
+
+/// Refuses a protocol/host port (of one address family) appearing twice.
+pub(crate) fn no_duplicate_ports(ports: &[PortMapping]) -> Result<(), Error> {
+    for (i, m) in ports.iter().enumerate() {
+        let same = |o: &&PortMapping| {
+            o.protocol == m.protocol
+                && o.host_port == m.host_port
+                && o.container_ip.is_ipv4() == m.container_ip.is_ipv4()
+        };
+        if let Some(first) = ports[..i].iter().find(same) {
+            return Err(Error::PortInUse {
+                protocol: m.protocol,
+                host_port: m.host_port,
+                existing: Some(*first),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a network on its own: a subnet without host bits.
+pub(crate) fn network(net: &NetworkNat) -> Result<(), Error> {
+    check_prefix("subnet", net.subnet)?;
+    Ok(())
+}
+
+/// Refuses `net` if its subnet overlaps another network in `existing` (the same
+/// subnet on the same bridge is the same network, not an overlap).
+pub(crate) fn no_overlap(net: &NetworkNat, existing: &[NetworkNat]) -> Result<(), Error> {
+    let clash = existing.iter().find(|e| {
+        let same = e.subnet == net.subnet && e.bridge == net.bridge;
+        let overlap = e.subnet.contains(&net.subnet.network()) || net.subnet.contains(&e.subnet.network());
+        overlap && !same
+    });
+    match clash {
+        Some(e) => Err(InvalidInput::new(
+            "subnet",
+            net.subnet,
+            format!("overlaps network {} on bridge {}", e.subnet, e.bridge),
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// Checks a whole state: every network, no overlaps, no duplicate ports.
+pub(crate) fn state(s: &NatState) -> Result<(), Error> {
+    for (i, n) in s.networks.iter().enumerate() {
+        network(n)?;
+        no_overlap(n, &s.networks[..i])?;
+    }
+    no_duplicate_ports(&s.ports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trellis_types::{IfName, Protocol};
+
+    fn net(s: &str, br: &str) -> NetworkNat {
+        NetworkNat { subnet: s.parse().unwrap(), bridge: IfName::parse("bridge", br).unwrap(), masquerade: true }
+    }
+
+    #[test]
+    fn duplicate_host_port_in_one_request_is_refused() {
+        let a = PortMapping::new(Protocol::Tcp, 8081, "10.0.0.2".parse().unwrap(), 80).unwrap();
+        let b = PortMapping::new(Protocol::Tcp, 8081, "10.0.0.3".parse().unwrap(), 81).unwrap();
+        let udp = PortMapping::new(Protocol::Udp, 8081, "10.0.0.3".parse().unwrap(), 81).unwrap();
+        let v6 = PortMapping::new(Protocol::Tcp, 8081, "fd00::3".parse().unwrap(), 81).unwrap();
+        assert!(no_duplicate_ports(&[a, udp, v6]).is_ok());
+        match no_duplicate_ports(&[a, b]) {
+            Err(Error::PortInUse { protocol: Protocol::Tcp, host_port: 8081, existing }) => {
+                assert_eq!(existing, Some(a))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn overlapping_subnets_are_refused_naming_the_field() {
+        let existing = [net("10.0.0.0/16", "br0")];
+        let err = no_overlap(&net("10.0.1.0/24", "br1"), &existing).unwrap_err();
+        let Error::Invalid(e) = err else { panic!() };
+        assert_eq!(e.field, "subnet");
+        assert!(e.reason.contains("br0"), "{e}");
+        assert!(no_overlap(&net("10.0.0.0/16", "br0"), &existing).is_ok(), "same network");
+        assert!(no_overlap(&net("10.1.0.0/16", "br1"), &existing).is_ok());
+    }
+
+    #[test]
+    fn host_bits_are_refused() {
+        let Err(Error::Invalid(e)) = network(&net("10.0.0.1/24", "br0")) else { panic!() };
+        assert_eq!(e.field, "subnet");
+    }
+}

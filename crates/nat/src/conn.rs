@@ -1,0 +1,201 @@
+//! The netlink socket: one `NETLINK_NETFILTER` socket, opened once (in a given
+//! network namespace if asked), used for batches and for reads.
+//!
+//! nfnetlink handles a batch synchronously inside `send()`: by the time it
+//! returns, the kernel has committed or aborted the batch and queued every
+//! reply. So after sending a batch we read replies without blocking until the
+//! socket is empty.
+
+use crate::wire::{self, Message, NLMSG_HDRLEN, nlm};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
+use nix::sys::time::{TimeVal, TimeValLike};
+use std::io;
+use std::path::Path;
+
+/// Why a request failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The socket itself failed (or the kernel did not answer).
+    Io(io::Error),
+    /// The kernel refused a message.
+    Kernel {
+        /// Index of the failing message in the batch, when known.
+        index: Option<usize>,
+        /// The positive errno.
+        errno: i32,
+        /// The extended-ack message, if the kernel gave one.
+        detail: Option<String>,
+    },
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+/// One parsed netlink message of a reply.
+struct Reply<'a> {
+    ty: u16,
+    flags: u16,
+    seq: u32,
+    payload: &'a [u8],
+}
+
+fn replies(buf: &[u8]) -> impl Iterator<Item = Reply<'_>> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes(rest[0..4].try_into().ok()?) as usize;
+        if len < NLMSG_HDRLEN || len > rest.len() {
+            return None;
+        }
+        let r = Reply {
+            ty: u16::from_ne_bytes([rest[4], rest[5]]),
+            flags: u16::from_ne_bytes([rest[6], rest[7]]),
+            seq: u32::from_ne_bytes(rest[8..12].try_into().ok()?),
+            payload: &rest[NLMSG_HDRLEN..len],
+        };
+        rest = &rest[wire::align(len).min(rest.len())..];
+        Some(r)
+    })
+}
+
+/// Decodes an `NLMSG_ERROR` payload: errno (0 = ACK) and the extended ack text.
+fn decode_error(r: &Reply<'_>) -> (i32, Option<String>) {
+    let p = r.payload;
+    let errno = p.get(0..4).map_or(0, |b| -i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])));
+    if r.flags & nlm::F_ACK_TLVS == 0 {
+        return (errno, None);
+    }
+    let orig_len = if r.flags & nlm::F_CAPPED != 0 {
+        NLMSG_HDRLEN
+    } else {
+        p.get(4..8).map_or(0, |b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])) as usize)
+    };
+    let tlvs = p.get(4 + wire::align(orig_len)..).unwrap_or(&[]);
+    let detail = crate::parse::attrs(tlvs)
+        .find(|(k, _)| *k == nlm::ERR_ATTR_MSG)
+        .map(|(_, v)| String::from_utf8_lossy(v.strip_suffix(&[0]).unwrap_or(v)).into_owned());
+    (errno, detail)
+}
+
+/// An open nfnetlink socket and its sequence counter.
+pub(crate) struct Conn {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Opens a socket in the calling thread's network namespace.
+    pub(crate) fn open() -> io::Result<Self> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        // Best effort: error texts make kernel refusals explainable.
+        let _ = sock.set_ext_ack(true);
+        // Reads of dumps block; never forever.
+        setsockopt(&sock, ReceiveTimeout, &TimeVal::seconds(5)).map_err(io::Error::from)?;
+        Ok(Self { sock, seq: 1, buf: Vec::with_capacity(64 * 1024) })
+    }
+
+    /// Opens a socket inside the network namespace at `path`. A socket belongs
+    /// to the namespace it was created in, so a short-lived thread enters the
+    /// namespace, creates it, and exits; no other thread changes namespace.
+    pub(crate) fn open_in(path: &Path) -> io::Result<Self> {
+        let path = path.to_owned();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path)?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            Self::open()
+        })
+        .join()
+        .map_err(|_| io::Error::other("netns thread panicked"))?
+    }
+
+    fn next_seq(&mut self, n: usize) -> u32 {
+        let s = self.seq;
+        self.seq = self.seq.wrapping_add(n as u32 + 2);
+        s
+    }
+
+    /// Discards replies left over from an earlier, interrupted exchange.
+    fn drain(&mut self) {
+        loop {
+            self.buf.clear();
+            if self.sock.recv(&mut self.buf, nix::libc::MSG_DONTWAIT).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends `msgs` as one atomic batch and reports the first refusal, if any.
+    pub(crate) fn batch(&mut self, msgs: &[Message]) -> Result<(), Failure> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        self.drain();
+        let base = self.next_seq(msgs.len());
+        let last = base.wrapping_add(msgs.len() as u32);
+        self.sock.send(&wire::encode_batch(msgs, base), 0)?;
+        let (mut acked, mut failure) = (false, None);
+        loop {
+            self.buf.clear();
+            match self.sock.recv(&mut self.buf, nix::libc::MSG_DONTWAIT) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+            for r in replies(&self.buf).filter(|r| r.ty == nlm::MSG_ERROR) {
+                let (errno, detail) = decode_error(&r);
+                let index = r.seq.wrapping_sub(base).checked_sub(1).map(|i| i as usize);
+                if errno != 0 && failure.is_none() {
+                    failure = Some(Failure::Kernel { index, errno, detail });
+                } else if errno == 0 && r.seq == last {
+                    acked = true;
+                }
+            }
+        }
+        match failure {
+            Some(f) => Err(f),
+            None if acked => Ok(()),
+            None => Err(io::Error::other("nf_tables batch was not acknowledged").into()),
+        }
+    }
+
+    /// Sends one GET (or, with `NLM_F_DUMP` in its flags, a dump) and returns the
+    /// payloads (after `nfgenmsg`) of the data messages of the answer.
+    pub(crate) fn request(&mut self, msg: &Message) -> Result<Vec<Vec<u8>>, Failure> {
+        self.drain();
+        let seq = self.next_seq(0);
+        let dump = msg.flags & nlm::F_DUMP == nlm::F_DUMP;
+        self.sock.send(&wire::encode_one(msg, seq), 0)?;
+        let mut out = Vec::new();
+        loop {
+            self.buf.clear();
+            self.sock.recv(&mut self.buf, 0)?;
+            for r in replies(&self.buf).filter(|r| r.seq == seq) {
+                match r.ty {
+                    nlm::MSG_DONE => return Ok(out),
+                    nlm::MSG_ERROR => {
+                        let (errno, detail) = decode_error(&r);
+                        if errno == 0 {
+                            return Ok(out);
+                        }
+                        return Err(Failure::Kernel { index: None, errno, detail });
+                    }
+                    _ => {
+                        out.push(r.payload.get(wire::NFGENMSG_LEN..).unwrap_or(&[]).to_vec());
+                        if !dump {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

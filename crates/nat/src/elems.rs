@@ -1,0 +1,191 @@
+//! Set elements: published ports and networks, to and from their key bytes.
+//!
+//! Byte layouts follow what the rules load into registers: every field of a
+//! concatenation starts on a 4-byte register boundary and is zero padded;
+//! protocol numbers are one byte, ports two bytes in network order, interface
+//! names 16 bytes NUL padded (what `meta oifname` loads).
+
+use crate::layout::{Fam, IFNAMSIZ};
+use crate::NetworkNat;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use trellis_types::{IfName, PortMapping, Protocol};
+
+/// `NFT_SET_ELEM_INTERVAL_END`: the element closes an interval (rbtree sets).
+pub(crate) const ELEM_INTERVAL_END: u32 = 0x1;
+
+/// One set element as the kernel holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Elem {
+    /// `NFTA_SET_ELEM_KEY`.
+    pub(crate) key: Vec<u8>,
+    /// `NFTA_SET_ELEM_KEY_END`: the last key of a range (concatenated intervals).
+    pub(crate) key_end: Option<Vec<u8>>,
+    /// `NFTA_SET_ELEM_DATA`: what a map maps the key to.
+    pub(crate) data: Option<Vec<u8>>,
+    /// `NFTA_SET_ELEM_FLAGS`.
+    pub(crate) flags: u32,
+}
+
+/// The family whose sets hold an address.
+pub(crate) fn fam_of(ip: IpAddr) -> Fam {
+    match ip {
+        IpAddr::V4(_) => Fam::V4,
+        IpAddr::V6(_) => Fam::V6,
+    }
+}
+
+fn addr_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// The key of the ports map: `meta l4proto . th dport`.
+pub(crate) fn port_key(protocol: Protocol, host_port: u16) -> Vec<u8> {
+    let p = host_port.to_be_bytes();
+    vec![protocol.number(), 0, 0, 0, p[0], p[1], 0, 0]
+}
+
+/// The element of the ports map for one mapping: key and `addr . port` data.
+pub(crate) fn port_elem(m: &PortMapping) -> Elem {
+    let mut data = addr_bytes(m.container_ip);
+    data.extend(m.container_port.to_be_bytes());
+    data.extend([0, 0]);
+    Elem { key: port_key(m.protocol, m.host_port), data: Some(data), ..Elem::default() }
+}
+
+/// Reads a ports-map element of family `f` back into a mapping.
+pub(crate) fn port_from_elem(f: Fam, e: &Elem) -> Option<PortMapping> {
+    let (k, d) = (&e.key, e.data.as_ref()?);
+    let protocol = match k.first()? {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        _ => return None,
+    };
+    let a = f.addr_len();
+    if k.len() != 8 || d.len() != a + 4 {
+        return None;
+    }
+    let container_ip = match f {
+        Fam::V4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&d[..4]).ok()?)),
+        Fam::V6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&d[..16]).ok()?)),
+    };
+    Some(PortMapping {
+        protocol,
+        host_port: u16::from_be_bytes([k[4], k[5]]),
+        container_ip,
+        container_port: u16::from_be_bytes([d[a], d[a + 1]]),
+    })
+}
+
+fn ifname_bytes(n: &IfName) -> Vec<u8> {
+    let mut v = n.as_str().as_bytes().to_vec();
+    v.resize(IFNAMSIZ, 0);
+    v
+}
+
+/// The element of the `own` set for a network: `subnet . bridge` as a range
+/// from the first to the last address of the subnet.
+pub(crate) fn own_elem(net: &NetworkNat) -> Elem {
+    let ifname = ifname_bytes(&net.bridge);
+    let mut key = addr_bytes(net.subnet.network());
+    key.extend(&ifname);
+    let mut end = addr_bytes(net.subnet.broadcast());
+    end.extend(&ifname);
+    Elem { key, key_end: Some(end), ..Elem::default() }
+}
+
+/// The elements of the `masq` set for a subnet: an rbtree interval is a start
+/// element and an end element holding the first address *after* it (none when
+/// the subnet runs to the end of the address space).
+pub(crate) fn masq_elems(subnet: IpNet) -> Vec<Elem> {
+    let start = Elem { key: addr_bytes(subnet.network()), ..Elem::default() };
+    let after = match subnet.broadcast() {
+        IpAddr::V4(b) => u32::from(b).checked_add(1).map(|n| n.to_be_bytes().to_vec()),
+        IpAddr::V6(b) => u128::from(b).checked_add(1).map(|n| n.to_be_bytes().to_vec()),
+    };
+    let end = after.map(|key| Elem { key, flags: ELEM_INTERVAL_END, ..Elem::default() });
+    std::iter::once(start).chain(end).collect()
+}
+
+/// Reads an `own` element back into `(subnet, bridge)`.
+pub(crate) fn own_from_elem(f: Fam, e: &Elem) -> Option<(IpNet, IfName)> {
+    let a = f.addr_len();
+    let end = e.key_end.as_ref()?;
+    if e.key.len() != a + IFNAMSIZ || end.len() != a + IFNAMSIZ {
+        return None;
+    }
+    let name = &e.key[a..];
+    let name = std::str::from_utf8(&name[..name.iter().position(|b| *b == 0)?]).ok()?;
+    let bridge = IfName::parse("bridge", name).ok()?;
+    let subnet = match f {
+        Fam::V4 => {
+            let s = u32::from_be_bytes(e.key[..4].try_into().ok()?);
+            let l = u32::from_be_bytes(end[..4].try_into().ok()?);
+            let plen = (s ^ l).leading_zeros() as u8;
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(s), plen).ok()?)
+        }
+        Fam::V6 => {
+            let s = u128::from_be_bytes(e.key[..16].try_into().ok()?);
+            let l = u128::from_be_bytes(end[..16].try_into().ok()?);
+            let plen = (s ^ l).leading_zeros() as u8;
+            IpNet::V6(Ipv6Net::new(Ipv6Addr::from(s), plen).ok()?)
+        }
+    };
+    Some((subnet, bridge))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pm(proto: Protocol, hp: u16, ip: &str, cp: u16) -> PortMapping {
+        PortMapping { protocol: proto, host_port: hp, container_ip: ip.parse().unwrap(), container_port: cp }
+    }
+
+    #[test]
+    fn port_8081_to_container_80_golden_bytes() {
+        let e = port_elem(&pm(Protocol::Tcp, 8081, "192.168.169.3", 80));
+        assert_eq!(e.key, [6, 0, 0, 0, 0x1f, 0x91, 0, 0]);
+        assert_eq!(e.data.as_deref(), Some(&[192, 168, 169, 3, 0, 80, 0, 0][..]));
+        assert_eq!(port_from_elem(Fam::V4, &e), Some(pm(Protocol::Tcp, 8081, "192.168.169.3", 80)));
+    }
+
+    #[test]
+    fn udp_v6_port_round_trips() {
+        let m = pm(Protocol::Udp, 53, "fd00::3", 5353);
+        let e = port_elem(&m);
+        assert_eq!(e.key[0], 17);
+        assert_eq!(e.data.as_ref().unwrap().len(), 20);
+        assert_eq!(port_from_elem(Fam::V6, &e), Some(m));
+    }
+
+    #[test]
+    fn own_element_is_a_range_over_the_subnet_and_round_trips() {
+        let net = NetworkNat {
+            subnet: "192.168.169.0/24".parse().unwrap(),
+            bridge: IfName::parse("bridge", "docker0").unwrap(),
+            masquerade: true,
+        };
+        let e = own_elem(&net);
+        let mut key = vec![192, 168, 169, 0];
+        key.extend(b"docker0\0\0\0\0\0\0\0\0\0");
+        let mut end = vec![192, 168, 169, 255];
+        end.extend(b"docker0\0\0\0\0\0\0\0\0\0");
+        assert_eq!(e.key, key);
+        assert_eq!(e.key_end, Some(end));
+        assert_eq!(own_from_elem(Fam::V4, &e), Some((net.subnet, net.bridge)));
+    }
+
+    #[test]
+    fn masq_interval_ends_after_the_broadcast_address() {
+        let e = masq_elems("10.0.0.0/8".parse().unwrap());
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].key, [10, 0, 0, 0]);
+        assert_eq!((e[1].key.as_slice(), e[1].flags), (&[11, 0, 0, 0][..], ELEM_INTERVAL_END));
+        let top = masq_elems("255.255.255.0/24".parse().unwrap());
+        assert_eq!(top.len(), 1, "no end element past the last address");
+    }
+}

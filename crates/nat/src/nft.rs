@@ -1,0 +1,230 @@
+//! [`NftNat`]: the [`Nat`] trait over an open nf_tables netlink socket.
+
+use crate::conn::{Conn, Failure};
+use crate::elems::{self, Elem, fam_of};
+use crate::layout::{Fam, TABLE};
+use crate::plan::{self, Op};
+use crate::wire::{Attrs, Message, MsgType, NFPROTO_INET, NFTA_LIST_ELEM, nlm};
+use crate::{Error, Nat, NatState, NetworkNat, check, parse};
+use async_trait::async_trait;
+use std::sync::{Mutex, MutexGuard};
+use trellis_types::{NetnsPath, PortMapping, Protocol};
+
+const ENOENT: i32 = 2;
+const EEXIST: i32 = 17;
+
+/// trellis's NAT table in one network namespace, over one netlink socket.
+///
+/// The socket is opened once and kept (behind a mutex, which also serialises
+/// read-check-write sequences such as `unpublish`). Each call is one short
+/// exchange with the kernel (tens of microseconds), done inline rather than on a
+/// blocking pool: it never waits on anything but the kernel's immediate answer.
+pub struct NftNat {
+    conn: Mutex<Conn>,
+}
+
+impl std::fmt::Debug for NftNat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NftNat").finish_non_exhaustive()
+    }
+}
+
+fn kernel(op: &'static str, f: Failure) -> Error {
+    match f {
+        Failure::Io(source) => Error::Io { op, source },
+        Failure::Kernel { errno: ENOENT, .. } => Error::NoTable(TABLE),
+        Failure::Kernel { errno, detail, .. } => Error::Kernel { op, errno, detail },
+    }
+}
+
+fn elems_request(kind: MsgType, flags: u16, set: &str, key: Option<&[u8]>) -> Message {
+    let mut a = Attrs::new();
+    a.str(1, TABLE).str(2, set); // NFTA_SET_ELEM_LIST_TABLE, _SET
+    if let Some(key) = key {
+        a.nest(3, |l| {
+            l.nest(NFTA_LIST_ELEM, |e| {
+                e.data(1, key);
+            });
+        });
+    }
+    Message { kind, flags, family: NFPROTO_INET, attrs: a }
+}
+
+impl NftNat {
+    /// Opens the table's socket in the calling thread's network namespace.
+    pub fn current() -> Result<Self, Error> {
+        let conn = Conn::open().map_err(|source| Error::Io { op: "open netlink socket", source })?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    /// Opens the table's socket inside the network namespace at `netns`; the
+    /// calling thread does not change namespace.
+    pub fn in_netns(netns: &NetnsPath) -> Result<Self, Error> {
+        let conn = Conn::open_in(netns.as_path())
+            .map_err(|source| Error::Io { op: "open netlink socket in netns", source })?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Conn> {
+        // A panic while holding the lock leaves no half-done kernel state (every
+        // change is one batch), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn apply(conn: &mut Conn, ops: &[Op]) -> Result<(), Failure> {
+        conn.batch(&ops.iter().map(Op::message).collect::<Vec<_>>())
+    }
+
+    /// Every element of `set`.
+    fn dump(conn: &mut Conn, set: &str) -> Result<Vec<Elem>, Error> {
+        let msg = elems_request(MsgType::GetSetElem, nlm::F_DUMP, set, None);
+        let replies = conn.request(&msg).map_err(|f| kernel("list set elements", f))?;
+        Ok(replies.iter().flat_map(|p| parse::set_elems(p)).collect())
+    }
+
+    /// The mapping holding `protocol`/`host_port` in family `f`, if any.
+    fn get_port(conn: &mut Conn, f: Fam, protocol: Protocol, host_port: u16) -> Result<Option<PortMapping>, Error> {
+        let key = elems::port_key(protocol, host_port);
+        let msg = elems_request(MsgType::GetSetElem, 0, f.ports(), Some(&key));
+        match conn.request(&msg) {
+            Ok(replies) => {
+                let found = replies.iter().flat_map(|p| parse::set_elems(p));
+                Ok(found.filter_map(|e| elems::port_from_elem(f, &e)).next())
+            }
+            Err(Failure::Kernel { errno: ENOENT, .. }) => {
+                // The element is missing, or the whole table: tell them apart.
+                Self::dump(conn, f.ports()).map(|_| None)
+            }
+            Err(e) => Err(kernel("look up published port", e)),
+        }
+    }
+
+    fn networks(conn: &mut Conn) -> Result<Vec<NetworkNat>, Error> {
+        let mut out = Vec::new();
+        for f in Fam::ALL {
+            let starts: Vec<Elem> = Self::dump(conn, f.masq())?
+                .into_iter()
+                .filter(|e| e.flags & elems::ELEM_INTERVAL_END == 0)
+                .collect();
+            for e in Self::dump(conn, f.own())? {
+                let Some((subnet, bridge)) = elems::own_from_elem(f, &e) else { continue };
+                let masquerade = starts.iter().any(|s| s.key == e.key[..f.addr_len()]);
+                out.push(NetworkNat { subnet, bridge, masquerade });
+            }
+        }
+        out.sort_by(|a, b| (a.subnet, &a.bridge).cmp(&(b.subnet, &b.bridge)));
+        Ok(out)
+    }
+
+    fn publish_locked(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
+        check::no_duplicate_ports(ports)?;
+        for m in ports {
+            if let Some(existing) = Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)? {
+                return Err(Error::PortInUse { protocol: m.protocol, host_port: m.host_port, existing: Some(existing) });
+            }
+        }
+        match Self::apply(conn, &plan::publish(ports)) {
+            Ok(()) => Ok(()),
+            // Published meanwhile by someone else: the batch named the message.
+            Err(Failure::Kernel { errno: EEXIST, index: Some(i), .. }) if i < ports.len() => {
+                let m = ports[i];
+                let existing = Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)?;
+                Err(Error::PortInUse { protocol: m.protocol, host_port: m.host_port, existing })
+            }
+            Err(f) => Err(kernel("publish", f)),
+        }
+    }
+
+    fn unpublish_locked(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
+        let mut present = Vec::new();
+        for m in ports {
+            let found = Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)?;
+            if found == Some(*m) && !present.contains(m) {
+                present.push(*m);
+            }
+        }
+        Self::apply(conn, &plan::unpublish(&present)).map_err(|f| kernel("unpublish", f))
+    }
+
+    fn add_network_locked(conn: &mut Conn, net: &NetworkNat) -> Result<(), Error> {
+        check::network(net)?;
+        let existing = Self::networks(conn)?;
+        check::no_overlap(net, &existing)?;
+        let want = plan::network_elems(net);
+        let ops = match existing.iter().find(|e| e.subnet == net.subnet) {
+            None => plan::add_elems(want),
+            Some(old) if old.masquerade == net.masquerade => return Ok(()),
+            Some(old) => {
+                // Only `masquerade` changed: add or remove the masq interval.
+                let (on, off) = if net.masquerade { (net, old) } else { (old, net) };
+                let masq: Vec<_> = plan::network_elems(on)
+                    .into_iter()
+                    .filter(|p| !plan::network_elems(off).contains(p))
+                    .collect();
+                if net.masquerade { plan::add_elems(masq) } else { plan::del_elems(masq) }
+            }
+        };
+        Self::apply(conn, &ops).map_err(|f| kernel("add network", f))
+    }
+
+    fn remove_network_locked(conn: &mut Conn, net: &NetworkNat) -> Result<(), Error> {
+        let existing = Self::networks(conn)?;
+        let Some(old) = existing.iter().find(|e| e.subnet == net.subnet && e.bridge == net.bridge) else {
+            return Ok(());
+        };
+        let ops = plan::del_elems(plan::network_elems(old));
+        Self::apply(conn, &ops).map_err(|f| kernel("remove network", f))
+    }
+}
+
+#[async_trait]
+impl Nat for NftNat {
+    async fn ensure_table(&self) -> Result<(), Error> {
+        let ops = plan::skeleton();
+        Self::apply(&mut self.lock(), &ops).map_err(|f| kernel("ensure table", f))
+    }
+
+    async fn sync(&self, state: &NatState) -> Result<(), Error> {
+        check::state(state)?;
+        let ops = plan::sync(state);
+        Self::apply(&mut self.lock(), &ops).map_err(|f| kernel("sync", f))
+    }
+
+    async fn add_network(&self, net: &NetworkNat) -> Result<(), Error> {
+        Self::add_network_locked(&mut self.lock(), net)
+    }
+
+    async fn remove_network(&self, net: &NetworkNat) -> Result<(), Error> {
+        Self::remove_network_locked(&mut self.lock(), net)
+    }
+
+    async fn list_networks(&self) -> Result<Vec<NetworkNat>, Error> {
+        Self::networks(&mut self.lock())
+    }
+
+    async fn publish(&self, ports: &[PortMapping]) -> Result<(), Error> {
+        Self::publish_locked(&mut self.lock(), ports)
+    }
+
+    async fn unpublish(&self, ports: &[PortMapping]) -> Result<(), Error> {
+        Self::unpublish_locked(&mut self.lock(), ports)
+    }
+
+    async fn list_published(&self) -> Result<Vec<PortMapping>, Error> {
+        let mut conn = self.lock();
+        let mut out = Vec::new();
+        for f in Fam::ALL {
+            let found = Self::dump(&mut conn, f.ports())?;
+            out.extend(found.iter().filter_map(|e| elems::port_from_elem(f, e)));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn remove_all(&self) -> Result<(), Error> {
+        match Self::apply(&mut self.lock(), &[Op::DelTable]) {
+            Ok(()) | Err(Failure::Kernel { errno: ENOENT, .. }) => Ok(()),
+            Err(f) => Err(kernel("remove all", f)),
+        }
+    }
+}
