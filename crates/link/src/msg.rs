@@ -1,0 +1,229 @@
+//! Pure builders: what trellis asks the kernel for, as [`Request`] values.
+
+use crate::naming;
+use crate::nl::{CHANGE, CREATE_EXCL, CREATE_REPLACE, DUMP, GET, Request};
+use crate::spec::{BridgeSpec, LinkRef, LinkSummary, Mac, VethSpec};
+use ipnet::IpNet;
+use netlink_packet_route::RouteNetlinkMessage as M;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use nix::errno::Errno;
+use rtnetlink::AddressMessageBuilder;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
+/// Errnos that mean a link is already gone.
+pub const GONE: &[Errno] = &[Errno::ENODEV];
+
+fn up(mut msg: LinkMessage) -> LinkMessage {
+    msg.header.flags |= LinkFlags::Up;
+    msg.header.change_mask |= LinkFlags::Up;
+    msg
+}
+
+fn with_kind(mut msg: LinkMessage, kind: InfoKind, data: Option<InfoData>) -> LinkMessage {
+    let mut info = vec![LinkInfo::Kind(kind)];
+    info.extend(data.map(LinkInfo::Data));
+    msg.attributes.push(LinkAttribute::LinkInfo(info));
+    msg
+}
+
+fn named(name: &str) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+    msg
+}
+
+fn indexed(index: u32) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg
+}
+
+fn by_ref(link: &LinkRef) -> LinkMessage {
+    match link {
+        LinkRef::Index(i) => indexed(*i),
+        LinkRef::Name(n) => named(n.as_str()),
+    }
+}
+
+/// Creates a bridge, up, with its MAC fixed (given or derived from the name).
+pub fn bridge_create(spec: &BridgeSpec) -> Request {
+    let mut msg = named(spec.name.as_str());
+    let mac = spec.mac.unwrap_or_else(|| naming::bridge_mac(&spec.name));
+    msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    if let Some(mtu) = spec.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    let msg = up(with_kind(msg, InfoKind::Bridge, None));
+    Request::new(
+        "create bridge",
+        spec.name.as_str(),
+        CREATE_EXCL,
+        M::NewLink(msg),
+    )
+}
+
+/// Brings an existing bridge in line with `spec`: only what differs is sent;
+/// `None` when nothing does (so a second `ensure_bridge` changes nothing).
+pub fn bridge_update(existing: &LinkSummary, spec: &BridgeSpec) -> Option<Request> {
+    let mut msg = indexed(existing.index);
+    let mac = spec.mac.unwrap_or_else(|| naming::bridge_mac(&spec.name));
+    if existing.mac != Some(mac) {
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(mtu) = spec.mtu.filter(|m| existing.mtu != Some(*m)) {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if !existing.up {
+        msg = up(msg);
+    }
+    if msg.attributes.is_empty() && msg.header.change_mask.is_empty() {
+        return None;
+    }
+    Some(Request::new(
+        "update bridge",
+        spec.name.as_str(),
+        CHANGE,
+        M::SetLink(msg),
+    ))
+}
+
+/// Adds (or refreshes) an address on interface `index`; idempotent.
+pub fn address_add(index: u32, subject: &str, addr: IpNet) -> Request {
+    let msg: AddressMessage = match addr.addr() {
+        IpAddr::V4(a) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+            .index(index)
+            .address(a, addr.prefix_len())
+            .build(),
+        IpAddr::V6(a) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+            .index(index)
+            .address(a, addr.prefix_len())
+            .build(),
+    };
+    Request::new(
+        "add address",
+        format!("{addr} on {subject}"),
+        CREATE_REPLACE,
+        M::NewAddress(msg),
+    )
+}
+
+/// Creates a veth pair in one request: the host end named, up, enslaved to
+/// `master`; the peer created inside the namespace `netns_fd` refers to, under
+/// its final name, with its MAC and MTU.
+///
+/// The peer stays down: `veth_newlink` applies the peer's `ifinfomsg` flags
+/// before the two ends are linked, so `IFF_UP` there fails in `veth_open`
+/// with `ENOTCONN`. The container side is brought up in its own namespace.
+pub fn veth_create(
+    spec: &VethSpec,
+    netns_fd: RawFd,
+    master: Option<u32>,
+    peer_mac: Mac,
+) -> Request {
+    let mut peer = named(spec.container_name.as_str());
+    peer.attributes.push(LinkAttribute::NetNsFd(netns_fd));
+    peer.attributes
+        .push(LinkAttribute::Address(peer_mac.to_vec()));
+    if let Some(mtu) = spec.mtu {
+        peer.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    let mut host = named(spec.host_name.as_str());
+    if let Some(mac) = spec.host_mac {
+        host.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(mtu) = spec.mtu {
+        host.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(master) = master {
+        host.attributes.push(LinkAttribute::Controller(master));
+    }
+    let data = InfoData::Veth(InfoVeth::Peer(peer));
+    let host = up(with_kind(host, InfoKind::Veth, Some(data)));
+    let subject = format!(
+        "{} (peer {} in {})",
+        spec.host_name, spec.container_name, spec.container_netns
+    );
+    Request::new("create veth", subject, CREATE_EXCL, M::NewLink(host))
+}
+
+/// Sets a link administratively up.
+pub fn set_up(link: &LinkRef) -> Request {
+    Request::new(
+        "set up",
+        link.to_string(),
+        CHANGE,
+        M::SetLink(up(by_ref(link))),
+    )
+}
+
+/// Deletes a link by name; a link that is already gone counts as deleted.
+pub fn delete(name: &str) -> Request {
+    Request::new("delete link", name, CHANGE, M::DelLink(named(name))).done_if(GONE)
+}
+
+/// Puts a link into device group `group` (the first half of a batched delete).
+pub fn set_group(name: &str, group: u32) -> Request {
+    let mut msg = named(name);
+    msg.attributes.push(LinkAttribute::Group(group));
+    Request::new("set group of", name, CHANGE, M::SetLink(msg)).done_if(GONE)
+}
+
+/// Deletes every link in device group `group` in one `unregister_netdevice_many`,
+/// which pays the RCU grace periods of a teardown once for the whole batch.
+pub fn delete_group(group: u32) -> Request {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::Group(group));
+    Request::new(
+        "delete link group",
+        group.to_string(),
+        CHANGE,
+        M::DelLink(msg),
+    )
+    .done_if(GONE)
+}
+
+/// Gets one link.
+pub fn get_link(link: &LinkRef) -> Request {
+    Request::new("get link", link.to_string(), GET, M::GetLink(by_ref(link)))
+}
+
+/// Dumps all links.
+pub fn dump_links() -> Request {
+    Request::new("list links", "", DUMP, M::GetLink(LinkMessage::default()))
+}
+
+/// Reads the parts of a link message trellis cares about.
+pub fn summarise(msg: &LinkMessage) -> LinkSummary {
+    let mut s = LinkSummary {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        mac: None,
+        mtu: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        master: None,
+        link: None,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => s.name = n.clone(),
+            LinkAttribute::Address(a) => s.mac = <Mac>::try_from(a.as_slice()).ok(),
+            LinkAttribute::Mtu(m) => s.mtu = Some(*m),
+            LinkAttribute::Controller(m) => s.master = Some(*m),
+            LinkAttribute::Link(l) => s.link = Some(*l),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(k) = info {
+                        s.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}

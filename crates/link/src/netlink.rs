@@ -1,0 +1,281 @@
+//! [`NetlinkLinks`]: the real [`Links`], over rtnetlink.
+
+use crate::error::{KernelError, LinkError};
+use crate::netns::{Sockets, check_netns, open_netns};
+use crate::spec::{BridgeSpec, ContainerIface, LinkRef, LinkSummary, Ns, VethInfo, VethSpec};
+use crate::sysctl::SysctlKey;
+use crate::{Links, msg, naming, nl};
+use async_trait::async_trait;
+use ipnet::IpNet;
+use netlink_packet_route::RouteNetlinkMessage;
+use nix::errno::Errno;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use trellis_types::{IfName, NetnsPath};
+
+/// The real [`Links`]: one long-lived netlink socket in the host namespace,
+/// and a fresh socket per call for a container's.
+#[derive(Clone, Debug)]
+pub struct NetlinkLinks {
+    sockets: Sockets,
+}
+
+impl NetlinkLinks {
+    /// Uses the namespace the process is in as the host (the daemon).
+    pub async fn current() -> Result<Self, LinkError> {
+        Ok(Self::new(Sockets::current().await?))
+    }
+
+    /// Uses the namespace at `path` as the host (tests, labs).
+    pub async fn in_netns(path: &NetnsPath) -> Result<Self, LinkError> {
+        Ok(Self::new(Sockets::in_netns(path).await?))
+    }
+
+    /// Builds on existing sockets (to share them with trellis-route).
+    pub fn new(sockets: Sockets) -> Self {
+        Self { sockets }
+    }
+
+    /// The sockets, to hand to trellis-route.
+    pub fn sockets(&self) -> &Sockets {
+        &self.sockets
+    }
+}
+
+/// Gets one link; `None` if it does not exist.
+async fn get(handle: &rtnetlink::Handle, link: &LinkRef) -> Result<Option<LinkSummary>, LinkError> {
+    match nl::fetch(handle, msg::get_link(link)).await {
+        Ok(msgs) => Ok(msgs.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(msg::summarise(l)),
+            _ => None,
+        })),
+        Err(e) if e.is(Errno::ENODEV) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn must_get(handle: &rtnetlink::Handle, link: &LinkRef) -> Result<LinkSummary, LinkError> {
+    get(handle, link).await?.ok_or_else(|| LinkError::NotFound {
+        name: link.to_string(),
+    })
+}
+
+async fn index_of(handle: &rtnetlink::Handle, link: &LinkRef) -> Result<u32, LinkError> {
+    match link {
+        LinkRef::Index(i) => Ok(*i),
+        LinkRef::Name(_) => Ok(must_get(handle, link).await?.index),
+    }
+}
+
+fn missing_as_not_found(e: KernelError, link: &LinkRef) -> LinkError {
+    if e.is(Errno::ENODEV) {
+        LinkError::NotFound {
+            name: link.to_string(),
+        }
+    } else {
+        e.into()
+    }
+}
+
+/// Device groups used for batched deletes: high, odd-looking numbers, unique
+/// per process and call, so that no one else's group is ever deleted.
+fn fresh_group() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) & 0xfff;
+    0x7400_0000 | ((std::process::id() & 0x3fff) << 12) | n
+}
+
+impl NetlinkLinks {
+    async fn reconcile_bridge(
+        &self,
+        existing: LinkSummary,
+        spec: &BridgeSpec,
+    ) -> Result<u32, LinkError> {
+        if existing.kind.as_deref() != Some("bridge") {
+            let kind = existing
+                .kind
+                .map_or("a device without a kind".into(), |k| format!("a {k}"));
+            return Err(LinkError::NotABridge {
+                name: spec.name.to_string(),
+                kind,
+            });
+        }
+        if let Some(req) = msg::bridge_update(&existing, spec) {
+            nl::apply(self.sockets.host(), vec![req]).await?;
+        }
+        Ok(existing.index)
+    }
+
+    async fn veth_exists_error(&self, spec: &VethSpec) -> LinkError {
+        let host = LinkRef::Name(spec.host_name.clone());
+        match get(self.sockets.host(), &host).await {
+            Ok(Some(_)) => LinkError::AlreadyExists {
+                name: spec.host_name.to_string(),
+            },
+            _ => LinkError::AlreadyExists {
+                name: format!("{} in {}", spec.container_name, spec.container_netns),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Links for NetlinkLinks {
+    async fn ensure_bridge(&self, spec: &BridgeSpec) -> Result<u32, LinkError> {
+        let host = self.sockets.host();
+        let name = LinkRef::Name(spec.name.clone());
+        let index = match get(host, &name).await? {
+            Some(existing) => self.reconcile_bridge(existing, spec).await?,
+            None => match nl::apply(host, vec![msg::bridge_create(spec)]).await {
+                Ok(()) => must_get(host, &name).await?.index,
+                // Lost a race with another creator: check what it made.
+                Err(e) if e.is(Errno::EEXIST) => {
+                    let existing = must_get(host, &name).await?;
+                    self.reconcile_bridge(existing, spec).await?
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let addrs = spec
+            .gateway
+            .iter()
+            .map(|a| msg::address_add(index, spec.name.as_str(), *a))
+            .collect();
+        nl::apply(host, addrs).await?;
+        Ok(index)
+    }
+
+    async fn create_veth(&self, spec: &VethSpec) -> Result<VethInfo, LinkError> {
+        // Validate the namespace before anything is sent.
+        let netns = open_netns(&spec.container_netns)?;
+        let host = self.sockets.host();
+        let master = match &spec.master {
+            Some(m) => Some(index_of(host, m).await?),
+            None => None,
+        };
+        let mac = spec
+            .container_mac
+            .unwrap_or_else(|| naming::container_mac(&spec.host_name));
+        let req = msg::veth_create(spec, netns.as_raw_fd(), master, mac);
+        match nl::apply(host, vec![req]).await {
+            Ok(()) => {}
+            Err(e) if e.is(Errno::EEXIST) => return Err(self.veth_exists_error(spec).await),
+            // The kernel refuses IFLA_NET_NS_FD of a non-network namespace
+            // with EINVAL before creating anything; say which input was bad.
+            Err(e) if e.is(Errno::EINVAL) => {
+                check_netns(&spec.container_netns).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(netns);
+        let made = must_get(host, &LinkRef::Name(spec.host_name.clone())).await?;
+        Ok(VethInfo {
+            host_ifindex: made.index,
+            // IFLA_LINK of a veth is its peer's index, in the peer's namespace.
+            container_ifindex: made.link.unwrap_or_default(),
+            container_mac: mac,
+        })
+    }
+
+    async fn setup_container_iface(&self, iface: &ContainerIface) -> Result<(), LinkError> {
+        let handle = self.sockets.handle(&Ns::Path(iface.netns.clone())).await?;
+        let index = index_of(&handle, &iface.link).await?;
+        let lo = IfName::parse("ifname", "lo").expect("lo is a valid name");
+        let mut reqs = vec![msg::set_up(&LinkRef::Name(lo))];
+        let subject = iface.link.to_string();
+        reqs.extend(
+            iface
+                .addresses
+                .iter()
+                .map(|a| msg::address_add(index, &subject, *a)),
+        );
+        reqs.push(msg::set_up(&LinkRef::Index(index)));
+        nl::apply(&handle, reqs)
+            .await
+            .map_err(|e| missing_as_not_found(e, &iface.link))
+    }
+
+    async fn add_address(&self, ns: &Ns, link: &LinkRef, addr: IpNet) -> Result<(), LinkError> {
+        let handle = self.sockets.handle(ns).await?;
+        let index = index_of(&handle, link).await?;
+        let req = msg::address_add(index, &link.to_string(), addr);
+        nl::apply(&handle, vec![req])
+            .await
+            .map_err(|e| missing_as_not_found(e, link))
+    }
+
+    async fn set_up(&self, ns: &Ns, link: &LinkRef) -> Result<(), LinkError> {
+        let handle = self.sockets.handle(ns).await?;
+        nl::apply(&handle, vec![msg::set_up(link)])
+            .await
+            .map_err(|e| missing_as_not_found(e, link))
+    }
+
+    async fn delete_link(&self, name: &IfName) -> Result<(), LinkError> {
+        Ok(nl::apply(self.sockets.host(), vec![msg::delete(name.as_str())]).await?)
+    }
+
+    async fn delete_links(&self, names: &[IfName]) -> Result<(), LinkError> {
+        let host = self.sockets.host();
+        let group = fresh_group();
+        let marks = names
+            .iter()
+            .map(|n| msg::set_group(n.as_str(), group))
+            .collect();
+        let marked = nl::apply_each(host, marks).await;
+        let deleted = nl::apply(host, vec![msg::delete_group(group)]).await;
+        if let Err(e) = &deleted
+            && e.is(Errno::EOPNOTSUPP)
+        {
+            // Some link in the batch cannot be deleted by group (no dellink
+            // op): fall back to one request per link.
+            let each = names.iter().map(|n| msg::delete(n.as_str())).collect();
+            return Ok(nl::apply(host, each).await?);
+        }
+        // Report the first failure, marking or deleting.
+        marked
+            .into_iter()
+            .chain([deleted])
+            .collect::<Result<(), _>>()?;
+        Ok(())
+    }
+
+    async fn link_exists(&self, ns: &Ns, name: &IfName) -> Result<bool, LinkError> {
+        let handle = self.sockets.handle(ns).await?;
+        Ok(get(&handle, &LinkRef::Name(name.clone())).await?.is_some())
+    }
+
+    async fn list_links_with_prefix(
+        &self,
+        ns: &Ns,
+        prefix: &str,
+    ) -> Result<Vec<LinkSummary>, LinkError> {
+        let handle = self.sockets.handle(ns).await?;
+        let msgs = nl::fetch(&handle, msg::dump_links()).await?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(msg::summarise(l)),
+                _ => None,
+            })
+            .filter(|s| s.name.starts_with(prefix))
+            .collect())
+    }
+
+    async fn set_sysctl(&self, ns: &Ns, key: &SysctlKey, value: &str) -> Result<(), LinkError> {
+        let path = key.proc_path();
+        let value = value.to_owned();
+        self.sockets
+            .run_in(ns, move || std::fs::write(path, value))
+            .await
+            .map_err(|e| match e.into_link_error("write sysctl", ns) {
+                LinkError::Io { op, source, .. } => LinkError::Io {
+                    op,
+                    subject: format!("{key} in {ns}"),
+                    source,
+                },
+                other => other,
+            })
+    }
+}

@@ -1,0 +1,138 @@
+//! Netlink requests as data, and the one executor that applies them.
+//!
+//! Builders elsewhere in the crate (and in trellis-route) are pure functions
+//! returning [`Request`] values; unit tests compare those values. Only this
+//! module talks to a socket.
+
+use crate::error::KernelError;
+use futures::StreamExt;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use nix::errno::Errno;
+use std::io;
+
+/// Flags for a create that must not touch an existing object.
+pub const CREATE_EXCL: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+/// Flags for an idempotent create-or-replace.
+pub const CREATE_REPLACE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+/// Flags for a change or delete of one object.
+pub const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
+/// Flags for a dump.
+pub const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
+/// Flags for a get of one object.
+pub const GET: u16 = NLM_F_REQUEST;
+
+/// One netlink request, with what it is for (used in error messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// What it does, lowercase (`"create veth"`).
+    pub op: &'static str,
+    /// What it does it to (`"tr0123456789abc"`).
+    pub subject: String,
+    /// Netlink header flags.
+    pub flags: u16,
+    /// The message.
+    pub message: RouteNetlinkMessage,
+    /// Errnos that mean "already done" (ENODEV for a delete, EEXIST never).
+    pub done_if: &'static [Errno],
+}
+
+impl Request {
+    /// A request that fails on any error.
+    pub fn new(
+        op: &'static str,
+        subject: impl Into<String>,
+        flags: u16,
+        message: RouteNetlinkMessage,
+    ) -> Self {
+        Self {
+            op,
+            subject: subject.into(),
+            flags,
+            message,
+            done_if: &[],
+        }
+    }
+
+    /// Treats the kernel answering with any of `errnos` as success (idempotent deletes).
+    pub fn done_if(mut self, errnos: &'static [Errno]) -> Self {
+        self.done_if = errnos;
+        self
+    }
+
+    fn error(&self, source: io::Error) -> KernelError {
+        KernelError {
+            op: self.op,
+            subject: self.subject.clone(),
+            source,
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "netlink connection closed")
+}
+
+/// Sends every request at once (the kernel handles them in order on the one
+/// socket) and collects each answer. One round trip's latency for the batch.
+pub async fn apply_each(
+    handle: &rtnetlink::Handle,
+    requests: Vec<Request>,
+) -> Vec<Result<(), KernelError>> {
+    let mut handle = handle.clone();
+    let mut pending = Vec::with_capacity(requests.len());
+    for req in requests {
+        let mut msg = NetlinkMessage::from(req.message.clone());
+        msg.header.flags = req.flags;
+        let stream = handle.request(msg);
+        pending.push((req, stream));
+    }
+    let mut results = Vec::with_capacity(pending.len());
+    for (req, stream) in pending {
+        let Ok(mut stream) = stream else {
+            results.push(Err(req.error(closed())));
+            continue;
+        };
+        let mut result = Ok(());
+        while let Some(msg) = stream.next().await {
+            if let NetlinkPayload::Error(e) = msg.payload
+                && e.code.is_some()
+            {
+                let errno = Errno::from_raw(e.raw_code().abs());
+                if !req.done_if.contains(&errno) {
+                    result = Err(req.error(e.to_io()));
+                }
+            }
+        }
+        results.push(result);
+    }
+    results
+}
+
+/// Like [`apply_each`], returning the first failure.
+pub async fn apply(handle: &rtnetlink::Handle, requests: Vec<Request>) -> Result<(), KernelError> {
+    apply_each(handle, requests).await.into_iter().collect()
+}
+
+/// Sends a get or dump request and returns the messages it answers with.
+pub async fn fetch(
+    handle: &rtnetlink::Handle,
+    req: Request,
+) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
+    let mut handle = handle.clone();
+    let mut msg = NetlinkMessage::from(req.message.clone());
+    msg.header.flags = req.flags;
+    let mut stream = handle.request(msg).map_err(|_| req.error(closed()))?;
+    let mut out = Vec::new();
+    while let Some(msg) = stream.next().await {
+        match msg.payload {
+            NetlinkPayload::InnerMessage(m) => out.push(m),
+            NetlinkPayload::Error(e) if e.code.is_some() => return Err(req.error(e.to_io())),
+            _ => {}
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,132 @@
+//! What callers ask for: bridges, veth pairs, link references, namespaces.
+
+use ipnet::IpNet;
+use std::fmt;
+use trellis_types::{IfName, NetnsPath};
+
+/// A MAC address (EUI-48).
+pub type Mac = [u8; 6];
+
+/// Which network namespace an operation runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Ns {
+    /// The host namespace the implementation was built for
+    /// ([`crate::NetlinkLinks::current`] or [`crate::NetlinkLinks::in_netns`]).
+    Host,
+    /// Another namespace, usually a container's, opened for this call only.
+    Path(NetnsPath),
+}
+
+impl fmt::Display for Ns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ns::Host => f.write_str("host netns"),
+            Ns::Path(p) => write!(f, "netns {p}"),
+        }
+    }
+}
+
+/// An interface, by index or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LinkRef {
+    /// By interface index (in the namespace the operation runs in).
+    Index(u32),
+    /// By name.
+    Name(IfName),
+}
+
+impl fmt::Display for LinkRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkRef::Index(i) => write!(f, "ifindex {i}"),
+            LinkRef::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+/// A Linux bridge as trellis wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSpec {
+    /// The bridge's name (`trellis0`).
+    pub name: IfName,
+    /// Gateway addresses with their prefix length (`192.168.169.1/24`).
+    pub gateway: Vec<IpNet>,
+    /// The MAC; `None` derives a stable one from the name ([`crate::bridge_mac`]).
+    pub mac: Option<Mac>,
+    /// The MTU; `None` leaves the kernel's choice.
+    pub mtu: Option<u32>,
+}
+
+/// A veth pair: the host end stays in the host namespace, the peer is created
+/// straight inside the container's namespace under its final name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethSpec {
+    /// The host end's name (see [`crate::host_veth_name`]).
+    pub host_name: IfName,
+    /// The container's network namespace.
+    pub container_netns: NetnsPath,
+    /// The peer's name inside the container (`eth0`).
+    pub container_name: IfName,
+    /// MTU of both ends; `None` leaves the kernel's default.
+    pub mtu: Option<u32>,
+    /// The peer's MAC; `None` derives a stable one from `host_name`
+    /// ([`crate::container_mac`]), so a retried attach gets the same MAC.
+    pub container_mac: Option<Mac>,
+    /// The host end's MAC (routed mode wants `ee:ee:ee:ee:ee:ee`); `None` lets
+    /// the kernel pick a random one.
+    pub host_mac: Option<Mac>,
+    /// The bridge to enslave the host end to, if any.
+    pub master: Option<LinkRef>,
+}
+
+/// What [`crate::Links::create_veth`] created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VethInfo {
+    /// Index of the host end, in the host namespace.
+    pub host_ifindex: u32,
+    /// Index of the peer, in the container namespace.
+    pub container_ifindex: u32,
+    /// The peer's MAC.
+    pub container_mac: Mac,
+}
+
+/// The container side of an attach, configured over one netlink socket opened
+/// inside the container's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerIface {
+    /// The container's network namespace.
+    pub netns: NetnsPath,
+    /// The interface inside it.
+    pub link: LinkRef,
+    /// Addresses to add (with prefix length, `192.168.169.2/24`).
+    pub addresses: Vec<IpNet>,
+}
+
+/// One interface as a listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSummary {
+    /// Interface index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// `IFLA_INFO_KIND` (`"bridge"`, `"veth"`), `None` for physical devices and `lo`.
+    pub kind: Option<String>,
+    /// Hardware address, if it is an Ethernet-like one.
+    pub mac: Option<Mac>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    /// Index of the bridge it is enslaved to.
+    pub master: Option<u32>,
+    /// `IFLA_LINK`: for a veth, the peer's index (in the peer's namespace).
+    pub link: Option<u32>,
+}
+
+/// Formats a MAC as `02:aa:bb:cc:dd:ee`.
+pub fn format_mac(mac: &Mac) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

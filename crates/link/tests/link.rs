@@ -1,0 +1,314 @@
+//! Privileged tests of trellis-link: every one builds its own namespaces (a
+//! "host" and "containers") and never touches the machine's own.
+
+mod util;
+
+use std::time::Instant;
+use trellis_link::*;
+use trellis_testlab::{Netns, TcpServer, seen_ip, tcp_request};
+use util::{Lab, at, ifn, mac_in, nspath};
+
+fn bridge(name: &str) -> BridgeSpec {
+    BridgeSpec {
+        name: ifn(name),
+        gateway: vec!["192.168.169.1/24".parse().unwrap()],
+        mac: None,
+        mtu: Some(1400),
+    }
+}
+
+fn veth(host_name: &str, c: &Netns, peer: &str, master: Option<u32>) -> VethSpec {
+    VethSpec {
+        host_name: ifn(host_name),
+        container_netns: nspath(c),
+        container_name: ifn(peer),
+        mtu: Some(1400),
+        container_mac: None,
+        host_mac: None,
+        master: master.map(LinkRef::Index),
+    }
+}
+
+#[tokio::test]
+async fn bridge_is_idempotent_and_keeps_its_mac_as_ports_come_and_go() {
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    let spec = bridge("br0");
+    let idx = lab.links.ensure_bridge(&spec).await.unwrap();
+    assert_eq!(
+        lab.links.ensure_bridge(&spec).await.unwrap(),
+        idx,
+        "second ensure"
+    );
+    let want = format_mac(&bridge_mac(&spec.name));
+    let shown = lab.host.ip("-d link show br0");
+    assert!(
+        shown.contains("bridge") && shown.contains("mtu 1400") && shown.contains("UP"),
+        "{shown}"
+    );
+    assert_eq!(mac_in(&shown), want);
+    assert!(lab.host.ip("addr show br0").contains("192.168.169.1/24"));
+
+    let v = veth("tr0000000000001", &c, "eth0", Some(idx));
+    lab.links.create_veth(&v).await.unwrap();
+    assert_eq!(
+        mac_in(&lab.host.ip("link show br0")),
+        want,
+        "after adding a port"
+    );
+    lab.links.delete_link(&v.host_name).await.unwrap();
+    assert_eq!(
+        mac_in(&lab.host.ip("link show br0")),
+        want,
+        "after removing it"
+    );
+    assert_eq!(
+        lab.links.ensure_bridge(&spec).await.unwrap(),
+        idx,
+        "third ensure"
+    );
+}
+
+#[tokio::test]
+async fn peer_is_born_in_the_container_and_reaches_the_gateway() {
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    let br = lab.links.ensure_bridge(&bridge("br0")).await.unwrap();
+    let host_name = host_veth_name(
+        &trellis_types::ContainerId::parse("id", "c1").unwrap(),
+        &ifn("eth0"),
+    );
+    let spec = veth(host_name.as_str(), &c, "eth0", Some(br));
+    let info = lab.links.create_veth(&spec).await.unwrap();
+
+    let peer = c.ip("link show eth0");
+    assert!(
+        peer.contains(&format!("{}: eth0@", info.container_ifindex)),
+        "{peer}"
+    );
+    assert!(peer.contains("mtu 1400"), "{peer}");
+    assert_eq!(mac_in(&peer), format_mac(&info.container_mac));
+    assert_eq!(info.container_mac, container_mac(&host_name));
+    let hostside = lab.host.ip(&format!("link show {host_name}"));
+    assert!(
+        hostside.contains("master br0")
+            && hostside.contains(&format!("{}: {host_name}@", info.host_ifindex)),
+        "{hostside}"
+    );
+    assert!(
+        !lab.host.ip("link show").contains("eth0"),
+        "peer never appears on the host"
+    );
+
+    let iface = ContainerIface {
+        netns: nspath(&c),
+        link: LinkRef::Index(info.container_ifindex),
+        addresses: vec!["192.168.169.2/24".parse().unwrap()],
+    };
+    lab.links.setup_container_iface(&iface).await.unwrap();
+    let shown = c.ip("addr show eth0");
+    assert!(
+        shown.contains("192.168.169.2/24") && shown.contains(",UP"),
+        "{shown}"
+    );
+    assert!(c.ip("link show lo").contains(",UP"));
+    let ping = c.exec(&["ping", "-c", "1", "-W", "2", "192.168.169.1"]);
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let server = TcpServer::start(&lab.host, "192.168.169.1:7070".parse().unwrap(), "gw");
+    let reply = tcp_request(&c, server.addr()).unwrap();
+    assert_eq!(
+        seen_ip(&reply).to_string(),
+        "192.168.169.2",
+        "what the gateway saw: {reply}"
+    );
+
+    lab.links.delete_link(&host_name).await.unwrap();
+    lab.links
+        .delete_link(&host_name)
+        .await
+        .expect("second delete is a no-op");
+    assert!(
+        !c.ip("link show").contains("eth0"),
+        "peer went with the host end"
+    );
+}
+
+#[tokio::test]
+async fn container_side_operations_and_sysctls_happen_in_the_right_netns() {
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    let spec = veth("tr0000000000002", &c, "eth1", None);
+    lab.links.create_veth(&spec).await.unwrap();
+    let cns = at(&c);
+    lab.links
+        .add_address(
+            &cns,
+            &LinkRef::Name(ifn("eth1")),
+            "fd00::2/64".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    lab.links
+        .set_up(&cns, &LinkRef::Name(ifn("eth1")))
+        .await
+        .unwrap();
+    assert!(c.ip("addr show eth1").contains("fd00::2/64"));
+    assert!(lab.links.link_exists(&cns, &ifn("eth1")).await.unwrap());
+    assert!(
+        !lab.links
+            .link_exists(&Ns::Host, &ifn("eth1"))
+            .await
+            .unwrap()
+    );
+    let err = lab
+        .links
+        .set_up(&cns, &LinkRef::Name(ifn("nope0")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LinkError::NotFound { .. }), "{err}");
+
+    // The host veth exists only in the lab's host netns: success proves where it ran.
+    let key = SysctlKey::ipv4_conf(&spec.host_name, "proxy_arp").unwrap();
+    lab.links.set_sysctl(&Ns::Host, &key, "1").await.unwrap();
+    assert_eq!(
+        lab.host
+            .read_sysctl(&format!("net.ipv4.conf.{}.proxy_arp", spec.host_name)),
+        "1"
+    );
+    let key = SysctlKey::ipv4_conf(&ifn("eth1"), "rp_filter").unwrap();
+    lab.links.set_sysctl(&cns, &key, "2").await.unwrap();
+    assert_eq!(c.read_sysctl("net.ipv4.conf.eth1.rp_filter"), "2");
+    let missing = SysctlKey::ipv4_conf(&ifn("eth1"), "proxy_arp").unwrap();
+    let err = lab
+        .links
+        .set_sysctl(&Ns::Host, &missing, "1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LinkError::Io { .. }),
+        "eth1 is not in the host netns: {err}"
+    );
+}
+
+#[tokio::test]
+async fn bad_netns_path_is_a_typed_error_and_leaves_nothing_behind() {
+    let lab = Lab::new().await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let paths = [
+        file.path().to_string_lossy().into_owned(),
+        "/run/netns/trellis-does-not-exist".to_owned(),
+        "/proc/self/ns/mnt".to_owned(),
+        "/tmp".to_owned(),
+    ];
+    for path in paths {
+        let mut spec = veth("tr0000000000003", &Netns::new("tmp"), "eth0", None);
+        spec.container_netns = trellis_types::NetnsPath::parse("netns", &path).unwrap();
+        let err = lab.links.create_veth(&spec).await.unwrap_err();
+        let LinkError::Invalid(bad) = &err else {
+            panic!("{path}: {err:?}")
+        };
+        assert_eq!(
+            (bad.field, bad.value.as_str()),
+            ("netns", path.as_str()),
+            "{err}"
+        );
+        let leaked = lab
+            .links
+            .list_links_with_prefix(&Ns::Host, "tr")
+            .await
+            .unwrap();
+        assert!(leaked.is_empty(), "{path}: {leaked:?}");
+        assert!(!lab.host.ip("link show").contains("tr000"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn taken_names_and_non_bridges_are_distinct_errors() {
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    lab.host.ip("link add br0 type veth peer name br0p");
+    let err = lab.links.ensure_bridge(&bridge("br0")).await.unwrap_err();
+    assert!(
+        matches!(&err, LinkError::NotABridge { kind, .. } if kind == "a veth"),
+        "{err}"
+    );
+
+    let spec = veth("tr0000000000004", &c, "eth0", None);
+    lab.links.create_veth(&spec).await.unwrap();
+    let err = lab.links.create_veth(&spec).await.unwrap_err();
+    assert!(
+        matches!(&err, LinkError::AlreadyExists { name } if name == "tr0000000000004"),
+        "{err}"
+    );
+    let other = veth("tr0000000000005", &c, "eth0", None);
+    let err = lab.links.create_veth(&other).await.unwrap_err();
+    assert!(
+        matches!(&err, LinkError::AlreadyExists { name } if name.starts_with("eth0 in ")),
+        "{err}"
+    );
+    assert!(
+        !lab.links
+            .link_exists(&Ns::Host, &other.host_name)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn batched_delete_removes_all_and_ignores_missing() {
+    const N: usize = 16;
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    let br = lab.links.ensure_bridge(&bridge("br0")).await.unwrap();
+    let mut names = Vec::new();
+    let mut took = Vec::new();
+    for i in 0..N {
+        let spec = veth(&format!("tr{i:013x}"), &c, &format!("eth{i}"), Some(br));
+        let t = Instant::now();
+        lab.links.create_veth(&spec).await.unwrap();
+        took.push(t.elapsed());
+        names.push(spec.host_name);
+    }
+    took.sort();
+    eprintln!(
+        "create_veth (enslaved, peer in netns): p50 {:?}, max {:?}",
+        took[N / 2],
+        took[N - 1]
+    );
+    let listed = lab
+        .links
+        .list_links_with_prefix(&Ns::Host, HOST_VETH_PREFIX)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), N);
+    assert!(
+        listed
+            .iter()
+            .all(|l| l.kind.as_deref() == Some("veth") && l.master == Some(br))
+    );
+
+    names.push(ifn("tr-missing"));
+    let t = Instant::now();
+    lab.links.delete_links(&names).await.unwrap();
+    eprintln!("delete_links of {N} veths: {:?}", t.elapsed());
+    assert!(
+        lab.links
+            .list_links_with_prefix(&Ns::Host, "tr")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!c.ip("link show").contains("eth"), "peers went too");
+    lab.links
+        .delete_links(&names)
+        .await
+        .expect("again: all already gone");
+    assert!(
+        lab.host.ip("link show br0").contains("br0"),
+        "the bridge is not in the group"
+    );
+}
