@@ -91,10 +91,9 @@ impl NftNat {
                 let found = replies.iter().flat_map(|p| parse::set_elems(p));
                 Ok(found.filter_map(|e| elems::port_from_elem(f, &e)).next())
             }
-            Err(Failure::Kernel { errno: ENOENT, .. }) => {
-                // The element is missing, or the whole table: tell them apart.
-                Self::dump(conn, f.ports()).map(|_| None)
-            }
+            // The element is missing (or the whole table: then the batch that
+            // follows reports it, and an unpublish has nothing to do anyway).
+            Err(Failure::Kernel { errno: ENOENT, .. }) => Ok(None),
             Err(e) => Err(kernel("look up published port", e)),
         }
     }
@@ -123,6 +122,19 @@ impl NftNat {
                 return Err(Error::PortInUse { protocol: m.protocol, host_port: m.host_port, existing: Some(existing) });
             }
         }
+        Self::publish_batch(conn, ports)
+    }
+
+    /// Test hook: `publish` without the look-up before sending, so that the
+    /// privileged tests can prove that the kernel's own refusal (EEXIST under
+    /// `NLM_F_EXCL`) is mapped to [`Error::PortInUse`] and aborts the whole batch.
+    #[doc(hidden)]
+    pub fn publish_unchecked(&self, ports: &[PortMapping]) -> Result<(), Error> {
+        let mut conn = self.lock();
+        Self::publish_batch(&mut conn, ports)
+    }
+
+    fn publish_batch(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
         match Self::apply(conn, &plan::publish(ports)) {
             Ok(()) => Ok(()),
             // Published meanwhile by someone else: the batch named the message.

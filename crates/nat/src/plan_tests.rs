@@ -1,1 +1,186 @@
+//! Golden tests of the planned changes: values and bytes, no kernel.
+
 use super::*;
+use crate::expr::{Base, CmpOp, Expr, MetaKey};
+use crate::wire::encode_batch;
+use trellis_types::{IfName, Protocol};
+
+fn pm(proto: Protocol, hp: u16, ip: &str, cp: u16) -> PortMapping {
+    PortMapping { protocol: proto, host_port: hp, container_ip: ip.parse().unwrap(), container_port: cp }
+}
+
+fn net(s: &str, br: &str, masquerade: bool) -> NetworkNat {
+    NetworkNat { subnet: s.parse().unwrap(), bridge: IfName::parse("bridge", br).unwrap(), masquerade }
+}
+
+#[test]
+fn skeleton_creates_then_replaces_the_rules_in_one_batch() {
+    let names: Vec<String> = skeleton()
+        .iter()
+        .map(|op| match op {
+            Op::NewTable => "table".into(),
+            Op::NewChain(c) => format!("chain {}", c.name),
+            Op::NewSet(s) => format!("set {}", s.name),
+            Op::FlushChain(c) => format!("flush {c}"),
+            Op::NewRule(r) => format!("{}: {}", r.chain, r.text),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let want = [
+        "table",
+        "chain published",
+        "chain prerouting",
+        "chain output",
+        "chain postrouting",
+        "set ports4",
+        "set own4",
+        "set masq4",
+        "set ports6",
+        "set own6",
+        "set masq6",
+        "flush published",
+        "flush prerouting",
+        "flush output",
+        "flush postrouting",
+        "prerouting: fib daddr type local jump published",
+        "output: fib daddr type local jump published",
+        "published: meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4",
+        "published: meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6",
+        "postrouting: ct status dnat ip saddr . oifname @own4 masquerade",
+        "postrouting: ip saddr . oifname @own4 return",
+        "postrouting: ip saddr @masq4 masquerade",
+        "postrouting: ct status dnat ip6 saddr . oifname @own6 masquerade",
+        "postrouting: ip6 saddr . oifname @own6 return",
+        "postrouting: ip6 saddr @masq6 masquerade",
+    ];
+    assert_eq!(names, want);
+}
+
+#[test]
+fn the_dnat_rule_is_one_map_lookup() {
+    let rules = layout::rules();
+    let dnat4 = rules.iter().find(|r| r.text.contains("@ports4")).unwrap();
+    let want = vec![
+        Expr::Meta { key: MetaKey::NfProto, dreg: 8 },
+        Expr::Cmp { sreg: 8, op: CmpOp::Eq, data: vec![2] },
+        Expr::Meta { key: MetaKey::L4Proto, dreg: 8 },
+        Expr::Payload { base: Base::Transport, offset: 2, len: 2, dreg: 9 },
+        Expr::Lookup { set: "ports4", sreg: 8, dreg: Some(8) },
+        Expr::Dnat { family: 2, reg_addr: 8, reg_proto: 9 },
+    ];
+    assert_eq!(dnat4.exprs, want);
+    let dnat6 = rules.iter().find(|r| r.text.contains("@ports6")).unwrap();
+    assert_eq!(dnat6.exprs[5], Expr::Dnat { family: 10, reg_addr: 8, reg_proto: 12 });
+}
+
+#[test]
+fn sets_have_the_documented_types() {
+    let s = layout::sets(Fam::V4);
+    // inet_proto . inet_service : ipv4_addr . inet_service
+    assert_eq!((s[0].key_type, s[0].key_len, s[0].data), ((12 << 6) | 13, 8, Some(((7 << 6) | 13, 8))));
+    // ipv4_addr . ifname, concatenated intervals
+    assert_eq!((s[1].key_type, s[1].key_len, &s[1].fields, s[1].flags), ((7 << 6) | 41, 20, &vec![4, 16], 0x84));
+    assert_eq!((s[2].key_type, s[2].key_len, s[2].flags), (7, 4, 0x4));
+    let s6 = layout::sets(Fam::V6);
+    assert_eq!((s6[0].data, s6[1].key_len), (Some(((8 << 6) | 13, 20)), 32));
+}
+
+#[test]
+#[cfg(target_endian = "little")]
+fn publish_8081_to_container_80_golden_batch() {
+    let ops = publish(&[pm(Protocol::Tcp, 8081, "192.168.169.3", 80)]);
+    let msgs: Vec<_> = ops.iter().map(Op::message).collect();
+    let bytes = encode_batch(&msgs, 7);
+    #[rustfmt::skip]
+    let want: Vec<u8> = [
+        // NFNL_MSG_BATCH_BEGIN, seq 7, res_id NFNL_SUBSYS_NFTABLES
+        &[20, 0, 0, 0, 0x10, 0, 1, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10][..],
+        // NFT_MSG_NEWSETELEM (0x0a0c), REQUEST|ACK|EXCL|CREATE, seq 8, inet
+        &[84, 0, 0, 0, 0x0c, 0x0a, 0x05, 0x06, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+        &[12, 0, 1, 0, b't', b'r', b'e', b'l', b'l', b'i', b's', 0],   // LIST_TABLE
+        &[11, 0, 2, 0, b'p', b'o', b'r', b't', b's', b'4', 0, 0],       // LIST_SET
+        &[40, 0, 3, 0x80,                                               // LIST_ELEMENTS
+            36, 0, 1, 0x80,                                             //  LIST_ELEM
+              16, 0, 1, 0x80, 12, 0, 1, 0, 6, 0, 0, 0, 0x1f, 0x91, 0, 0,     // KEY tcp . 8081
+              16, 0, 2, 0x80, 12, 0, 1, 0, 192, 168, 169, 3, 0, 80, 0, 0],   // DATA ip . 80
+        // NFNL_MSG_BATCH_END, seq 9
+        &[20, 0, 0, 0, 0x11, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10],
+    ]
+    .concat();
+    assert_eq!(bytes, want);
+}
+
+#[test]
+fn each_published_port_is_its_own_message_so_a_conflict_names_it() {
+    let ops = publish(&[pm(Protocol::Tcp, 80, "10.0.0.2", 80), pm(Protocol::Udp, 53, "fd00::2", 53)]);
+    let sets: Vec<_> = ops
+        .iter()
+        .map(|op| match op {
+            Op::NewElems { set, elems, exclusive: true } if elems.len() == 1 => *set,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sets, ["ports4", "ports6"]);
+}
+
+#[test]
+fn unpublish_is_one_delete_per_family_map() {
+    let ops = unpublish(&[
+        pm(Protocol::Tcp, 80, "10.0.0.2", 80),
+        pm(Protocol::Tcp, 81, "10.0.0.2", 81),
+        pm(Protocol::Udp, 53, "fd00::2", 53),
+    ]);
+    let shape: Vec<_> = ops
+        .iter()
+        .map(|op| match op {
+            Op::DelElems { set, elems } => (*set, elems.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shape, [("ports4", 2), ("ports6", 1)]);
+    assert!(unpublish(&[]).is_empty());
+}
+
+#[test]
+fn a_network_is_elements_only() {
+    let ops = add_network(&net("192.168.169.0/24", "docker0", true));
+    let shape: Vec<_> = ops
+        .iter()
+        .map(|op| match op {
+            Op::NewElems { set, elems, .. } => (*set, elems.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shape, [("own4", 1), ("masq4", 2)]);
+    let routed = add_network(&net("fd00:1::/64", "br1", false));
+    assert!(matches!(&routed[..], [Op::NewElems { set: "own6", .. }]));
+}
+
+#[test]
+fn sync_replaces_the_table_atomically() {
+    let state = NatState {
+        networks: vec![net("192.168.169.0/24", "docker0", true)],
+        ports: vec![pm(Protocol::Tcp, 8081, "192.168.169.3", 80)],
+    };
+    let ops = sync(&state);
+    assert_eq!(ops[..2], [Op::NewTable, Op::DelTable]);
+    assert_eq!(ops[2..2 + skeleton().len()], skeleton()[..]);
+    assert_eq!(ops.len(), 2 + skeleton().len() + 2 + 1);
+}
+
+#[test]
+#[cfg(target_endian = "little")]
+fn base_chain_golden_bytes() {
+    let m = Op::NewChain(layout::chains()[3].clone()).message();
+    assert_eq!((m.kind, m.flags), (MsgType::NewChain, nlm::F_CREATE));
+    #[rustfmt::skip]
+    let want: Vec<u8> = [
+        &[12, 0, 1, 0, b't', b'r', b'e', b'l', b'l', b'i', b's', 0][..],      // CHAIN_TABLE
+        &[16, 0, 3, 0, b'p', b'o', b's', b't', b'r', b'o', b'u', b't', b'i', b'n', b'g', 0], // CHAIN_NAME
+        &[20, 0, 4, 0x80, 8, 0, 1, 0, 0, 0, 0, 4, 8, 0, 2, 0, 0, 0, 0, 100],  // HOOK postrouting, 100
+        &[8, 0, 5, 0, 0, 0, 0, 1],                                            // POLICY accept
+        &[8, 0, 7, 0, b'n', b'a', b't', 0],                                   // TYPE nat
+    ]
+    .concat();
+    assert_eq!(m.attrs.0, want);
+}

@@ -1,30 +1,171 @@
-//! Privileged tests of trellis-nat, each in network namespaces of its own.
-//! They need root and fail (never skip) without it.
+//! Privileged tests of trellis-nat. Each builds its own network namespaces
+//! (trellis-testlab), never touches the machine's own, and fails (never skips)
+//! without root.
 
 mod util;
 
-use trellis_nat::{Error, Nat, NetworkNat, NftNat};
-use trellis_types::{IfName, PortMapping, Protocol};
-use util::Netns;
+use std::time::{Duration, Instant};
+use trellis_nat::{Error, Nat, NatState};
+use trellis_types::Protocol;
+use util::{NftTable, elems, lab, net, rule_lines, tcp, udp};
 
-fn tcp(host: u16, ip: &str, port: u16) -> PortMapping {
-    PortMapping::new(Protocol::Tcp, host.into(), ip.parse().unwrap(), port.into()).unwrap()
-}
+/// The rules as `nft list table inet trellis` prints them, chain by chain.
+const SKELETON: &[&str] = &[
+    "chain published {",
+    "meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4",
+    "meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6",
+    "chain prerouting {",
+    "type nat hook prerouting priority dstnat; policy accept;",
+    "fib daddr type local jump published",
+    "chain output {",
+    "type nat hook output priority -100; policy accept;",
+    "fib daddr type local jump published",
+    "chain postrouting {",
+    "type nat hook postrouting priority srcnat; policy accept;",
+    "ct status dnat ip saddr . oifname @own4 masquerade",
+    "ip saddr . oifname @own4 return",
+    "ip saddr @masq4 masquerade",
+    "ct status dnat ip6 saddr . oifname @own6 masquerade",
+    "ip6 saddr . oifname @own6 return",
+    "ip6 saddr @masq6 masquerade",
+];
 
-fn net(subnet: &str, bridge: &str, masquerade: bool) -> NetworkNat {
-    NetworkNat { subnet: subnet.parse().unwrap(), bridge: IfName::parse("bridge", bridge).unwrap(), masquerade }
+#[tokio::test]
+async fn ensure_table_is_idempotent_keeps_elements_and_matches_the_documented_layout() {
+    let (ns, nat) = lab("ensure");
+    nat.ensure_table().await.unwrap();
+    assert_eq!(rule_lines(&ns), SKELETON);
+    nat.publish(&[tcp(8081, "192.168.169.3", 80)]).await.unwrap();
+    nat.ensure_table().await.unwrap();
+    nat.ensure_table().await.unwrap();
+    assert_eq!(rule_lines(&ns), SKELETON, "rules are not duplicated");
+    assert_eq!(nat.list_published().await.unwrap(), [tcp(8081, "192.168.169.3", 80)]);
 }
 
 #[tokio::test]
-async fn smoke() {
-    let ns = Netns::new("smoke");
-    let nat = NftNat::in_netns(&ns.path()).unwrap();
+async fn publish_and_unpublish_are_reflected_in_the_ruleset() {
+    let (ns, nat) = lab("publish");
     nat.ensure_table().await.unwrap();
-    println!("{}", ns.nft_table().unwrap());
-    nat.add_network(&net("192.168.169.0/24", "br0", true)).await.unwrap();
-    nat.publish(&[tcp(8081, "192.168.169.3", 80)]).await.unwrap();
-    println!("{}", ns.nft_table().unwrap());
-    println!("{:?}", nat.list_published().await.unwrap());
-    println!("{:?}", nat.list_networks().await.unwrap());
-    let _ = Error::NoTable("x");
+    let (web, dns, web6) = (tcp(8081, "192.168.169.3", 80), udp(53, "192.168.169.4", 5353), tcp(8081, "fd00::3", 80));
+    nat.publish(&[web, dns, web6]).await.unwrap();
+    assert_eq!(
+        elems(&ns, "ports4"),
+        [
+            r#"[{"concat":["tcp",8081]},{"concat":["192.168.169.3",80]}]"#,
+            r#"[{"concat":["udp",53]},{"concat":["192.168.169.4",5353]}]"#,
+        ],
+        "sorted as text"
+    );
+    assert_eq!(elems(&ns, "ports6"), [r#"[{"concat":["tcp",8081]},{"concat":["fd00::3",80]}]"#]);
+    let mut all = vec![web, dns, web6];
+    all.sort();
+    assert_eq!(nat.list_published().await.unwrap(), all);
+
+    nat.unpublish(&[web, web6]).await.unwrap();
+    assert_eq!(elems(&ns, "ports4"), [r#"[{"concat":["udp",53]},{"concat":["192.168.169.4",5353]}]"#]);
+    assert!(elems(&ns, "ports6").is_empty());
+    // Idempotent, and only exact matches go: udp/53 to another container stays.
+    nat.unpublish(&[web, udp(53, "192.168.169.9", 5353)]).await.unwrap();
+    assert_eq!(nat.list_published().await.unwrap(), [dns]);
+}
+
+#[tokio::test]
+async fn a_published_host_port_is_refused_and_nothing_changes() {
+    let (ns, nat) = lab("dup");
+    nat.ensure_table().await.unwrap();
+    let web = tcp(8081, "192.168.169.3", 80);
+    nat.publish(&[web]).await.unwrap();
+    let before = ns.exec_ok(&["nft", "-j", "list", "ruleset"]);
+    let batch = [tcp(9000, "192.168.169.5", 80), tcp(8081, "192.168.169.5", 81)];
+    for (how, res) in [
+        ("checked before sending", nat.publish(&batch).await),
+        ("refused by the kernel", nat.publish_unchecked(&batch)),
+        ("same mapping again", nat.publish(&[web]).await),
+    ] {
+        match res {
+            Err(Error::PortInUse { protocol: Protocol::Tcp, host_port: 8081, existing }) => {
+                assert_eq!(existing, Some(web), "{how}")
+            }
+            other => panic!("{how}: {other:?}"),
+        }
+        assert_eq!(ns.exec_ok(&["nft", "-j", "list", "ruleset"]), before, "{how}: tcp/9000 must not be left");
+    }
+    let twice = [tcp(7000, "192.168.169.5", 80), tcp(7000, "192.168.169.6", 80)];
+    assert!(matches!(nat.publish(&twice).await, Err(Error::PortInUse { host_port: 7000, .. })));
+    assert_eq!(nat.list_published().await.unwrap(), [web]);
+}
+
+#[tokio::test]
+async fn networks_are_elements_and_overlaps_are_refused() {
+    let (ns, nat) = lab("nets");
+    nat.ensure_table().await.unwrap();
+    let docker = net("192.168.169.0/24", "br0", true);
+    nat.add_network(&docker).await.unwrap();
+    nat.add_network(&docker).await.unwrap();
+    nat.add_network(&net("fd00:1::/64", "br6", false)).await.unwrap();
+    assert_eq!(elems(&ns, "own4"), [r#"{"concat":[{"prefix":{"addr":"192.168.169.0","len":24}},"br0"]}"#]);
+    assert_eq!(elems(&ns, "masq4"), [r#"{"prefix":{"addr":"192.168.169.0","len":24}}"#]);
+    assert!(elems(&ns, "masq6").is_empty(), "masquerade: false");
+    assert_eq!(nat.list_networks().await.unwrap(), [docker.clone(), net("fd00:1::/64", "br6", false)]);
+
+    let before = ns.exec_ok(&["nft", "-j", "list", "ruleset"]);
+    match nat.add_network(&net("192.168.0.0/16", "br1", true)).await {
+        Err(Error::Invalid(e)) => assert_eq!(e.field, "subnet", "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(nat.add_network(&net("10.0.0.1/24", "br1", true)).await, Err(Error::Invalid(_))));
+    assert_eq!(ns.exec_ok(&["nft", "-j", "list", "ruleset"]), before);
+
+    let routed = net("192.168.169.0/24", "br0", false);
+    nat.add_network(&routed).await.unwrap();
+    assert!(elems(&ns, "masq4").is_empty(), "masquerade switched off");
+    nat.remove_network(&routed).await.unwrap();
+    nat.remove_network(&routed).await.unwrap();
+    assert!(elems(&ns, "own4").is_empty());
+}
+
+#[tokio::test]
+async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
+    let (ns, nat) = lab("sync");
+    nat.remove_all().await.unwrap();
+    assert!(matches!(nat.publish(&[tcp(80, "10.0.0.2", 80)]).await, Err(Error::NoTable(_))));
+    nat.ensure_table().await.unwrap();
+    nat.publish(&[tcp(80, "10.0.0.2", 80)]).await.unwrap();
+    let state = NatState { networks: vec![net("10.0.0.0/24", "br0", true)], ports: vec![tcp(81, "10.0.0.3", 80)] };
+    nat.sync(&state).await.unwrap();
+    assert_eq!(nat.list_published().await.unwrap(), state.ports);
+    assert_eq!(nat.list_networks().await.unwrap(), state.networks);
+    assert_eq!(rule_lines(&ns), SKELETON);
+
+    nat.remove_all().await.unwrap();
+    nat.remove_all().await.unwrap();
+    assert!(ns.nft_table().is_none());
+    assert!(!ns.exec_ok(&["nft", "list", "ruleset"]).contains("trellis"));
+}
+
+#[tokio::test]
+async fn publish_and_unpublish_one_port_take_well_under_a_millisecond() {
+    let (_ns, nat) = lab("perf");
+    nat.ensure_table().await.unwrap();
+    // A thousand other ports published: the cost must not depend on them.
+    let others: Vec<_> = (10_000..11_000).map(|p| tcp(p, "10.0.0.2", 80)).collect();
+    nat.publish(&others).await.unwrap();
+    let (n, m) = (200u32, tcp(8081, "10.0.0.3", 80));
+    let (mut publish, mut unpublish) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..n {
+        let t = Instant::now();
+        nat.publish(&[m]).await.unwrap();
+        publish += t.elapsed();
+        let t = Instant::now();
+        nat.unpublish(&[m]).await.unwrap();
+        unpublish += t.elapsed();
+    }
+    let (p, u) = (publish / n, unpublish / n);
+    eprintln!("publish one port: {p:?} mean; unpublish: {u:?} mean (1000 others published)");
+    assert!(p.as_micros() < 1000 && u.as_micros() < 1000, "publish {p:?}, unpublish {u:?}");
+}
+
+#[tokio::test]
+async fn published_ports_hairpin_and_masquerade_carry_traffic() {
+    util::traffic().await;
 }

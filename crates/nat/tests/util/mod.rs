@@ -1,95 +1,83 @@
-//! Helpers for the privileged tests: network namespaces that clean up after
-//! themselves, commands inside them, and reading the ruleset back with nft(8).
+//! Helpers for the privileged tests: inputs, reading the table back with
+//! nft(8), and the traffic lab.
 
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use trellis_types::NetnsPath;
+mod traffic;
 
-/// Fails the test unless it runs as root: privileged tests never pass by skipping.
-pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "trellis-nat's privileged tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces; run them as root"
-    );
+pub use traffic::traffic;
+
+use trellis_nat::{NetworkNat, NftNat};
+use trellis_testlab::{Netns, require_root};
+use trellis_types::{IfName, NetnsPath, PortMapping, Protocol};
+
+/// A fresh namespace and an `NftNat` inside it.
+pub fn lab(role: &str) -> (Netns, NftNat) {
+    require_root();
+    let ns = Netns::new(role);
+    let nat = nat_in(&ns);
+    (ns, nat)
 }
 
-/// Runs a command and panics with its output if it fails.
-pub fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// An `NftNat` inside `ns`.
+pub fn nat_in(ns: &Netns) -> NftNat {
+    NftNat::in_netns(&NetnsPath::parse("netns", &ns.path_str()).unwrap()).unwrap()
 }
 
-/// A network namespace of this test, deleted on drop (also on panic).
-pub struct Netns {
-    /// Its name under /run/netns.
-    pub name: String,
+/// `tcp host -> ip:port`.
+pub fn tcp(host: u16, ip: &str, port: u16) -> PortMapping {
+    PortMapping::new(Protocol::Tcp, host.into(), ip.parse().unwrap(), port.into()).unwrap()
 }
 
-impl Netns {
-    /// Creates `tnat-<pid>-<n>-<role>` with loopback up.
-    pub fn new(role: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        require_root();
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let name = format!("tnat-{}-{n}-{role}", std::process::id());
-        run(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
+/// `udp host -> ip:port`.
+pub fn udp(host: u16, ip: &str, port: u16) -> PortMapping {
+    PortMapping::new(Protocol::Udp, host.into(), ip.parse().unwrap(), port.into()).unwrap()
+}
 
-    /// Its path, as trellis takes it.
-    pub fn path(&self) -> NetnsPath {
-        NetnsPath::parse("netns", &format!("/run/netns/{}", self.name)).unwrap()
-    }
+/// A network.
+pub fn net(subnet: &str, bridge: &str, masquerade: bool) -> NetworkNat {
+    NetworkNat { subnet: subnet.parse().unwrap(), bridge: IfName::parse("bridge", bridge).unwrap(), masquerade }
+}
 
-    /// `ip -n <ns> <args>`.
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "-n", &self.name];
-        v.extend(args);
-        run(&v)
-    }
+/// The elements of set or map `name` of trellis's table, as compact JSON, sorted.
+pub fn elems(ns: &Netns, name: &str) -> Vec<String> {
+    let out = ns.exec_ok(&["nft", "-j", "list", "ruleset"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let objs = v["nftables"].as_array().unwrap();
+    let set = objs
+        .iter()
+        .filter_map(|o| o.get("set").or_else(|| o.get("map")))
+        .find(|s| s["table"] == "trellis" && s["name"] == name)
+        .unwrap_or_else(|| panic!("no set {name} in {out}"));
+    let elems = set.get("elem").and_then(|e| e.as_array()).cloned().unwrap_or_default();
+    let mut out: Vec<String> = elems.iter().map(|e| e.to_string()).collect();
+    out.sort();
+    out
+}
 
-    /// `ip netns exec <ns> <args>`.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "netns", "exec", &self.name];
-        v.extend(args);
-        run(&v)
+/// The chain headers and rules of `nft list table inet trellis`, trimmed.
+pub fn rule_lines(ns: &Netns) -> Vec<String> {
+    let text = ns.nft_table().expect("table inet trellis exists");
+    let mut out = Vec::new();
+    let mut in_chain = false;
+    for line in text.lines().map(str::trim) {
+        in_chain |= line.starts_with("chain ");
+        if line == "}" {
+            in_chain = false;
+        } else if in_chain && !line.is_empty() {
+            out.push(line.to_owned());
+        }
     }
+    out
+}
 
-    /// `nft list table inet trellis`, or None when there is no such table.
-    pub fn nft_table(&self) -> Option<String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "list", "table", "inet", "trellis"])
-            .output()
-            .unwrap();
+/// `nft list table inet trellis` inside a namespace, if the table exists.
+pub trait NftTable {
+    /// The table's text, or `None`.
+    fn nft_table(&self) -> Option<String>;
+}
+
+impl NftTable for Netns {
+    fn nft_table(&self) -> Option<String> {
+        let out = self.exec(&["nft", "list", "table", "inet", "trellis"]);
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// `nft -j list ruleset` of the namespace.
-    pub fn ruleset(&self) -> serde_json::Value {
-        serde_json::from_str(&self.exec(&["nft", "-j", "list", "ruleset"])).unwrap()
-    }
-
-    /// Runs `f` on a thread that entered this namespace; returns its result.
-    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
