@@ -1,1 +1,67 @@
-//! Routes and neighbours over rtnetlink, tagged with trellis's route protocol
+//! Routes and neighbours over rtnetlink, every one tagged with trellis's own
+//! route protocol number.
+//!
+//! Design decisions:
+//!
+//! * **Own what you install.** Every route carries [`RTPROT_TRELLIS`] (116,
+//!   shown as `proto 116` by `ip route`; free in iproute2's `rt_protos` and in
+//!   the kernel's `RTPROT_*` list, and clear of BIRD 12, Zebra 11, FRR's
+//!   186–198 and Calico's 80). [`Routes::list_routes`] returns only routes with
+//!   that tag, so reconcile finds exactly trellis's and never someone else's;
+//!   deletes include the protocol in the match for the same reason. Permanent
+//!   neighbours carry it too (`NDA_PROTOCOL`).
+//! * **Idempotent both ways.** Adds are create-or-replace; deletes treat
+//!   `ESRCH`/`ENOENT` (and a device that is gone, which took its routes with
+//!   it) as done, and go on past failures.
+//! * **Requests are data.** [`msg`] turns a [`Route`] into a netlink message
+//!   with pure functions (tested by value); trellis-link's executor applies a
+//!   batch pipelined on one socket, in order (so a `scope link` route to a
+//!   gateway can precede the default route through it in one call).
+//! * **Namespaces as in trellis-link.** [`Ns::Host`] is the implementation's
+//!   host namespace; a container's routes go through a socket opened inside
+//!   its namespace for the call, on a throwaway `setns` thread
+//!   ([`trellis_link::Sockets`]).
+//! * **Room for routed mode.** Blackholes, scope-link /32s, routes via an
+//!   underlay gateway and permanent neighbours are all [`Route`] /
+//!   [`Neighbour`] values today; proxy-ARP is a per-interface sysctl in
+//!   trellis-link.
+
+mod error;
+mod model;
+pub mod msg;
+mod netlink;
+
+#[cfg(test)]
+mod msg_tests;
+
+pub use error::RouteError;
+pub use model::{Neighbour, Route, RouteKind, Scope};
+pub use netlink::NetlinkRoutes;
+pub use trellis_link::Ns;
+
+use async_trait::async_trait;
+
+/// The route protocol number (`rtm_protocol`) of everything trellis installs.
+pub const RTPROT_TRELLIS: u8 = 116;
+
+/// Routes and neighbours, in the host namespace or a container's.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Routes: Send + Sync {
+    /// Installs `routes` in order (create or replace). All are checked before
+    /// any is sent; a `dev` that does not exist is [`RouteError::NoSuchDevice`].
+    async fn add_routes(&self, ns: &Ns, routes: &[Route]) -> Result<(), RouteError>;
+
+    /// Removes `routes`; ones already gone count as removed. Goes on past
+    /// failures and reports the first.
+    async fn delete_routes(&self, ns: &Ns, routes: &[Route]) -> Result<(), RouteError>;
+
+    /// The routes trellis installed ([`RTPROT_TRELLIS`], main table) in `ns`.
+    async fn list_routes(&self, ns: &Ns) -> Result<Vec<Route>, RouteError>;
+
+    /// Installs permanent neighbour entries (create or replace).
+    async fn add_neighbours(&self, ns: &Ns, neighbours: &[Neighbour]) -> Result<(), RouteError>;
+
+    /// Removes neighbour entries; ones already gone count as removed.
+    async fn delete_neighbours(&self, ns: &Ns, neighbours: &[Neighbour]) -> Result<(), RouteError>;
+}

@@ -1,0 +1,153 @@
+//! [`NetlinkRoutes`]: the real [`Routes`], over rtnetlink.
+
+use crate::error::RouteError;
+use crate::model::{Neighbour, Route};
+use crate::{Routes, msg};
+use async_trait::async_trait;
+use netlink_packet_route::RouteNetlinkMessage;
+use nix::errno::Errno;
+use std::collections::HashMap;
+use trellis_link::{LinkRef, Ns, Sockets, nl};
+use trellis_types::{IfName, NetnsPath};
+
+/// The real [`Routes`], sharing trellis-link's sockets.
+#[derive(Clone, Debug)]
+pub struct NetlinkRoutes {
+    sockets: Sockets,
+}
+
+impl NetlinkRoutes {
+    /// Uses the namespace the process is in as the host (the daemon).
+    pub async fn current() -> Result<Self, RouteError> {
+        Ok(Self::new(Sockets::current().await?))
+    }
+
+    /// Uses the namespace at `path` as the host (tests, labs).
+    pub async fn in_netns(path: &NetnsPath) -> Result<Self, RouteError> {
+        Ok(Self::new(Sockets::in_netns(path).await?))
+    }
+
+    /// Builds on existing sockets (`NetlinkLinks::sockets().clone()`).
+    pub fn new(sockets: Sockets) -> Self {
+        Self { sockets }
+    }
+}
+
+/// Resolves device names to indexes in the namespace of `handle`; a missing
+/// device maps to `None`.
+async fn resolve<'a>(
+    handle: &rtnetlink::Handle,
+    names: impl Iterator<Item = &'a IfName>,
+) -> Result<HashMap<IfName, Option<u32>>, RouteError> {
+    let mut out = HashMap::new();
+    for name in names {
+        if out.contains_key(name) {
+            continue;
+        }
+        let req = trellis_link::msg::get_link(&LinkRef::Name(name.clone()));
+        let index = match nl::fetch(handle, req).await {
+            Ok(msgs) => msgs.iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            }),
+            Err(e) if e.is(Errno::ENODEV) => None,
+            Err(e) => return Err(e.into()),
+        };
+        out.insert(name.clone(), index);
+    }
+    Ok(out)
+}
+
+fn must(devs: &HashMap<IfName, Option<u32>>, dev: &IfName, ns: &Ns) -> Result<u32, RouteError> {
+    devs.get(dev)
+        .copied()
+        .flatten()
+        .ok_or_else(|| RouteError::NoSuchDevice {
+            dev: dev.to_string(),
+            ns: ns.to_string(),
+        })
+}
+
+async fn link_names(handle: &rtnetlink::Handle) -> Result<HashMap<u32, String>, RouteError> {
+    let msgs = nl::fetch(handle, trellis_link::msg::dump_links()).await?;
+    Ok(msgs
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => {
+                let s = trellis_link::msg::summarise(l);
+                Some((s.index, s.name))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+#[async_trait]
+impl Routes for NetlinkRoutes {
+    async fn add_routes(&self, ns: &Ns, routes: &[Route]) -> Result<(), RouteError> {
+        routes.iter().try_for_each(msg::check)?;
+        let handle = self.sockets.handle(ns).await?;
+        let devs = resolve(&handle, routes.iter().filter_map(|r| r.dev.as_ref())).await?;
+        let mut reqs = Vec::with_capacity(routes.len());
+        for route in routes {
+            let oif = route.dev.as_ref().map(|d| must(&devs, d, ns)).transpose()?;
+            reqs.push(msg::route_add(route, oif)?);
+        }
+        Ok(nl::apply(&handle, reqs).await?)
+    }
+
+    async fn delete_routes(&self, ns: &Ns, routes: &[Route]) -> Result<(), RouteError> {
+        routes.iter().try_for_each(msg::check)?;
+        let handle = self.sockets.handle(ns).await?;
+        let devs = resolve(&handle, routes.iter().filter_map(|r| r.dev.as_ref())).await?;
+        let mut reqs = Vec::with_capacity(routes.len());
+        for route in routes {
+            let oif = match &route.dev {
+                // The device is gone, and its routes with it.
+                Some(dev) if devs.get(dev).copied().flatten().is_none() => continue,
+                Some(dev) => devs.get(dev).copied().flatten(),
+                None => None,
+            };
+            reqs.push(msg::route_delete(route, oif)?);
+        }
+        Ok(nl::apply(&handle, reqs).await?)
+    }
+
+    async fn list_routes(&self, ns: &Ns) -> Result<Vec<Route>, RouteError> {
+        let handle = self.sockets.handle(ns).await?;
+        let names = link_names(&handle).await?;
+        let msgs = nl::fetch(&handle, msg::dump_routes()).await?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => msg::parse_route(r, &names),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn add_neighbours(&self, ns: &Ns, neighbours: &[Neighbour]) -> Result<(), RouteError> {
+        let handle = self.sockets.handle(ns).await?;
+        let devs = resolve(&handle, neighbours.iter().map(|n| &n.dev)).await?;
+        let mut reqs = Vec::with_capacity(neighbours.len());
+        for n in neighbours {
+            reqs.push(msg::neighbour_add(n, must(&devs, &n.dev, ns)?));
+        }
+        Ok(nl::apply(&handle, reqs).await?)
+    }
+
+    async fn delete_neighbours(&self, ns: &Ns, neighbours: &[Neighbour]) -> Result<(), RouteError> {
+        let handle = self.sockets.handle(ns).await?;
+        let devs = resolve(&handle, neighbours.iter().map(|n| &n.dev)).await?;
+        let reqs = neighbours
+            .iter()
+            .filter_map(|n| {
+                devs.get(&n.dev)
+                    .copied()
+                    .flatten()
+                    .map(|i| msg::neighbour_delete(n, i))
+            })
+            .collect();
+        Ok(nl::apply(&handle, reqs).await?)
+    }
+}
