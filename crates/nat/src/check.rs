@@ -33,7 +33,8 @@ pub(crate) fn network(net: &NetworkNat) -> Result<(), Error> {
 pub(crate) fn no_overlap(net: &NetworkNat, existing: &[NetworkNat]) -> Result<(), Error> {
     let clash = existing.iter().find(|e| {
         let same = e.subnet == net.subnet && e.bridge == net.bridge;
-        let overlap = e.subnet.contains(&net.subnet.network()) || net.subnet.contains(&e.subnet.network());
+        let overlap =
+            e.subnet.contains(&net.subnet.network()) || net.subnet.contains(&e.subnet.network());
         overlap && !same
     });
     match clash {
@@ -62,7 +63,11 @@ mod tests {
     use trellis_types::{IfName, Protocol};
 
     fn net(s: &str, br: &str) -> NetworkNat {
-        NetworkNat { subnet: s.parse().unwrap(), bridge: IfName::parse("bridge", br).unwrap(), masquerade: true }
+        NetworkNat {
+            subnet: s.parse().unwrap(),
+            bridge: IfName::parse("bridge", br).unwrap(),
+            masquerade: true,
+        }
     }
 
     #[test]
@@ -73,7 +78,11 @@ mod tests {
         let v6 = PortMapping::new(Protocol::Tcp, 8081, "fd00::3".parse().unwrap(), 81).unwrap();
         assert!(no_duplicate_ports(&[a, udp, v6]).is_ok());
         match no_duplicate_ports(&[a, b]) {
-            Err(Error::PortInUse { protocol: Protocol::Tcp, host_port: 8081, existing }) => {
+            Err(Error::PortInUse {
+                protocol: Protocol::Tcp,
+                host_port: 8081,
+                existing,
+            }) => {
                 assert_eq!(existing, Some(a))
             }
             other => panic!("{other:?}"),
@@ -87,13 +96,18 @@ mod tests {
         let Error::Invalid(e) = err else { panic!() };
         assert_eq!(e.field, "subnet");
         assert!(e.reason.contains("br0"), "{e}");
-        assert!(no_overlap(&net("10.0.0.0/16", "br0"), &existing).is_ok(), "same network");
+        assert!(
+            no_overlap(&net("10.0.0.0/16", "br0"), &existing).is_ok(),
+            "same network"
+        );
         assert!(no_overlap(&net("10.1.0.0/16", "br1"), &existing).is_ok());
     }
 
     #[test]
     fn host_bits_are_refused() {
-        let Err(Error::Invalid(e)) = network(&net("10.0.0.1/24", "br0")) else { panic!() };
+        let Err(Error::Invalid(e)) = network(&net("10.0.0.1/24", "br0")) else {
+            panic!()
+        };
         assert_eq!(e.field, "subnet");
     }
 }

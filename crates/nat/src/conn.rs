@@ -8,7 +8,7 @@
 
 use crate::wire::{self, Message, NLMSG_HDRLEN, nlm};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
-use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout};
+use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout, sockopt::SndBufForce};
 use nix::sys::time::{TimeVal, TimeValLike};
 use std::io;
 use std::path::Path;
@@ -67,14 +67,18 @@ fn replies(buf: &[u8]) -> impl Iterator<Item = Reply<'_>> {
 /// Decodes an `NLMSG_ERROR` payload: errno (0 = ACK) and the extended ack text.
 fn decode_error(r: &Reply<'_>) -> (i32, Option<String>) {
     let p = r.payload;
-    let errno = p.get(0..4).map_or(0, |b| -i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])));
+    let errno = p
+        .get(0..4)
+        .map_or(0, |b| -i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])));
     if r.flags & nlm::F_ACK_TLVS == 0 {
         return (errno, None);
     }
     let orig_len = if r.flags & nlm::F_CAPPED != 0 {
         NLMSG_HDRLEN
     } else {
-        p.get(4..8).map_or(0, |b| u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])) as usize)
+        p.get(4..8).map_or(0, |b| {
+            u32::from_ne_bytes(b.try_into().unwrap_or([0; 4])) as usize
+        })
     };
     let tlvs = p.get(4 + wire::align(orig_len)..).unwrap_or(&[]);
     let detail = crate::parse::attrs(tlvs)
@@ -98,9 +102,17 @@ impl Conn {
         sock.connect(&SocketAddr::new(0, 0))?;
         // Best effort: error texts make kernel refusals explainable.
         let _ = sock.set_ext_ack(true);
+        // A batch is one datagram, and netlink refuses a datagram larger than
+        // the send buffer (EMSGSIZE): raise it for large `sync`s (root only,
+        // best effort; the default still holds ~2,500 published ports).
+        let _ = setsockopt(&sock, SndBufForce, &(8 << 20));
         // Reads of dumps block; never forever.
         setsockopt(&sock, ReceiveTimeout, &TimeVal::seconds(5)).map_err(io::Error::from)?;
-        Ok(Self { sock, seq: 1, buf: Vec::with_capacity(64 * 1024) })
+        Ok(Self {
+            sock,
+            seq: 1,
+            buf: Vec::with_capacity(64 * 1024),
+        })
     }
 
     /// Opens a socket inside the network namespace at `path`. A socket belongs
@@ -110,7 +122,8 @@ impl Conn {
         let path = path.to_owned();
         std::thread::spawn(move || {
             let ns = std::fs::File::open(&path)?;
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(io::Error::from)?;
             Self::open()
         })
         .join()
@@ -127,7 +140,11 @@ impl Conn {
     fn drain(&mut self) {
         loop {
             self.buf.clear();
-            if self.sock.recv(&mut self.buf, nix::libc::MSG_DONTWAIT).is_err() {
+            if self
+                .sock
+                .recv(&mut self.buf, nix::libc::MSG_DONTWAIT)
+                .is_err()
+            {
                 return;
             }
         }
@@ -154,7 +171,11 @@ impl Conn {
                 let (errno, detail) = decode_error(&r);
                 let index = r.seq.wrapping_sub(base).checked_sub(1).map(|i| i as usize);
                 if errno != 0 && failure.is_none() {
-                    failure = Some(Failure::Kernel { index, errno, detail });
+                    failure = Some(Failure::Kernel {
+                        index,
+                        errno,
+                        detail,
+                    });
                 } else if errno == 0 && r.seq == last {
                     acked = true;
                 }
@@ -186,7 +207,11 @@ impl Conn {
                         if errno == 0 {
                             return Ok(out);
                         }
-                        return Err(Failure::Kernel { index: None, errno, detail });
+                        return Err(Failure::Kernel {
+                            index: None,
+                            errno,
+                            detail,
+                        });
                     }
                     _ => {
                         out.push(r.payload.get(wire::NFGENMSG_LEN..).unwrap_or(&[]).to_vec());

@@ -5,8 +5,8 @@
 //! protocol numbers are one byte, ports two bytes in network order, interface
 //! names 16 bytes NUL padded (what `meta oifname` loads).
 
-use crate::layout::{Fam, IFNAMSIZ};
 use crate::NetworkNat;
+use crate::layout::{Fam, IFNAMSIZ};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use trellis_types::{IfName, PortMapping, Protocol};
@@ -53,7 +53,11 @@ pub(crate) fn port_elem(m: &PortMapping) -> Elem {
     let mut data = addr_bytes(m.container_ip);
     data.extend(m.container_port.to_be_bytes());
     data.extend([0, 0]);
-    Elem { key: port_key(m.protocol, m.host_port), data: Some(data), ..Elem::default() }
+    Elem {
+        key: port_key(m.protocol, m.host_port),
+        data: Some(data),
+        ..Elem::default()
+    }
 }
 
 /// Reads a ports-map element of family `f` back into a mapping.
@@ -94,19 +98,34 @@ pub(crate) fn own_elem(net: &NetworkNat) -> Elem {
     key.extend(&ifname);
     let mut end = addr_bytes(net.subnet.broadcast());
     end.extend(&ifname);
-    Elem { key, key_end: Some(end), ..Elem::default() }
+    Elem {
+        key,
+        key_end: Some(end),
+        ..Elem::default()
+    }
 }
 
 /// The elements of the `masq` set for a subnet: an rbtree interval is a start
 /// element and an end element holding the first address *after* it (none when
 /// the subnet runs to the end of the address space).
 pub(crate) fn masq_elems(subnet: IpNet) -> Vec<Elem> {
-    let start = Elem { key: addr_bytes(subnet.network()), ..Elem::default() };
-    let after = match subnet.broadcast() {
-        IpAddr::V4(b) => u32::from(b).checked_add(1).map(|n| n.to_be_bytes().to_vec()),
-        IpAddr::V6(b) => u128::from(b).checked_add(1).map(|n| n.to_be_bytes().to_vec()),
+    let start = Elem {
+        key: addr_bytes(subnet.network()),
+        ..Elem::default()
     };
-    let end = after.map(|key| Elem { key, flags: ELEM_INTERVAL_END, ..Elem::default() });
+    let after = match subnet.broadcast() {
+        IpAddr::V4(b) => u32::from(b)
+            .checked_add(1)
+            .map(|n| n.to_be_bytes().to_vec()),
+        IpAddr::V6(b) => u128::from(b)
+            .checked_add(1)
+            .map(|n| n.to_be_bytes().to_vec()),
+    };
+    let end = after.map(|key| Elem {
+        key,
+        flags: ELEM_INTERVAL_END,
+        ..Elem::default()
+    });
     std::iter::once(start).chain(end).collect()
 }
 
@@ -142,15 +161,26 @@ mod tests {
     use super::*;
 
     fn pm(proto: Protocol, hp: u16, ip: &str, cp: u16) -> PortMapping {
-        PortMapping { protocol: proto, host_port: hp, container_ip: ip.parse().unwrap(), container_port: cp }
+        PortMapping {
+            protocol: proto,
+            host_port: hp,
+            container_ip: ip.parse().unwrap(),
+            container_port: cp,
+        }
     }
 
     #[test]
     fn port_8081_to_container_80_golden_bytes() {
         let e = port_elem(&pm(Protocol::Tcp, 8081, "192.168.169.3", 80));
         assert_eq!(e.key, [6, 0, 0, 0, 0x1f, 0x91, 0, 0]);
-        assert_eq!(e.data.as_deref(), Some(&[192, 168, 169, 3, 0, 80, 0, 0][..]));
-        assert_eq!(port_from_elem(Fam::V4, &e), Some(pm(Protocol::Tcp, 8081, "192.168.169.3", 80)));
+        assert_eq!(
+            e.data.as_deref(),
+            Some(&[192, 168, 169, 3, 0, 80, 0, 0][..])
+        );
+        assert_eq!(
+            port_from_elem(Fam::V4, &e),
+            Some(pm(Protocol::Tcp, 8081, "192.168.169.3", 80))
+        );
     }
 
     #[test]
@@ -184,7 +214,10 @@ mod tests {
         let e = masq_elems("10.0.0.0/8".parse().unwrap());
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].key, [10, 0, 0, 0]);
-        assert_eq!((e[1].key.as_slice(), e[1].flags), (&[11, 0, 0, 0][..], ELEM_INTERVAL_END));
+        assert_eq!(
+            (e[1].key.as_slice(), e[1].flags),
+            (&[11, 0, 0, 0][..], ELEM_INTERVAL_END)
+        );
         let top = masq_elems("255.255.255.0/24".parse().unwrap());
         assert_eq!(top.len(), 1, "no end element past the last address");
     }

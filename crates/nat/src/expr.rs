@@ -58,19 +58,37 @@ pub(crate) enum Expr {
     /// `meta <key>` into `dreg`.
     Meta { key: MetaKey, dreg: u32 },
     /// `len` bytes at `offset` of `base` into `dreg` (zero padded to a word).
-    Payload { base: Base, offset: u32, len: u32, dreg: u32 },
+    Payload {
+        base: Base,
+        offset: u32,
+        len: u32,
+        dreg: u32,
+    },
     /// Compare `sreg` with `data`.
     Cmp { sreg: u32, op: CmpOp, data: Vec<u8> },
     /// `dreg = (sreg & mask) ^ xor` over `mask.len()` bytes.
-    Bitwise { sreg: u32, dreg: u32, mask: Vec<u8>, xor: Vec<u8> },
+    Bitwise {
+        sreg: u32,
+        dreg: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
     /// `ct status` into `dreg` (4 bytes, host order).
     CtStatus { dreg: u32 },
     /// `fib daddr type` into `dreg` (4 bytes, host order, an `RTN_*` value).
     FibDaddrType { dreg: u32 },
     /// Look up `sreg` in `set`; with `dreg`, load the mapped data (a map).
-    Lookup { set: &'static str, sreg: u32, dreg: Option<u32> },
+    Lookup {
+        set: &'static str,
+        sreg: u32,
+        dreg: Option<u32>,
+    },
     /// DNAT to the address in `reg_addr` and the port in `reg_proto`.
-    Dnat { family: u8, reg_addr: u32, reg_proto: u32 },
+    Dnat {
+        family: u8,
+        reg_addr: u32,
+        reg_proto: u32,
+    },
     /// Masquerade behind the address of the outgoing interface.
     Masquerade,
     /// A verdict.
@@ -101,15 +119,28 @@ impl Expr {
                 // NFTA_META_DREG, NFTA_META_KEY
                 a.u32(1, *dreg).u32(2, *key as u32);
             }
-            Expr::Payload { base, offset, len, dreg } => {
+            Expr::Payload {
+                base,
+                offset,
+                len,
+                dreg,
+            } => {
                 // NFTA_PAYLOAD_DREG, _BASE, _OFFSET, _LEN
-                a.u32(1, *dreg).u32(2, *base as u32).u32(3, *offset).u32(4, *len);
+                a.u32(1, *dreg)
+                    .u32(2, *base as u32)
+                    .u32(3, *offset)
+                    .u32(4, *len);
             }
             Expr::Cmp { sreg, op, data } => {
                 // NFTA_CMP_SREG, _OP, _DATA
                 a.u32(1, *sreg).u32(2, *op as u32).data(3, data);
             }
-            Expr::Bitwise { sreg, dreg, mask, xor } => {
+            Expr::Bitwise {
+                sreg,
+                dreg,
+                mask,
+                xor,
+            } => {
                 // NFTA_BITWISE_SREG, _DREG, _LEN, _MASK, _XOR
                 a.u32(1, *sreg).u32(2, *dreg).u32(3, mask.len() as u32);
                 a.data(4, mask).data(5, xor);
@@ -130,7 +161,11 @@ impl Expr {
                     a.u32(3, *d);
                 }
             }
-            Expr::Dnat { family, reg_addr, reg_proto } => {
+            Expr::Dnat {
+                family,
+                reg_addr,
+                reg_proto,
+            } => {
                 // NFTA_NAT_TYPE = NFT_NAT_DNAT, _FAMILY, _REG_ADDR_MIN, _REG_PROTO_MIN.
                 // The kernel derives NF_NAT_RANGE_MAP_IPS / _PROTO_SPECIFIED from
                 // the presence of the register attributes.
@@ -138,23 +173,25 @@ impl Expr {
                 a.u32(3, *reg_addr).u32(5, *reg_proto);
             }
             Expr::Masquerade => {}
-            Expr::Verdict(v) => {
-                // NFTA_IMMEDIATE_DREG, NFTA_IMMEDIATE_DATA { NFTA_DATA_VERDICT {
-                //   NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN } }
-                a.u32(1, REG_VERDICT);
-                a.nest(2, |d| {
-                    d.nest(2, |v2| match v {
-                        Verdict::Return => {
-                            v2.u32(1, -5i32 as u32);
-                        }
-                        Verdict::Jump(chain) => {
-                            v2.u32(1, -3i32 as u32).str(2, chain);
-                        }
-                    });
-                });
-            }
+            Expr::Verdict(v) => encode_verdict(v, a),
         }
     }
+}
+
+/// `immediate`: NFTA_IMMEDIATE_DREG = verdict register, NFTA_IMMEDIATE_DATA {
+/// NFTA_DATA_VERDICT { NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN } }.
+fn encode_verdict(v: &Verdict, a: &mut Attrs) {
+    a.u32(1, REG_VERDICT);
+    a.nest(2, |d| {
+        d.nest(2, |code| match v {
+            Verdict::Return => {
+                code.u32(1, -5i32 as u32); // NFT_RETURN
+            }
+            Verdict::Jump(chain) => {
+                code.u32(1, -3i32 as u32).str(2, chain); // NFT_JUMP
+            }
+        });
+    });
 }
 
 /// Encodes a rule's expressions as the content of `NFTA_RULE_EXPRESSIONS`.
@@ -175,7 +212,13 @@ mod tests {
     #[cfg(target_endian = "little")]
     fn meta_l4proto_encodes_like_the_kernel_expects() {
         let mut a = Attrs::new();
-        encode_exprs(&[Expr::Meta { key: MetaKey::L4Proto, dreg: REG0 }], &mut a);
+        encode_exprs(
+            &[Expr::Meta {
+                key: MetaKey::L4Proto,
+                dreg: REG0,
+            }],
+            &mut a,
+        );
         #[rustfmt::skip]
         let want = [
             36, 0, 1, 0x80,                      // NFTA_LIST_ELEM (nested)

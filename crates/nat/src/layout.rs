@@ -171,10 +171,22 @@ pub(crate) const PUBLISHED: &str = "published";
 /// masquerades.
 pub(crate) fn chains() -> Vec<Chain> {
     vec![
-        Chain { name: PUBLISHED, hook: None },
-        Chain { name: "prerouting", hook: Some((0, -100)) },
-        Chain { name: "output", hook: Some((3, -100)) },
-        Chain { name: "postrouting", hook: Some((4, 100)) },
+        Chain {
+            name: PUBLISHED,
+            hook: None,
+        },
+        Chain {
+            name: "prerouting",
+            hook: Some((0, -100)),
+        },
+        Chain {
+            name: "output",
+            hook: Some((3, -100)),
+        },
+        Chain {
+            name: "postrouting",
+            hook: Some((4, 100)),
+        },
     ]
 }
 
@@ -191,8 +203,15 @@ pub(crate) struct Rule {
 
 fn nfproto_is(f: Fam) -> [Expr; 2] {
     [
-        Expr::Meta { key: MetaKey::NfProto, dreg: REG0 },
-        Expr::Cmp { sreg: REG0, op: CmpOp::Eq, data: vec![f.nfproto()] },
+        Expr::Meta {
+            key: MetaKey::NfProto,
+            dreg: REG0,
+        },
+        Expr::Cmp {
+            sreg: REG0,
+            op: CmpOp::Eq,
+            data: vec![f.nfproto()],
+        },
     ]
 }
 
@@ -202,7 +221,11 @@ fn to_published(chain: &'static str) -> Rule {
         chain,
         exprs: vec![
             Expr::FibDaddrType { dreg: REG0 },
-            Expr::Cmp { sreg: REG0, op: CmpOp::Eq, data: RTN_LOCAL.to_ne_bytes().to_vec() },
+            Expr::Cmp {
+                sreg: REG0,
+                op: CmpOp::Eq,
+                data: RTN_LOCAL.to_ne_bytes().to_vec(),
+            },
             Expr::Verdict(Verdict::Jump(PUBLISHED)),
         ],
         text: format!("fib daddr type local jump {PUBLISHED}"),
@@ -212,8 +235,16 @@ fn to_published(chain: &'static str) -> Rule {
 /// `meta l4proto . th dport` as a key in REG0 and REG0+1.
 fn l4proto_dport() -> [Expr; 2] {
     [
-        Expr::Meta { key: MetaKey::L4Proto, dreg: REG0 },
-        Expr::Payload { base: Base::Transport, offset: 2, len: 2, dreg: REG0 + 1 },
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: REG0,
+        },
+        Expr::Payload {
+            base: Base::Transport,
+            offset: 2,
+            len: 2,
+            dreg: REG0 + 1,
+        },
     ]
 }
 
@@ -221,12 +252,28 @@ fn l4proto_dport() -> [Expr; 2] {
 fn dnat(f: Fam) -> Rule {
     let mut exprs = nfproto_is(f).to_vec();
     exprs.extend(l4proto_dport());
-    exprs.push(Expr::Lookup { set: f.ports(), sreg: REG0, dreg: Some(REG0) });
+    exprs.push(Expr::Lookup {
+        set: f.ports(),
+        sreg: REG0,
+        dreg: Some(REG0),
+    });
     let reg_proto = REG0 + f.addr_len() as u32 / 4;
-    exprs.push(Expr::Dnat { family: f.nfproto(), reg_addr: REG0, reg_proto });
+    exprs.push(Expr::Dnat {
+        family: f.nfproto(),
+        reg_addr: REG0,
+        reg_proto,
+    });
     let ip = f.nft_name();
-    let text = format!("meta nfproto {} dnat {ip} to meta l4proto . th dport map @{}", f.name_nfproto(), f.ports());
-    Rule { chain: PUBLISHED, exprs, text }
+    let text = format!(
+        "meta nfproto {} dnat {ip} to meta l4proto . th dport map @{}",
+        f.name_nfproto(),
+        f.ports()
+    );
+    Rule {
+        chain: PUBLISHED,
+        exprs,
+        text,
+    }
 }
 
 /// `<ip> saddr . oifname` as a key from REG0 on.
@@ -237,15 +284,27 @@ fn saddr_oifname(f: Fam) -> [Expr; 2] {
     };
     let len = f.addr_len() as u32;
     [
-        Expr::Payload { base: Base::Network, offset: saddr_off, len, dreg: REG0 },
-        Expr::Meta { key: MetaKey::OifName, dreg: REG0 + len / 4 },
+        Expr::Payload {
+            base: Base::Network,
+            offset: saddr_off,
+            len,
+            dreg: REG0,
+        },
+        Expr::Meta {
+            key: MetaKey::OifName,
+            dreg: REG0 + len / 4,
+        },
     ]
 }
 
 /// The three postrouting rules of one family, in order.
 fn postrouting(f: Fam) -> Vec<Rule> {
     let (ip, own, masq) = (f.nft_name(), f.own(), f.masq());
-    let own_lookup = Expr::Lookup { set: own, sreg: REG0, dreg: None };
+    let own_lookup = Expr::Lookup {
+        set: own,
+        sreg: REG0,
+        dreg: None,
+    };
     // Hairpin: a container reaching a published port of its own bridge must
     // see the host as the source, or the reply would go container to container
     // and skip the reverse DNAT.
@@ -257,7 +316,11 @@ fn postrouting(f: Fam) -> Vec<Rule> {
         mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
         xor: vec![0; 4],
     });
-    hairpin.push(Expr::Cmp { sreg: REG0, op: CmpOp::Neq, data: vec![0; 4] });
+    hairpin.push(Expr::Cmp {
+        sreg: REG0,
+        op: CmpOp::Neq,
+        data: vec![0; 4],
+    });
     hairpin.extend(saddr_oifname(f));
     hairpin.extend([own_lookup.clone(), Expr::Masquerade]);
     // Traffic of a subnet leaving through its own bridge keeps its source.
@@ -267,12 +330,31 @@ fn postrouting(f: Fam) -> Vec<Rule> {
     // Everything else from a masqueraded subnet leaves behind the host's address.
     let mut out = nfproto_is(f).to_vec();
     out.extend(saddr_oifname(f).into_iter().take(1));
-    out.extend([Expr::Lookup { set: masq, sreg: REG0, dreg: None }, Expr::Masquerade]);
+    out.extend([
+        Expr::Lookup {
+            set: masq,
+            sreg: REG0,
+            dreg: None,
+        },
+        Expr::Masquerade,
+    ]);
     let chain = "postrouting";
     vec![
-        Rule { chain, exprs: hairpin, text: format!("ct status dnat {ip} saddr . oifname @{own} masquerade") },
-        Rule { chain, exprs: stay, text: format!("{ip} saddr . oifname @{own} return") },
-        Rule { chain, exprs: out, text: format!("{ip} saddr @{masq} masquerade") },
+        Rule {
+            chain,
+            exprs: hairpin,
+            text: format!("ct status dnat {ip} saddr . oifname @{own} masquerade"),
+        },
+        Rule {
+            chain,
+            exprs: stay,
+            text: format!("{ip} saddr . oifname @{own} return"),
+        },
+        Rule {
+            chain,
+            exprs: out,
+            text: format!("{ip} saddr @{masq} masquerade"),
+        },
     ]
 }
 

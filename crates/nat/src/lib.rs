@@ -40,8 +40,8 @@
 //!     set masq4 { type ipv4_addr; flags interval }
 //!     (ports6, own6, masq6 alike with ipv6_addr)
 //!     chain published {
-//!         dnat ip to meta l4proto . th dport map @ports4
-//!         dnat ip6 to meta l4proto . th dport map @ports6
+//!         meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4
+//!         meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6
 //!     }
 //!     chain prerouting { type nat hook prerouting priority dstnat; policy accept;
 //!         fib daddr type local jump published }
@@ -61,6 +61,23 @@
 //! itself (`wire`, `expr`), keeps one socket open, and sends each change as one
 //! nfnetlink batch, which the kernel applies atomically: a `publish` of several
 //! ports either adds all of them or none.
+//!
+//! **Rules that never change.** `ensure_table` sends, in one batch: create the
+//! table, chains and sets if missing, flush every chain, append the rules. It is
+//! idempotent, repairs drifted rules, and keeps the elements. `sync` goes
+//! further (create table, delete table, skeleton, elements) and replaces the
+//! whole state atomically, for start-up reconciliation.
+//!
+//! **Conflicts.** A host port is one key of the map, so two mappings cannot
+//! share it: `publish` looks each key up first (one GET per port) and refuses
+//! with [`Error::PortInUse`]; the batch also sends every port as its own
+//! `NEWSETELEM` with `NLM_F_EXCL`, so a conflict that slips past the look-up is
+//! refused by the kernel, named by its sequence number, and aborts the batch.
+//!
+//! **Known limits.** Loopback destinations (`127.0.0.1:8081` from the host) are
+//! DNAT'ed by the output rule but will not reach the container unless
+//! `route_localnet` is set and the traffic masqueraded; use a host address.
+//! Element comments (a network name in `nft list`) are not written.
 //!
 //! **Desired state as data.** `layout` describes the skeleton, `elems` the
 //! elements, `plan` turns operations into lists of messages; all of it is pure
@@ -134,4 +151,32 @@ pub trait Nat: Send + Sync {
     async fn list_published(&self) -> Result<Vec<PortMapping>, Error>;
     /// Deletes the table and everything in it. Idempotent.
     async fn remove_all(&self) -> Result<(), Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_trait_is_object_safe_and_mockable() {
+        let mut mock = MockNat::new();
+        mock.expect_publish().times(1).returning(|ports| {
+            let m = ports[0];
+            Err(Error::PortInUse {
+                protocol: m.protocol,
+                host_port: m.host_port,
+                existing: None,
+            })
+        });
+        let nat: Box<dyn Nat> = Box::new(mock);
+        let m = PortMapping::new(
+            trellis_types::Protocol::Udp,
+            53,
+            "10.0.0.2".parse().unwrap(),
+            53,
+        )
+        .unwrap();
+        let err = nat.publish(&[m]).await.unwrap_err();
+        assert_eq!(err.to_string(), "udp host port 53 is already published");
+    }
 }

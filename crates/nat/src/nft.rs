@@ -47,22 +47,36 @@ fn elems_request(kind: MsgType, flags: u16, set: &str, key: Option<&[u8]>) -> Me
             });
         });
     }
-    Message { kind, flags, family: NFPROTO_INET, attrs: a }
+    Message {
+        kind,
+        flags,
+        family: NFPROTO_INET,
+        attrs: a,
+    }
 }
 
 impl NftNat {
     /// Opens the table's socket in the calling thread's network namespace.
     pub fn current() -> Result<Self, Error> {
-        let conn = Conn::open().map_err(|source| Error::Io { op: "open netlink socket", source })?;
-        Ok(Self { conn: Mutex::new(conn) })
+        let conn = Conn::open().map_err(|source| Error::Io {
+            op: "open netlink socket",
+            source,
+        })?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// Opens the table's socket inside the network namespace at `netns`; the
     /// calling thread does not change namespace.
     pub fn in_netns(netns: &NetnsPath) -> Result<Self, Error> {
-        let conn = Conn::open_in(netns.as_path())
-            .map_err(|source| Error::Io { op: "open netlink socket in netns", source })?;
-        Ok(Self { conn: Mutex::new(conn) })
+        let conn = Conn::open_in(netns.as_path()).map_err(|source| Error::Io {
+            op: "open netlink socket in netns",
+            source,
+        })?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Conn> {
@@ -78,12 +92,19 @@ impl NftNat {
     /// Every element of `set`.
     fn dump(conn: &mut Conn, set: &str) -> Result<Vec<Elem>, Error> {
         let msg = elems_request(MsgType::GetSetElem, nlm::F_DUMP, set, None);
-        let replies = conn.request(&msg).map_err(|f| kernel("list set elements", f))?;
+        let replies = conn
+            .request(&msg)
+            .map_err(|f| kernel("list set elements", f))?;
         Ok(replies.iter().flat_map(|p| parse::set_elems(p)).collect())
     }
 
     /// The mapping holding `protocol`/`host_port` in family `f`, if any.
-    fn get_port(conn: &mut Conn, f: Fam, protocol: Protocol, host_port: u16) -> Result<Option<PortMapping>, Error> {
+    fn get_port(
+        conn: &mut Conn,
+        f: Fam,
+        protocol: Protocol,
+        host_port: u16,
+    ) -> Result<Option<PortMapping>, Error> {
         let key = elems::port_key(protocol, host_port);
         let msg = elems_request(MsgType::GetSetElem, 0, f.ports(), Some(&key));
         match conn.request(&msg) {
@@ -106,9 +127,15 @@ impl NftNat {
                 .filter(|e| e.flags & elems::ELEM_INTERVAL_END == 0)
                 .collect();
             for e in Self::dump(conn, f.own())? {
-                let Some((subnet, bridge)) = elems::own_from_elem(f, &e) else { continue };
+                let Some((subnet, bridge)) = elems::own_from_elem(f, &e) else {
+                    continue;
+                };
                 let masquerade = starts.iter().any(|s| s.key == e.key[..f.addr_len()]);
-                out.push(NetworkNat { subnet, bridge, masquerade });
+                out.push(NetworkNat {
+                    subnet,
+                    bridge,
+                    masquerade,
+                });
             }
         }
         out.sort_by(|a, b| (a.subnet, &a.bridge).cmp(&(b.subnet, &b.bridge)));
@@ -118,8 +145,14 @@ impl NftNat {
     fn publish_locked(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
         check::no_duplicate_ports(ports)?;
         for m in ports {
-            if let Some(existing) = Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)? {
-                return Err(Error::PortInUse { protocol: m.protocol, host_port: m.host_port, existing: Some(existing) });
+            if let Some(existing) =
+                Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)?
+            {
+                return Err(Error::PortInUse {
+                    protocol: m.protocol,
+                    host_port: m.host_port,
+                    existing: Some(existing),
+                });
             }
         }
         Self::publish_batch(conn, ports)
@@ -138,10 +171,19 @@ impl NftNat {
         match Self::apply(conn, &plan::publish(ports)) {
             Ok(()) => Ok(()),
             // Published meanwhile by someone else: the batch named the message.
-            Err(Failure::Kernel { errno: EEXIST, index: Some(i), .. }) if i < ports.len() => {
+            Err(Failure::Kernel {
+                errno: EEXIST,
+                index: Some(i),
+                ..
+            }) if i < ports.len() => {
                 let m = ports[i];
-                let existing = Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)?;
-                Err(Error::PortInUse { protocol: m.protocol, host_port: m.host_port, existing })
+                let existing =
+                    Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)?;
+                Err(Error::PortInUse {
+                    protocol: m.protocol,
+                    host_port: m.host_port,
+                    existing,
+                })
             }
             Err(f) => Err(kernel("publish", f)),
         }
@@ -168,12 +210,20 @@ impl NftNat {
             Some(old) if old.masquerade == net.masquerade => return Ok(()),
             Some(old) => {
                 // Only `masquerade` changed: add or remove the masq interval.
-                let (on, off) = if net.masquerade { (net, old) } else { (old, net) };
+                let (on, off) = if net.masquerade {
+                    (net, old)
+                } else {
+                    (old, net)
+                };
                 let masq: Vec<_> = plan::network_elems(on)
                     .into_iter()
                     .filter(|p| !plan::network_elems(off).contains(p))
                     .collect();
-                if net.masquerade { plan::add_elems(masq) } else { plan::del_elems(masq) }
+                if net.masquerade {
+                    plan::add_elems(masq)
+                } else {
+                    plan::del_elems(masq)
+                }
             }
         };
         Self::apply(conn, &ops).map_err(|f| kernel("add network", f))
@@ -181,7 +231,10 @@ impl NftNat {
 
     fn remove_network_locked(conn: &mut Conn, net: &NetworkNat) -> Result<(), Error> {
         let existing = Self::networks(conn)?;
-        let Some(old) = existing.iter().find(|e| e.subnet == net.subnet && e.bridge == net.bridge) else {
+        let Some(old) = existing
+            .iter()
+            .find(|e| e.subnet == net.subnet && e.bridge == net.bridge)
+        else {
             return Ok(());
         };
         let ops = plan::del_elems(plan::network_elems(old));

@@ -66,7 +66,11 @@ mod tests {
             data: Some(vec![10, 0, 0, 1, 0, 80, 0, 0]),
             flags: 1,
         };
-        let op = Op::NewElems { set: "ports4", elems: vec![e.clone(), e.clone()], exclusive: true };
+        let op = Op::NewElems {
+            set: "ports4",
+            elems: vec![e.clone(), e.clone()],
+            exclusive: true,
+        };
         assert_eq!(set_elems(&op.message().attrs.0), vec![e.clone(), e]);
     }
 }

@@ -24,7 +24,11 @@ pub(crate) enum Op {
     /// Append a rule.
     NewRule(Rule),
     /// Add elements; `exclusive` makes an existing key an error (EEXIST).
-    NewElems { set: &'static str, elems: Vec<Elem>, exclusive: bool },
+    NewElems {
+        set: &'static str,
+        elems: Vec<Elem>,
+        exclusive: bool,
+    },
     /// Delete elements (ENOENT if one is missing).
     DelElems { set: &'static str, elems: Vec<Elem> },
 }
@@ -75,7 +79,10 @@ pub(crate) fn unpublish(ports: &[PortMapping]) -> Vec<Op> {
                 .filter(|m| fam_of(m.container_ip) == f)
                 .map(elems::port_elem)
                 .collect();
-            (!elems.is_empty()).then_some(Op::DelElems { set: f.ports(), elems })
+            (!elems.is_empty()).then_some(Op::DelElems {
+                set: f.ports(),
+                elems,
+            })
         })
         .collect()
 }
@@ -85,7 +92,11 @@ pub(crate) fn network_elems(net: &NetworkNat) -> Vec<(&'static str, Elem)> {
     let f = fam_of(net.subnet.addr());
     let mut v = vec![(f.own(), elems::own_elem(net))];
     if net.masquerade {
-        v.extend(elems::masq_elems(net.subnet).into_iter().map(|e| (f.masq(), e)));
+        v.extend(
+            elems::masq_elems(net.subnet)
+                .into_iter()
+                .map(|e| (f.masq(), e)),
+        );
     }
     v
 }
@@ -111,13 +122,20 @@ pub(crate) fn add_network(net: &NetworkNat) -> Vec<Op> {
 pub(crate) fn add_elems(pairs: Vec<(&'static str, Elem)>) -> Vec<Op> {
     by_set(pairs)
         .into_iter()
-        .map(|(set, elems)| Op::NewElems { set, elems, exclusive: true })
+        .map(|(set, elems)| Op::NewElems {
+            set,
+            elems,
+            exclusive: true,
+        })
         .collect()
 }
 
 /// `DelElems` for the given pairs, one message per set.
 pub(crate) fn del_elems(pairs: Vec<(&'static str, Elem)>) -> Vec<Op> {
-    by_set(pairs).into_iter().map(|(set, elems)| Op::DelElems { set, elems }).collect()
+    by_set(pairs)
+        .into_iter()
+        .map(|(set, elems)| Op::DelElems { set, elems })
+        .collect()
 }
 
 impl Op {
@@ -150,7 +168,11 @@ impl Op {
                 a.nest(4, |l| encode_exprs(&r.exprs, l)); // NFTA_RULE_EXPRESSIONS
                 (MsgType::NewRule, nlm::F_CREATE | nlm::F_APPEND)
             }
-            Op::NewElems { set, elems, exclusive } => {
+            Op::NewElems {
+                set,
+                elems,
+                exclusive,
+            } => {
                 encode_elems(set, elems, &mut a);
                 let excl = if *exclusive { nlm::F_EXCL } else { 0 };
                 (MsgType::NewSetElem, nlm::F_CREATE | excl)
@@ -160,7 +182,12 @@ impl Op {
                 (MsgType::DelSetElem, 0)
             }
         };
-        Message { kind, flags, family: NFPROTO_INET, attrs: a }
+        Message {
+            kind,
+            flags,
+            family: NFPROTO_INET,
+            attrs: a,
+        }
     }
 }
 
@@ -178,7 +205,11 @@ fn encode_chain(c: &Chain, a: &mut Attrs) {
 
 fn encode_set(s: &SetSpec, a: &mut Attrs) {
     // NFTA_SET_TABLE, _NAME, _FLAGS, _KEY_TYPE, _KEY_LEN
-    a.str(1, TABLE).str(2, s.name).u32(3, s.flags).u32(4, s.key_type).u32(5, s.key_len);
+    a.str(1, TABLE)
+        .str(2, s.name)
+        .u32(3, s.flags)
+        .u32(4, s.key_type)
+        .u32(5, s.key_len);
     if let Some((ty, len)) = s.data {
         a.u32(6, ty).u32(7, len); // NFTA_SET_DATA_TYPE, _DATA_LEN
     }

@@ -6,11 +6,20 @@ use crate::wire::encode_batch;
 use trellis_types::{IfName, Protocol};
 
 fn pm(proto: Protocol, hp: u16, ip: &str, cp: u16) -> PortMapping {
-    PortMapping { protocol: proto, host_port: hp, container_ip: ip.parse().unwrap(), container_port: cp }
+    PortMapping {
+        protocol: proto,
+        host_port: hp,
+        container_ip: ip.parse().unwrap(),
+        container_port: cp,
+    }
 }
 
 fn net(s: &str, br: &str, masquerade: bool) -> NetworkNat {
-    NetworkNat { subnet: s.parse().unwrap(), bridge: IfName::parse("bridge", br).unwrap(), masquerade }
+    NetworkNat {
+        subnet: s.parse().unwrap(),
+        bridge: IfName::parse("bridge", br).unwrap(),
+        masquerade,
+    }
 }
 
 #[test]
@@ -61,25 +70,61 @@ fn the_dnat_rule_is_one_map_lookup() {
     let rules = layout::rules();
     let dnat4 = rules.iter().find(|r| r.text.contains("@ports4")).unwrap();
     let want = vec![
-        Expr::Meta { key: MetaKey::NfProto, dreg: 8 },
-        Expr::Cmp { sreg: 8, op: CmpOp::Eq, data: vec![2] },
-        Expr::Meta { key: MetaKey::L4Proto, dreg: 8 },
-        Expr::Payload { base: Base::Transport, offset: 2, len: 2, dreg: 9 },
-        Expr::Lookup { set: "ports4", sreg: 8, dreg: Some(8) },
-        Expr::Dnat { family: 2, reg_addr: 8, reg_proto: 9 },
+        Expr::Meta {
+            key: MetaKey::NfProto,
+            dreg: 8,
+        },
+        Expr::Cmp {
+            sreg: 8,
+            op: CmpOp::Eq,
+            data: vec![2],
+        },
+        Expr::Meta {
+            key: MetaKey::L4Proto,
+            dreg: 8,
+        },
+        Expr::Payload {
+            base: Base::Transport,
+            offset: 2,
+            len: 2,
+            dreg: 9,
+        },
+        Expr::Lookup {
+            set: "ports4",
+            sreg: 8,
+            dreg: Some(8),
+        },
+        Expr::Dnat {
+            family: 2,
+            reg_addr: 8,
+            reg_proto: 9,
+        },
     ];
     assert_eq!(dnat4.exprs, want);
     let dnat6 = rules.iter().find(|r| r.text.contains("@ports6")).unwrap();
-    assert_eq!(dnat6.exprs[5], Expr::Dnat { family: 10, reg_addr: 8, reg_proto: 12 });
+    assert_eq!(
+        dnat6.exprs[5],
+        Expr::Dnat {
+            family: 10,
+            reg_addr: 8,
+            reg_proto: 12
+        }
+    );
 }
 
 #[test]
 fn sets_have_the_documented_types() {
     let s = layout::sets(Fam::V4);
     // inet_proto . inet_service : ipv4_addr . inet_service
-    assert_eq!((s[0].key_type, s[0].key_len, s[0].data), ((12 << 6) | 13, 8, Some(((7 << 6) | 13, 8))));
+    assert_eq!(
+        (s[0].key_type, s[0].key_len, s[0].data),
+        ((12 << 6) | 13, 8, Some(((7 << 6) | 13, 8)))
+    );
     // ipv4_addr . ifname, concatenated intervals
-    assert_eq!((s[1].key_type, s[1].key_len, &s[1].fields, s[1].flags), ((7 << 6) | 41, 20, &vec![4, 16], 0x84));
+    assert_eq!(
+        (s[1].key_type, s[1].key_len, &s[1].fields, s[1].flags),
+        ((7 << 6) | 41, 20, &vec![4, 16], 0x84)
+    );
     assert_eq!((s[2].key_type, s[2].key_len, s[2].flags), (7, 4, 0x4));
     let s6 = layout::sets(Fam::V6);
     assert_eq!((s6[0].data, s6[1].key_len), (Some(((8 << 6) | 13, 20)), 32));
@@ -112,11 +157,18 @@ fn publish_8081_to_container_80_golden_batch() {
 
 #[test]
 fn each_published_port_is_its_own_message_so_a_conflict_names_it() {
-    let ops = publish(&[pm(Protocol::Tcp, 80, "10.0.0.2", 80), pm(Protocol::Udp, 53, "fd00::2", 53)]);
+    let ops = publish(&[
+        pm(Protocol::Tcp, 80, "10.0.0.2", 80),
+        pm(Protocol::Udp, 53, "fd00::2", 53),
+    ]);
     let sets: Vec<_> = ops
         .iter()
         .map(|op| match op {
-            Op::NewElems { set, elems, exclusive: true } if elems.len() == 1 => *set,
+            Op::NewElems {
+                set,
+                elems,
+                exclusive: true,
+            } if elems.len() == 1 => *set,
             other => panic!("{other:?}"),
         })
         .collect();

@@ -150,7 +150,15 @@ fn nft_type(kind: MsgType) -> u16 {
 /// Encodes one request on its own (a GET or a dump), with sequence number `seq`.
 pub(crate) fn encode_one(msg: &Message, seq: u32) -> Vec<u8> {
     let mut out = Vec::new();
-    put(&mut out, nft_type(msg.kind), msg.flags, seq, msg.family, 0, &msg.attrs.0);
+    put(
+        &mut out,
+        nft_type(msg.kind),
+        msg.flags,
+        seq,
+        msg.family,
+        0,
+        &msg.attrs.0,
+    );
     out
 }
 
@@ -163,14 +171,27 @@ pub(crate) fn encode_one(msg: &Message, seq: u32) -> Vec<u8> {
 /// batches. Seeing the last message's ACK and no error means the batch committed.
 pub(crate) fn encode_batch(msgs: &[Message], seq: u32) -> Vec<u8> {
     let mut out = Vec::new();
-    let begin_end = |out: &mut Vec<u8>, ty, seq| put(out, ty, 0, seq, NFPROTO_UNSPEC, SUBSYS_NFTABLES, &[]);
+    let begin_end =
+        |out: &mut Vec<u8>, ty, seq| put(out, ty, 0, seq, NFPROTO_UNSPEC, SUBSYS_NFTABLES, &[]);
     begin_end(&mut out, MSG_BATCH_BEGIN, seq);
     for (i, m) in msgs.iter().enumerate() {
         let s = seq.wrapping_add(1 + i as u32);
         let ack = if i + 1 == msgs.len() { nlm::F_ACK } else { 0 };
-        put(&mut out, nft_type(m.kind), m.flags | ack, s, m.family, 0, &m.attrs.0);
+        put(
+            &mut out,
+            nft_type(m.kind),
+            m.flags | ack,
+            s,
+            m.family,
+            0,
+            &m.attrs.0,
+        );
     }
-    begin_end(&mut out, MSG_BATCH_END, seq.wrapping_add(1 + msgs.len() as u32));
+    begin_end(
+        &mut out,
+        MSG_BATCH_END,
+        seq.wrapping_add(1 + msgs.len() as u32),
+    );
     out
 }
 

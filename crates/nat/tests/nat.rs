@@ -35,18 +35,27 @@ async fn ensure_table_is_idempotent_keeps_elements_and_matches_the_documented_la
     let (ns, nat) = lab("ensure");
     nat.ensure_table().await.unwrap();
     assert_eq!(rule_lines(&ns), SKELETON);
-    nat.publish(&[tcp(8081, "192.168.169.3", 80)]).await.unwrap();
+    nat.publish(&[tcp(8081, "192.168.169.3", 80)])
+        .await
+        .unwrap();
     nat.ensure_table().await.unwrap();
     nat.ensure_table().await.unwrap();
     assert_eq!(rule_lines(&ns), SKELETON, "rules are not duplicated");
-    assert_eq!(nat.list_published().await.unwrap(), [tcp(8081, "192.168.169.3", 80)]);
+    assert_eq!(
+        nat.list_published().await.unwrap(),
+        [tcp(8081, "192.168.169.3", 80)]
+    );
 }
 
 #[tokio::test]
 async fn publish_and_unpublish_are_reflected_in_the_ruleset() {
     let (ns, nat) = lab("publish");
     nat.ensure_table().await.unwrap();
-    let (web, dns, web6) = (tcp(8081, "192.168.169.3", 80), udp(53, "192.168.169.4", 5353), tcp(8081, "fd00::3", 80));
+    let (web, dns, web6) = (
+        tcp(8081, "192.168.169.3", 80),
+        udp(53, "192.168.169.4", 5353),
+        tcp(8081, "fd00::3", 80),
+    );
     nat.publish(&[web, dns, web6]).await.unwrap();
     assert_eq!(
         elems(&ns, "ports4"),
@@ -56,16 +65,24 @@ async fn publish_and_unpublish_are_reflected_in_the_ruleset() {
         ],
         "sorted as text"
     );
-    assert_eq!(elems(&ns, "ports6"), [r#"[{"concat":["tcp",8081]},{"concat":["fd00::3",80]}]"#]);
+    assert_eq!(
+        elems(&ns, "ports6"),
+        [r#"[{"concat":["tcp",8081]},{"concat":["fd00::3",80]}]"#]
+    );
     let mut all = vec![web, dns, web6];
     all.sort();
     assert_eq!(nat.list_published().await.unwrap(), all);
 
     nat.unpublish(&[web, web6]).await.unwrap();
-    assert_eq!(elems(&ns, "ports4"), [r#"[{"concat":["udp",53]},{"concat":["192.168.169.4",5353]}]"#]);
+    assert_eq!(
+        elems(&ns, "ports4"),
+        [r#"[{"concat":["udp",53]},{"concat":["192.168.169.4",5353]}]"#]
+    );
     assert!(elems(&ns, "ports6").is_empty());
     // Idempotent, and only exact matches go: udp/53 to another container stays.
-    nat.unpublish(&[web, udp(53, "192.168.169.9", 5353)]).await.unwrap();
+    nat.unpublish(&[web, udp(53, "192.168.169.9", 5353)])
+        .await
+        .unwrap();
     assert_eq!(nat.list_published().await.unwrap(), [dns]);
 }
 
@@ -76,22 +93,42 @@ async fn a_published_host_port_is_refused_and_nothing_changes() {
     let web = tcp(8081, "192.168.169.3", 80);
     nat.publish(&[web]).await.unwrap();
     let before = ns.exec_ok(&["nft", "-j", "list", "ruleset"]);
-    let batch = [tcp(9000, "192.168.169.5", 80), tcp(8081, "192.168.169.5", 81)];
+    let batch = [
+        tcp(9000, "192.168.169.5", 80),
+        tcp(8081, "192.168.169.5", 81),
+    ];
     for (how, res) in [
         ("checked before sending", nat.publish(&batch).await),
         ("refused by the kernel", nat.publish_unchecked(&batch)),
         ("same mapping again", nat.publish(&[web]).await),
     ] {
         match res {
-            Err(Error::PortInUse { protocol: Protocol::Tcp, host_port: 8081, existing }) => {
+            Err(Error::PortInUse {
+                protocol: Protocol::Tcp,
+                host_port: 8081,
+                existing,
+            }) => {
                 assert_eq!(existing, Some(web), "{how}")
             }
             other => panic!("{how}: {other:?}"),
         }
-        assert_eq!(ns.exec_ok(&["nft", "-j", "list", "ruleset"]), before, "{how}: tcp/9000 must not be left");
+        assert_eq!(
+            ns.exec_ok(&["nft", "-j", "list", "ruleset"]),
+            before,
+            "{how}: tcp/9000 must not be left"
+        );
     }
-    let twice = [tcp(7000, "192.168.169.5", 80), tcp(7000, "192.168.169.6", 80)];
-    assert!(matches!(nat.publish(&twice).await, Err(Error::PortInUse { host_port: 7000, .. })));
+    let twice = [
+        tcp(7000, "192.168.169.5", 80),
+        tcp(7000, "192.168.169.6", 80),
+    ];
+    assert!(matches!(
+        nat.publish(&twice).await,
+        Err(Error::PortInUse {
+            host_port: 7000,
+            ..
+        })
+    ));
     assert_eq!(nat.list_published().await.unwrap(), [web]);
 }
 
@@ -102,18 +139,32 @@ async fn networks_are_elements_and_overlaps_are_refused() {
     let docker = net("192.168.169.0/24", "br0", true);
     nat.add_network(&docker).await.unwrap();
     nat.add_network(&docker).await.unwrap();
-    nat.add_network(&net("fd00:1::/64", "br6", false)).await.unwrap();
-    assert_eq!(elems(&ns, "own4"), [r#"{"concat":[{"prefix":{"addr":"192.168.169.0","len":24}},"br0"]}"#]);
-    assert_eq!(elems(&ns, "masq4"), [r#"{"prefix":{"addr":"192.168.169.0","len":24}}"#]);
+    nat.add_network(&net("fd00:1::/64", "br6", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        elems(&ns, "own4"),
+        [r#"{"concat":[{"prefix":{"addr":"192.168.169.0","len":24}},"br0"]}"#]
+    );
+    assert_eq!(
+        elems(&ns, "masq4"),
+        [r#"{"prefix":{"addr":"192.168.169.0","len":24}}"#]
+    );
     assert!(elems(&ns, "masq6").is_empty(), "masquerade: false");
-    assert_eq!(nat.list_networks().await.unwrap(), [docker.clone(), net("fd00:1::/64", "br6", false)]);
+    assert_eq!(
+        nat.list_networks().await.unwrap(),
+        [docker.clone(), net("fd00:1::/64", "br6", false)]
+    );
 
     let before = ns.exec_ok(&["nft", "-j", "list", "ruleset"]);
     match nat.add_network(&net("192.168.0.0/16", "br1", true)).await {
         Err(Error::Invalid(e)) => assert_eq!(e.field, "subnet", "{e}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(nat.add_network(&net("10.0.0.1/24", "br1", true)).await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        nat.add_network(&net("10.0.0.1/24", "br1", true)).await,
+        Err(Error::Invalid(_))
+    ));
     assert_eq!(ns.exec_ok(&["nft", "-j", "list", "ruleset"]), before);
 
     let routed = net("192.168.169.0/24", "br0", false);
@@ -128,10 +179,16 @@ async fn networks_are_elements_and_overlaps_are_refused() {
 async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
     let (ns, nat) = lab("sync");
     nat.remove_all().await.unwrap();
-    assert!(matches!(nat.publish(&[tcp(80, "10.0.0.2", 80)]).await, Err(Error::NoTable(_))));
+    assert!(matches!(
+        nat.publish(&[tcp(80, "10.0.0.2", 80)]).await,
+        Err(Error::NoTable(_))
+    ));
     nat.ensure_table().await.unwrap();
     nat.publish(&[tcp(80, "10.0.0.2", 80)]).await.unwrap();
-    let state = NatState { networks: vec![net("10.0.0.0/24", "br0", true)], ports: vec![tcp(81, "10.0.0.3", 80)] };
+    let state = NatState {
+        networks: vec![net("10.0.0.0/24", "br0", true)],
+        ports: vec![tcp(81, "10.0.0.3", 80)],
+    };
     nat.sync(&state).await.unwrap();
     assert_eq!(nat.list_published().await.unwrap(), state.ports);
     assert_eq!(nat.list_networks().await.unwrap(), state.networks);
@@ -147,9 +204,14 @@ async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
 async fn publish_and_unpublish_one_port_take_well_under_a_millisecond() {
     let (_ns, nat) = lab("perf");
     nat.ensure_table().await.unwrap();
-    // A thousand other ports published: the cost must not depend on them.
-    let others: Vec<_> = (10_000..11_000).map(|p| tcp(p, "10.0.0.2", 80)).collect();
+    // Five thousand other ports published (in one batch): the cost must not depend on them.
+    let others: Vec<_> = (10_000..15_000).map(|p| tcp(p, "10.0.0.2", 80)).collect();
     nat.publish(&others).await.unwrap();
+    assert_eq!(
+        nat.list_published().await.unwrap().len(),
+        5000,
+        "one batch, one dump"
+    );
     let (n, m) = (200u32, tcp(8081, "10.0.0.3", 80));
     let (mut publish, mut unpublish) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..n {
@@ -161,8 +223,11 @@ async fn publish_and_unpublish_one_port_take_well_under_a_millisecond() {
         unpublish += t.elapsed();
     }
     let (p, u) = (publish / n, unpublish / n);
-    eprintln!("publish one port: {p:?} mean; unpublish: {u:?} mean (1000 others published)");
-    assert!(p.as_micros() < 1000 && u.as_micros() < 1000, "publish {p:?}, unpublish {u:?}");
+    eprintln!("publish one port: {p:?} mean; unpublish: {u:?} mean (5000 others published)");
+    assert!(
+        p.as_micros() < 1000 && u.as_micros() < 1000,
+        "publish {p:?}, unpublish {u:?}"
+    );
 }
 
 #[tokio::test]

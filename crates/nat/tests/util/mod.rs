@@ -34,7 +34,11 @@ pub fn udp(host: u16, ip: &str, port: u16) -> PortMapping {
 
 /// A network.
 pub fn net(subnet: &str, bridge: &str, masquerade: bool) -> NetworkNat {
-    NetworkNat { subnet: subnet.parse().unwrap(), bridge: IfName::parse("bridge", bridge).unwrap(), masquerade }
+    NetworkNat {
+        subnet: subnet.parse().unwrap(),
+        bridge: IfName::parse("bridge", bridge).unwrap(),
+        masquerade,
+    }
 }
 
 /// The elements of set or map `name` of trellis's table, as compact JSON, sorted.
@@ -47,7 +51,11 @@ pub fn elems(ns: &Netns, name: &str) -> Vec<String> {
         .filter_map(|o| o.get("set").or_else(|| o.get("map")))
         .find(|s| s["table"] == "trellis" && s["name"] == name)
         .unwrap_or_else(|| panic!("no set {name} in {out}"));
-    let elems = set.get("elem").and_then(|e| e.as_array()).cloned().unwrap_or_default();
+    let elems = set
+        .get("elem")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default();
     let mut out: Vec<String> = elems.iter().map(|e| e.to_string()).collect();
     out.sort();
     out
@@ -78,6 +86,8 @@ pub trait NftTable {
 impl NftTable for Netns {
     fn nft_table(&self) -> Option<String> {
         let out = self.exec(&["nft", "list", "table", "inet", "trellis"]);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }

@@ -30,38 +30,105 @@ fn addr(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
 /// Who connects, to where, and which source address the server must see.
 fn expect(from: &Netns, to: SocketAddr, tag: &str, seen: &str, why: &str) {
     let reply = tcp_request(from, to).unwrap_or_else(|e| panic!("{why}: connect to {to}: {e}"));
-    assert!(reply.starts_with(tag), "{why}: reached {reply:?}, not {tag}");
-    assert_eq!(seen_ip(&reply), seen.parse::<IpAddr>().unwrap(), "{why}: {reply}");
+    assert!(
+        reply.starts_with(tag),
+        "{why}: reached {reply:?}, not {tag}"
+    );
+    assert_eq!(
+        seen_ip(&reply),
+        seen.parse::<IpAddr>().unwrap(),
+        "{why}: {reply}"
+    );
+}
+
+/// The seed lab plus a bridge `br0` with containers c1 and c2 in `host`.
+struct Lab {
+    seed: SeedLab,
+    c1: Netns,
+    c2: Netns,
+}
+
+fn build() -> Lab {
+    trellis_testlab::require_root();
+    let seed = SeedLab::build();
+    seed.host.ip("link add br0 type bridge");
+    seed.host.ip("addr add 192.168.169.1/24 dev br0");
+    seed.host.ip("link set br0 up");
+    let c1 = container(&seed.host, "c1", "vc1", "192.168.169.3");
+    let c2 = container(&seed.host, "c2", "vc2", "192.168.169.4");
+    Lab { seed, c1, c2 }
 }
 
 /// Publish 8081 -> c1:80, then check every path of the seed.
 pub async fn traffic() {
-    trellis_testlab::require_root();
-    let lab = SeedLab::build();
+    let Lab { seed: lab, c1, c2 } = build();
     let host = &lab.host;
-    host.ip("link add br0 type bridge");
-    host.ip("addr add 192.168.169.1/24 dev br0");
-    host.ip("link set br0 up");
-    let c1 = container(host, "c1", "vc1", "192.168.169.3");
-    let c2 = container(host, "c2", "vc2", "192.168.169.4");
     let nat = nat_in(host);
     nat.ensure_table().await.unwrap();
-    nat.add_network(&super::net("192.168.169.0/24", "br0", true)).await.unwrap();
-    nat.publish(&[super::tcp(8081, "192.168.169.3", 80)]).await.unwrap();
+    nat.add_network(&super::net("192.168.169.0/24", "br0", true))
+        .await
+        .unwrap();
+    nat.publish(&[super::tcp(8081, "192.168.169.3", 80)])
+        .await
+        .unwrap();
     let _web = TcpServer::start(&c1, addr([192, 168, 169, 3], 80), "c1");
     let _pc_srv = TcpServer::start(&lab.pc, addr(PC_IP, 9000), "pc");
     let _ext_srv = lab.external_server(9001);
     let published = addr(HOST_IP, 8081);
 
-    expect(&lab.pc, published, "c1", "10.1.253.103", "from another host (prerouting DNAT)");
-    expect(host, published, "c1", "10.1.253.101", "from the host itself (output DNAT)");
-    expect(&c2, published, "c1", "192.168.169.1", "hairpin from the same bridge");
-    expect(&c1, addr(PC_IP, 9000), "pc", "10.1.253.101", "masquerade towards the PC");
-    expect(&c1, addr(EXTERNAL_IP, 9001), "ext", "10.1.253.101", "masquerade through the router");
-    expect(&c2, addr([192, 168, 169, 3], 80), "c1", "192.168.169.4", "same bridge, no NAT");
+    expect(
+        &lab.pc,
+        published,
+        "c1",
+        "10.1.253.103",
+        "from another host (prerouting DNAT)",
+    );
+    expect(
+        host,
+        published,
+        "c1",
+        "10.1.253.101",
+        "from the host itself (output DNAT)",
+    );
+    expect(
+        &c2,
+        published,
+        "c1",
+        "192.168.169.1",
+        "hairpin from the same bridge",
+    );
+    expect(
+        &c1,
+        addr(PC_IP, 9000),
+        "pc",
+        "10.1.253.101",
+        "masquerade towards the PC",
+    );
+    expect(
+        &c1,
+        addr(EXTERNAL_IP, 9001),
+        "ext",
+        "10.1.253.101",
+        "masquerade through the router",
+    );
+    expect(
+        &c2,
+        addr([192, 168, 169, 3], 80),
+        "c1",
+        "192.168.169.4",
+        "same bridge, no NAT",
+    );
 
-    nat.unpublish(&[super::tcp(8081, "192.168.169.3", 80)]).await.unwrap();
-    assert!(tcp_request(&lab.pc, published).is_err(), "unpublished port still reaches c1");
+    nat.unpublish(&[super::tcp(8081, "192.168.169.3", 80)])
+        .await
+        .unwrap();
+    assert!(
+        tcp_request(&lab.pc, published).is_err(),
+        "unpublished port still reaches c1"
+    );
     nat.remove_all().await.unwrap();
-    assert!(tcp_request(&c1, addr(EXTERNAL_IP, 9001)).is_err(), "no masquerade after remove_all");
+    assert!(
+        tcp_request(&c1, addr(EXTERNAL_IP, 9001)).is_err(),
+        "no masquerade after remove_all"
+    );
 }
