@@ -1,1 +1,76 @@
-//! Pools, blocks and address allocation over a KvStore
+//! Pools, blocks and address allocation over a [`KvStore`](trellis_store::KvStore).
+//!
+//! # Model
+//!
+//! A **pool** is a prefix (IPv4 or IPv6) with a name. It is carved into
+//! **blocks** of equal size (/26 or /122 by default, 64 addresses). A host
+//! *claims* a block and then hands out its addresses to **handles** (a
+//! container's interface). Claiming is what will let each host announce its
+//! blocks as routes (routed mode, BGP) instead of one route per container.
+//!
+//! # Design decisions
+//!
+//! * **All state lives in the store; every write is a compare-and-swap.** An
+//!   allocation reads the block record with its revision, changes it in
+//!   memory, and writes it back with `put_if(Expect::Revision(rev))`. A block
+//!   is claimed with `put_if(Expect::Absent)`. When another allocator wrote in
+//!   between, the write fails with a conflict and the whole step is re-run
+//!   from a fresh read, up to a bounded number of attempts
+//!   ([`Error::Contention`] after that). So two allocators sharing a store —
+//!   two processes, two hosts, or two tasks — can never hand out one address
+//!   twice, with no lock and no leader.
+//! * **The hot path is one read and one write.** Each [`Ipam`] caches which
+//!   blocks of each pool its host owns (only the list of prefixes, never their
+//!   contents): an allocation reads those blocks (usually one), and writes the
+//!   one it allocates from. Only when they are all full does it list the pool's
+//!   blocks (refreshing the cache) and claim a new one.
+//! * **Next-fit inside a block.** Each block keeps a cursor; the search for a
+//!   free address starts after the last one handed out and wraps around. A
+//!   just-released address is therefore not reused before the rest of the
+//!   block has been used, so a late packet or a stale ARP/neighbour entry for
+//!   a dead container does not reach its successor straight away.
+//! * **Reservations are a pool option.** [`Reserve::Bridge`] keeps the pool
+//!   subnet's network, broadcast (IPv4) and gateway addresses out of use — the
+//!   pool is one L2 subnet, so block boundaries inside it are not subnet
+//!   boundaries and `.64` is an ordinary address. [`Reserve::None`] (routed
+//!   mode) makes every address usable.
+//! * **Compact records.** A block record is JSON holding two bitmaps (used,
+//!   reserved; 64 bits for a /26) and the handle of each used ordinal.
+//!
+//! # Key layout
+//!
+//! ```text
+//! ipam/pools                          all pools (one record: the overlap check
+//!                                     and the insert are one CAS)
+//! ipam/blocks/<pool>/<network>-<len>  one block: affinity host, cursor,
+//!                                     bitmaps, handles
+//! ```
+//!
+//! # Limits (for now)
+//!
+//! * `release`, `addresses_of`, `usage` and `check_leaks` list block records
+//!   (all pools, or one pool); they are not on the attach hot path. A handle
+//!   index can be added when clusters grow large.
+//! * A host allocates only from blocks it owns or claims; borrowing from
+//!   another host's block (routed mode) comes with the controller.
+//!   `allocate_specific` may write into any block, whoever owns it.
+//! * Deleting a pool while allocators are working on it is not made safe:
+//!   `delete_pool` refuses while any address is allocated, and then removes
+//!   the pool before its blocks, so only a claim racing with the delete can
+//!   leave an empty block record behind.
+
+mod addr;
+mod alloc;
+mod block;
+mod error;
+mod ipam;
+mod pool;
+mod scan;
+
+#[cfg(test)]
+mod mock_tests;
+
+pub use error::Error;
+pub use ipam::{DEFAULT_MAX_ATTEMPTS, Ipam};
+pub use pool::{DEFAULT_BLOCK_V4, DEFAULT_BLOCK_V6, Pool, PoolSpec, Reserve};
+pub use scan::{Allocation, Usage};

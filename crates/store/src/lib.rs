@@ -27,8 +27,8 @@
 //!
 //! Backends: [`MemoryStore`] (tests, single-process tools) and [`RedbStore`]
 //! (embedded, crash-safe, one file owned by one process). An etcd backend will
-//! join them and must pass the same [`conformance`] suite (feature
-//! `conformance`). With feature `mock`, [`MockKvStore`] is available to
+//! join them and must pass the same `conformance` suite (feature
+//! `conformance`). With feature `mock`, `MockKvStore` is available to
 //! downstream unit tests.
 
 mod error;
@@ -40,7 +40,7 @@ mod redb_store;
 pub mod conformance;
 
 pub use error::Error;
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_HISTORY, MemoryStore};
 pub use redb_store::RedbStore;
 
 use async_trait::async_trait;

@@ -1,0 +1,233 @@
+//! Blocks: the unit a host claims, and the record of who holds which address.
+
+use crate::Error;
+use crate::addr::{from_u128, to_u128};
+use crate::pool::Pool;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use trellis_types::Handle;
+
+/// One bit per address of a block, ordinal 0 = the block's first address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Bitmap(Vec<u64>);
+
+impl Bitmap {
+    fn new(bits: u32) -> Self {
+        Self(vec![0; bits.div_ceil(64) as usize])
+    }
+
+    pub(crate) fn get(&self, i: u32) -> bool {
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn set(&mut self, i: u32, on: bool) {
+        if let Some(w) = self.0.get_mut((i / 64) as usize) {
+            if on {
+                *w |= 1 << (i % 64);
+            } else {
+                *w &= !(1 << (i % 64));
+            }
+        }
+    }
+
+    pub(crate) fn count(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+}
+
+/// The stored record of one block (JSON under `ipam/blocks/<pool>/<a>-<len>`).
+///
+/// `used` and `reserved` are disjoint; `handles` has an entry exactly for the
+/// ordinals set in `used`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Block {
+    /// The block's prefix.
+    pub cidr: IpNet,
+    /// The host the block is affine to: its allocator hands out from it.
+    pub host: String,
+    /// Next-fit cursor: the ordinal the next search starts from.
+    pub cursor: u32,
+    /// Allocated ordinals.
+    pub used: Bitmap,
+    /// Ordinals never handed out (the pool's reserved addresses in this block).
+    pub reserved: Bitmap,
+    /// Who holds each allocated ordinal.
+    pub handles: BTreeMap<u32, Handle>,
+}
+
+impl Block {
+    /// A fresh block `cidr` of `pool`, affine to `host`.
+    pub(crate) fn new(pool: &Pool, cidr: IpNet, host: &str) -> Self {
+        let size = pool.block_size();
+        let mut reserved = Bitmap::new(size);
+        for ip in pool.reserved() {
+            if cidr.contains(&ip) {
+                reserved.set(ordinal_in(cidr, ip), true);
+            }
+        }
+        Self {
+            cidr,
+            host: host.to_owned(),
+            cursor: 0,
+            used: Bitmap::new(size),
+            reserved,
+            handles: BTreeMap::new(),
+        }
+    }
+
+    /// Decodes the record stored under `key`.
+    pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Self, Error> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Encodes the record for the store.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // A struct of plain fields and string-keyed maps always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// How many addresses the block spans.
+    pub(crate) fn size(&self) -> u32 {
+        1 << (self.cidr.max_prefix_len() - self.cidr.prefix_len())
+    }
+
+    /// The address at `ordinal`.
+    pub(crate) fn ip(&self, ordinal: u32) -> IpAddr {
+        from_u128(
+            self.cidr,
+            to_u128(self.cidr.network()) + u128::from(ordinal),
+        )
+    }
+
+    /// The ordinal of `ip`, which must lie in the block.
+    pub(crate) fn ordinal(&self, ip: IpAddr) -> u32 {
+        ordinal_in(self.cidr, ip)
+    }
+
+    /// Addresses neither used nor reserved.
+    pub(crate) fn free(&self) -> u32 {
+        self.size() - self.used.count() - self.reserved.count()
+    }
+
+    /// The ordinal `handle` holds here, if any.
+    pub(crate) fn find(&self, handle: &Handle) -> Option<u32> {
+        self.handles
+            .iter()
+            .find_map(|(ord, h)| (h == handle).then_some(*ord))
+    }
+
+    /// Who holds `ordinal`.
+    pub(crate) fn holder(&self, ordinal: u32) -> Option<&Handle> {
+        self.handles.get(&ordinal)
+    }
+
+    /// Allocates the next free address at or after the cursor, wrapping
+    /// around (next-fit), and moves the cursor past it.
+    pub(crate) fn allocate_next(&mut self, handle: &Handle) -> Option<IpAddr> {
+        let size = self.size();
+        let ordinal = (0..size)
+            .map(|i| (self.cursor + i) % size)
+            .find(|&o| !self.used.get(o) && !self.reserved.get(o))?;
+        self.assign(ordinal, handle);
+        self.cursor = (ordinal + 1) % size;
+        Some(self.ip(ordinal))
+    }
+
+    /// Marks `ordinal` as held by `handle`; the caller checked it is free.
+    /// The cursor does not move: fixed addresses do not steer next-fit.
+    pub(crate) fn assign(&mut self, ordinal: u32, handle: &Handle) {
+        self.used.set(ordinal, true);
+        self.handles.insert(ordinal, handle.clone());
+    }
+
+    /// Frees every address `handle` holds here; returns them.
+    pub(crate) fn release(&mut self, handle: &Handle) -> Vec<IpAddr> {
+        let ordinals: Vec<u32> = self
+            .handles
+            .iter()
+            .filter_map(|(ord, h)| (h == handle).then_some(*ord))
+            .collect();
+        for ord in &ordinals {
+            self.handles.remove(ord);
+            self.used.set(*ord, false);
+        }
+        ordinals.into_iter().map(|o| self.ip(o)).collect()
+    }
+}
+
+fn ordinal_in(cidr: IpNet, ip: IpAddr) -> u32 {
+    (to_u128(ip) - to_u128(cidr.network())) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Reserve;
+    use trellis_types::{ContainerId, IfName};
+
+    fn handle(c: &str) -> Handle {
+        Handle::new(
+            ContainerId::parse("c", c).unwrap(),
+            IfName::parse("i", "eth0").unwrap(),
+        )
+    }
+
+    fn bridge_pool() -> Pool {
+        Pool {
+            name: "p".into(),
+            cidr: "10.0.0.0/24".parse().unwrap(),
+            block_prefix_len: 26,
+            reserve: Reserve::Bridge {
+                gateway: "10.0.0.1".parse().unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn first_block_skips_network_and_gateway_last_skips_broadcast() {
+        let pool = bridge_pool();
+        let mut first = Block::new(&pool, "10.0.0.0/26".parse().unwrap(), "h");
+        assert_eq!(first.free(), 62);
+        assert_eq!(
+            first.allocate_next(&handle("a")),
+            Some("10.0.0.2".parse().unwrap())
+        );
+        let mut last = Block::new(&pool, "10.0.0.192/26".parse().unwrap(), "h");
+        assert_eq!(last.free(), 63);
+        let ips: Vec<_> = (0..63)
+            .map(|i| last.allocate_next(&handle(&format!("c{i}"))).unwrap())
+            .collect();
+        assert!(!ips.contains(&"10.0.0.255".parse().unwrap()));
+        assert_eq!(last.allocate_next(&handle("x")), None);
+    }
+
+    #[test]
+    fn next_fit_does_not_reuse_a_released_address_first() {
+        let pool = bridge_pool();
+        let mut b = Block::new(&pool, "10.0.0.64/26".parse().unwrap(), "h");
+        let a = b.allocate_next(&handle("a")).unwrap();
+        let _ = b.allocate_next(&handle("b")).unwrap();
+        assert_eq!(b.release(&handle("a")), vec![a]);
+        assert_ne!(b.allocate_next(&handle("c")).unwrap(), a);
+    }
+
+    #[test]
+    fn record_round_trips_through_json() {
+        let mut b = Block::new(&bridge_pool(), "10.0.0.0/26".parse().unwrap(), "h");
+        b.allocate_next(&handle("a"));
+        let back = Block::decode("k", &b.encode()).unwrap();
+        assert_eq!(back, b);
+        assert!(matches!(
+            Block::decode("k", b"{"),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,155 @@
+//! Unit tests against `MockKvStore`: retries on conflict, errors surfaced.
+
+use crate::pool::{Pool, PoolSet, Reserve};
+use crate::{Error, Ipam};
+use mockall::predicate::{always, eq};
+use std::sync::Arc;
+use trellis_store::{Expect, Listing, MockKvStore, Versioned};
+use trellis_types::{ContainerId, Handle, IfName};
+
+const BLOCK0: &str = "ipam/blocks/p/10.0.0.0-26";
+
+fn handle() -> Handle {
+    Handle::new(
+        ContainerId::parse("c", "c1").unwrap(),
+        IfName::parse("i", "eth0").unwrap(),
+    )
+}
+
+/// A store holding one bridge pool `p` (10.0.0.0/24) and no blocks.
+fn store_with_pool() -> MockKvStore {
+    let mut set = PoolSet::default();
+    set.pools.insert("p".into(), ipam_pool());
+    let bytes = serde_json::to_vec(&set).unwrap();
+    let mut store = MockKvStore::new();
+    store
+        .expect_get()
+        .with(eq("ipam/pools"))
+        .returning(move |_| {
+            Ok(Some(Versioned {
+                value: bytes.clone(),
+                revision: 1,
+            }))
+        });
+    store
+        .expect_list()
+        .with(eq("ipam/blocks/p"))
+        .returning(|_| {
+            Ok(Listing {
+                revision: 1,
+                entries: vec![],
+            })
+        });
+    store
+}
+
+fn conflict() -> trellis_store::Error {
+    trellis_store::Error::Conflict {
+        key: BLOCK0.into(),
+        expected: Expect::Absent,
+        actual: Some(2),
+    }
+}
+
+#[tokio::test]
+async fn a_lost_claim_is_retried() {
+    let mut store = store_with_pool();
+    let mut seq = mockall::Sequence::new();
+    store
+        .expect_put_if()
+        .with(eq(BLOCK0), always(), eq(Expect::Absent))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Err(conflict()));
+    store
+        .expect_put_if()
+        .with(eq(BLOCK0), always(), eq(Expect::Absent))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(3));
+    let ipam = Ipam::new(Arc::new(store), "h1");
+    let ip = ipam.allocate("p", &handle()).await.unwrap();
+    assert_eq!(ip, "10.0.0.2".parse::<std::net::IpAddr>().unwrap());
+}
+
+#[tokio::test]
+async fn endless_conflicts_end_in_a_contention_error() {
+    let mut store = store_with_pool();
+    store
+        .expect_put_if()
+        .times(3)
+        .returning(|_, _, _| Err(conflict()));
+    let ipam = Ipam::new(Arc::new(store), "h1").with_max_attempts(4);
+    let err = ipam.allocate("p", &handle()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Contention { attempts: 4, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("\"p\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_store_error_is_surfaced_and_not_retried() {
+    let mut store = store_with_pool();
+    store
+        .expect_put_if()
+        .times(1)
+        .returning(|k, _, _| Err(trellis_store::Error::backend(k, "disk on fire")));
+    let ipam = Ipam::new(Arc::new(store), "h1");
+    let err = ipam.allocate("p", &handle()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Store(trellis_store::Error::Backend { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("disk on fire"), "{err}");
+}
+
+#[tokio::test]
+async fn an_owned_block_costs_one_read_and_one_cas() {
+    let mut store = store_with_pool();
+    store.expect_put_if().times(1).returning(|_, _, _| Ok(3));
+    let ipam = Ipam::new(Arc::new(store), "h1");
+    ipam.allocate("p", &handle()).await.unwrap();
+
+    // From here on the block is cached as owned: one get and one CAS.
+    let mut store = MockKvStore::new();
+    let block = {
+        let pool = ipam_pool();
+        let mut b = crate::block::Block::new(&pool, "10.0.0.0/26".parse().unwrap(), "h1");
+        b.allocate_next(&handle());
+        b.encode()
+    };
+    store
+        .expect_get()
+        .with(eq(BLOCK0))
+        .times(1)
+        .returning(move |_| {
+            Ok(Some(Versioned {
+                value: block.clone(),
+                revision: 3,
+            }))
+        });
+    store
+        .expect_put_if()
+        .with(eq(BLOCK0), always(), eq(Expect::Revision(3)))
+        .times(1)
+        .returning(|_, _, _| Ok(4));
+    let ipam = ipam.with_store(Arc::new(store));
+    let other = Handle::new(
+        ContainerId::parse("c", "c2").unwrap(),
+        IfName::parse("i", "eth0").unwrap(),
+    );
+    let ip = ipam.allocate("p", &other).await.unwrap();
+    assert_eq!(ip, "10.0.0.3".parse::<std::net::IpAddr>().unwrap());
+}
+
+fn ipam_pool() -> Pool {
+    Pool {
+        name: "p".into(),
+        cidr: "10.0.0.0/24".parse().unwrap(),
+        block_prefix_len: 26,
+        reserve: Reserve::Bridge {
+            gateway: "10.0.0.1".parse().unwrap(),
+        },
+    }
+}

@@ -1,0 +1,171 @@
+//! Operations that look across blocks: release by handle, queries, leaks.
+
+use crate::Error;
+use crate::block::Block;
+use crate::ipam::{BLOCKS_PREFIX, Ipam, block_key};
+use std::collections::HashSet;
+use std::net::IpAddr;
+use trellis_store::{Expect, Listing};
+use trellis_types::Handle;
+
+/// One allocated address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Allocation {
+    /// The pool it came from.
+    pub pool: String,
+    /// The address.
+    pub ip: IpAddr,
+    /// Who holds it.
+    pub handle: Handle,
+}
+
+/// How a pool's addresses are spent. `reserved + used + free == capacity`,
+/// where `free` is counted from the block records (and from the size of the
+/// blocks not claimed yet), not derived from the other numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Addresses the pool spans.
+    pub capacity: u128,
+    /// Addresses never handed out (network, broadcast, gateway).
+    pub reserved: u128,
+    /// Addresses allocated to a handle.
+    pub used: u128,
+    /// Addresses that can still be allocated.
+    pub free: u128,
+    /// Blocks claimed by some host.
+    pub claimed_blocks: u128,
+}
+
+impl Ipam {
+    /// Releases every address `handle` holds, in all pools. Idempotent:
+    /// releasing an unknown handle, or twice, succeeds and returns nothing.
+    /// Returns what was released.
+    pub async fn release(&self, handle: &Handle) -> Result<Vec<Allocation>, Error> {
+        let mut released = Vec::new();
+        for (pool, block, _) in self.all_blocks().await? {
+            if block.find(handle).is_none() {
+                continue;
+            }
+            let key = block_key(&pool, block.cidr);
+            let ips = self
+                .retrying(&pool, || self.try_release_in(&pool, &key, handle))
+                .await?;
+            released.extend(ips.into_iter().map(|ip| Allocation {
+                pool: pool.clone(),
+                ip,
+                handle: handle.clone(),
+            }));
+        }
+        Ok(released)
+    }
+
+    async fn try_release_in(
+        &self,
+        pool: &str,
+        key: &str,
+        handle: &Handle,
+    ) -> Result<Option<Vec<IpAddr>>, Error> {
+        let Some((mut block, rev)) = self.read_block(key).await? else {
+            return Ok(Some(Vec::new()));
+        };
+        let ips = block.release(handle);
+        if !ips.is_empty() {
+            self.write_block(pool, &block, Expect::Revision(rev))
+                .await?;
+        }
+        Ok(Some(ips))
+    }
+
+    /// Every address `handle` holds, in all pools.
+    pub async fn addresses_of(&self, handle: &Handle) -> Result<Vec<Allocation>, Error> {
+        let mut out: Vec<_> = self
+            .allocations()
+            .await?
+            .into_iter()
+            .filter(|a| &a.handle == handle)
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Allocations whose handle is not in `valid` (containers that are gone),
+    /// for the caller to [`release`](Ipam::release).
+    pub async fn check_leaks(&self, valid: &HashSet<Handle>) -> Result<Vec<Allocation>, Error> {
+        let mut out: Vec<_> = self
+            .allocations()
+            .await?
+            .into_iter()
+            .filter(|a| !valid.contains(&a.handle))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// How `pool`'s addresses are spent.
+    pub async fn usage(&self, pool: &str) -> Result<Usage, Error> {
+        let spec = self.pool(pool).await?;
+        let blocks = self.list_blocks(pool).await?;
+        let reserved = spec.reserved();
+        let claimed: HashSet<_> = blocks.iter().map(|(_, b, _)| b.cidr).collect();
+        let reserved_unclaimed = reserved
+            .iter()
+            .filter(|ip| !claimed.contains(&spec.block_of(**ip)))
+            .count() as u128;
+        let unclaimed = spec.block_count() - claimed.len() as u128;
+        let free_claimed: u128 = blocks.iter().map(|(_, b, _)| u128::from(b.free())).sum();
+        Ok(Usage {
+            capacity: spec.capacity(),
+            reserved: reserved.len() as u128,
+            used: blocks
+                .iter()
+                .map(|(_, b, _)| u128::from(b.used.count()))
+                .sum(),
+            free: free_claimed + unclaimed * u128::from(spec.block_size()) - reserved_unclaimed,
+            claimed_blocks: claimed.len() as u128,
+        })
+    }
+
+    /// Every allocation in every pool.
+    async fn allocations(&self) -> Result<Vec<Allocation>, Error> {
+        let mut out = Vec::new();
+        for (pool, block, _) in self.all_blocks().await? {
+            out.extend(block.handles.iter().map(|(ord, h)| Allocation {
+                pool: pool.clone(),
+                ip: block.ip(*ord),
+                handle: h.clone(),
+            }));
+        }
+        Ok(out)
+    }
+
+    /// All block records of all pools: pool name, record, revision.
+    async fn all_blocks(&self) -> Result<Vec<(String, Block, u64)>, Error> {
+        let listing = self.store.list(BLOCKS_PREFIX).await?;
+        let blocks = decode_listing(listing)?;
+        Ok(blocks
+            .into_iter()
+            .map(|(key, block, rev)| (pool_of_key(&key).to_owned(), block, rev))
+            .collect())
+    }
+}
+
+/// The pool segment of a block key (`ipam/blocks/<pool>/<block>`).
+fn pool_of_key(key: &str) -> &str {
+    let rest = key.strip_prefix(BLOCKS_PREFIX).unwrap_or(key);
+    rest.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+}
+
+/// Decodes a listing of block records: key, record, revision.
+pub(crate) fn decode_listing(listing: Listing) -> Result<Vec<(String, Block, u64)>, Error> {
+    listing
+        .entries
+        .into_iter()
+        .map(|(key, v)| {
+            let block = Block::decode(&key, &v.value)?;
+            Ok((key, block, v.revision))
+        })
+        .collect()
+}

@@ -1,0 +1,7 @@
+//! Integration tests of trellis-ipam over real stores (one test binary).
+
+mod alloc;
+mod pools;
+mod props;
+mod race;
+mod util;
