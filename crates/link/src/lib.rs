@@ -108,3 +108,19 @@ pub trait Links: Send + Sync {
     /// Writes `/proc/sys/net/<key>` as seen from `ns`.
     async fn set_sysctl(&self, ns: &Ns, key: &SysctlKey, value: &str) -> Result<(), LinkError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_trait_is_object_safe_and_mockable() {
+        let mut mock = MockLinks::new();
+        mock.expect_delete_link()
+            .withf(|n| n.as_str() == "tr0123456789abc")
+            .returning(|_| Ok(()));
+        let links: Box<dyn Links> = Box::new(mock);
+        let name = IfName::parse("ifname", "tr0123456789abc").unwrap();
+        links.delete_link(&name).await.unwrap();
+    }
+}

@@ -102,7 +102,9 @@ pub async fn apply_each(
                 && e.code.is_some()
             {
                 let errno = Errno::from_raw(e.raw_code().abs());
-                if !req.done_if.contains(&errno) {
+                if req.done_if.contains(&errno) {
+                    tracing::trace!(op = req.op, subject = %req.subject, %errno, "already done");
+                } else {
                     result = Err(req.error(e.to_io()));
                 }
             }

@@ -312,3 +312,60 @@ async fn batched_delete_removes_all_and_ignores_missing() {
         "the bridge is not in the group"
     );
 }
+
+#[tokio::test]
+async fn per_call_container_sockets_are_closed_after_the_call() {
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = fds();
+    for _ in 0..100 {
+        assert!(lab.links.link_exists(&at(&c), &ifn("lo")).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let after = fds();
+    // Other tests run in parallel and open fds of their own: allow some slack,
+    // far below the 100 a leak would show.
+    assert!(after < before + 40, "fds {before} → {after}: sockets leak");
+}
+
+#[tokio::test]
+async fn batched_delete_beats_one_by_one() {
+    const N: usize = 8;
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    let mut took = [std::time::Duration::ZERO; 2];
+    for (round, batched) in [(0, false), (1, true)] {
+        let mut names = Vec::new();
+        for i in 0..N {
+            let spec = veth(
+                &format!("tr{round}{i:012x}"),
+                &c,
+                &format!("e{round}-{i}"),
+                None,
+            );
+            lab.links.create_veth(&spec).await.unwrap();
+            names.push(spec.host_name);
+        }
+        let t = Instant::now();
+        if batched {
+            lab.links.delete_links(&names).await.unwrap();
+        } else {
+            for n in &names {
+                lab.links.delete_link(n).await.unwrap();
+            }
+        }
+        took[round] = t.elapsed();
+    }
+    eprintln!(
+        "delete {N} veths: one by one {:?}, batched {:?}",
+        took[0], took[1]
+    );
+    assert!(
+        lab.links
+            .list_links_with_prefix(&Ns::Host, "tr")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

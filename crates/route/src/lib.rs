@@ -65,3 +65,17 @@ pub trait Routes: Send + Sync {
     /// Removes neighbour entries; ones already gone count as removed.
     async fn delete_neighbours(&self, ns: &Ns, neighbours: &[Neighbour]) -> Result<(), RouteError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_trait_is_object_safe_and_mockable() {
+        let mut mock = MockRoutes::new();
+        mock.expect_list_routes()
+            .returning(|_| Ok(vec![Route::blackhole("10.8.0.0/26".parse().unwrap())]));
+        let routes: Box<dyn Routes> = Box::new(mock);
+        assert_eq!(routes.list_routes(&Ns::Host).await.unwrap().len(), 1);
+    }
+}
