@@ -7,7 +7,8 @@ use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use nix::errno::Errno;
 use rtnetlink::AddressMessageBuilder;
@@ -148,6 +149,27 @@ pub fn veth_create(
         spec.host_name, spec.container_name, spec.container_netns
     );
     Request::new("create veth", subject, CREATE_EXCL, M::NewLink(host))
+}
+
+/// Puts a bridge port in hairpin mode, so that a frame may leave through the
+/// port it arrived on.
+///
+/// Needed because of br_netfilter: where it is active (built in and on by
+/// default in every namespace on many kernels), a container's packet to a
+/// published port of the host is DNAT'ed at the bridge layer, and when the
+/// target is the sending container itself the frame must go back out of its
+/// own port. Docker sets the same mode for the same reason. Bridge port
+/// options are applied by `RTM_NEWLINK` on an existing link (slave changelink),
+/// not by `RTM_SETLINK`.
+pub fn port_hairpin(name: &str) -> Request {
+    let mut msg = named(name);
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            true,
+        )])),
+    ]));
+    Request::new("set hairpin mode on", name, CHANGE, M::NewLink(msg))
 }
 
 /// Sets a link administratively up.

@@ -169,6 +169,17 @@ impl Links for NetlinkLinks {
             Err(e) => return Err(e.into()),
         }
         drop(netns);
+        if master.is_some() {
+            // Sent only once the create succeeded, so it never touches a
+            // link that was there before.
+            let hairpin = msg::port_hairpin(spec.host_name.as_str());
+            if let Err(e) = nl::apply(host, vec![hairpin]).await {
+                nl::apply(host, vec![msg::delete(spec.host_name.as_str())])
+                    .await
+                    .ok();
+                return Err(e.into());
+            }
+        }
         let made = must_get(host, &LinkRef::Name(spec.host_name.clone())).await?;
         Ok(VethInfo {
             host_ifindex: made.index,

@@ -1,0 +1,120 @@
+//! The agent's error type, and the status class each error belongs to.
+
+use trellis_types::{InvalidInput, Protocol};
+
+/// The class of an error, as a gRPC edge or a CLI reports it. The core never
+/// imports tonic; the edge maps these one-to-one onto status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request is malformed (`INVALID_ARGUMENT`).
+    InvalidArgument,
+    /// Something named does not exist (`NOT_FOUND`).
+    NotFound,
+    /// Something to create exists already (`ALREADY_EXISTS`).
+    AlreadyExists,
+    /// A pool is full (`RESOURCE_EXHAUSTED`).
+    ResourceExhausted,
+    /// The system is not in a state that allows this (`FAILED_PRECONDITION`).
+    FailedPrecondition,
+    /// Contention that a retry may resolve (`UNAVAILABLE`/`ABORTED`).
+    Unavailable,
+    /// The kernel or the store failed (`INTERNAL`).
+    Internal,
+}
+
+/// What can go wrong in the agent. Every message names the thing at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// No network of that name.
+    #[error("network {0:?} not found")]
+    NetworkNotFound(String),
+    /// A network of that name exists already, with other settings.
+    #[error("network {0:?} already exists with different settings")]
+    NetworkExists(String),
+    /// The network still has endpoints.
+    #[error("network {network:?} still has {endpoints} endpoints; detach them first")]
+    NetworkInUse {
+        /// The network.
+        network: String,
+        /// How many endpoints are attached.
+        endpoints: usize,
+    },
+    /// The container interface is attached already, with other settings.
+    #[error("endpoint {0} is already attached with different settings")]
+    EndpointExists(String),
+    /// A host port is published by another endpoint (or twice in one request).
+    #[error("host port {host_port}/{protocol} is already published")]
+    PortInUse {
+        /// TCP or UDP.
+        protocol: Protocol,
+        /// The host port.
+        host_port: u16,
+    },
+    /// Address management failed.
+    #[error(transparent)]
+    Ipam(#[from] trellis_ipam::Error),
+    /// A link operation failed.
+    #[error(transparent)]
+    Link(#[from] trellis_link::LinkError),
+    /// A route operation failed.
+    #[error(transparent)]
+    Route(#[from] trellis_route::RouteError),
+    /// A NAT operation failed.
+    #[error(transparent)]
+    Nat(#[from] trellis_nat::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] trellis_store::Error),
+    /// A stored record could not be read back.
+    #[error("record {key:?} is corrupt: {reason}")]
+    Corrupt {
+        /// The store key.
+        key: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// Teardown went on past failures; these are all of them.
+    #[error("teardown of {what} left errors: {}", errors.join("; "))]
+    Teardown {
+        /// What was being torn down.
+        what: String,
+        /// Every failure, in order.
+        errors: Vec<String>,
+    },
+}
+
+impl Error {
+    /// The class of this error, for status codes and exit codes.
+    pub fn class(&self) -> ErrorClass {
+        use ErrorClass::*;
+        match self {
+            Error::Invalid(_) => InvalidArgument,
+            Error::NetworkNotFound(_) => NotFound,
+            Error::NetworkExists(_) | Error::EndpointExists(_) | Error::PortInUse { .. } => {
+                AlreadyExists
+            }
+            Error::NetworkInUse { .. } => FailedPrecondition,
+            Error::Ipam(e) => ipam_class(e),
+            Error::Link(trellis_link::LinkError::Invalid(_)) => InvalidArgument,
+            Error::Nat(trellis_nat::Error::PortInUse { .. }) => AlreadyExists,
+            Error::Nat(trellis_nat::Error::Invalid(_)) => InvalidArgument,
+            _ => Internal,
+        }
+    }
+}
+
+fn ipam_class(e: &trellis_ipam::Error) -> ErrorClass {
+    use trellis_ipam::Error as E;
+    match e {
+        E::Invalid(_) => ErrorClass::InvalidArgument,
+        E::PoolNotFound { .. } => ErrorClass::NotFound,
+        E::PoolExists { .. } | E::AddressTaken { .. } => ErrorClass::AlreadyExists,
+        E::PoolInUse { .. } => ErrorClass::FailedPrecondition,
+        E::Exhausted { .. } => ErrorClass::ResourceExhausted,
+        E::Contention { .. } => ErrorClass::Unavailable,
+        _ => ErrorClass::Internal,
+    }
+}

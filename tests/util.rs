@@ -1,0 +1,95 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use trellis_agent::{Agent, AttachRequest, Backends, Endpoint, NetworkSpec, PortSpec};
+use trellis_store::MemoryStore;
+use trellis_testlab::Netns;
+use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
+
+/// An agent whose host is the namespace `host`, with an in-memory store.
+pub async fn agent_in(host: &Netns) -> Agent {
+    let path = NetnsPath::parse("netns", &host.path_str()).unwrap();
+    let be = Backends::kernel(Some(&path), Arc::new(MemoryStore::new()))
+        .await
+        .unwrap();
+    Agent::open(be, "node1").await.unwrap()
+}
+
+/// A bridge network spec with masquerade on.
+pub fn bridge_spec(name: &str, subnet: &str, bridge: &str) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        subnet: subnet.parse().unwrap(),
+        gateway: None,
+        bridge: IfName::parse("bridge", bridge).unwrap(),
+        masquerade: true,
+        mtu: None,
+    }
+}
+
+/// An attach request for container `id` in namespace `ns` as `eth0`.
+pub fn request(
+    network: &str,
+    id: &str,
+    ns: &Netns,
+    ports: &[(Protocol, u32, u32)],
+) -> AttachRequest {
+    AttachRequest {
+        network: network.into(),
+        container: ContainerId::parse("container_id", id).unwrap(),
+        netns: NetnsPath::parse("netns", &ns.path_str()).unwrap(),
+        ifname: IfName::parse("ifname", "eth0").unwrap(),
+        ports: ports
+            .iter()
+            .map(|&(p, h, c)| PortSpec::new(p, h, c).unwrap())
+            .collect(),
+    }
+}
+
+/// Attaches and panics with the error if it fails.
+pub async fn attach(
+    agent: &Agent,
+    network: &str,
+    id: &str,
+    ns: &Netns,
+    ports: &[(Protocol, u32, u32)],
+) -> Endpoint {
+    let req = request(network, id, ns, ports);
+    agent
+        .attach(req)
+        .await
+        .unwrap_or_else(|e| panic!("attach {id}: {e}"))
+}
+
+/// Everything of a namespace that trellis could leave behind: links,
+/// addresses, routes of every table, the nftables ruleset.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    links: Vec<String>,
+    addresses: Vec<String>,
+    routes: Vec<String>,
+    nft: String,
+}
+
+impl Snapshot {
+    /// Reads the state of `ns`.
+    pub fn take(ns: &Netns) -> Self {
+        let links = ns
+            .ip("-o link show")
+            .lines()
+            .filter_map(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            })
+            .collect();
+        let lines = |s: String| s.lines().map(str::to_owned).collect::<Vec<_>>();
+        Snapshot {
+            links,
+            addresses: lines(ns.ip("-o addr show")),
+            routes: lines(ns.ip("route show table all")),
+            nft: ns.exec_ok(&["nft", "list", "ruleset"]),
+        }
+    }
+}
