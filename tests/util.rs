@@ -93,3 +93,14 @@ impl Snapshot {
         }
     }
 }
+
+/// Every key and value in the agent's store (IPAM and records), revisions
+/// left out.
+pub async fn store_dump(agent: &Agent) -> Vec<(String, Vec<u8>)> {
+    let listing = agent.store().list("").await.unwrap();
+    listing
+        .entries
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect()
+}

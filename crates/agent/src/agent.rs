@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use trellis_ipam::{Ipam, PoolSpec, Reserve};
-use trellis_link::{BridgeSpec, Links};
+use trellis_link::{BridgeSpec, Links, Ns};
 use trellis_nat::{Nat, NetworkNat};
 use trellis_route::Routes;
 use trellis_store::KvStore;
@@ -65,6 +65,11 @@ impl Agent {
         })
     }
 
+    /// The store the agent records into.
+    pub fn store(&self) -> &Arc<dyn KvStore> {
+        &self.be.store
+    }
+
     /// The allocator (for usage reports and leak checks).
     pub fn ipam(&self) -> &Ipam {
         &self.ipam
@@ -109,6 +114,18 @@ impl Agent {
             };
         }
         let name = net.spec.name.clone();
+        // A bridge name that is taken by an interface no network of ours
+        // records is refused: adopting it would mean deleting someone else's
+        // interface with the network.
+        if self
+            .be
+            .links
+            .link_exists(&Ns::Host, &net.spec.bridge)
+            .await?
+        {
+            let why = "an interface of that name already exists on the host";
+            return Err(InvalidInput::new("bridge", &net.spec.bridge, why).into());
+        }
         self.ipam
             .create_pool(PoolSpec {
                 name: name.clone(),
@@ -118,8 +135,10 @@ impl Agent {
                     gateway: net.gateway,
                 },
             })
-            .await?;
+            .await
+            .map_err(rename_pool_fields)?;
         if let Err(e) = self.plumb_network(&net).await {
+            // Only what this call made: the bridge did not exist before.
             self.unplumb_network(&net).await.ok();
             self.ipam.delete_pool(&name).await.ok();
             return Err(e);
@@ -216,6 +235,21 @@ impl Agent {
             }
         }
         Ok(Network { spec, gateway })
+    }
+}
+
+/// IPAM names its fields after a pool (`cidr`, `name`); a caller of the
+/// agent said `subnet` and `name` of a network.
+fn rename_pool_fields(e: trellis_ipam::Error) -> Error {
+    match e {
+        trellis_ipam::Error::Invalid(mut bad) => {
+            if bad.field == "cidr" {
+                bad.field = "subnet";
+            }
+            Error::Invalid(bad)
+        }
+        trellis_ipam::Error::PoolExists { pool } => Error::NetworkExists(pool),
+        other => other.into(),
     }
 }
 

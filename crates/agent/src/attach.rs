@@ -54,6 +54,9 @@ impl Agent {
         undo: &mut Vec<Undo>,
     ) -> Result<Endpoint, Error> {
         let handle = req.handle();
+        // Bad input is refused before anything changes (not even IPAM's
+        // next-fit cursor).
+        self.be.links.check_netns(&req.netns)?;
         self.ports.claim(&handle, &req.ports)?;
         undo.push(Undo::Ports(handle.clone()));
         let ip = self.ipam.allocate(&net.spec.name, &handle).await?;

@@ -30,3 +30,6 @@ pub use agent::{Agent, Backends};
 pub use error::{Error, ErrorClass};
 pub use model::{AttachRequest, Endpoint, Network, NetworkSpec, PortSpec};
 pub(crate) use ports::Ports;
+
+#[cfg(test)]
+mod attach_tests;

@@ -61,7 +61,7 @@ pub use sysctl::SysctlKey;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use trellis_types::IfName;
+use trellis_types::{IfName, NetnsPath};
 
 /// Links: bridges, veth pairs, addresses, up/down and sysctls, in the host
 /// namespace or a container's.
@@ -72,6 +72,11 @@ pub trait Links: Send + Sync {
     /// gateway addresses); returns its index. An existing non-bridge of that
     /// name is [`LinkError::NotABridge`].
     async fn ensure_bridge(&self, spec: &BridgeSpec) -> Result<u32, LinkError>;
+
+    /// Checks, without changing anything, that `netns` is a network namespace
+    /// (an [`trellis_types::InvalidInput`] naming `netns` if not). Cheap: an
+    /// open, an fstatfs and a readlink, no thread.
+    fn check_netns(&self, netns: &NetnsPath) -> Result<(), LinkError>;
 
     /// Creates a veth pair with the peer inside the container's namespace (the
     /// host end up and enslaved, the peer still down). A taken name, on either

@@ -145,6 +145,10 @@ impl Links for NetlinkLinks {
         Ok(index)
     }
 
+    fn check_netns(&self, netns: &NetnsPath) -> Result<(), LinkError> {
+        open_netns(netns).map(drop)
+    }
+
     async fn create_veth(&self, spec: &VethSpec) -> Result<VethInfo, LinkError> {
         // Validate the namespace before anything is sent.
         let netns = open_netns(&spec.container_netns)?;

@@ -16,18 +16,21 @@ const SOCKET: &str = "open netlink socket in";
 use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use trellis_types::{InvalidInput, NetnsPath};
 
-/// Opens `path` and checks that it is a namespace file, without entering it.
+/// Opens `path` and checks that it is a network namespace, without entering it.
 ///
-/// A missing path, a directory or a regular file is an [`InvalidInput`] naming
-/// the field `netns`, raised before anything changes. Whether it is a
-/// *network* namespace (and not, say, `/proc/self/ns/mnt`) cannot be asked of
-/// nsfs without an ioctl (and so `unsafe`); that is settled by `setns` on a
-/// netns thread ([`NsError::Enter`] with `EINVAL`), or by the kernel refusing
-/// `IFLA_NET_NS_FD` before it creates anything (see [`check_netns`]).
+/// A missing path, a directory, a regular file or another kind of namespace
+/// (`/proc/self/ns/mnt`) is an [`InvalidInput`] naming the field `netns`,
+/// raised before anything changes. The kind is read from the name nsfs gives
+/// the open file (`/proc/self/fd/N` → `net:[4026532…]`), which needs neither
+/// an ioctl (`NS_GET_NSTYPE`, so `unsafe`) nor a thread. A bind-mounted
+/// namespace (`/run/netns/x`) reads back as its mount path instead, so its kind
+/// is left to the kernel, which refuses a wrong `IFLA_NET_NS_FD` before it
+/// creates anything ([`check_netns`] then names the field).
 pub fn open_netns(path: &NetnsPath) -> Result<OwnedFd, LinkError> {
     let bad = |reason: String| LinkError::Invalid(InvalidInput::new("netns", path, reason));
     let file = File::open(path.as_path()).map_err(|e| bad(format!("cannot open: {e}")))?;
@@ -35,7 +38,14 @@ pub fn open_netns(path: &NetnsPath) -> Result<OwnedFd, LinkError> {
     if fs.filesystem_type() != NSFS_MAGIC {
         return Err(bad("is not a namespace file".into()));
     }
-    Ok(OwnedFd::from(file))
+    let fd = OwnedFd::from(file);
+    let kind = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| bad(format!("cannot read its namespace kind: {e}")))?;
+    let kind = kind.to_string_lossy();
+    if kind.ends_with(']') && !kind.starts_with("net:[") {
+        return Err(not_a_netns(path));
+    }
+    Ok(fd)
 }
 
 fn not_a_netns(path: &NetnsPath) -> LinkError {

@@ -1,0 +1,237 @@
+//! Rollback: a failure injected at each step of an attach leaves nothing behind
+//! (no address in IPAM, no veth, no published port, no record, no held port).
+
+use crate::{Agent, AttachRequest, Backends, Error, NetworkSpec, PortSpec};
+use std::io;
+use std::sync::{Arc, Mutex};
+use trellis_link::{KernelError, LinkError, MockLinks, VethInfo};
+use trellis_nat::MockNat;
+use trellis_route::{MockRoutes, RouteError};
+use trellis_store::{Expect, KvStore, MemoryStore};
+use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
+
+/// The step at which the injected failure happens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fail {
+    Veth,
+    Iface,
+    Route,
+    Publish,
+    Nothing,
+}
+
+/// What the mocks saw being undone.
+#[derive(Default, Debug)]
+struct Seen {
+    deleted: Vec<String>,
+    unpublished: usize,
+}
+
+fn kernel(op: &'static str) -> KernelError {
+    KernelError {
+        op,
+        subject: "test".into(),
+        source: io::Error::from_raw_os_error(libc_eio()),
+    }
+}
+
+fn libc_eio() -> i32 {
+    5 // EIO
+}
+
+fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
+    let mut links = MockLinks::new();
+    links.expect_ensure_bridge().returning(|_| Ok(7));
+    links.expect_link_exists().returning(|_, _| Ok(false));
+    links.expect_check_netns().returning(|_| Ok(()));
+    links.expect_create_veth().returning(move |_| match fail {
+        Fail::Veth => Err(LinkError::Kernel(kernel("create veth"))),
+        _ => Ok(VethInfo {
+            host_ifindex: 10,
+            container_ifindex: 2,
+            container_mac: [2, 0, 0, 0, 0, 1],
+        }),
+    });
+    links
+        .expect_setup_container_iface()
+        .returning(move |_| match fail {
+            Fail::Iface => Err(LinkError::Kernel(kernel("add address"))),
+            _ => Ok(()),
+        });
+    let s = seen.clone();
+    links.expect_delete_link().returning(move |n| {
+        s.lock().unwrap().deleted.push(n.to_string());
+        Ok(())
+    });
+    let mut routes = MockRoutes::new();
+    routes
+        .expect_add_routes()
+        .returning(move |_, _| match fail {
+            Fail::Route => Err(RouteError::Kernel(kernel("add route"))),
+            _ => Ok(()),
+        });
+    let mut nat = MockNat::new();
+    nat.expect_ensure_table().returning(|| Ok(()));
+    nat.expect_add_network().returning(|_| Ok(()));
+    nat.expect_publish().returning(move |_| match fail {
+        Fail::Publish => Err(trellis_nat::Error::Kernel {
+            op: "publish",
+            errno: libc_eio(),
+            detail: None,
+        }),
+        _ => Ok(()),
+    });
+    let s = seen.clone();
+    nat.expect_unpublish().returning(move |_| {
+        s.lock().unwrap().unpublished += 1;
+        Ok(())
+    });
+    Backends {
+        links: Arc::new(links),
+        routes: Arc::new(routes),
+        nat: Arc::new(nat),
+        store: Arc::new(MemoryStore::new()),
+    }
+}
+
+fn request(id: &str, port: u32) -> AttachRequest {
+    AttachRequest {
+        network: "n".into(),
+        container: ContainerId::parse("container_id", id).unwrap(),
+        netns: NetnsPath::parse("netns", "/run/netns/x").unwrap(),
+        ifname: IfName::parse("ifname", "eth0").unwrap(),
+        ports: vec![PortSpec::new(Protocol::Tcp, port, 80).unwrap()],
+    }
+}
+
+async fn agent_failing_at(fail: Fail) -> (Agent, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let agent = Agent::open(backends(fail, seen.clone()), "node")
+        .await
+        .unwrap();
+    agent.create_network(network_spec()).await.unwrap();
+    (agent, seen)
+}
+
+fn network_spec() -> NetworkSpec {
+    NetworkSpec {
+        name: "n".into(),
+        subnet: "10.5.0.0/24".parse().unwrap(),
+        gateway: None,
+        bridge: IfName::parse("bridge", "tbr").unwrap(),
+        masquerade: true,
+        mtu: None,
+    }
+}
+
+#[tokio::test]
+async fn a_failure_at_each_step_undoes_the_steps_before_it() {
+    for fail in [Fail::Veth, Fail::Iface, Fail::Route, Fail::Publish] {
+        let (agent, seen) = agent_failing_at(fail).await;
+        let err = agent.attach(request("c1", 8081)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Link(_) | Error::Route(_) | Error::Nat(_)),
+            "{fail:?}: {err}"
+        );
+        let usage = agent.ipam().usage("n").await.unwrap();
+        assert_eq!(usage.used, 0, "{fail:?}: address leaked");
+        assert!(
+            agent.endpoints().await.unwrap().is_empty(),
+            "{fail:?}: record left"
+        );
+        let seen = seen.lock().unwrap();
+        let veth_made = fail != Fail::Veth;
+        assert_eq!(
+            seen.deleted.len(),
+            usize::from(veth_made),
+            "{fail:?}: {seen:?}"
+        );
+        assert_eq!(
+            seen.unpublished, 0,
+            "{fail:?}: nothing was published to undo"
+        );
+        drop(seen);
+        // The host port was released: the same port can be claimed again.
+        agent
+            .ports
+            .claim(&request("c2", 8081).handle(), &request("c2", 8081).ports)
+            .unwrap();
+    }
+}
+
+/// A memory store that refuses to record endpoints.
+struct NoEndpointRecords(MemoryStore);
+
+#[async_trait::async_trait]
+impl KvStore for NoEndpointRecords {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<trellis_store::Versioned>, trellis_store::Error> {
+        self.0.get(key).await
+    }
+    async fn put_if(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Expect,
+    ) -> Result<u64, trellis_store::Error> {
+        if key.starts_with("agent/endpoints/") {
+            let source = io::Error::other("disk full");
+            return Err(trellis_store::Error::backend(key, source));
+        }
+        self.0.put_if(key, value, expected).await
+    }
+    async fn delete_if(
+        &self,
+        key: &str,
+        expected: Expect,
+    ) -> Result<Option<u64>, trellis_store::Error> {
+        self.0.delete_if(key, expected).await
+    }
+    async fn list(&self, prefix: &str) -> Result<trellis_store::Listing, trellis_store::Error> {
+        self.0.list(prefix).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: u64,
+    ) -> Result<trellis_store::WatchStream, trellis_store::Error> {
+        self.0.watch(prefix, from).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_record_write_undoes_everything_including_the_published_port() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut be = backends(Fail::Nothing, seen.clone());
+    be.store = Arc::new(NoEndpointRecords(MemoryStore::new()));
+    let agent = Agent::open(be, "node").await.unwrap();
+    agent.create_network(network_spec()).await.unwrap();
+    let err = agent.attach(request("c1", 8081)).await.unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err}");
+    assert_eq!(
+        agent.ipam().usage("n").await.unwrap().used,
+        0,
+        "address leaked"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.unpublished, 1, "published port left");
+    assert_eq!(seen.deleted.len(), 1, "veth left");
+    drop(seen);
+    agent
+        .ports
+        .claim(&request("c2", 8081).handle(), &request("c2", 8081).ports)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_same_attach_twice_returns_the_same_endpoint() {
+    let (agent, _) = agent_failing_at(Fail::Nothing).await;
+    let a = agent.attach(request("c1", 8081)).await.unwrap();
+    let b = agent.attach(request("c1", 8081)).await.unwrap();
+    assert_eq!(a, b);
+    let other = agent.attach(request("c1", 8082)).await.unwrap_err();
+    assert!(matches!(other, Error::EndpointExists(_)), "{other}");
+    assert_eq!(agent.ipam().usage("n").await.unwrap().used, 1);
+}
