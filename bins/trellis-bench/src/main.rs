@@ -1,0 +1,286 @@
+//! `trellis-bench attach [--count N]`: how long it takes to give a container
+//! its network, trellis against the peers a runtime would otherwise use, all
+//! measured in the same run on the same machine.
+//!
+//! What is measured, per container, one container at a time:
+//!
+//! * **trellis attach**: [`trellis_agent::Agent::attach`] with kernel backends
+//!   aimed at the benchmark's host namespace: IPAM allocation, a veth whose
+//!   peer is created straight in the container namespace and enslaved to the
+//!   bridge, the container's address, its default route, the endpoint record.
+//!   No published port. Twice: with the in-memory store, and with the redb
+//!   store in a file, where every store commit is fsync'd before it returns
+//!   (IPAM and the record are several commits per attach), so that row shows
+//!   what durability costs on this disk. Detach is timed the same way.
+//! * **CNI `bridge` + `host-local`** (Debian's `containernetworking-plugins`):
+//!   one exec of the plugin per ADD or DEL, timed from spawn to exit. The
+//!   process spawn (and the plugin exec'ing `host-local` in turn) is part of
+//!   the number on purpose: it is what a runtime pays for every container with
+//!   CNI, while trellis is a library call into a running agent. Whether a
+//!   gRPC hop to the agent eats into that difference is a later scenario.
+//! * **netavark** (podman's, Debian's 1.4), when installed: one exec per
+//!   setup/teardown. It does no IPAM (podman passes static addresses), and
+//!   1.4 has no firewall-less driver: the NAT row includes its `iptables`
+//!   execs, the internal row has neither NAT nor a default route.
+//!
+//! Why in namespaces: nothing touches the machine's own network namespace.
+//! Each scenario builds a fresh host namespace and one fresh namespace per
+//! container, and deletes them all when it ends, error or not; creating and
+//! deleting namespaces is never timed. Each scenario starts from an empty host
+//! namespace, so no scenario inherits another's links.
+//!
+//! Deleting a veth costs the kernel itself 10–20 ms on the development VM
+//! (unregistering a device waits for RCU grace periods), whoever asks for it:
+//! the teardown rows of every peer are dominated by that wait.
+//!
+//! Read the numbers with the header: they are latencies on a small, possibly
+//! shared machine; p99 and max carry its noise (and the first sample of each
+//! peer pays for cold caches and, for CNI and netavark, creating the bridge).
+
+mod cni;
+mod exec;
+mod netavark;
+mod report;
+mod scenarios;
+mod stats;
+
+use anyhow::{Context, Result, bail};
+use report::{Row, ratio, table};
+use scenarios::{StoreKind, Timings};
+use std::process::Command;
+use trellis_testlab::require_root;
+
+/// The default number of containers per scenario.
+const DEFAULT_COUNT: usize = 200;
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Cli {
+    /// Attach/detach latency, `count` containers per scenario.
+    Attach { count: usize },
+    /// Print usage.
+    Help,
+}
+
+const USAGE: &str = "usage: trellis-bench attach [--count N]   (default N = 200; run as root)";
+
+fn parse(args: &[String]) -> Result<Cli> {
+    let mut it = args.iter().map(String::as_str);
+    match it.next() {
+        Some("attach") => {}
+        Some("-h" | "--help" | "help") => return Ok(Cli::Help),
+        Some(other) => bail!("unknown benchmark {other:?}\n{USAGE}"),
+        None => bail!("no benchmark named\n{USAGE}"),
+    }
+    let mut count = DEFAULT_COUNT;
+    while let Some(arg) = it.next() {
+        match arg {
+            "--count" | "-n" => {
+                let v = it.next().context("--count needs a number")?;
+                count = v
+                    .parse()
+                    .with_context(|| format!("--count {v:?} is not a number"))?;
+                if !(1..=60_000).contains(&count) {
+                    bail!("--count must be 1..=60000 (one /16), got {count}");
+                }
+            }
+            "-h" | "--help" => return Ok(Cli::Help),
+            other => bail!("unknown option {other:?}\n{USAGE}"),
+        }
+    }
+    Ok(Cli::Attach { count })
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse(&args)? {
+        Cli::Help => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Cli::Attach { count } => attach(count),
+    }
+}
+
+fn attach(count: usize) -> Result<()> {
+    require_root();
+    print_header(count);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+
+    let step = |what: &str| eprintln!("running: {what} x {count} ...");
+    step("trellis attach/detach, memory store");
+    let mem = scenarios::trellis_bridge(&rt, count, StoreKind::Memory)?;
+    step("trellis attach/detach, redb store");
+    let redb = scenarios::trellis_bridge(&rt, count, StoreKind::Redb)?;
+    step("cni bridge+host-local ADD/DEL");
+    let cni = scenarios::cni_bridge(count)?;
+    step("netavark setup/teardown, NAT");
+    let nv_nat = scenarios::netavark_bridge(count, false);
+    step("netavark setup/teardown, internal");
+    let nv_int = scenarios::netavark_bridge(count, true);
+
+    let attach_mem = Row::new("trellis attach (memory store)", &mem.setup);
+    let attach_redb = Row::new("trellis attach (redb store)", &redb.setup);
+    let cni_add = Row::new("cni bridge+host-local ADD", &cni.setup);
+    let detach_mem = Row::new("trellis detach (memory)", &mem.teardown);
+    let detach_redb = Row::new("trellis detach (redb)", &redb.teardown);
+    let cni_del = Row::new("cni bridge DEL", &cni.teardown);
+    let mut setups = vec![attach_mem.clone(), attach_redb.clone(), cni_add.clone()];
+    let mut teardowns = vec![detach_mem.clone(), detach_redb, cni_del.clone()];
+    let mut skipped = Vec::new();
+    let mut nv_rows = Vec::new();
+    for (what, result) in [("NAT, iptables", &nv_nat), ("internal", &nv_int)] {
+        match result {
+            Ok(t) => {
+                let setup = Row::new(format!("netavark setup ({what})"), &t.setup);
+                nv_rows.push(setup.clone());
+                setups.push(setup);
+                teardowns.push(Row::new(format!("netavark teardown ({what})"), &t.teardown));
+            }
+            Err(e) => skipped.push(format!("netavark ({what}) skipped: {e:#}")),
+        }
+    }
+
+    println!();
+    print!("{}", table(&[setups, teardowns].concat()));
+    println!();
+    println!("{}", ratio(&cni_add, &attach_mem));
+    println!("{}", ratio(&cni_add, &attach_redb));
+    println!("{}", ratio(&cni_del, &detach_mem));
+    for nv in &nv_rows {
+        println!("{}", ratio(nv, &attach_mem));
+    }
+    println!();
+    let total = |label: &str, t: &Timings| {
+        println!(
+            "{label}: all {} torn down, one after another, in {:.0} ms",
+            t.teardown.len(),
+            t.teardown_total.as_secs_f64() * 1e3
+        );
+    };
+    total("trellis detach (memory)", &mem);
+    total("trellis detach (redb)", &redb);
+    total("cni bridge DEL", &cni);
+    for (label, t) in [
+        ("netavark teardown (NAT)", &nv_nat),
+        ("netavark teardown (internal)", &nv_int),
+    ] {
+        if let Ok(t) = t {
+            total(label, t);
+        }
+    }
+    for s in &skipped {
+        println!("{s}");
+    }
+    Ok(())
+}
+
+fn print_header(count: usize) {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|e| format!("? ({e})"))
+    };
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    let plugins = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "containernetworking-plugins"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "?".into(),
+            |o| String::from_utf8_lossy(&o.stdout).into_owned(),
+        );
+    let netavark = netavark::binary()
+        .ok()
+        .and_then(|b| Command::new(b).arg("--version").output().ok())
+        .map_or_else(
+            || "not installed".into(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        );
+    println!("trellis-bench attach: {count} containers per scenario, one at a time");
+    println!("cpus: {nproc} x {cpu}");
+    println!("kernel: {}", read("/proc/sys/kernel/osrelease"));
+    println!("load average at start: {}", read("/proc/loadavg"));
+    println!(
+        "cni plugins: containernetworking-plugins {plugins} in {}",
+        cni::CNI_PATH
+    );
+    println!("netavark: {netavark}");
+    let dir = std::env::temp_dir();
+    match fsync_probe(&dir, 50) {
+        Ok(s) => println!(
+            "redb store: a file in {}, where a 4 KiB write + fdatasync takes p50 {:.2} ms, max {:.2} ms",
+            dir.display(),
+            s.p50,
+            s.max
+        ),
+        Err(e) => println!(
+            "redb store: a file in {} (fsync probe failed: {e})",
+            dir.display()
+        ),
+    }
+    if cfg!(debug_assertions) {
+        println!("WARNING: debug build; numbers are only meaningful with --release");
+    }
+}
+
+/// What one durable write costs on the disk under `dir`: `n` times a 4 KiB
+/// write followed by `fdatasync`, in a temporary file (the redb row pays a few
+/// of these per attach).
+fn fsync_probe(dir: &std::path::Path, n: usize) -> std::io::Result<stats::Summary> {
+    use std::io::{Seek, Write};
+    let mut f = tempfile::tempfile_in(dir)?;
+    let block = [0u8; 4096];
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = std::time::Instant::now();
+        f.rewind()?;
+        f.write_all(&block)?;
+        f.sync_data()?;
+        samples.push(start.elapsed());
+    }
+    Ok(stats::summarise(&samples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_attach_with_and_without_count() {
+        assert_eq!(
+            parse(&args(&["attach"])).unwrap(),
+            Cli::Attach { count: 200 }
+        );
+        assert_eq!(
+            parse(&args(&["attach", "--count", "7"])).unwrap(),
+            Cli::Attach { count: 7 }
+        );
+        assert_eq!(parse(&args(&["--help"])).unwrap(), Cli::Help);
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_know() {
+        assert!(parse(&args(&[])).is_err());
+        assert!(parse(&args(&["grpc"])).is_err());
+        assert!(parse(&args(&["attach", "--count"])).is_err());
+        assert!(parse(&args(&["attach", "--count", "0"])).is_err());
+        assert!(parse(&args(&["attach", "--count", "x"])).is_err());
+        assert!(parse(&args(&["attach", "--fast"])).is_err());
+    }
+}
