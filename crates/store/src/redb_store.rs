@@ -28,10 +28,10 @@ const REVISION: &str = "revision";
 ///
 /// Writes run on tokio's blocking pool (`spawn_blocking`): a commit waits for
 /// an fsync, which must not stall the async worker threads. Reads are served
-/// from redb's page cache and run inline. Measured on the development VM (see
-/// the ignored `write_latency` test): a committed write costs ~2–3 ms, all but
-/// ~30 µs of it the fsync (a bare 4 KiB `O_DSYNC` write costs ~2.5 ms on that
-/// disk); `spawn_blocking` adds nothing measurable; a read costs ~2 µs.
+/// from redb's page cache and run inline. A committed write costs redb ~30 µs
+/// plus the disk's fsync, which varies by machine (one development VM: ~2.5 ms;
+/// another: ~0.1 ms). `trellis-bench attach` prints the disk's sync cost beside
+/// the attach latency with this store, so the two can be read together.
 ///
 /// Watches are served in-process: after a commit the event is published to an
 /// in-memory history ([`DEFAULT_HISTORY`] events), which is enough because the
