@@ -48,3 +48,13 @@ fn the_seed_lab_routes_the_host_to_the_external_server_and_the_pc_to_the_host() 
     // The PC has no route to the external server: the lab is closed.
     assert!(tcp_request(&lab.pc, (EXTERNAL_IP, 80).into()).is_err());
 }
+
+#[test]
+fn the_seed_lab_routes_ipv6_too() {
+    use trellis_testlab::seed::{HOST_IP6, SeedLab};
+    require_root();
+    let lab = SeedLab::build();
+    let server = lab.external_server6(80);
+    let reply = tcp_request(&lab.host, server.addr()).unwrap();
+    assert_eq!(seen_ip(&reply), std::net::IpAddr::V6(HOST_IP6));
+}
