@@ -1,6 +1,6 @@
 //! Input checks that need no kernel: they run before anything is sent.
 
-use crate::{Error, NatState, NetworkNat};
+use crate::{Error, NatState, NetworkNat, RoutedPool};
 use trellis_types::{InvalidInput, PortMapping, check_prefix};
 
 /// Refuses a protocol/host port (of one address family) appearing twice.
@@ -48,11 +48,46 @@ pub(crate) fn no_overlap(net: &NetworkNat, existing: &[NetworkNat]) -> Result<()
     }
 }
 
-/// Checks a whole state: every network, no overlaps, no duplicate ports.
+/// Checks a routed pool on its own: a prefix without host bits.
+pub(crate) fn pool(p: &RoutedPool) -> Result<(), Error> {
+    check_prefix("cidr", p.cidr)?;
+    Ok(())
+}
+
+/// Refuses `p` if it overlaps another routed pool in `existing` (the same
+/// prefix is the same pool: an update of `nat_outgoing`). Overlapping
+/// intervals would also be refused by the kernel, but without naming the
+/// pool in the way.
+pub(crate) fn no_pool_overlap(p: &RoutedPool, existing: &[RoutedPool]) -> Result<(), Error> {
+    let clash = existing.iter().find(|e| {
+        e.cidr != p.cidr
+            && (e.cidr.contains(&p.cidr.network()) || p.cidr.contains(&e.cidr.network()))
+    });
+    match clash {
+        Some(e) => {
+            Err(
+                InvalidInput::new("cidr", p.cidr, format!("overlaps routed pool {}", e.cidr))
+                    .into(),
+            )
+        }
+        None => Ok(()),
+    }
+}
+
+/// Checks a whole state: every network and pool, no overlaps (a pool listed
+/// twice is an overlap too), no duplicate ports.
 pub(crate) fn state(s: &NatState) -> Result<(), Error> {
     for (i, n) in s.networks.iter().enumerate() {
         network(n)?;
         no_overlap(n, &s.networks[..i])?;
+    }
+    for (i, p) in s.pools.iter().enumerate() {
+        pool(p)?;
+        no_pool_overlap(p, &s.pools[..i])?;
+        if s.pools[..i].iter().any(|e| e.cidr == p.cidr) {
+            let reason = "listed twice".to_owned();
+            return Err(InvalidInput::new("cidr", p.cidr, reason).into());
+        }
     }
     no_duplicate_ports(&s.ports)
 }
@@ -101,6 +136,34 @@ mod tests {
             "same network"
         );
         assert!(no_overlap(&net("10.1.0.0/16", "br1"), &existing).is_ok());
+    }
+
+    #[test]
+    fn overlapping_pools_are_refused_naming_the_field() {
+        let p = |c: &str| RoutedPool {
+            cidr: c.parse().unwrap(),
+            nat_outgoing: true,
+        };
+        let existing = [p("10.244.0.0/16")];
+        let Err(Error::Invalid(e)) = no_pool_overlap(&p("10.244.7.0/24"), &existing) else {
+            panic!()
+        };
+        assert_eq!(e.field, "cidr");
+        assert!(e.reason.contains("10.244.0.0/16"), "{e}");
+        assert!(
+            no_pool_overlap(&p("10.244.0.0/16"), &existing).is_ok(),
+            "same pool"
+        );
+        assert!(
+            no_pool_overlap(&p("10.245.0.0/16"), &existing).is_ok(),
+            "adjacent"
+        );
+        let twice = NatState {
+            pools: vec![p("10.244.0.0/16"), p("10.244.0.0/16")],
+            ..NatState::default()
+        };
+        assert!(matches!(state(&twice), Err(Error::Invalid(_))));
+        assert!(matches!(pool(&p("10.244.0.1/16")), Err(Error::Invalid(_))));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Set elements: published ports and networks, to and from their key bytes.
+//! Set elements: published ports, networks and routed pools, to and from
+//! their key bytes.
 //!
 //! Byte layouts follow what the rules load into registers: every field of a
 //! concatenation starts on a 4-byte register boundary and is zero padded;
@@ -105,10 +106,11 @@ pub(crate) fn own_elem(net: &NetworkNat) -> Elem {
     }
 }
 
-/// The elements of the `masq` set for a subnet: an rbtree interval is a start
-/// element and an end element holding the first address *after* it (none when
-/// the subnet runs to the end of the address space).
-pub(crate) fn masq_elems(subnet: IpNet) -> Vec<Elem> {
+/// The elements of a prefix set (`masq`, `pools`, `natpools`) for a prefix:
+/// an rbtree interval is a start element and an end element holding the first
+/// address *after* it (none when the prefix runs to the end of the address
+/// space).
+pub(crate) fn prefix_elems(subnet: IpNet) -> Vec<Elem> {
     let start = Elem {
         key: addr_bytes(subnet.network()),
         ..Elem::default()
@@ -127,6 +129,46 @@ pub(crate) fn masq_elems(subnet: IpNet) -> Vec<Elem> {
         ..Elem::default()
     });
     std::iter::once(start).chain(end).collect()
+}
+
+/// Reads the prefixes back out of a prefix set's elements. Sorted by key, an
+/// end element before a start element of the same key (adjacent prefixes
+/// share that key), each start is closed by the end element right after it,
+/// or by the end of the address space when none follows.
+pub(crate) fn prefixes_from_elems(f: Fam, elems: &[Elem]) -> Vec<IpNet> {
+    let mut keys: Vec<(u128, bool)> = elems
+        .iter()
+        .filter_map(|e| Some((key_u128(f, &e.key)?, e.flags & ELEM_INTERVAL_END == 0)))
+        .collect();
+    keys.sort_unstable();
+    let bits = 8 * f.addr_len() as u32;
+    let top = u128::MAX >> (128 - bits);
+    let mut out = Vec::new();
+    let mut it = keys.into_iter().peekable();
+    while let Some((start, is_start)) = it.next() {
+        if !is_start {
+            continue;
+        }
+        let last = match it.next_if(|(_, s)| !s) {
+            Some((after, _)) => after.saturating_sub(1),
+            None => top,
+        };
+        let plen = ((start ^ last).leading_zeros() - (128 - bits)) as u8;
+        let net = match f {
+            Fam::V4 => Ipv4Net::new(Ipv4Addr::from(start as u32), plen).map(IpNet::V4),
+            Fam::V6 => Ipv6Net::new(Ipv6Addr::from(start), plen).map(IpNet::V6),
+        };
+        out.extend(net.ok());
+    }
+    out
+}
+
+/// An address key of family `f` as an integer.
+fn key_u128(f: Fam, key: &[u8]) -> Option<u128> {
+    match f {
+        Fam::V4 => Some(u32::from_be_bytes(key.try_into().ok()?).into()),
+        Fam::V6 => Some(u128::from_be_bytes(key.try_into().ok()?)),
+    }
 }
 
 /// Reads an `own` element back into `(subnet, bridge)`.
@@ -211,14 +253,38 @@ mod tests {
 
     #[test]
     fn masq_interval_ends_after_the_broadcast_address() {
-        let e = masq_elems("10.0.0.0/8".parse().unwrap());
+        let e = prefix_elems("10.0.0.0/8".parse().unwrap());
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].key, [10, 0, 0, 0]);
         assert_eq!(
             (e[1].key.as_slice(), e[1].flags),
             (&[11, 0, 0, 0][..], ELEM_INTERVAL_END)
         );
-        let top = masq_elems("255.255.255.0/24".parse().unwrap());
+        let top = prefix_elems("255.255.255.0/24".parse().unwrap());
         assert_eq!(top.len(), 1, "no end element past the last address");
+    }
+
+    #[test]
+    fn prefixes_read_back_from_shuffled_elements_adjacent_and_at_the_top() {
+        let nets: Vec<IpNet> = [
+            "10.244.0.0/16",
+            "10.245.0.0/16",
+            "10.9.9.9/32",
+            "255.0.0.0/8",
+        ]
+        .map(|s| s.parse().unwrap())
+        .to_vec();
+        let mut all: Vec<Elem> = nets.iter().flat_map(|n| prefix_elems(*n)).collect();
+        all.reverse(); // the kernel dumps an rbtree highest key first
+        let mut want = nets.clone();
+        want.sort();
+        assert_eq!(prefixes_from_elems(Fam::V4, &all), want);
+        let v6: Vec<IpNet> = ["fd00:244::/48", "fd00:245::/48", "::/0"]
+            .map(|s| s.parse().unwrap())
+            .to_vec();
+        let elems: Vec<Elem> = v6[..2].iter().flat_map(|n| prefix_elems(*n)).collect();
+        assert_eq!(prefixes_from_elems(Fam::V6, &elems), v6[..2]);
+        let whole = prefix_elems(v6[2]);
+        assert_eq!(prefixes_from_elems(Fam::V6, &whole), [v6[2]]);
     }
 }

@@ -83,6 +83,9 @@ pub(crate) enum Expr {
         sreg: u32,
         dreg: Option<u32>,
     },
+    /// Match when `sreg` is *not* in `set` (`!= @set`: a lookup with
+    /// `NFT_LOOKUP_F_INV`).
+    NotIn { set: &'static str, sreg: u32 },
     /// DNAT to the address in `reg_addr` and the port in `reg_proto`.
     Dnat {
         family: u8,
@@ -105,7 +108,7 @@ impl Expr {
             Expr::Bitwise { .. } => "bitwise",
             Expr::CtStatus { .. } => "ct",
             Expr::FibDaddrType { .. } => "fib",
-            Expr::Lookup { .. } => "lookup",
+            Expr::Lookup { .. } | Expr::NotIn { .. } => "lookup",
             Expr::Dnat { .. } => "nat",
             Expr::Masquerade => "masq",
             Expr::Verdict(_) => "immediate",
@@ -160,6 +163,10 @@ impl Expr {
                 if let Some(d) = dreg {
                     a.u32(3, *d);
                 }
+            }
+            Expr::NotIn { set, sreg } => {
+                // NFTA_LOOKUP_SET, _SREG, _FLAGS = NFT_LOOKUP_F_INV
+                a.str(1, set).u32(2, *sreg).u32(5, 1);
             }
             Expr::Dnat {
                 family,

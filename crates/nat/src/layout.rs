@@ -6,6 +6,7 @@
 //! prints for it, which the privileged tests compare with `nft list`.
 
 use crate::expr::{Base, CmpOp, Expr, MetaKey, REG0, Verdict};
+use crate::masq;
 use crate::wire::{NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// The name of the one table trellis owns (family `inet`).
@@ -29,8 +30,6 @@ pub(crate) const SET_CONCAT: u32 = 0x80;
 
 /// `IFNAMSIZ`: `meta oifname` loads this many bytes.
 pub(crate) const IFNAMSIZ: usize = 16;
-/// `IPS_DST_NAT`: the conntrack status bit `ct status dnat` tests.
-const IPS_DST_NAT: u32 = 0x20;
 /// `RTN_LOCAL`: what `fib daddr type local` compares with.
 const RTN_LOCAL: u32 = 2;
 
@@ -63,7 +62,7 @@ impl Fam {
         }
     }
 
-    fn nft_name(self) -> &'static str {
+    pub(crate) fn nft_name(self) -> &'static str {
         match self {
             Fam::V4 => "ip",
             Fam::V6 => "ip6",
@@ -98,6 +97,24 @@ impl Fam {
     pub(crate) fn masq(self) -> &'static str {
         ["masq4", "masq6"][self as usize]
     }
+
+    /// The set of every routed pool: destinations never masqueraded to.
+    pub(crate) fn pools(self) -> &'static str {
+        ["pools4", "pools6"][self as usize]
+    }
+
+    /// The set of routed pools with outgoing NAT on.
+    pub(crate) fn natpools(self) -> &'static str {
+        ["natpools4", "natpools6"][self as usize]
+    }
+
+    /// Offsets of the source and destination addresses in the network header.
+    pub(crate) fn saddr_daddr(self) -> (u32, u32) {
+        match self {
+            Fam::V4 => (12, 16),
+            Fam::V6 => (8, 24),
+        }
+    }
 }
 
 /// A set (or map) of the skeleton.
@@ -119,10 +136,23 @@ pub(crate) struct SetSpec {
     pub(crate) id: u32,
 }
 
+/// A plain set of addresses with interval elements (prefixes).
+fn prefix_set(f: Fam, name: &'static str, id: u32) -> SetSpec {
+    SetSpec {
+        name,
+        flags: SET_INTERVAL,
+        key_type: f.addr_type(),
+        key_len: f.addr_len() as u32,
+        fields: vec![],
+        data: None,
+        id,
+    }
+}
+
 /// The sets of one family.
 pub(crate) fn sets(f: Fam) -> Vec<SetSpec> {
     let a = f.addr_len() as u32;
-    let id = 1 + 3 * f as u32;
+    let id = 1 + 5 * f as u32;
     vec![
         SetSpec {
             name: f.ports(),
@@ -142,15 +172,9 @@ pub(crate) fn sets(f: Fam) -> Vec<SetSpec> {
             data: None,
             id: id + 1,
         },
-        SetSpec {
-            name: f.masq(),
-            flags: SET_INTERVAL,
-            key_type: f.addr_type(),
-            key_len: a,
-            fields: vec![],
-            data: None,
-            id: id + 2,
-        },
+        prefix_set(f, f.masq(), id + 2),
+        prefix_set(f, f.pools(), id + 3),
+        prefix_set(f, f.natpools(), id + 4),
     ]
 }
 
@@ -201,7 +225,7 @@ pub(crate) struct Rule {
     pub(crate) text: String,
 }
 
-fn nfproto_is(f: Fam) -> [Expr; 2] {
+pub(crate) fn nfproto_is(f: Fam) -> [Expr; 2] {
     [
         Expr::Meta {
             key: MetaKey::NfProto,
@@ -276,94 +300,12 @@ fn dnat(f: Fam) -> Rule {
     }
 }
 
-/// `<ip> saddr . oifname` as a key from REG0 on.
-fn saddr_oifname(f: Fam) -> [Expr; 2] {
-    let saddr_off = match f {
-        Fam::V4 => 12,
-        Fam::V6 => 8,
-    };
-    let len = f.addr_len() as u32;
-    [
-        Expr::Payload {
-            base: Base::Network,
-            offset: saddr_off,
-            len,
-            dreg: REG0,
-        },
-        Expr::Meta {
-            key: MetaKey::OifName,
-            dreg: REG0 + len / 4,
-        },
-    ]
-}
-
-/// The three postrouting rules of one family, in order.
-fn postrouting(f: Fam) -> Vec<Rule> {
-    let (ip, own, masq) = (f.nft_name(), f.own(), f.masq());
-    let own_lookup = Expr::Lookup {
-        set: own,
-        sreg: REG0,
-        dreg: None,
-    };
-    // Hairpin: a container reaching a published port of its own bridge must
-    // see the host as the source, or the reply would go container to container
-    // and skip the reverse DNAT.
-    let mut hairpin = nfproto_is(f).to_vec();
-    hairpin.push(Expr::CtStatus { dreg: REG0 });
-    hairpin.push(Expr::Bitwise {
-        sreg: REG0,
-        dreg: REG0,
-        mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
-        xor: vec![0; 4],
-    });
-    hairpin.push(Expr::Cmp {
-        sreg: REG0,
-        op: CmpOp::Neq,
-        data: vec![0; 4],
-    });
-    hairpin.extend(saddr_oifname(f));
-    hairpin.extend([own_lookup.clone(), Expr::Masquerade]);
-    // Traffic of a subnet leaving through its own bridge keeps its source.
-    let mut stay = nfproto_is(f).to_vec();
-    stay.extend(saddr_oifname(f));
-    stay.extend([own_lookup, Expr::Verdict(Verdict::Return)]);
-    // Everything else from a masqueraded subnet leaves behind the host's address.
-    let mut out = nfproto_is(f).to_vec();
-    out.extend(saddr_oifname(f).into_iter().take(1));
-    out.extend([
-        Expr::Lookup {
-            set: masq,
-            sreg: REG0,
-            dreg: None,
-        },
-        Expr::Masquerade,
-    ]);
-    let chain = "postrouting";
-    vec![
-        Rule {
-            chain,
-            exprs: hairpin,
-            text: format!("ct status dnat {ip} saddr . oifname @{own} masquerade"),
-        },
-        Rule {
-            chain,
-            exprs: stay,
-            text: format!("{ip} saddr . oifname @{own} return"),
-        },
-        Rule {
-            chain,
-            exprs: out,
-            text: format!("{ip} saddr @{masq} masquerade"),
-        },
-    ]
-}
-
 /// Every rule of the skeleton, chain by chain, in order.
 pub(crate) fn rules() -> Vec<Rule> {
     let mut r = vec![to_published("prerouting"), to_published("output")];
     r.extend(Fam::ALL.map(dnat));
     for f in Fam::ALL {
-        r.extend(postrouting(f));
+        r.extend(masq::postrouting(f));
     }
     r
 }

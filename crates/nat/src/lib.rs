@@ -1,5 +1,5 @@
-//! NAT for bridge networks, in one nftables table that trellis owns, spoken to
-//! the kernel over raw nf_tables netlink.
+//! NAT for bridge networks and routed pools, in one nftables table that
+//! trellis owns, spoken to the kernel over raw nf_tables netlink.
 //!
 //! # What it does
 //!
@@ -13,6 +13,11 @@
 //! * **Hairpin**: a container reaching a published port of a container on its
 //!   own bridge is masqueraded too, so that the reply comes back through the
 //!   host and is un-DNAT'ed.
+//! * **Outgoing NAT of routed pools** (Calico's `natOutgoing`): traffic from a
+//!   routed pool with outgoing NAT to a destination in no routed pool leaves
+//!   behind the address of the outgoing interface. Traffic between pools (pod
+//!   to pod, on one host or across hosts) is never masqueraded: containers of
+//!   routed pools are reachable by their own addresses.
 //!
 //! # Design decisions
 //!
@@ -30,15 +35,20 @@
 //! the number of published ports, and publishing is an element insertion, not a
 //! rule insertion (compare netavark's rule per port). Networks are elements too:
 //! `own4`/`own6` hold `subnet . bridge` (concatenated intervals), `masq4`/`masq6`
-//! hold the subnets to masquerade. The table as `nft list table inet trellis`
-//! prints it:
+//! hold the subnets to masquerade; so are routed pools: `pools4`/`pools6` hold
+//! every routed pool, `natpools4`/`natpools6` those with outgoing NAT, and one
+//! rule per family masquerades `saddr in natpools and daddr not in pools` (two
+//! lookups whatever the number of pools; adding a pool adds elements, never a
+//! rule). The table as `nft list table inet trellis` prints it:
 //!
 //! ```text
 //! table inet trellis {
 //!     map ports4 { type inet_proto . inet_service : ipv4_addr . inet_service }
 //!     set own4 { type ipv4_addr . ifname; flags interval }
 //!     set masq4 { type ipv4_addr; flags interval }
-//!     (ports6, own6, masq6 alike with ipv6_addr)
+//!     set pools4 { type ipv4_addr; flags interval }
+//!     set natpools4 { type ipv4_addr; flags interval }
+//!     (ports6, own6, masq6, pools6, natpools6 alike with ipv6_addr)
 //!     chain published {
 //!         meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4
 //!         meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6
@@ -51,7 +61,8 @@
 //!         ct status dnat ip saddr . oifname @own4 masquerade    # hairpin
 //!         ip saddr . oifname @own4 return                       # stays on its bridge
 //!         ip saddr @masq4 masquerade                            # leaves the host
-//!         (the same three for ip6) }
+//!         ip saddr @natpools4 ip daddr != @pools4 masquerade    # routed, to the world
+//!         (the same four for ip6) }
 //! }
 //! ```
 //!
@@ -90,9 +101,11 @@ mod elems;
 mod error;
 mod expr;
 mod layout;
+mod masq;
 mod nft;
 mod parse;
 mod plan;
+mod pools;
 mod wire;
 
 pub use error::Error;
@@ -115,11 +128,30 @@ pub struct NetworkNat {
     pub masquerade: bool,
 }
 
+/// A routed pool (routed mode): containers hold /32 or /128 addresses of it
+/// and are routed to, not bridged.
+///
+/// Every routed pool is a destination that is never masqueraded to, so
+/// container-to-container traffic (on one host or across hosts) keeps its
+/// source address; with `nat_outgoing`, traffic from the pool to anywhere
+/// else leaves behind the address of the outgoing interface (Calico's
+/// `natOutgoing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoutedPool {
+    /// The pool's prefix (no host bits set).
+    pub cidr: IpNet,
+    /// Whether traffic from the pool to destinations outside every routed
+    /// pool is masqueraded.
+    pub nat_outgoing: bool,
+}
+
 /// The whole NAT state of a host, for start-up reconciliation ([`Nat::sync`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NatState {
     /// The bridge networks.
     pub networks: Vec<NetworkNat>,
+    /// The routed pools.
+    pub pools: Vec<RoutedPool>,
     /// The published ports.
     pub ports: Vec<PortMapping>,
 }
@@ -140,6 +172,15 @@ pub trait Nat: Send + Sync {
     async fn remove_network(&self, net: &NetworkNat) -> Result<(), Error>;
     /// The networks in the table.
     async fn list_networks(&self) -> Result<Vec<NetworkNat>, Error>;
+    /// Adds a routed pool (or updates its `nat_outgoing`): set elements only,
+    /// the rules do not change. A prefix overlapping another routed pool's is
+    /// refused with the field `cidr` named.
+    async fn add_pool(&self, pool: &RoutedPool) -> Result<(), Error>;
+    /// Removes the routed pool with `pool.cidr` (whatever its
+    /// `nat_outgoing`); a pool that is not there is no error.
+    async fn remove_pool(&self, pool: &RoutedPool) -> Result<(), Error>;
+    /// The routed pools in the table, sorted.
+    async fn list_pools(&self) -> Result<Vec<RoutedPool>, Error>;
     /// Publishes ports, all or none. A protocol/host port that is already
     /// published (even to the same container) or that appears twice in `ports`
     /// is refused with [`Error::PortInUse`].

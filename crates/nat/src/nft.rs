@@ -5,7 +5,7 @@ use crate::elems::{self, Elem, fam_of};
 use crate::layout::{Fam, TABLE};
 use crate::plan::{self, Op};
 use crate::wire::{Attrs, Message, MsgType, NFPROTO_INET, NFTA_LIST_ELEM, nlm};
-use crate::{Error, Nat, NatState, NetworkNat, check, parse};
+use crate::{Error, Nat, NatState, NetworkNat, RoutedPool, check, parse};
 use async_trait::async_trait;
 use std::sync::{Mutex, MutexGuard};
 use trellis_types::{NetnsPath, PortMapping, Protocol};
@@ -29,7 +29,7 @@ impl std::fmt::Debug for NftNat {
     }
 }
 
-fn kernel(op: &'static str, f: Failure) -> Error {
+pub(crate) fn kernel(op: &'static str, f: Failure) -> Error {
     match f {
         Failure::Io(source) => Error::Io { op, source },
         Failure::Kernel { errno: ENOENT, .. } => Error::NoTable(TABLE),
@@ -79,18 +79,18 @@ impl NftNat {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Conn> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Conn> {
         // A panic while holding the lock leaves no half-done kernel state (every
         // change is one batch), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn apply(conn: &mut Conn, ops: &[Op]) -> Result<(), Failure> {
+    pub(crate) fn apply(conn: &mut Conn, ops: &[Op]) -> Result<(), Failure> {
         conn.batch(&ops.iter().map(Op::message).collect::<Vec<_>>())
     }
 
     /// Every element of `set`.
-    fn dump(conn: &mut Conn, set: &str) -> Result<Vec<Elem>, Error> {
+    pub(crate) fn dump(conn: &mut Conn, set: &str) -> Result<Vec<Elem>, Error> {
         let msg = elems_request(MsgType::GetSetElem, nlm::F_DUMP, set, None);
         let replies = conn
             .request(&msg)
@@ -265,6 +265,18 @@ impl Nat for NftNat {
 
     async fn list_networks(&self) -> Result<Vec<NetworkNat>, Error> {
         Self::networks(&mut self.lock())
+    }
+
+    async fn add_pool(&self, pool: &RoutedPool) -> Result<(), Error> {
+        Self::add_pool_locked(&mut self.lock(), pool)
+    }
+
+    async fn remove_pool(&self, pool: &RoutedPool) -> Result<(), Error> {
+        Self::remove_pool_locked(&mut self.lock(), pool)
+    }
+
+    async fn list_pools(&self) -> Result<Vec<RoutedPool>, Error> {
+        Self::pools(&mut self.lock())
     }
 
     async fn publish(&self, ports: &[PortMapping]) -> Result<(), Error> {

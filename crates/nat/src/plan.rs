@@ -5,7 +5,7 @@ use crate::elems::{self, Elem, fam_of};
 use crate::expr::encode_exprs;
 use crate::layout::{self, Chain, Fam, Rule, SetSpec, TABLE};
 use crate::wire::{Attrs, Message, MsgType, NFPROTO_INET, NFTA_LIST_ELEM, nlm};
-use crate::{NatState, NetworkNat};
+use crate::{NatState, NetworkNat, RoutedPool};
 use trellis_types::PortMapping;
 
 /// One change to the table; becomes one nf_tables message.
@@ -52,6 +52,9 @@ pub(crate) fn sync(state: &NatState) -> Vec<Op> {
     for net in &state.networks {
         ops.extend(add_network(net));
     }
+    for pool in &state.pools {
+        ops.extend(add_pool(pool));
+    }
     ops.extend(publish(&state.ports));
     ops
 }
@@ -93,12 +96,34 @@ pub(crate) fn network_elems(net: &NetworkNat) -> Vec<(&'static str, Elem)> {
     let mut v = vec![(f.own(), elems::own_elem(net))];
     if net.masquerade {
         v.extend(
-            elems::masq_elems(net.subnet)
+            elems::prefix_elems(net.subnet)
                 .into_iter()
                 .map(|e| (f.masq(), e)),
         );
     }
     v
+}
+
+/// The `(set, element)`s that represent one routed pool: its interval in
+/// `pools`, and in `natpools` too when outgoing NAT is on.
+pub(crate) fn pool_elems(pool: &RoutedPool) -> Vec<(&'static str, Elem)> {
+    let f = fam_of(pool.cidr.addr());
+    let mut sets = vec![f.pools()];
+    if pool.nat_outgoing {
+        sets.push(f.natpools());
+    }
+    sets.into_iter()
+        .flat_map(|set| {
+            elems::prefix_elems(pool.cidr)
+                .into_iter()
+                .map(move |e| (set, e))
+        })
+        .collect()
+}
+
+/// Adding a routed pool: elements only, one message per set.
+pub(crate) fn add_pool(pool: &RoutedPool) -> Vec<Op> {
+    add_elems(pool_elems(pool))
 }
 
 /// Groups `(set, element)` pairs by set, keeping first-seen set order.

@@ -22,6 +22,13 @@ fn net(s: &str, br: &str, masquerade: bool) -> NetworkNat {
     }
 }
 
+fn pool(cidr: &str, nat_outgoing: bool) -> RoutedPool {
+    RoutedPool {
+        cidr: cidr.parse().unwrap(),
+        nat_outgoing,
+    }
+}
+
 #[test]
 fn skeleton_creates_then_replaces_the_rules_in_one_batch() {
     let names: Vec<String> = skeleton()
@@ -44,9 +51,13 @@ fn skeleton_creates_then_replaces_the_rules_in_one_batch() {
         "set ports4",
         "set own4",
         "set masq4",
+        "set pools4",
+        "set natpools4",
         "set ports6",
         "set own6",
         "set masq6",
+        "set pools6",
+        "set natpools6",
         "flush published",
         "flush prerouting",
         "flush output",
@@ -58,9 +69,11 @@ fn skeleton_creates_then_replaces_the_rules_in_one_batch() {
         "postrouting: ct status dnat ip saddr . oifname @own4 masquerade",
         "postrouting: ip saddr . oifname @own4 return",
         "postrouting: ip saddr @masq4 masquerade",
+        "postrouting: ip saddr @natpools4 ip daddr != @pools4 masquerade",
         "postrouting: ct status dnat ip6 saddr . oifname @own6 masquerade",
         "postrouting: ip6 saddr . oifname @own6 return",
         "postrouting: ip6 saddr @masq6 masquerade",
+        "postrouting: ip6 saddr @natpools6 ip6 daddr != @pools6 masquerade",
     ];
     assert_eq!(names, want);
 }
@@ -125,7 +138,21 @@ fn sets_have_the_documented_types() {
         (s[1].key_type, s[1].key_len, &s[1].fields, s[1].flags),
         ((7 << 6) | 41, 20, &vec![4, 16], 0x84)
     );
-    assert_eq!((s[2].key_type, s[2].key_len, s[2].flags), (7, 4, 0x4));
+    // masq4, pools4, natpools4: ipv4_addr, intervals
+    for set in &s[2..] {
+        assert_eq!(
+            (set.key_type, set.key_len, set.flags),
+            (7, 4, 0x4),
+            "{}",
+            set.name
+        );
+    }
+    let ids: Vec<u32> = [Fam::V4, Fam::V6]
+        .into_iter()
+        .flat_map(layout::sets)
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>(), "unique in one batch");
     let s6 = layout::sets(Fam::V6);
     assert_eq!((s6[0].data, s6[1].key_len), (Some(((8 << 6) | 13, 20)), 32));
 }
@@ -212,12 +239,14 @@ fn a_network_is_elements_only() {
 fn sync_replaces_the_table_atomically() {
     let state = NatState {
         networks: vec![net("192.168.169.0/24", "docker0", true)],
+        pools: vec![pool("10.244.0.0/16", true)],
         ports: vec![pm(Protocol::Tcp, 8081, "192.168.169.3", 80)],
     };
     let ops = sync(&state);
     assert_eq!(ops[..2], [Op::NewTable, Op::DelTable]);
     assert_eq!(ops[2..2 + skeleton().len()], skeleton()[..]);
-    assert_eq!(ops.len(), 2 + skeleton().len() + 2 + 1);
+    // own4 + masq4, pools4 + natpools4, one port.
+    assert_eq!(ops.len(), 2 + skeleton().len() + 2 + 2 + 1);
 }
 
 #[test]
@@ -235,4 +264,98 @@ fn base_chain_golden_bytes() {
     ]
     .concat();
     assert_eq!(m.attrs.0, want);
+}
+
+#[test]
+fn the_routed_pool_rule_is_two_lookups_the_second_inverted() {
+    let rules = layout::rules();
+    let find = |set: &str| {
+        rules
+            .iter()
+            .find(|r| r.text.contains(set))
+            .unwrap()
+            .exprs
+            .clone()
+    };
+    let payload = |offset, len| Expr::Payload {
+        base: Base::Network,
+        offset,
+        len,
+        dreg: 8,
+    };
+    let v4 = find("@natpools4");
+    assert_eq!(
+        v4[2..],
+        [
+            payload(12, 4),
+            Expr::Lookup {
+                set: "natpools4",
+                sreg: 8,
+                dreg: None
+            },
+            payload(16, 4),
+            Expr::NotIn {
+                set: "pools4",
+                sreg: 8
+            },
+            Expr::Masquerade,
+        ]
+    );
+    let v6 = find("@natpools6");
+    assert_eq!((&v6[2], &v6[4]), (&payload(8, 16), &payload(24, 16)));
+    assert_eq!(
+        v6[5],
+        Expr::NotIn {
+            set: "pools6",
+            sreg: 8
+        }
+    );
+}
+
+#[test]
+fn a_routed_pool_is_elements_only_and_nat_outgoing_adds_one_interval() {
+    let shape = |ops: Vec<Op>| -> Vec<(&'static str, usize)> {
+        ops.iter()
+            .map(|op| match op {
+                Op::NewElems {
+                    set,
+                    elems,
+                    exclusive: true,
+                } => (*set, elems.len()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(
+        shape(add_pool(&pool("10.244.0.0/16", true))),
+        [("pools4", 2), ("natpools4", 2)]
+    );
+    assert_eq!(
+        shape(add_pool(&pool("fd00:244::/48", false))),
+        [("pools6", 2)]
+    );
+    let elems = pool_elems(&pool("10.244.0.0/16", false));
+    assert_eq!(elems[0].1.key, [10, 244, 0, 0]);
+    assert_eq!(
+        (elems[1].1.key.as_slice(), elems[1].1.flags),
+        (&[10, 245, 0, 0][..], crate::elems::ELEM_INTERVAL_END)
+    );
+}
+
+#[test]
+#[cfg(target_endian = "little")]
+fn inverted_lookup_golden_bytes() {
+    let m = Op::NewRule(
+        layout::rules()
+            .into_iter()
+            .find(|r| r.text.contains("@natpools4"))
+            .unwrap(),
+    )
+    .message();
+    let needle: &[u8] = &[
+        11, 0, 1, 0, b'p', b'o', b'o', b'l', b's', b'4', 0, 0, // NFTA_LOOKUP_SET
+        8, 0, 2, 0, 0, 0, 0, 8, // NFTA_LOOKUP_SREG
+        8, 0, 5, 0, 0, 0, 0, 1, // NFTA_LOOKUP_FLAGS = NFT_LOOKUP_F_INV
+    ];
+    assert!(m.attrs.0.windows(needle.len()).any(|w| w == needle));
 }

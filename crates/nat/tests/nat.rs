@@ -7,7 +7,7 @@ mod util;
 use std::time::{Duration, Instant};
 use trellis_nat::{Error, Nat, NatState};
 use trellis_types::Protocol;
-use util::{NftTable, elems, lab, net, rule_lines, tcp, udp};
+use util::{NftTable, elems, lab, net, pool, rule_lines, tcp, udp};
 
 /// The rules as `nft list table inet trellis` prints them, chain by chain.
 const SKELETON: &[&str] = &[
@@ -25,9 +25,11 @@ const SKELETON: &[&str] = &[
     "ct status dnat ip saddr . oifname @own4 masquerade",
     "ip saddr . oifname @own4 return",
     "ip saddr @masq4 masquerade",
+    "ip saddr @natpools4 ip daddr != @pools4 masquerade",
     "ct status dnat ip6 saddr . oifname @own6 masquerade",
     "ip6 saddr . oifname @own6 return",
     "ip6 saddr @masq6 masquerade",
+    "ip6 saddr @natpools6 ip6 daddr != @pools6 masquerade",
 ];
 
 #[tokio::test]
@@ -187,11 +189,13 @@ async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
     nat.publish(&[tcp(80, "10.0.0.2", 80)]).await.unwrap();
     let state = NatState {
         networks: vec![net("10.0.0.0/24", "br0", true)],
+        pools: vec![pool("10.244.0.0/16", true), pool("fd00:244::/48", false)],
         ports: vec![tcp(81, "10.0.0.3", 80)],
     };
     nat.sync(&state).await.unwrap();
     assert_eq!(nat.list_published().await.unwrap(), state.ports);
     assert_eq!(nat.list_networks().await.unwrap(), state.networks);
+    assert_eq!(nat.list_pools().await.unwrap(), state.pools);
     assert_eq!(rule_lines(&ns), SKELETON);
 
     nat.remove_all().await.unwrap();
@@ -233,4 +237,71 @@ async fn publish_and_unpublish_one_port_take_well_under_a_millisecond() {
 #[tokio::test]
 async fn published_ports_hairpin_and_masquerade_carry_traffic() {
     util::traffic().await;
+}
+
+#[tokio::test]
+async fn routed_pools_masquerade_only_to_the_world_with_nat_outgoing() {
+    util::routed().await;
+}
+
+#[tokio::test]
+async fn routed_pools_are_elements_only_and_overlaps_are_refused() {
+    let (ns, nat) = lab("pools");
+    nat.ensure_table().await.unwrap();
+    // `-a` prints each rule's handle: a rule replaced would show a new one.
+    let chain = || {
+        ns.exec_ok(&[
+            "nft",
+            "-a",
+            "list",
+            "chain",
+            "inet",
+            "trellis",
+            "postrouting",
+        ])
+    };
+    let rules_before = chain();
+    let (a, b, c) = (
+        pool("10.244.0.0/16", true),
+        pool("10.245.0.0/16", false), // adjacent: a's end key is b's start key
+        pool("fd00:244::/48", true),
+    );
+    for p in [a, b, c, a] {
+        nat.add_pool(&p).await.unwrap();
+    }
+    let prefix = |addr: &str, len: u8| format!(r#"{{"prefix":{{"addr":"{addr}","len":{len}}}}}"#);
+    assert_eq!(
+        elems(&ns, "pools4"),
+        [prefix("10.244.0.0", 16), prefix("10.245.0.0", 16)]
+    );
+    assert_eq!(elems(&ns, "natpools4"), [prefix("10.244.0.0", 16)]);
+    assert_eq!(elems(&ns, "natpools6"), [prefix("fd00:244::", 48)]);
+    assert_eq!(nat.list_pools().await.unwrap(), [a, b, c]);
+
+    let before = ns.exec_ok(&["nft", "-j", "list", "ruleset"]);
+    match nat.add_pool(&pool("10.244.7.0/24", true)).await {
+        Err(Error::Invalid(e)) => {
+            assert_eq!(e.field, "cidr", "{e}");
+            assert!(e.reason.contains("10.244.0.0/16"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        nat.add_pool(&pool("10.246.0.1/16", true)).await,
+        Err(Error::Invalid(_))
+    ));
+    assert_eq!(ns.exec_ok(&["nft", "-j", "list", "ruleset"]), before);
+
+    // nat_outgoing switched: only the natpools interval moves.
+    nat.add_pool(&pool("10.244.0.0/16", false)).await.unwrap();
+    nat.add_pool(&pool("10.245.0.0/16", true)).await.unwrap();
+    assert_eq!(elems(&ns, "natpools4"), [prefix("10.245.0.0", 16)]);
+    nat.remove_pool(&a).await.unwrap();
+    nat.remove_pool(&a).await.unwrap();
+    assert_eq!(elems(&ns, "pools4"), [prefix("10.245.0.0", 16)]);
+    assert_eq!(
+        nat.list_pools().await.unwrap(),
+        [pool("10.245.0.0/16", true), c]
+    );
+    assert_eq!(chain(), rules_before, "pools are elements, never rules");
 }

@@ -1,11 +1,13 @@
 //! Helpers for the privileged tests: inputs, reading the table back with
 //! nft(8), and the traffic lab.
 
+mod routed;
 mod traffic;
 
+pub use routed::routed;
 pub use traffic::traffic;
 
-use trellis_nat::{NetworkNat, NftNat};
+use trellis_nat::{NetworkNat, NftNat, RoutedPool};
 use trellis_testlab::{Netns, require_root};
 use trellis_types::{IfName, NetnsPath, PortMapping, Protocol};
 
@@ -38,6 +40,14 @@ pub fn net(subnet: &str, bridge: &str, masquerade: bool) -> NetworkNat {
         subnet: subnet.parse().unwrap(),
         bridge: IfName::parse("bridge", bridge).unwrap(),
         masquerade,
+    }
+}
+
+/// A routed pool.
+pub fn pool(cidr: &str, nat_outgoing: bool) -> RoutedPool {
+    RoutedPool {
+        cidr: cidr.parse().unwrap(),
+        nat_outgoing,
     }
 }
 

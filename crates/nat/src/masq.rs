@@ -1,0 +1,133 @@
+//! The postrouting rules: hairpin, bridge masquerade, routed-pool masquerade.
+//!
+//! Per family, in this order:
+//!
+//! 1. `ct status dnat <ip> saddr . oifname @own masquerade` — hairpin;
+//! 2. `<ip> saddr . oifname @own return` — traffic staying on its bridge;
+//! 3. `<ip> saddr @masq masquerade` — bridge networks leaving the host;
+//! 4. `<ip> saddr @natpools <ip> daddr != @pools masquerade` — routed pools
+//!    with outgoing NAT, unless the destination is in a routed pool.
+//!
+//! Rule 4 is Calico's `natOutgoing`: a routed container's address is routable
+//! inside the cluster (every host has routes to every other host's blocks), so
+//! pod-to-pod traffic, on one host or across hosts, keeps its source; only
+//! traffic to the rest of the world leaves behind the host's address. Bridge
+//! subnets and routed pools are disjoint (IPAM refuses overlapping pools), so
+//! rules 1–3 never see a routed source and rule 4 never sees a bridge source:
+//! their order among each other does not matter.
+
+use crate::expr::{Base, CmpOp, Expr, MetaKey, REG0, Verdict};
+use crate::layout::{Fam, Rule, nfproto_is};
+
+/// `IPS_DST_NAT`: the conntrack status bit `ct status dnat` tests.
+const IPS_DST_NAT: u32 = 0x20;
+
+const CHAIN: &str = "postrouting";
+
+/// `<ip> saddr` (or `daddr` when `dst`) into REG0.
+fn addr(f: Fam, dst: bool) -> Expr {
+    let (saddr, daddr) = f.saddr_daddr();
+    Expr::Payload {
+        base: Base::Network,
+        offset: if dst { daddr } else { saddr },
+        len: f.addr_len() as u32,
+        dreg: REG0,
+    }
+}
+
+/// `<ip> saddr . oifname` as a key from REG0 on.
+fn saddr_oifname(f: Fam) -> [Expr; 2] {
+    [
+        addr(f, false),
+        Expr::Meta {
+            key: MetaKey::OifName,
+            dreg: REG0 + f.addr_len() as u32 / 4,
+        },
+    ]
+}
+
+fn lookup(set: &'static str) -> Expr {
+    Expr::Lookup {
+        set,
+        sreg: REG0,
+        dreg: None,
+    }
+}
+
+/// Hairpin: a container reaching a published port of its own bridge must see
+/// the host as the source, or the reply would go container to container and
+/// skip the reverse DNAT.
+fn hairpin(f: Fam) -> Rule {
+    let mut exprs = nfproto_is(f).to_vec();
+    exprs.push(Expr::CtStatus { dreg: REG0 });
+    exprs.push(Expr::Bitwise {
+        sreg: REG0,
+        dreg: REG0,
+        mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
+        xor: vec![0; 4],
+    });
+    exprs.push(Expr::Cmp {
+        sreg: REG0,
+        op: CmpOp::Neq,
+        data: vec![0; 4],
+    });
+    exprs.extend(saddr_oifname(f));
+    exprs.extend([lookup(f.own()), Expr::Masquerade]);
+    let (ip, own) = (f.nft_name(), f.own());
+    Rule {
+        chain: CHAIN,
+        exprs,
+        text: format!("ct status dnat {ip} saddr . oifname @{own} masquerade"),
+    }
+}
+
+/// Traffic of a subnet leaving through its own bridge keeps its source.
+fn stay(f: Fam) -> Rule {
+    let mut exprs = nfproto_is(f).to_vec();
+    exprs.extend(saddr_oifname(f));
+    exprs.extend([lookup(f.own()), Expr::Verdict(Verdict::Return)]);
+    Rule {
+        chain: CHAIN,
+        exprs,
+        text: format!("{} saddr . oifname @{} return", f.nft_name(), f.own()),
+    }
+}
+
+/// Everything else from a masqueraded bridge subnet leaves behind the host's
+/// address.
+fn bridge_out(f: Fam) -> Rule {
+    let mut exprs = nfproto_is(f).to_vec();
+    exprs.extend([addr(f, false), lookup(f.masq()), Expr::Masquerade]);
+    Rule {
+        chain: CHAIN,
+        exprs,
+        text: format!("{} saddr @{} masquerade", f.nft_name(), f.masq()),
+    }
+}
+
+/// Routed pools with outgoing NAT: masquerade unless the destination is in
+/// any routed pool (two set lookups whatever the number of pools).
+fn pools_out(f: Fam) -> Rule {
+    let mut exprs = nfproto_is(f).to_vec();
+    exprs.extend([addr(f, false), lookup(f.natpools())]);
+    exprs.extend([
+        addr(f, true),
+        Expr::NotIn {
+            set: f.pools(),
+            sreg: REG0,
+        },
+        Expr::Masquerade,
+    ]);
+    let ip = f.nft_name();
+    let (nat, all) = (f.natpools(), f.pools());
+    Rule {
+        chain: CHAIN,
+        exprs,
+        text: format!("{ip} saddr @{nat} {ip} daddr != @{all} masquerade"),
+    }
+}
+
+/// The postrouting rules of one family, in order.
+pub(crate) fn postrouting(f: Fam) -> Vec<Rule> {
+    vec![hairpin(f), stay(f), bridge_out(f), pools_out(f)]
+}
