@@ -34,6 +34,16 @@
 //!   the links into a private device group and deletes the group in one
 //!   request: the kernel then pays a teardown's RCU grace periods once for
 //!   the batch instead of once per veth (~20 ms each).
+//! * **Routed mode in one batch.** [`Links::setup_routed_host_port`] sets a
+//!   host port's IPv4 knobs over rtnetlink (`IFLA_INET_CONF`,
+//!   `RTM_SETNEIGHTBL`), adds its gateway addresses and switches off IPv6
+//!   address autoconfiguration in one pipelined batch on the host socket;
+//!   only IPv6's `accept_ra`/`forwarding` need `/proc/sys`, written without
+//!   a thread when the host is the process's own namespace. See [`routed`]
+//!   for the kernel rules behind each knob (and the no-default-route pitfall).
+//! * **One container session.** [`Links::setup_container`] brings `lo` and
+//!   the interface up, adds the addresses and the container's routes over
+//!   the one socket opened inside the container's namespace.
 //! * **Bad input is caught before anything changes**: a netns path is opened
 //!   and checked (nsfs, `net:[…]`) before any request is sent, and a failure
 //!   is an [`trellis_types::InvalidInput`] naming the field `netns`.
@@ -44,6 +54,7 @@ mod naming;
 mod netlink;
 pub mod netns;
 pub mod nl;
+pub mod routed;
 mod spec;
 mod sysctl;
 
@@ -54,10 +65,19 @@ pub use error::{KernelError, LinkError};
 pub use naming::{HOST_VETH_PREFIX, bridge_mac, container_mac, host_veth_name, is_host_veth_name};
 pub use netlink::NetlinkLinks;
 pub use netns::Sockets;
+pub use routed::{Families, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, RoutedHostPort};
 pub use spec::{
-    BridgeSpec, ContainerIface, LinkRef, LinkSummary, Mac, Ns, VethInfo, VethSpec, format_mac,
+    BridgeSpec, ContainerIface, ContainerRoute, LinkRef, LinkSummary, Mac, Ns, VethInfo, VethSpec,
+    format_mac,
 };
 pub use sysctl::SysctlKey;
+
+/// The route protocol number (`rtm_protocol`) of every route trellis installs
+/// (shown as `proto 116` by `ip route`; free in iproute2's `rt_protos` and in
+/// the kernel's `RTPROT_*` list, and clear of BIRD 12, Zebra 11, FRR's
+/// 186–198 and Calico's 80). Defined here, where container routes are
+/// built, and re-exported by trellis-route.
+pub const RTPROT_TRELLIS: u8 = 116;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -86,6 +106,30 @@ pub trait Links: Send + Sync {
     /// Configures the container end in one socket session inside its
     /// namespace: `lo` up, the addresses, the interface up.
     async fn setup_container_iface(&self, iface: &ContainerIface) -> Result<(), LinkError>;
+
+    /// [`Links::setup_container_iface`] plus `routes` through that interface,
+    /// installed (create or replace) after it is up, in the same socket
+    /// session: one namespace thread and one round trip for the whole
+    /// container side.
+    async fn setup_container(
+        &self,
+        iface: &ContainerIface,
+        routes: &[ContainerRoute],
+    ) -> Result<(), LinkError>;
+
+    /// Makes a host veth end a routed-mode port: `forwarding=1`,
+    /// `proxy_arp=1`, `neigh proxy_delay=0` and the gateway `169.254.1.1/32
+    /// scope host` (IPv4); `addr_gen_mode=none`, the gateway
+    /// `fe80::ecee:eeff:feee:eeee/64` without DAD, `accept_ra=0` and
+    /// `forwarding=1` (IPv6). Idempotent. Run it before the container end
+    /// comes up. The per-container route and neighbour are trellis-route's
+    /// (`Routes::setup_routed_host` does this and them in one batch).
+    async fn setup_routed_host_port(&self, port: &RoutedHostPort) -> Result<(), LinkError>;
+
+    /// Turns on the host-wide forwarding switches for `families`
+    /// (`ipv4/ip_forward`, `ipv6/conf/all/forwarding`): once per routed
+    /// network, not per endpoint.
+    async fn enable_host_forwarding(&self, families: Families) -> Result<(), LinkError>;
 
     /// Adds an address (idempotent: an existing one is refreshed).
     async fn add_address(&self, ns: &Ns, link: &LinkRef, addr: IpNet) -> Result<(), LinkError>;

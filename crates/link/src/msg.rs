@@ -1,11 +1,14 @@
 //! Pure builders: what trellis asks the kernel for, as [`Request`] values.
 
+mod routed;
+pub use routed::*;
+
 use crate::naming;
 use crate::nl::{CHANGE, CREATE_EXCL, CREATE_REPLACE, DUMP, GET, Request};
 use crate::spec::{BridgeSpec, LinkRef, LinkSummary, Mac, VethSpec};
 use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
-use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::address::{AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
@@ -93,8 +96,14 @@ pub fn bridge_update(existing: &LinkSummary, spec: &BridgeSpec) -> Option<Reques
 }
 
 /// Adds (or refreshes) an address on interface `index`; idempotent.
+///
+/// IPv6 addresses get `IFA_F_NODAD`: trellis's addresses are unique by
+/// construction (IPAM, a bridge's or routed port's gateway), and duplicate
+/// address detection would keep them `tentative` — unusable, with
+/// `connect()` failing `EADDRNOTAVAIL` — for a second or more
+/// (`addrconf_dad_begin`, one `retrans_time` per `dad_transmits`).
 pub fn address_add(index: u32, subject: &str, addr: IpNet) -> Request {
-    let msg: AddressMessage = match addr.addr() {
+    let mut msg: AddressMessage = match addr.addr() {
         IpAddr::V4(a) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
             .index(index)
             .address(a, addr.prefix_len())
@@ -104,6 +113,9 @@ pub fn address_add(index: u32, subject: &str, addr: IpNet) -> Request {
             .address(a, addr.prefix_len())
             .build(),
     };
+    if addr.addr().is_ipv6() {
+        msg.header.flags |= AddressHeaderFlags::Nodad;
+    }
     Request::new(
         "add address",
         format!("{addr} on {subject}"),

@@ -2,7 +2,10 @@
 
 use crate::error::{KernelError, LinkError};
 use crate::netns::{Sockets, check_netns, open_netns};
-use crate::spec::{BridgeSpec, ContainerIface, LinkRef, LinkSummary, Ns, VethInfo, VethSpec};
+use crate::routed::{self, Families, RoutedHostPort};
+use crate::spec::{
+    BridgeSpec, ContainerIface, ContainerRoute, LinkRef, LinkSummary, Ns, VethInfo, VethSpec,
+};
 use crate::sysctl::SysctlKey;
 use crate::{Links, msg, naming, nl};
 use async_trait::async_trait;
@@ -194,6 +197,14 @@ impl Links for NetlinkLinks {
     }
 
     async fn setup_container_iface(&self, iface: &ContainerIface) -> Result<(), LinkError> {
+        self.setup_container(iface, &[]).await
+    }
+
+    async fn setup_container(
+        &self,
+        iface: &ContainerIface,
+        routes: &[ContainerRoute],
+    ) -> Result<(), LinkError> {
         let handle = self.sockets.handle(&Ns::Path(iface.netns.clone())).await?;
         let index = index_of(&handle, &iface.link).await?;
         let lo = IfName::parse("ifname", "lo").expect("lo is a valid name");
@@ -206,9 +217,32 @@ impl Links for NetlinkLinks {
                 .map(|a| msg::address_add(index, &subject, *a)),
         );
         reqs.push(msg::set_up(&LinkRef::Index(index)));
+        reqs.extend(routes.iter().map(|r| msg::container_route_add(r, index)));
         nl::apply(&handle, reqs)
             .await
             .map_err(|e| missing_as_not_found(e, &iface.link))
+    }
+
+    async fn setup_routed_host_port(&self, port: &RoutedHostPort) -> Result<(), LinkError> {
+        let knobs = routed::proc_knobs(port)?
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        let link = LinkRef::Index(port.index);
+        let (netlink, proc) = tokio::join!(
+            nl::apply(self.sockets.host(), msg::routed_port(port)),
+            self.sockets.write_sysctls(&Ns::Host, knobs),
+        );
+        netlink.map_err(|e| missing_as_not_found(e, &link))?;
+        proc
+    }
+
+    async fn enable_host_forwarding(&self, families: Families) -> Result<(), LinkError> {
+        let knobs = routed::host_forwarding_knobs(families)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        self.sockets.write_sysctls(&Ns::Host, knobs).await
     }
 
     async fn add_address(&self, ns: &Ns, link: &LinkRef, addr: IpNet) -> Result<(), LinkError> {
@@ -279,18 +313,7 @@ impl Links for NetlinkLinks {
     }
 
     async fn set_sysctl(&self, ns: &Ns, key: &SysctlKey, value: &str) -> Result<(), LinkError> {
-        let path = key.proc_path();
-        let value = value.to_owned();
-        self.sockets
-            .run_in(ns, move || std::fs::write(path, value))
-            .await
-            .map_err(|e| match e.into_link_error("write sysctl", ns) {
-                LinkError::Io { op, source, .. } => LinkError::Io {
-                    op,
-                    subject: format!("{key} in {ns}"),
-                    source,
-                },
-                other => other,
-            })
+        let writes = vec![(key.clone(), value.to_owned())];
+        self.sockets.write_sysctls(ns, writes).await
     }
 }

@@ -193,6 +193,21 @@ impl Sockets {
         }
     }
 
+    /// Runs short blocking `work` (a few `/proc/sys` writes) in `ns`: right
+    /// here when `ns` is the host and the host is the process's own namespace
+    /// (the daemon: no thread, no hop, a few microseconds of blocking), else
+    /// on one namespace thread.
+    pub async fn run_here_or_in<T, F>(&self, ns: &Ns, work: F) -> Result<T, NsError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> io::Result<T> + Send + 'static,
+    {
+        if *ns == Ns::Host && self.host_fd.is_none() {
+            return work().map_err(NsError::Work);
+        }
+        self.run_in(ns, work).await
+    }
+
     /// Runs blocking `work` on a thread inside `ns`.
     pub async fn run_in<T, F>(&self, ns: &Ns, work: F) -> Result<T, NsError>
     where

@@ -2,6 +2,7 @@
 
 use ipnet::IpNet;
 use std::fmt;
+use std::net::IpAddr;
 use trellis_types::{IfName, NetnsPath};
 
 /// A MAC address (EUI-48).
@@ -100,6 +101,63 @@ pub struct ContainerIface {
     pub link: LinkRef,
     /// Addresses to add (with prefix length, `192.168.169.2/24`).
     pub addresses: Vec<IpNet>,
+}
+
+/// A route inside a container, through the interface being configured
+/// ([`crate::Links::setup_container`]); tagged [`crate::RTPROT_TRELLIS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContainerRoute {
+    /// Destination prefix, without host bits (`0.0.0.0/0` is the default route).
+    pub dst: IpNet,
+    /// Gateway; `None` makes a `scope link` route (the destination is on the link).
+    pub via: Option<IpAddr>,
+}
+
+impl ContainerRoute {
+    /// `<ip>/32` (`/128`) `scope link`: the gateway is on the link even though
+    /// no address of the container covers it (routed mode's `169.254.1.1`).
+    pub fn on_link(ip: IpAddr) -> Self {
+        let len = if ip.is_ipv4() { 32 } else { 128 };
+        Self {
+            dst: IpNet::new(ip, len).expect("host prefix length"),
+            via: None,
+        }
+    }
+
+    /// `default via <gw>`.
+    pub fn default_via(gw: IpAddr) -> Self {
+        let dst = match gw {
+            IpAddr::V4(_) => IpNet::V4(Default::default()),
+            IpAddr::V6(_) => IpNet::V6(Default::default()),
+        };
+        Self { dst, via: Some(gw) }
+    }
+
+    /// The routes of a routed-mode container for `families`: `169.254.1.1
+    /// scope link` and `default via 169.254.1.1`; `default via
+    /// fe80::ecee:eeff:feee:eeee` (a link-local gateway needs no on-link
+    /// route: the interface is given with it).
+    pub fn routed_defaults(families: crate::Families) -> Vec<Self> {
+        let mut routes = Vec::new();
+        if families.v4 {
+            let gw = IpAddr::V4(crate::ROUTED_GATEWAY_V4);
+            routes.extend([Self::on_link(gw), Self::default_via(gw)]);
+        }
+        if families.v6 {
+            routes.push(Self::default_via(IpAddr::V6(crate::ROUTED_GATEWAY_V6)));
+        }
+        routes
+    }
+}
+
+impl fmt::Display for ContainerRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.dst)?;
+        match self.via {
+            Some(via) => write!(f, " via {via}"),
+            None => f.write_str(" scope link"),
+        }
+    }
 }
 
 /// One interface as a listing reports it.

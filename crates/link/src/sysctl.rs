@@ -1,6 +1,10 @@
 //! Network sysctl keys, validated so that a key can never escape `/proc/sys/net`.
 
+use crate::error::LinkError;
+use crate::netns::Sockets;
+use crate::spec::Ns;
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use trellis_types::{IfName, InvalidInput};
 
@@ -59,6 +63,50 @@ impl fmt::Display for SysctlKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "net/{}", self.0)
     }
+}
+
+impl Sockets {
+    /// Writes `writes` in order under `/proc/sys/net` as seen from `ns`, in
+    /// one go: on the calling thread for the process's own namespace, else on
+    /// one namespace thread for all of them. Stops at the first failure,
+    /// which names its key.
+    pub async fn write_sysctls(
+        &self,
+        ns: &Ns,
+        writes: Vec<(SysctlKey, String)>,
+    ) -> Result<(), LinkError> {
+        write_all(self, ns, writes).await
+    }
+}
+
+async fn write_all(
+    sockets: &Sockets,
+    ns: &Ns,
+    writes: Vec<(SysctlKey, String)>,
+) -> Result<(), LinkError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let subject = match writes.as_slice() {
+        [(key, _)] => format!("{key} in {ns}"),
+        _ => ns.to_string(),
+    };
+    sockets
+        .run_here_or_in(ns, move || {
+            writes.iter().try_for_each(|(key, value)| {
+                std::fs::write(key.proc_path(), value)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{key}: {e}")))
+            })
+        })
+        .await
+        .map_err(|e| match e.into_link_error("write sysctl", ns) {
+            LinkError::Io { op, source, .. } => LinkError::Io {
+                op,
+                subject,
+                source,
+            },
+            other => other,
+        })
 }
 
 #[cfg(test)]

@@ -21,15 +21,27 @@
 //!   host namespace; a container's routes go through a socket opened inside
 //!   its namespace for the call, on a throwaway `setns` thread
 //!   ([`trellis_link::Sockets`]).
-//! * **Room for routed mode.** Blackholes, scope-link /32s, routes via an
-//!   underlay gateway and permanent neighbours are all [`Route`] /
-//!   [`Neighbour`] values today; proxy-ARP is a per-interface sysctl in
-//!   trellis-link.
+//! * **Routed mode in one round trip.** [`Routes::setup_routed_host`] sends a
+//!   routed endpoint's whole host side — the port's knobs and gateway
+//!   addresses (built by trellis-link, see `trellis_link::routed` for the
+//!   kernel rules and the no-default-route pitfall), its `/32 scope link`
+//!   routes and permanent neighbours — as one pipelined batch on the host
+//!   socket. Deleting the veth takes all of it with it (the kernel flushes a
+//!   device's routes, addresses and neighbours when it goes).
+//! * **Blocks.** A host covers each block it owns with a tagged
+//!   [`Route::blackhole`]: an unassigned address of the block is dropped here
+//!   instead of following the default route, while the containers' /32s,
+//!   being longer, still win.
+//! * **Peer routes are declarative.** [`Routes::set_peer_routes`] takes the
+//!   whole desired set of "block via underlay address" routes, reads what is
+//!   installed (tagged, with a gateway) and applies only the difference.
 
 mod error;
 mod model;
 pub mod msg;
 mod netlink;
+pub mod peer;
+pub mod routed;
 
 #[cfg(test)]
 mod msg_tests;
@@ -37,12 +49,15 @@ mod msg_tests;
 pub use error::RouteError;
 pub use model::{Neighbour, Route, RouteKind, Scope};
 pub use netlink::NetlinkRoutes;
+pub use peer::{PeerRoute, PeerRouteChanges};
+pub use routed::RoutedEndpoint;
 pub use trellis_link::Ns;
 
 use async_trait::async_trait;
 
-/// The route protocol number (`rtm_protocol`) of everything trellis installs.
-pub const RTPROT_TRELLIS: u8 = 116;
+/// The route protocol number (`rtm_protocol`) of everything trellis installs
+/// (defined in trellis-link, which builds container routes too).
+pub use trellis_link::RTPROT_TRELLIS;
 
 /// Routes and neighbours, in the host namespace or a container's.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
@@ -64,6 +79,21 @@ pub trait Routes: Send + Sync {
 
     /// Removes neighbour entries; ones already gone count as removed.
     async fn delete_neighbours(&self, ns: &Ns, neighbours: &[Neighbour]) -> Result<(), RouteError>;
+
+    /// Sets up the host side of a routed endpoint in one batch on the host
+    /// socket: the port ([`trellis_link::Links::setup_routed_host_port`]),
+    /// then `<ip>/32|128 dev <host_if> scope link` and a permanent neighbour
+    /// `<ip> lladdr <container mac>` per address. Idempotent. Call it after
+    /// `create_veth` and before the container end comes up.
+    async fn setup_routed_host(&self, endpoint: &RoutedEndpoint) -> Result<(), RouteError>;
+
+    /// The peer routes installed in the host namespace (see [`peer`]).
+    async fn list_peer_routes(&self) -> Result<Vec<PeerRoute>, RouteError>;
+
+    /// Makes the host's peer routes exactly `desired`: installs the missing
+    /// and changed ones, removes the ones not wanted, touches nothing else.
+    /// Checks all of `desired` first (one `via` per block, families match).
+    async fn set_peer_routes(&self, desired: &[PeerRoute]) -> Result<PeerRouteChanges, RouteError>;
 }
 
 #[cfg(test)]

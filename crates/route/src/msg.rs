@@ -59,37 +59,20 @@ pub fn check(route: &Route) -> Result<(), InvalidInput> {
 }
 
 fn message(route: &Route, oif: Option<u32>) -> RouteMessage {
-    let mut msg = RouteMessage::default();
-    let h = &mut msg.header;
-    h.address_family = family(route.dst.addr());
-    h.destination_prefix_length = route.dst.prefix_len();
-    h.table = RouteHeader::RT_TABLE_MAIN;
-    h.protocol = RouteProtocol::from(RTPROT_TRELLIS);
-    h.scope = match route.scope {
+    let scope = match route.scope {
         Scope::Universe => RouteScope::Universe,
         Scope::Link => RouteScope::Link,
         Scope::Host => RouteScope::Host,
     };
-    h.kind = match route.kind {
+    let kind = match route.kind {
         RouteKind::Unicast => RouteType::Unicast,
         RouteKind::Blackhole => RouteType::BlackHole,
         RouteKind::Unreachable => RouteType::Unreachable,
         RouteKind::Prohibit => RouteType::Prohibit,
     };
-    let attrs = &mut msg.attributes;
-    if route.dst.prefix_len() > 0 {
-        attrs.push(RouteAttribute::Destination(RouteAddress::from(
-            route.dst.addr(),
-        )));
-    }
-    if let Some(via) = route.via {
-        attrs.push(RouteAttribute::Gateway(RouteAddress::from(via)));
-    }
-    if let Some(oif) = oif {
-        attrs.push(RouteAttribute::Oif(oif));
-    }
+    let mut msg = trellis_link::msg::route_message(route.dst, route.via, oif, scope, kind);
     if let Some(metric) = route.metric {
-        attrs.push(RouteAttribute::Priority(metric));
+        msg.attributes.push(RouteAttribute::Priority(metric));
     }
     msg
 }
@@ -125,7 +108,8 @@ pub fn dump_routes() -> Request {
     )
 }
 
-fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+/// The IP in a route attribute, if it is one.
+pub(crate) fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),

@@ -2,6 +2,8 @@
 
 use crate::error::RouteError;
 use crate::model::{Neighbour, Route};
+use crate::peer::{self, PeerRoute, PeerRouteChanges};
+use crate::routed::{self, RoutedEndpoint};
 use crate::{Routes, msg};
 use async_trait::async_trait;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -149,5 +151,46 @@ impl Routes for NetlinkRoutes {
             })
             .collect();
         Ok(nl::apply(&handle, reqs).await?)
+    }
+
+    async fn setup_routed_host(&self, endpoint: &RoutedEndpoint) -> Result<(), RouteError> {
+        let reqs = routed::routed_host(endpoint)?;
+        // The IPv6 /proc knobs (none for IPv4-only) go alongside the batch.
+        let knobs = trellis_link::routed::proc_knobs(&endpoint.port())?
+            .into_iter()
+            .map(|(k, v)| (k, v.to_owned()))
+            .collect();
+        let (netlink, proc) = tokio::join!(
+            nl::apply(self.sockets.host(), reqs),
+            self.sockets.write_sysctls(&Ns::Host, knobs),
+        );
+        netlink?;
+        Ok(proc?)
+    }
+
+    async fn list_peer_routes(&self) -> Result<Vec<PeerRoute>, RouteError> {
+        let msgs = nl::fetch(self.sockets.host(), msg::dump_routes()).await?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => peer::parse_peer_route(r),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn set_peer_routes(&self, desired: &[PeerRoute]) -> Result<PeerRouteChanges, RouteError> {
+        peer::check_desired(desired)?;
+        let installed = self.list_peer_routes().await?;
+        let changes = peer::peer_diff(&installed, desired);
+        let mut reqs = Vec::new();
+        for p in &changes.removed {
+            reqs.push(msg::route_delete(&p.route(), None)?);
+        }
+        for p in &changes.added {
+            reqs.push(msg::route_add(&p.route(), None)?);
+        }
+        nl::apply(self.sockets.host(), reqs).await?;
+        Ok(changes)
     }
 }
