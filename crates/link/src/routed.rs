@@ -34,6 +34,12 @@
 //! `proxy_arp=1` (with `proxy_delay=0`) stays on for every other address a
 //! container may ARP for, as in Calico.
 //!
+//! The gateway is the port's only IPv4 address, and removing a device's last
+//! IPv4 address makes the kernel flush its IPv4 routes and neighbours
+//! (`fib_inetaddr_event` → `fib_disable_ip`): whoever deletes it by hand
+//! takes the container's host route with it. Setting the port up again
+//! (idempotent) restores everything.
+//!
 //! # IPv6
 //!
 //! The host port carries its gateway `fe80::ecee:eeff:feee:eeee/64` as a real
