@@ -1,6 +1,8 @@
-//! Allocation: from an owned block, by claiming a block, or a fixed address.
+//! Allocation: from an owned block, by claiming a block, by borrowing from
+//! another host's block, or a fixed address.
 
 use crate::block::Block;
+use crate::cache::Affinity;
 use crate::ipam::{Ipam, block_key};
 use crate::pool::check_name;
 use crate::{Error, Pool};
@@ -10,12 +12,26 @@ use std::net::IpAddr;
 use trellis_store::Expect;
 use trellis_types::Handle;
 
+/// What the cached blocks say about one allocation.
+enum Found {
+    /// The handle holds this address already.
+    Held(IpAddr),
+    /// An owned block with a free address, and its revision.
+    Room(Block, u64),
+    /// The owned blocks are full.
+    Full,
+    /// A cached block is gone: re-list.
+    Stale,
+}
+
 impl Ipam {
     /// Allocates an address from `pool` for `handle`: from a block this host
-    /// owns (next-fit), else from a newly claimed block. Idempotent: a handle
-    /// that already holds an address in one of this host's blocks of the pool
-    /// gets that address back. Fails with [`Error::Exhausted`] when the host's
-    /// blocks are full and no block is left to claim.
+    /// owns (next-fit), else from a newly claimed block, else (unless
+    /// [strict affinity](Ipam::with_strict_affinity)) by borrowing a free
+    /// address from another host's block, recorded as held by this host.
+    /// Idempotent: a handle that already holds an address of the pool for
+    /// this host (in its own blocks or borrowed) gets that address back.
+    /// Fails with [`Error::Exhausted`] when no address is left to take.
     pub async fn allocate(&self, pool: &str, handle: &Handle) -> Result<IpAddr, Error> {
         check_name("pool", pool)?;
         self.retrying(pool, move || self.try_allocate(pool, handle))
@@ -24,68 +40,91 @@ impl Ipam {
 
     /// One attempt of [`Ipam::allocate`]; `None` means "re-run".
     async fn try_allocate(&self, pool: &str, handle: &Handle) -> Result<Option<IpAddr>, Error> {
-        let owned = match self.cached_owned(pool) {
-            Some(owned) => owned,
-            None => return self.refresh_owned(pool).await.map(|_| None),
+        let Some(cached) = self.cached(pool) else {
+            return self.refresh(pool).await.map(|_| None);
         };
-        let mut with_room = None;
-        for cidr in &owned {
-            let Some((block, rev)) = self.read_block(&block_key(pool, *cidr)).await? else {
-                // The block went away (pool deleted?): look again.
-                self.forget_owned(pool);
-                return Ok(None);
-            };
-            if let Some(ordinal) = block.find(handle) {
-                return Ok(Some(block.ip(ordinal)));
+        match self.look_in_cached(pool, handle, &cached).await? {
+            Found::Held(ip) => Ok(Some(ip)),
+            Found::Stale => {
+                self.forget_cached(pool);
+                Ok(None)
             }
-            if with_room.is_none() && block.free() > 0 {
-                with_room = Some((block, rev));
+            Found::Room(mut block, rev) => {
+                let Some(ip) = block.allocate_next(handle, &self.host) else {
+                    return Ok(None);
+                };
+                self.write_block(pool, &block, Expect::Revision(rev))
+                    .await?;
+                Ok(Some(ip))
             }
+            Found::Full => self.claim_or_borrow(pool, handle, &cached).await,
         }
-        if let Some((mut block, rev)) = with_room {
-            let Some(ip) = block.allocate_next(handle) else {
-                return Ok(None);
-            };
-            self.write_block(pool, &block, Expect::Revision(rev))
-                .await?;
-            return Ok(Some(ip));
-        }
-        self.claim_and_allocate(pool, handle, &owned).await
     }
 
-    /// Lists the pool's blocks and caches the prefixes of this host's.
-    async fn refresh_owned(&self, pool: &str) -> Result<Vec<IpNet>, Error> {
-        let blocks = self.list_blocks(pool).await?;
-        let mine: Vec<IpNet> = blocks
-            .iter()
-            .filter(|(_, b, _)| b.host == self.host)
-            .map(|(_, b, _)| b.cidr)
-            .collect();
-        self.set_owned(pool, mine.clone());
-        Ok(blocks.into_iter().map(|(_, b, _)| b.cidr).collect())
-    }
-
-    /// Claims the lowest unclaimed block with a free address and allocates
-    /// from it. `None` when the host's cached blocks were stale (another
-    /// allocator of this host claimed one) or the claim lost a race.
-    async fn claim_and_allocate(
+    /// Reads the cached blocks (usually one owned, none borrowed from): the
+    /// handle's address if it holds one, else the first owned block with room.
+    async fn look_in_cached(
         &self,
         pool: &str,
         handle: &Handle,
-        cached: &[IpNet],
+        cached: &Affinity,
+    ) -> Result<Found, Error> {
+        let mut with_room = None;
+        for (i, cidr) in cached.owned.iter().chain(&cached.borrowed).enumerate() {
+            let Some((block, rev)) = self.read_block(&block_key(pool, *cidr)).await? else {
+                // The block went away (pool deleted?): look again.
+                return Ok(Found::Stale);
+            };
+            if let Some(ordinal) = block.find_for(handle, &self.host) {
+                return Ok(Found::Held(block.ip(ordinal)));
+            }
+            let owned = i < cached.owned.len();
+            if owned && with_room.is_none() && block.free() > 0 {
+                with_room = Some((block, rev));
+            }
+        }
+        Ok(with_room.map_or(Found::Full, |(b, rev)| Found::Room(b, rev)))
+    }
+
+    /// Lists the pool's blocks, caches what this host holds, returns them
+    /// with their revisions.
+    pub(crate) async fn refresh(&self, pool: &str) -> Result<Vec<(Block, u64)>, Error> {
+        let blocks: Vec<(Block, u64)> = self
+            .list_blocks(pool)
+            .await?
+            .into_iter()
+            .map(|(_, b, rev)| (b, rev))
+            .collect();
+        self.set_cached(
+            pool,
+            Affinity::of(&self.host, blocks.iter().map(|(b, _)| b)),
+        );
+        Ok(blocks)
+    }
+
+    /// The host's cached blocks are full: claims the lowest unclaimed block
+    /// with a free address and allocates from it, or else borrows. `None`
+    /// when the cache was stale (another allocator of this host claimed,
+    /// borrowed or released meanwhile) or the claim lost a race.
+    async fn claim_or_borrow(
+        &self,
+        pool: &str,
+        handle: &Handle,
+        cached: &Affinity,
     ) -> Result<Option<IpAddr>, Error> {
         let spec = self.pool(pool).await?;
-        let claimed = self.refresh_owned(pool).await?;
-        if self.cached_owned(pool).as_deref() != Some(cached) {
+        let blocks = self.refresh(pool).await?;
+        let own_room = blocks
+            .iter()
+            .any(|(b, _)| b.host == self.host && b.free() > 0);
+        if own_room || self.cached(pool).as_ref() != Some(cached) {
             return Ok(None);
         }
+        let claimed: Vec<IpNet> = blocks.iter().map(|(b, _)| b.cidr).collect();
         let Some(mut block) = first_unclaimed(&spec, &claimed, &self.host) else {
-            return Err(Error::Exhausted {
-                pool: pool.to_owned(),
-                host: self.host.clone(),
-            });
+            return self.borrow(pool, handle, blocks).await;
         };
-        let Some(ip) = block.allocate_next(handle) else {
+        let Some(ip) = block.allocate_next(handle, &self.host) else {
             return Ok(None);
         };
         self.write_block(pool, &block, Expect::Absent).await?;
@@ -98,8 +137,8 @@ impl Ipam {
     /// address). Idempotent for the same handle. Fails with [`Error::Invalid`]
     /// (field `ip`) for an address outside the pool or reserved, and with
     /// [`Error::AddressTaken`] when another handle holds it. The address's
-    /// block is claimed for this host if unclaimed; a block owned by another
-    /// host is written into as it is.
+    /// block is claimed for this host if unclaimed; in a block owned by
+    /// another host the address is recorded as borrowed by this host.
     pub async fn allocate_specific(
         &self,
         pool: &str,
@@ -135,11 +174,13 @@ impl Ipam {
                     holder: h.clone(),
                 });
             }
-            None => block.assign(ordinal, handle),
+            None => block.assign(ordinal, handle, &self.host),
         }
         self.write_block(&pool.name, &block, expect).await?;
         if expect == Expect::Absent {
             self.add_owned(&pool.name, cidr);
+        } else if block.host != self.host {
+            self.add_borrowed(&pool.name, cidr);
         }
         Ok(Some(()))
     }

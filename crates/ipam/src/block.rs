@@ -43,7 +43,8 @@ impl Bitmap {
 /// The stored record of one block (JSON under `ipam/blocks/<pool>/<a>-<len>`).
 ///
 /// `used` and `reserved` are disjoint; `handles` has an entry exactly for the
-/// ordinals set in `used`.
+/// ordinals set in `used`; `borrowers` has an entry for the used ordinals
+/// held by a host other than `host` (a subset of `handles`' keys).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Block {
     /// The block's prefix.
@@ -58,6 +59,12 @@ pub(crate) struct Block {
     pub reserved: Bitmap,
     /// Who holds each allocated ordinal.
     pub handles: BTreeMap<u32, Handle>,
+    /// The host that borrowed each ordinal held by another host than the
+    /// block's own (routed mode without strict affinity: that host routes
+    /// and announces the /32 or /128). Absent from records written before
+    /// borrowing existed, hence the default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub borrowers: BTreeMap<u32, String>,
 }
 
 impl Block {
@@ -77,6 +84,7 @@ impl Block {
             used: Bitmap::new(size),
             reserved,
             handles: BTreeMap::new(),
+            borrowers: BTreeMap::new(),
         }
     }
 
@@ -124,28 +132,49 @@ impl Block {
             .find_map(|(ord, h)| (h == handle).then_some(*ord))
     }
 
+    /// The ordinal `handle` holds here on behalf of host `by` (the block's
+    /// own host, or the host that borrowed it).
+    pub(crate) fn find_for(&self, handle: &Handle, by: &str) -> Option<u32> {
+        self.find(handle).filter(|ord| self.host_of(*ord) == by)
+    }
+
     /// Who holds `ordinal`.
     pub(crate) fn holder(&self, ordinal: u32) -> Option<&Handle> {
         self.handles.get(&ordinal)
     }
 
+    /// The host that holds `ordinal`: its borrower, or the block's host.
+    pub(crate) fn host_of(&self, ordinal: u32) -> &str {
+        self.borrowers.get(&ordinal).unwrap_or(&self.host)
+    }
+
+    /// Whether host `by` (not the block's host) borrowed an address here.
+    pub(crate) fn lends_to(&self, by: &str) -> bool {
+        self.borrowers.values().any(|h| h == by)
+    }
+
     /// Allocates the next free address at or after the cursor, wrapping
-    /// around (next-fit), and moves the cursor past it.
-    pub(crate) fn allocate_next(&mut self, handle: &Handle) -> Option<IpAddr> {
+    /// around (next-fit), for host `by`, and moves the cursor past it.
+    pub(crate) fn allocate_next(&mut self, handle: &Handle, by: &str) -> Option<IpAddr> {
         let size = self.size();
         let ordinal = (0..size)
             .map(|i| (self.cursor + i) % size)
             .find(|&o| !self.used.get(o) && !self.reserved.get(o))?;
-        self.assign(ordinal, handle);
+        self.assign(ordinal, handle, by);
         self.cursor = (ordinal + 1) % size;
         Some(self.ip(ordinal))
     }
 
-    /// Marks `ordinal` as held by `handle`; the caller checked it is free.
-    /// The cursor does not move: fixed addresses do not steer next-fit.
-    pub(crate) fn assign(&mut self, ordinal: u32, handle: &Handle) {
+    /// Marks `ordinal` as held by `handle` for host `by`, recording `by` as
+    /// its borrower when it is not the block's host; the caller checked the
+    /// ordinal is free. The cursor does not move: fixed addresses do not
+    /// steer next-fit.
+    pub(crate) fn assign(&mut self, ordinal: u32, handle: &Handle, by: &str) {
         self.used.set(ordinal, true);
         self.handles.insert(ordinal, handle.clone());
+        if by != self.host {
+            self.borrowers.insert(ordinal, by.to_owned());
+        }
     }
 
     /// Frees every address `handle` holds here; returns them.
@@ -157,6 +186,7 @@ impl Block {
             .collect();
         for ord in &ordinals {
             self.handles.remove(ord);
+            self.borrowers.remove(ord);
             self.used.set(*ord, false);
         }
         ordinals.into_iter().map(|o| self.ip(o)).collect()
@@ -197,32 +227,46 @@ mod tests {
         let mut first = Block::new(&pool, "10.0.0.0/26".parse().unwrap(), "h");
         assert_eq!(first.free(), 62);
         assert_eq!(
-            first.allocate_next(&handle("a")),
+            first.allocate_next(&handle("a"), "h"),
             Some("10.0.0.2".parse().unwrap())
         );
         let mut last = Block::new(&pool, "10.0.0.192/26".parse().unwrap(), "h");
         assert_eq!(last.free(), 63);
         let ips: Vec<_> = (0..63)
-            .map(|i| last.allocate_next(&handle(&format!("c{i}"))).unwrap())
+            .map(|i| last.allocate_next(&handle(&format!("c{i}")), "h").unwrap())
             .collect();
         assert!(!ips.contains(&"10.0.0.255".parse().unwrap()));
-        assert_eq!(last.allocate_next(&handle("x")), None);
+        assert_eq!(last.allocate_next(&handle("x"), "h"), None);
     }
 
     #[test]
     fn next_fit_does_not_reuse_a_released_address_first() {
         let pool = bridge_pool();
         let mut b = Block::new(&pool, "10.0.0.64/26".parse().unwrap(), "h");
-        let a = b.allocate_next(&handle("a")).unwrap();
-        let _ = b.allocate_next(&handle("b")).unwrap();
+        let a = b.allocate_next(&handle("a"), "h").unwrap();
+        let _ = b.allocate_next(&handle("b"), "h").unwrap();
         assert_eq!(b.release(&handle("a")), vec![a]);
-        assert_ne!(b.allocate_next(&handle("c")).unwrap(), a);
+        assert_ne!(b.allocate_next(&handle("c"), "h").unwrap(), a);
+    }
+
+    #[test]
+    fn a_borrowed_address_records_its_host_until_released() {
+        let mut b = Block::new(&bridge_pool(), "10.0.0.64/26".parse().unwrap(), "h");
+        let own = b.allocate_next(&handle("a"), "h").unwrap();
+        let lent = b.allocate_next(&handle("b"), "h2").unwrap();
+        let (o, l) = (b.ordinal(own), b.ordinal(lent));
+        assert_eq!((b.host_of(o), b.host_of(l)), ("h", "h2"));
+        assert!(b.lends_to("h2") && !b.lends_to("h"));
+        assert_eq!(b.find_for(&handle("b"), "h2"), Some(l));
+        assert_eq!(b.find_for(&handle("b"), "h"), None);
+        assert_eq!(b.release(&handle("b")), vec![lent]);
+        assert!(b.borrowers.is_empty() && !b.lends_to("h2"));
     }
 
     #[test]
     fn record_round_trips_through_json() {
         let mut b = Block::new(&bridge_pool(), "10.0.0.0/26".parse().unwrap(), "h");
-        b.allocate_next(&handle("a"));
+        b.allocate_next(&handle("a"), "h");
         let back = Block::decode("k", &b.encode()).unwrap();
         assert_eq!(back, b);
         assert!(matches!(

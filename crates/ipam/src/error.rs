@@ -31,10 +31,12 @@ pub enum Error {
         /// How many addresses are allocated.
         used: u128,
     },
-    /// No address left for this host in the pool.
+    /// No address left for this host in the pool: every block is claimed
+    /// and full (or, with strict affinity, this host's blocks are full and
+    /// none is left to claim).
     #[error(
-        "pool {pool:?} is exhausted: no free address in the blocks of host {host:?} \
-         and no unclaimed block left"
+        "pool {pool:?} is exhausted: no free address for host {host:?} in its blocks, \
+         in an unclaimed block or to borrow"
     )]
     Exhausted {
         /// The pool's name.

@@ -1,12 +1,13 @@
 //! [`Ipam`]: the allocator handle, pool management and store plumbing.
 
 use crate::block::Block;
+use crate::cache::Affinity;
 use crate::pool::{Pool, PoolSet, PoolSpec, check_name};
 use crate::{Error, scan};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use trellis_store::{Expect, KvStore};
 
 /// How many times a step that lost a compare-and-swap is re-run by default.
@@ -38,10 +39,12 @@ pub(crate) fn pool_blocks_prefix(pool: &str) -> String {
 pub struct Ipam {
     pub(crate) store: Arc<dyn KvStore>,
     pub(crate) host: String,
-    /// Per pool: the prefixes of the blocks this host owns, sorted. A hint
-    /// only; block contents are always read from the store.
-    owned: Mutex<HashMap<String, Vec<IpNet>>>,
+    /// Per pool: the prefixes of the blocks this host owns or borrowed
+    /// from. A hint only; block contents are always read from the store.
+    pub(crate) cache: Mutex<HashMap<String, Affinity>>,
     max_attempts: u32,
+    /// Never borrow from another host's block (see [`Ipam::with_strict_affinity`]).
+    pub(crate) strict_affinity: bool,
 }
 
 impl Ipam {
@@ -50,8 +53,9 @@ impl Ipam {
         Self {
             store,
             host: host.into(),
-            owned: Mutex::default(),
+            cache: Mutex::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            strict_affinity: false,
         }
     }
 
@@ -59,6 +63,15 @@ impl Ipam {
     /// before [`Error::Contention`] (at least 1).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// With `strict`, [`Ipam::allocate`] never borrows an address from
+    /// another host's block: when this host's blocks are full and none is
+    /// left to claim, it fails with [`Error::Exhausted`] (Calico's
+    /// `strictAffinity`). Off by default.
+    pub fn with_strict_affinity(mut self, strict: bool) -> Self {
+        self.strict_affinity = strict;
         self
     }
 
@@ -121,7 +134,7 @@ impl Ipam {
                 Ok(Some(blocks))
             })
             .await?;
-        self.forget_owned(name);
+        self.forget_cached(name);
         for (key, _, rev) in blocks {
             self.store.delete_if(&key, Expect::Revision(rev)).await?;
         }
@@ -207,35 +220,5 @@ impl Ipam {
     /// All blocks of `pool`: key, record, revision.
     pub(crate) async fn list_blocks(&self, pool: &str) -> Result<Vec<(String, Block, u64)>, Error> {
         scan::decode_listing(self.store.list(&pool_blocks_prefix(pool)).await?)
-    }
-
-    fn owned(&self) -> MutexGuard<'_, HashMap<String, Vec<IpNet>>> {
-        self.owned.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The cached prefixes of this host's blocks in `pool`, if loaded.
-    pub(crate) fn cached_owned(&self, pool: &str) -> Option<Vec<IpNet>> {
-        self.owned().get(pool).cloned()
-    }
-
-    /// Replaces the cached list of this host's blocks in `pool`.
-    pub(crate) fn set_owned(&self, pool: &str, mut blocks: Vec<IpNet>) {
-        blocks.sort();
-        blocks.dedup();
-        self.owned().insert(pool.to_owned(), blocks);
-    }
-
-    /// Adds one block to the cache (after claiming it).
-    pub(crate) fn add_owned(&self, pool: &str, block: IpNet) {
-        let mut owned = self.owned();
-        let list = owned.entry(pool.to_owned()).or_default();
-        if let Err(at) = list.binary_search(&block) {
-            list.insert(at, block);
-        }
-    }
-
-    /// Drops the cache for `pool`; the next allocation re-lists.
-    pub(crate) fn forget_owned(&self, pool: &str) {
-        self.owned().remove(pool);
     }
 }

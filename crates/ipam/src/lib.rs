@@ -20,15 +20,24 @@
 //!   two processes, two hosts, or two tasks — can never hand out one address
 //!   twice, with no lock and no leader.
 //! * **The hot path is one read and one write.** Each [`Ipam`] caches which
-//!   blocks of each pool its host owns (only the list of prefixes, never their
-//!   contents): an allocation reads those blocks (usually one), and writes the
-//!   one it allocates from. Only when they are all full does it list the pool's
-//!   blocks (refreshing the cache) and claim a new one.
+//!   blocks of each pool its host owns or borrowed in (only the list of
+//!   prefixes, never their contents): an allocation reads those blocks
+//!   (usually one), and writes the one it allocates from. Only when they are
+//!   all full does it list the pool's blocks (refreshing the cache) and claim
+//!   a new one, or borrow.
 //! * **Next-fit inside a block.** Each block keeps a cursor; the search for a
 //!   free address starts after the last one handed out and wraps around. A
 //!   just-released address is therefore not reused before the rest of the
 //!   block has been used, so a late packet or a stale ARP/neighbour entry for
 //!   a dead container does not reach its successor straight away.
+//! * **Borrowing across hosts** (routed mode, Calico without strict
+//!   affinity): when a host's blocks are full and every block is claimed,
+//!   `allocate` takes a free address from another host's block and the block
+//!   records the borrower per address, so the owner never hands it out and
+//!   each side knows where the /32 (/128) is routed ([`Ipam::borrowed`],
+//!   [`Ipam::lent`], [`Allocation::borrower`]).
+//!   [`Ipam::with_strict_affinity`] turns it off. [`Ipam::owned_blocks`]
+//!   answers from the cache: the blocks a host announces and blackholes.
 //! * **Reservations are a pool option.** [`Reserve::Bridge`] keeps the pool
 //!   subnet's network, broadcast (IPv4) and gateway addresses out of use — the
 //!   pool is one L2 subnet, so block boundaries inside it are not subnet
@@ -43,7 +52,7 @@
 //! ipam/pools                          all pools (one record: the overlap check
 //!                                     and the insert are one CAS)
 //! ipam/blocks/<pool>/<network>-<len>  one block: affinity host, cursor,
-//!                                     bitmaps, handles
+//!                                     bitmaps, handles, borrowers
 //! ```
 //!
 //! # Limits (for now)
@@ -51,9 +60,9 @@
 //! * `release`, `addresses_of`, `usage` and `check_leaks` list block records
 //!   (all pools, or one pool); they are not on the attach hot path. A handle
 //!   index can be added when clusters grow large.
-//! * A host allocates only from blocks it owns or claims; borrowing from
-//!   another host's block (routed mode) comes with the controller.
-//!   `allocate_specific` may write into any block, whoever owns it.
+//! * Blocks are never given up: a host keeps the blocks it claimed even when
+//!   they are empty again (releasing a block to the pool is for the
+//!   controller).
 //! * Deleting a pool while allocators are working on it is not made safe:
 //!   `delete_pool` refuses while any address is allocated, and then removes
 //!   the pool before its blocks, so only a claim racing with the delete can
@@ -62,6 +71,8 @@
 mod addr;
 mod alloc;
 mod block;
+mod borrow;
+mod cache;
 mod error;
 mod ipam;
 mod pool;

@@ -116,7 +116,7 @@ async fn an_owned_block_costs_one_read_and_one_cas() {
     let block = {
         let pool = ipam_pool();
         let mut b = crate::block::Block::new(&pool, "10.0.0.0/26".parse().unwrap(), "h1");
-        b.allocate_next(&handle());
+        b.allocate_next(&handle(), "h1");
         b.encode()
     };
     store
@@ -141,6 +141,20 @@ async fn an_owned_block_costs_one_read_and_one_cas() {
     );
     let ip = ipam.allocate("p", &other).await.unwrap();
     assert_eq!(ip, "10.0.0.3".parse::<std::net::IpAddr>().unwrap());
+}
+
+#[tokio::test]
+async fn owned_blocks_after_the_first_look_touch_no_store() {
+    let mut store = store_with_pool();
+    store.expect_put_if().times(1).returning(|_, _, _| Ok(3));
+    let ipam = Ipam::new(Arc::new(store), "h1");
+    ipam.allocate("p", &handle()).await.unwrap();
+    // A store with no expectations: any call would panic.
+    let ipam = ipam.with_store(Arc::new(MockKvStore::new()));
+    let want: Vec<ipnet::IpNet> = vec!["10.0.0.0/26".parse().unwrap()];
+    for _ in 0..3 {
+        assert_eq!(ipam.owned_blocks("p").await.unwrap(), want);
+    }
 }
 
 fn ipam_pool() -> Pool {

@@ -17,6 +17,33 @@ pub struct Allocation {
     pub ip: IpAddr,
     /// Who holds it.
     pub handle: Handle,
+    /// The host the address's block is affine to.
+    pub block_host: String,
+    /// The host that borrowed the address from `block_host`'s block, if it
+    /// is not `block_host` itself: that host routes and announces the /32
+    /// (/128), and `block_host` never hands the address out meanwhile.
+    pub borrower: Option<String>,
+}
+
+impl Allocation {
+    /// The host the address is in use on: its borrower, or its block's host.
+    pub fn host(&self) -> &str {
+        self.borrower.as_deref().unwrap_or(&self.block_host)
+    }
+}
+
+/// Every allocation recorded in `block` of `pool`.
+pub(crate) fn allocations_in<'a>(
+    pool: &'a str,
+    block: &'a Block,
+) -> impl Iterator<Item = Allocation> + 'a {
+    block.handles.iter().map(move |(ord, h)| Allocation {
+        pool: pool.to_owned(),
+        ip: block.ip(*ord),
+        handle: h.clone(),
+        block_host: block.host.clone(),
+        borrower: block.borrowers.get(ord).cloned(),
+    })
 }
 
 /// How a pool's addresses are spent. `reserved + used + free == capacity`,
@@ -47,14 +74,10 @@ impl Ipam {
                 continue;
             }
             let key = block_key(&pool, block.cidr);
-            let ips = self
+            let gone = self
                 .retrying(&pool, || self.try_release_in(&pool, &key, handle))
                 .await?;
-            released.extend(ips.into_iter().map(|ip| Allocation {
-                pool: pool.clone(),
-                ip,
-                handle: handle.clone(),
-            }));
+            released.extend(gone);
         }
         Ok(released)
     }
@@ -64,16 +87,19 @@ impl Ipam {
         pool: &str,
         key: &str,
         handle: &Handle,
-    ) -> Result<Option<Vec<IpAddr>>, Error> {
+    ) -> Result<Option<Vec<Allocation>>, Error> {
         let Some((mut block, rev)) = self.read_block(key).await? else {
             return Ok(Some(Vec::new()));
         };
-        let ips = block.release(handle);
-        if !ips.is_empty() {
+        let held: Vec<Allocation> = allocations_in(pool, &block)
+            .filter(|a| &a.handle == handle)
+            .collect();
+        if !held.is_empty() {
+            block.release(handle);
             self.write_block(pool, &block, Expect::Revision(rev))
                 .await?;
         }
-        Ok(Some(ips))
+        Ok(Some(held))
     }
 
     /// Every address `handle` holds, in all pools.
@@ -129,11 +155,7 @@ impl Ipam {
     async fn allocations(&self) -> Result<Vec<Allocation>, Error> {
         let mut out = Vec::new();
         for (pool, block, _) in self.all_blocks().await? {
-            out.extend(block.handles.iter().map(|(ord, h)| Allocation {
-                pool: pool.clone(),
-                ip: block.ip(*ord),
-                handle: h.clone(),
-            }));
+            out.extend(allocations_in(&pool, &block));
         }
         Ok(out)
     }

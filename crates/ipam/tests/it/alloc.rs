@@ -109,11 +109,15 @@ async fn release_is_by_handle_across_pools_and_idempotent() {
             pool: "v4".into(),
             ip: a4,
             handle: handle("a"),
+            block_host: "h1".into(),
+            borrower: None,
         },
         Allocation {
             pool: "v6".into(),
             ip: a6,
             handle: handle("a"),
+            block_host: "h1".into(),
+            borrower: None,
         },
     ];
     assert_eq!(ipam.addresses_of(&handle("a")).await.unwrap(), want);
@@ -177,7 +181,9 @@ async fn leaks_are_allocations_of_unknown_handles() {
         vec![Allocation {
             pool: "br".into(),
             ip: dead,
-            handle: handle("dead")
+            handle: handle("dead"),
+            block_host: "h1".into(),
+            borrower: None,
         }]
     );
 }

@@ -4,4 +4,5 @@ mod alloc;
 mod pools;
 mod props;
 mod race;
+mod routed;
 mod util;

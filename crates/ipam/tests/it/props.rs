@@ -1,5 +1,7 @@
-//! Property: random allocate / release / fixed-address sequences never give
-//! one address to two handles, and the usage counts always add up.
+//! Property: random allocate / release / fixed-address sequences of two hosts
+//! on one store never give one address to two handles, record each address
+//! as held by the host that took it (borrowed or not), run out only when the
+//! whole pool is used (borrowing), and the usage counts always add up.
 
 use crate::util::{bridge, handle, spec};
 use proptest::prelude::*;
@@ -7,22 +9,28 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use trellis_ipam::{Error, Ipam, Pool, PoolSpec, Reserve};
-use trellis_store::MemoryStore;
+use trellis_store::{KvStore, MemoryStore};
 use trellis_types::Handle;
 
+/// An operation and the host (0 or 1) that does it.
 #[derive(Debug, Clone)]
 enum Op {
-    Allocate(u8),
-    Release(u8),
-    Specific(u8, u8),
+    Allocate(usize, u8),
+    Release(usize, u8),
+    Specific(usize, u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u8..40).prop_map(Op::Allocate),
-        2 => (0u8..40).prop_map(Op::Release),
-        1 => (0u8..40, 0u8..32).prop_map(|(h, o)| Op::Specific(h, o)),
+        4 => (0usize..2, 0u8..40).prop_map(|(n, h)| Op::Allocate(n, h)),
+        2 => (0usize..2, 0u8..40).prop_map(|(n, h)| Op::Release(n, h)),
+        1 => (0usize..2, 0u8..40, 0u8..32).prop_map(|(n, h, o)| Op::Specific(n, h, o)),
     ]
+}
+
+/// Handle `h` of host `n`: each host's containers are its own.
+fn hh(n: usize, h: u8) -> Handle {
+    handle(&format!("c{n}-{h}"))
 }
 
 fn pool_spec() -> impl Strategy<Value = PoolSpec> {
@@ -32,26 +40,30 @@ fn pool_spec() -> impl Strategy<Value = PoolSpec> {
     ]
 }
 
-/// The model: which handle holds each address.
-type Model = BTreeMap<IpAddr, Handle>;
+/// The model: which handle holds each address, for which host.
+type Model = BTreeMap<IpAddr, (Handle, usize)>;
 
-async fn apply(ipam: &Ipam, pool: &Pool, model: &mut Model, op: Op) {
+fn held_by(model: &Model, h: &Handle) -> Vec<IpAddr> {
+    model
+        .iter()
+        .filter(|(_, (x, _))| x == h)
+        .map(|(ip, _)| *ip)
+        .collect()
+}
+
+async fn apply(ipams: &[Ipam; 2], pool: &Pool, model: &mut Model, op: Op) {
     match op {
-        Op::Allocate(h) => {
-            let h = handle(&format!("c{h}"));
-            let held: Vec<IpAddr> = model
-                .iter()
-                .filter(|(_, x)| **x == h)
-                .map(|(ip, _)| *ip)
-                .collect();
+        Op::Allocate(n, h) => {
+            let h = hh(n, h);
+            let held = held_by(model, &h);
             let usable = pool.capacity() - pool.reserved().len() as u128;
-            match ipam.allocate("p", &h).await {
+            match ipams[n].allocate("p", &h).await {
                 Ok(ip) if !held.is_empty() => {
                     assert!(held.contains(&ip), "{h} got {ip}, holds {held:?}")
                 }
                 Ok(ip) => {
                     assert!(!pool.is_reserved(ip), "{ip} is reserved");
-                    assert!(model.insert(ip, h).is_none(), "{ip} handed out twice");
+                    assert!(model.insert(ip, (h, n)).is_none(), "{ip} handed out twice");
                 }
                 Err(Error::Exhausted { .. }) => {
                     assert_eq!(model.len() as u128, usable, "early exhaustion")
@@ -59,29 +71,29 @@ async fn apply(ipam: &Ipam, pool: &Pool, model: &mut Model, op: Op) {
                 Err(e) => panic!("allocate: {e}"),
             }
         }
-        Op::Release(h) => {
-            let h = handle(&format!("c{h}"));
-            let released = ipam.release(&h).await.unwrap();
+        Op::Release(n, h) => {
+            let h = hh(n, h);
+            // Any host may release any handle (by handle, across blocks).
+            let released = ipams[1 - n].release(&h).await.unwrap();
             let ips: HashSet<IpAddr> = released.iter().map(|a| a.ip).collect();
-            let held: HashSet<IpAddr> = model
-                .iter()
-                .filter(|(_, x)| **x == h)
-                .map(|(ip, _)| *ip)
-                .collect();
+            let held: HashSet<IpAddr> = held_by(model, &h).into_iter().collect();
             assert_eq!(ips, held, "release of {h}");
-            model.retain(|_, x| *x != h);
+            model.retain(|_, (x, _)| *x != h);
         }
-        Op::Specific(h, offset) => {
-            let h = handle(&format!("c{h}"));
+        Op::Specific(n, h, offset) => {
+            let h = hh(n, h);
             let ip = pool
                 .blocks()
                 .flat_map(|b| b.hosts_all())
                 .nth(usize::from(offset))
                 .unwrap();
-            match ipam.allocate_specific("p", &h, ip).await {
-                Ok(()) => assert!(model.insert(ip, h.clone()).is_none_or(|x| x == h)),
+            match ipams[n].allocate_specific("p", &h, ip).await {
+                Ok(()) => {
+                    let before = model.insert(ip, (h.clone(), n));
+                    assert!(before.is_none_or(|x| x == (h, n)));
+                }
                 Err(Error::AddressTaken { holder, .. }) => {
-                    assert_eq!(model.get(&ip), Some(&holder))
+                    assert_eq!(model.get(&ip).map(|x| &x.0), Some(&holder))
                 }
                 Err(Error::Invalid(_)) => assert!(pool.is_reserved(ip)),
                 Err(e) => panic!("allocate_specific {ip}: {e}"),
@@ -113,12 +125,16 @@ impl AllHosts for ipnet::IpNet {
 }
 
 async fn check(ipam: &Ipam, pool: &Pool, model: &Model) {
+    let host = |a: &trellis_ipam::Allocation| usize::from(a.host() == "h1");
     let usage = ipam.usage("p").await.unwrap();
     assert_eq!(usage.used, model.len() as u128);
     assert_eq!(usage.used + usage.free, pool.capacity() - usage.reserved);
     assert_eq!(usage.reserved, pool.reserved().len() as u128);
     let all = ipam.check_leaks(&HashSet::new()).await.unwrap();
-    let stored: Model = all.into_iter().map(|a| (a.ip, a.handle)).collect();
+    let stored: Model = all
+        .into_iter()
+        .map(|a| (a.ip, (a.handle.clone(), host(&a))))
+        .collect();
     assert_eq!(&stored, model);
 }
 
@@ -129,12 +145,13 @@ proptest! {
     fn random_sequences_never_double_allocate(spec in pool_spec(), ops in prop::collection::vec(op(), 1..80)) {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
-            let ipam = Ipam::new(Arc::new(MemoryStore::new()), "h1");
-            let pool = ipam.create_pool(spec).await.unwrap();
+            let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+            let ipams = [Ipam::new(store.clone(), "h0"), Ipam::new(store, "h1")];
+            let pool = ipams[0].create_pool(spec).await.unwrap();
             let mut model = Model::new();
             for op in ops {
-                apply(&ipam, &pool, &mut model, op).await;
-                check(&ipam, &pool, &model).await;
+                apply(&ipams, &pool, &mut model, op).await;
+                check(&ipams[0], &pool, &model).await;
             }
         });
     }

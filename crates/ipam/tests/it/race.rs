@@ -67,3 +67,19 @@ async fn two_hosts_racing_on_one_redb_store_get_unique_addresses() {
         .unwrap();
     race(vec![a, b], "br", 40).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hosts_filling_a_pool_to_the_last_address_borrow_from_each_other() {
+    let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let a = Arc::new(Ipam::new(store.clone(), "h1"));
+    let b = Arc::new(Ipam::new(store.clone(), "h2"));
+    // Four blocks of 16, 64 allocations: claims, borrows and next-fit all race,
+    // and nothing may be refused while an address is free.
+    a.create_pool(spec("r", "10.0.0.0/26", Some(28), Reserve::None))
+        .await
+        .unwrap();
+    race(vec![a.clone(), b.clone()], "r", 32).await;
+    let lent = a.lent("r").await.unwrap().len() + b.lent("r").await.unwrap().len();
+    let borrowed = a.borrowed("r").await.unwrap().len() + b.borrowed("r").await.unwrap().len();
+    assert_eq!(lent, borrowed);
+}
