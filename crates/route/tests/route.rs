@@ -1,6 +1,7 @@
 //! Privileged tests of trellis-route: every one builds its own namespaces (a
 //! "host" with a bridge, and "containers") and never touches the machine's own.
 
+mod blocks;
 mod proxy_arp;
 mod routed;
 mod util;
