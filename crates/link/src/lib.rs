@@ -59,6 +59,8 @@ mod spec;
 mod sysctl;
 
 #[cfg(test)]
+mod msg_routed_tests;
+#[cfg(test)]
 mod msg_tests;
 
 pub use error::{KernelError, LinkError};

@@ -45,6 +45,8 @@ pub mod routed;
 
 #[cfg(test)]
 mod msg_tests;
+#[cfg(test)]
+mod routed_tests;
 
 pub use error::RouteError;
 pub use model::{Neighbour, Route, RouteKind, Scope};
