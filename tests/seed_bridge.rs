@@ -24,7 +24,7 @@ async fn seed_docker_bridge_network_end_to_end() {
         .create_network(bridge_spec("seed", "192.168.169.0/24", "tdocker0"))
         .await
         .unwrap();
-    assert_eq!(net.gateway, "192.168.169.1".parse::<IpAddr>().unwrap());
+    assert_eq!(net.gateways[0], "192.168.169.1".parse::<IpAddr>().unwrap());
 
     let (c3, c4) = (Netns::new("c3"), Netns::new("c4"));
     let ep3 = attach(&agent, "seed", "c3", &c3, &[]).await;
@@ -59,7 +59,7 @@ async fn seed_docker_bridge_network_end_to_end() {
     // host's address; the reply comes back through the host (masqueraded).
     let reply = tcp_request(&c3, (HOST_IP, 8081).into()).expect("c3 reaches host:8081");
     assert!(reply.starts_with("c4 "), "{reply}");
-    assert_eq!(seen_ip(&reply), net.gateway);
+    assert_eq!(seen_ip(&reply), net.gateways[0]);
     let reply = tcp_request(&c4, (HOST_IP, 8081).into()).expect("c4 reaches itself via host:8081");
     assert!(reply.starts_with("c4 "), "{reply}");
 

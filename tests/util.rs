@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use trellis_agent::{Agent, AttachRequest, Backends, Endpoint, NetworkSpec, PortSpec};
+use trellis_agent::{Agent, AttachRequest, Backends, Endpoint, NetworkMode, NetworkSpec, PortSpec};
 use trellis_store::MemoryStore;
 use trellis_testlab::Netns;
 use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
@@ -20,9 +20,11 @@ pub async fn agent_in(host: &Netns) -> Agent {
 pub fn bridge_spec(name: &str, subnet: &str, bridge: &str) -> NetworkSpec {
     NetworkSpec {
         name: name.into(),
-        subnet: subnet.parse().unwrap(),
+        subnets: vec![subnet.parse().unwrap()],
         gateway: None,
-        bridge: IfName::parse("bridge", bridge).unwrap(),
+        mode: NetworkMode::Bridge {
+            bridge: IfName::parse("bridge", bridge).unwrap(),
+        },
         masquerade: true,
         mtu: None,
     }
@@ -103,4 +105,16 @@ pub async fn store_dump(agent: &Agent) -> Vec<(String, Vec<u8>)> {
         .into_iter()
         .map(|(k, v)| (k, v.value))
         .collect()
+}
+
+/// A routed network spec over `pools` with outgoing NAT on.
+pub fn routed_spec(name: &str, pools: &[&str]) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        subnets: pools.iter().map(|p| p.parse().unwrap()).collect(),
+        gateway: None,
+        mode: NetworkMode::Routed,
+        masquerade: true,
+        mtu: None,
+    }
 }

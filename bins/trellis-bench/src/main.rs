@@ -46,7 +46,7 @@ mod stats;
 
 use anyhow::{Context, Result, bail};
 use report::{Row, ratio, table};
-use scenarios::{StoreKind, Timings};
+use scenarios::{Mode, StoreKind, Timings};
 use std::process::Command;
 use trellis_testlab::require_root;
 
@@ -56,22 +56,28 @@ const DEFAULT_COUNT: usize = 200;
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Cli {
-    /// Attach/detach latency, `count` containers per scenario.
+    /// Bridge-mode attach/detach latency, `count` containers per scenario.
     Attach { count: usize },
+    /// Routed-mode attach/detach latency, `count` containers per scenario.
+    Routed { count: usize },
     /// Print usage.
     Help,
 }
 
-const USAGE: &str = "usage: trellis-bench attach [--count N]   (default N = 200; run as root)";
+const USAGE: &str =
+    "usage: trellis-bench attach|routed [--count N]   (default N = 200; run as root)
+  attach   bridge mode beside CNI bridge+host-local and netavark
+  routed   routed mode beside CNI ptp+host-local";
 
 fn parse(args: &[String]) -> Result<Cli> {
     let mut it = args.iter().map(String::as_str);
-    match it.next() {
-        Some("attach") => {}
+    let routed = match it.next() {
+        Some("attach") => false,
+        Some("routed") => true,
         Some("-h" | "--help" | "help") => return Ok(Cli::Help),
         Some(other) => bail!("unknown benchmark {other:?}\n{USAGE}"),
         None => bail!("no benchmark named\n{USAGE}"),
-    }
+    };
     let mut count = DEFAULT_COUNT;
     while let Some(arg) = it.next() {
         match arg {
@@ -88,7 +94,11 @@ fn parse(args: &[String]) -> Result<Cli> {
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
     }
-    Ok(Cli::Attach { count })
+    Ok(if routed {
+        Cli::Routed { count }
+    } else {
+        Cli::Attach { count }
+    })
 }
 
 fn main() -> Result<()> {
@@ -99,24 +109,61 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cli::Attach { count } => attach(count),
+        Cli::Routed { count } => routed(count),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn routed(count: usize) -> Result<()> {
+    require_root();
+    print_header(count);
+    let rt = runtime()?;
+    let step = |what: &str| eprintln!("running: {what} x {count} ...");
+    step("trellis routed attach/detach, memory store");
+    let mem = scenarios::trellis(&rt, count, StoreKind::Memory, Mode::Routed)?;
+    step("trellis routed attach/detach, redb store");
+    let redb = scenarios::trellis(&rt, count, StoreKind::Redb, Mode::Routed)?;
+    step("cni ptp+host-local ADD/DEL");
+    let cni = scenarios::cni(count, "ptp")?;
+    let attach_mem = Row::new("trellis routed attach (memory store)", &mem.setup);
+    let attach_redb = Row::new("trellis routed attach (redb store)", &redb.setup);
+    let cni_add = Row::new("cni ptp+host-local ADD", &cni.setup);
+    let detach_mem = Row::new("trellis routed detach (memory)", &mem.teardown);
+    let cni_del = Row::new("cni ptp DEL", &cni.teardown);
+    let rows = [
+        attach_mem.clone(),
+        attach_redb.clone(),
+        cni_add.clone(),
+        detach_mem.clone(),
+        cni_del.clone(),
+    ];
+    println!();
+    print!("{}", table(&rows));
+    println!();
+    println!("{}", ratio(&cni_add, &attach_mem));
+    println!("{}", ratio(&cni_add, &attach_redb));
+    println!("{}", ratio(&cni_del, &detach_mem));
+    Ok(())
 }
 
 fn attach(count: usize) -> Result<()> {
     require_root();
     print_header(count);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = runtime()?;
 
     let step = |what: &str| eprintln!("running: {what} x {count} ...");
     step("trellis attach/detach, memory store");
-    let mem = scenarios::trellis_bridge(&rt, count, StoreKind::Memory)?;
+    let mem = scenarios::trellis(&rt, count, StoreKind::Memory, Mode::Bridge)?;
     step("trellis attach/detach, redb store");
-    let redb = scenarios::trellis_bridge(&rt, count, StoreKind::Redb)?;
+    let redb = scenarios::trellis(&rt, count, StoreKind::Redb, Mode::Bridge)?;
     step("cni bridge+host-local ADD/DEL");
-    let cni = scenarios::cni_bridge(count)?;
+    let cni = scenarios::cni(count, "bridge")?;
     step("netavark setup/teardown, NAT");
     let nv_nat = scenarios::netavark_bridge(count, false);
     step("netavark setup/teardown, internal");
@@ -270,6 +317,10 @@ mod tests {
         assert_eq!(
             parse(&args(&["attach", "--count", "7"])).unwrap(),
             Cli::Attach { count: 7 }
+        );
+        assert_eq!(
+            parse(&args(&["routed", "-n", "3"])).unwrap(),
+            Cli::Routed { count: 3 }
         );
         assert_eq!(parse(&args(&["--help"])).unwrap(), Cli::Help);
     }

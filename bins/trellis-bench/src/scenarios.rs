@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
-use trellis_agent::{Agent, AttachRequest, Backends, NetworkSpec};
+use trellis_agent::{Agent, AttachRequest, Backends, NetworkMode, NetworkSpec};
 use trellis_store::{KvStore, MemoryStore, RedbStore};
 use trellis_testlab::Netns;
 use trellis_types::{ContainerId, IfName, NetnsPath};
@@ -77,10 +77,36 @@ impl Lab {
     }
 }
 
+/// Which of trellis's network modes a scenario attaches to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Docker's model: a bridge port, the address with the subnet's prefix.
+    Bridge,
+    /// Calico's model: a /32, proxy-ARP on the host end, a host route.
+    Routed,
+}
+
+fn network_spec(mode: Mode) -> Result<NetworkSpec> {
+    let mode = match mode {
+        Mode::Bridge => NetworkMode::Bridge {
+            bridge: IfName::parse("bridge", "tbench0")?,
+        },
+        Mode::Routed => NetworkMode::Routed,
+    };
+    Ok(NetworkSpec {
+        name: "bench".into(),
+        subnets: vec![format!("{SUBNET_BASE}/16").parse()?],
+        gateway: None,
+        mode,
+        masquerade: false,
+        mtu: None,
+    })
+}
+
 /// trellis's library-level attach (IPAM, veth with its peer created in the
-/// container namespace, address, default route, record) and detach, through
+/// container namespace, addresses, routes, record) and detach, through
 /// [`Agent`] with kernel backends aimed at the host namespace.
-pub fn trellis_bridge(rt: &Runtime, count: usize, store: StoreKind) -> Result<Timings> {
+pub fn trellis(rt: &Runtime, count: usize, store: StoreKind, mode: Mode) -> Result<Timings> {
     let lab = Lab::new(count);
     let dir = tempfile::tempdir().context("tempdir for the store")?;
     let timings = rt.block_on(async {
@@ -90,16 +116,7 @@ pub fn trellis_bridge(rt: &Runtime, count: usize, store: StoreKind) -> Result<Ti
         };
         let host = NetnsPath::parse("netns", &lab.host.path_str())?;
         let agent = Agent::open(Backends::kernel(Some(&host), store).await?, "bench").await?;
-        agent
-            .create_network(NetworkSpec {
-                name: "bench".into(),
-                subnet: format!("{SUBNET_BASE}/16").parse()?,
-                gateway: None,
-                bridge: IfName::parse("bridge", "tbench0")?,
-                masquerade: false,
-                mtu: None,
-            })
-            .await?;
+        agent.create_network(network_spec(mode)?).await?;
         let eth0 = IfName::parse("ifname", "eth0")?;
         let mut t = Timings::default();
         let mut ids = Vec::with_capacity(count);
@@ -131,18 +148,19 @@ pub fn trellis_bridge(rt: &Runtime, count: usize, store: StoreKind) -> Result<Ti
     Ok(timings)
 }
 
-/// The CNI reference plugins `bridge` + `host-local`: one exec per ADD and per
-/// DEL. The plugin creates its bridge on the first ADD (trellis creates its
-/// bridge with the network, untimed): only the first sample pays for it.
-pub fn cni_bridge(count: usize) -> Result<Timings> {
+/// A CNI reference plugin (`bridge` or `ptp`) with `host-local` IPAM: one
+/// exec per ADD and per DEL. `bridge` creates its bridge on the first ADD
+/// (trellis creates its bridge with the network, untimed): only the first
+/// sample pays for it.
+pub fn cni(count: usize, plugin: &str) -> Result<Timings> {
     let lab = Lab::new(count);
     let dir = tempfile::tempdir().context("tempdir for host-local")?;
-    let cfg = cni::config("bridge", &format!("{SUBNET_BASE}/16"), dir.path());
+    let cfg = cni::config(plugin, &format!("{SUBNET_BASE}/16"), dir.path());
     let mut t = Timings::default();
     for (i, c) in lab.containers.iter().enumerate() {
         let took = cni::run(
             &lab.host,
-            "bridge",
+            plugin,
             "ADD",
             &cfg,
             &format!("bench{i}"),
@@ -155,7 +173,7 @@ pub fn cni_bridge(count: usize) -> Result<Timings> {
     for (i, c) in lab.containers.iter().enumerate() {
         let took = cni::run(
             &lab.host,
-            "bridge",
+            plugin,
             "DEL",
             &cfg,
             &format!("bench{i}"),

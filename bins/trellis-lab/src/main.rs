@@ -8,7 +8,7 @@
 use anyhow::{Context, Result, bail, ensure};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use trellis_agent::{Agent, AttachRequest, Backends, Endpoint, NetworkSpec, PortSpec};
+use trellis_agent::{Agent, AttachRequest, Backends, Endpoint, NetworkMode, NetworkSpec, PortSpec};
 use trellis_store::MemoryStore;
 use trellis_testlab::seed::{HOST_IP, PC_IP, SeedLab};
 use trellis_testlab::{Netns, TcpServer, require_root, seen_ip, tcp_request};
@@ -37,16 +37,18 @@ async fn bridge() -> Result<()> {
     let net = agent
         .create_network(NetworkSpec {
             name: "seed".into(),
-            subnet: "192.168.169.0/24".parse()?,
+            subnets: vec!["192.168.169.0/24".parse()?],
             gateway: None,
-            bridge: IfName::parse("bridge", "docker0")?,
+            mode: NetworkMode::Bridge {
+                bridge: IfName::parse("bridge", "docker0")?,
+            },
             masquerade: true,
             mtu: None,
         })
         .await?;
     println!(
         "network seed: bridge docker0 {}/24, masquerade on",
-        net.gateway
+        net.gateways[0]
     );
     let (c3, c4) = (Netns::new("c3"), Netns::new("c4"));
     let ep3 = attach(&agent, "c3", &c3, vec![]).await?;

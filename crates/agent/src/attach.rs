@@ -6,21 +6,33 @@
 //! address, veth, route, port or record behind. Detach needs no record to
 //! work: the veth name and the IPAM handle derive from (container, ifname), so
 //! a detach after a crash at any point still finds everything.
+//!
+//! The steps common to both modes live here; what differs (the bridge port or
+//! the routed port) lives in [`crate::bridge`] and [`crate::routed`].
 
 use crate::Error;
-use crate::agent::{Agent, with_prefix};
-use crate::model::{AttachRequest, Endpoint, PortSpec};
+use crate::agent::Agent;
+use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
 use crate::records::teardown_result;
-use trellis_link::{ContainerIface, LinkRef, Ns, VethSpec, format_mac, host_veth_name};
-use trellis_route::Route;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use trellis_link::{VethInfo, format_mac, host_veth_name};
 use trellis_types::{ContainerId, Handle, IfName, PortMapping};
 
 /// A step to undo when a later step of an attach fails.
-enum Undo {
+pub(crate) enum Undo {
     Ports(Handle),
-    Address(Handle),
+    Addresses(Handle),
     Veth(IfName),
     Published(Vec<PortMapping>),
+}
+
+/// What the mode-specific part of an attach configured.
+pub(crate) struct Port {
+    /// The container's addresses, with the prefix length they were given.
+    pub addresses: Vec<IpNet>,
+    /// The destinations of the container's routes.
+    pub routes: Vec<IpNet>,
 }
 
 impl Agent {
@@ -50,7 +62,7 @@ impl Agent {
     async fn plumb(
         &self,
         req: &AttachRequest,
-        net: &crate::model::Network,
+        net: &Network,
         undo: &mut Vec<Undo>,
     ) -> Result<Endpoint, Error> {
         let handle = req.handle();
@@ -59,54 +71,52 @@ impl Agent {
         self.be.links.check_netns(&req.netns)?;
         self.ports.claim(&handle, &req.ports)?;
         undo.push(Undo::Ports(handle.clone()));
-        let ip = self.ipam.allocate(&net.spec.name, &handle).await?;
-        undo.push(Undo::Address(handle.clone()));
-        let host_ifname = host_veth_name(&req.container, &req.ifname);
-        let veth = self
-            .be
-            .links
-            .create_veth(&VethSpec {
-                host_name: host_ifname.clone(),
-                container_netns: req.netns.clone(),
-                container_name: req.ifname.clone(),
-                mtu: net.spec.mtu,
-                container_mac: None,
-                host_mac: None,
-                master: Some(LinkRef::Name(net.spec.bridge.clone())),
-            })
-            .await?;
-        undo.push(Undo::Veth(host_ifname.clone()));
-        let address = with_prefix(net, ip);
-        self.be
-            .links
-            .setup_container_iface(&ContainerIface {
-                netns: req.netns.clone(),
-                link: LinkRef::Index(veth.container_ifindex),
-                addresses: vec![address],
-            })
-            .await?;
-        let default = Route::default_via(net.gateway, req.ifname.clone());
-        let ns = Ns::Path(req.netns.clone());
-        self.be
-            .routes
-            .add_routes(&ns, std::slice::from_ref(&default))
-            .await?;
-        let ports: Vec<PortMapping> = req.ports.iter().map(|p: &PortSpec| p.to(ip)).collect();
-        if !ports.is_empty() {
-            self.be.nat.publish(&ports).await?;
-            undo.push(Undo::Published(ports.clone()));
+        undo.push(Undo::Addresses(handle.clone()));
+        let mut ips = Vec::new();
+        for (pool, _) in net.pools() {
+            ips.push(self.ipam.allocate(&pool, &handle).await?);
         }
+        let host_ifname = host_veth_name(&req.container, &req.ifname);
+        let veth = self.create_veth(req, net, &host_ifname).await?;
+        undo.push(Undo::Veth(host_ifname.clone()));
+        let port = match &net.spec.mode {
+            NetworkMode::Bridge { .. } => self.plumb_bridge_port(req, net, &veth, &ips).await?,
+            NetworkMode::Routed => {
+                self.plumb_routed_port(req, net, &host_ifname, &veth, &ips)
+                    .await?
+            }
+        };
+        let ports = self.publish(req, &ips, undo).await?;
         let ep = Endpoint {
             request: req.clone(),
-            addresses: vec![address],
-            gateway: net.gateway,
+            addresses: port.addresses,
+            gateways: net.gateways.clone(),
             mac: format_mac(&veth.container_mac),
             host_ifname,
-            routes: vec![default.dst],
+            routes: port.routes,
             ports,
         };
         self.records.create_endpoint(&ep).await?;
         Ok(ep)
+    }
+
+    /// Publishes the request's ports to the container's address of the same
+    /// family as the host port's traffic (IPv4 when it has one).
+    async fn publish(
+        &self,
+        req: &AttachRequest,
+        ips: &[IpAddr],
+        undo: &mut Vec<Undo>,
+    ) -> Result<Vec<PortMapping>, Error> {
+        let Some(&ip) = ips.iter().find(|ip| ip.is_ipv4()).or(ips.first()) else {
+            return Ok(Vec::new());
+        };
+        let ports: Vec<PortMapping> = req.ports.iter().map(|p| p.to(ip)).collect();
+        if !ports.is_empty() {
+            self.be.nat.publish(&ports).await?;
+            undo.push(Undo::Published(ports.clone()));
+        }
+        Ok(ports)
     }
 
     /// Undoes the steps of a failed attach, newest first; failures are logged
@@ -118,7 +128,7 @@ impl Agent {
                     self.ports.release(&h);
                     Ok(())
                 }
-                Undo::Address(h) => self.ipam.release(&h).await.map(drop).map_err(Error::from),
+                Undo::Addresses(h) => self.ipam.release(&h).await.map(drop).map_err(Error::from),
                 Undo::Veth(name) => self.be.links.delete_link(&name).await.map_err(Error::from),
                 Undo::Published(p) => self.be.nat.unpublish(&p).await.map_err(Error::from),
             };
@@ -129,9 +139,10 @@ impl Agent {
     }
 
     /// Detaches a container interface: unpublishes its ports, deletes its veth
-    /// (the container end goes with it), releases its address, forgets it.
-    /// Unknown is done (CNI DEL semantics). Goes on past failures and reports
-    /// them all; the record is kept when anything failed, so a retry finds it.
+    /// (the container end, and the host routes and neighbours on it, go with
+    /// it), releases its addresses, forgets it. Unknown is done (CNI DEL
+    /// semantics). Goes on past failures and reports them all; the record is
+    /// kept when anything failed, so a retry finds it.
     pub async fn detach(&self, container: &ContainerId, ifname: &IfName) -> Result<(), Error> {
         let handle = Handle::new(container.clone(), ifname.clone());
         let record = self.records.endpoint(&handle).await?;
@@ -166,5 +177,20 @@ impl Agent {
     ) -> Result<Option<Endpoint>, Error> {
         let handle = Handle::new(container.clone(), ifname.clone());
         self.records.endpoint(&handle).await
+    }
+
+    async fn create_veth(
+        &self,
+        req: &AttachRequest,
+        net: &Network,
+        host_ifname: &IfName,
+    ) -> Result<VethInfo, Error> {
+        let spec = match &net.spec.mode {
+            NetworkMode::Bridge { bridge } => {
+                crate::bridge::veth_spec(req, net, bridge, host_ifname)
+            }
+            NetworkMode::Routed => crate::routed::veth_spec(req, net, host_ifname),
+        };
+        Ok(self.be.links.create_veth(&spec).await?)
     }
 }

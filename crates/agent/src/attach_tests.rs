@@ -1,7 +1,7 @@
 //! Rollback: a failure injected at each step of an attach leaves nothing behind
 //! (no address in IPAM, no veth, no published port, no record, no held port).
 
-use crate::{Agent, AttachRequest, Backends, Error, NetworkSpec, PortSpec};
+use crate::{Agent, AttachRequest, Backends, Error, NetworkMode, NetworkSpec, PortSpec};
 use std::io;
 use std::sync::{Arc, Mutex};
 use trellis_link::{KernelError, LinkError, MockLinks, VethInfo};
@@ -14,8 +14,10 @@ use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fail {
     Veth,
-    Iface,
-    Route,
+    /// The host side of a routed port (bridge mode has none).
+    HostSide,
+    /// The container side: addresses, up, routes.
+    Container,
     Publish,
     Nothing,
 }
@@ -53,26 +55,30 @@ fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
         }),
     });
     links
-        .expect_setup_container_iface()
-        .returning(move |_| match fail {
-            Fail::Iface => Err(LinkError::Kernel(kernel("add address"))),
+        .expect_setup_container()
+        .returning(move |_, _| match fail {
+            Fail::Container => Err(LinkError::Kernel(kernel("add address"))),
             _ => Ok(()),
         });
+    links.expect_enable_host_forwarding().returning(|_| Ok(()));
     let s = seen.clone();
     links.expect_delete_link().returning(move |n| {
         s.lock().unwrap().deleted.push(n.to_string());
         Ok(())
     });
     let mut routes = MockRoutes::new();
+    routes.expect_add_routes().returning(|_, _| Ok(()));
+    routes.expect_delete_routes().returning(|_, _| Ok(()));
     routes
-        .expect_add_routes()
-        .returning(move |_, _| match fail {
-            Fail::Route => Err(RouteError::Kernel(kernel("add route"))),
+        .expect_setup_routed_host()
+        .returning(move |_| match fail {
+            Fail::HostSide => Err(RouteError::Kernel(kernel("add route"))),
             _ => Ok(()),
         });
     let mut nat = MockNat::new();
     nat.expect_ensure_table().returning(|| Ok(()));
     nat.expect_add_network().returning(|_| Ok(()));
+    nat.expect_add_pool().returning(|_| Ok(()));
     nat.expect_publish().returning(move |_| match fail {
         Fail::Publish => Err(trellis_nat::Error::Kernel {
             op: "publish",
@@ -104,21 +110,28 @@ fn request(id: &str, port: u32) -> AttachRequest {
     }
 }
 
-async fn agent_failing_at(fail: Fail) -> (Agent, Arc<Mutex<Seen>>) {
+async fn agent_failing_at(fail: Fail, routed: bool) -> (Agent, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let agent = Agent::open(backends(fail, seen.clone()), "node")
         .await
         .unwrap();
-    agent.create_network(network_spec()).await.unwrap();
+    agent.create_network(network_spec(routed)).await.unwrap();
     (agent, seen)
 }
 
-fn network_spec() -> NetworkSpec {
+fn network_spec(routed: bool) -> NetworkSpec {
+    let mode = if routed {
+        NetworkMode::Routed
+    } else {
+        NetworkMode::Bridge {
+            bridge: IfName::parse("bridge", "tbr").unwrap(),
+        }
+    };
     NetworkSpec {
         name: "n".into(),
-        subnet: "10.5.0.0/24".parse().unwrap(),
+        subnets: vec!["10.5.0.0/24".parse().unwrap()],
         gateway: None,
-        bridge: IfName::parse("bridge", "tbr").unwrap(),
+        mode,
         masquerade: true,
         mtu: None,
     }
@@ -126,30 +139,30 @@ fn network_spec() -> NetworkSpec {
 
 #[tokio::test]
 async fn a_failure_at_each_step_undoes_the_steps_before_it() {
-    for fail in [Fail::Veth, Fail::Iface, Fail::Route, Fail::Publish] {
-        let (agent, seen) = agent_failing_at(fail).await;
+    let bridge = [Fail::Veth, Fail::Container, Fail::Publish].map(|f| (f, false));
+    let routed = [Fail::Veth, Fail::HostSide, Fail::Container, Fail::Publish].map(|f| (f, true));
+    for (fail, routed) in bridge.into_iter().chain(routed) {
+        let (agent, seen) = agent_failing_at(fail, routed).await;
         let err = agent.attach(request("c1", 8081)).await.unwrap_err();
+        let what = format!("{fail:?} (routed: {routed})");
         assert!(
             matches!(err, Error::Link(_) | Error::Route(_) | Error::Nat(_)),
-            "{fail:?}: {err}"
+            "{what}: {err}"
         );
-        let usage = agent.ipam().usage("n").await.unwrap();
-        assert_eq!(usage.used, 0, "{fail:?}: address leaked");
+        let usage = agent.ipam().usage("n.v4").await.unwrap();
+        assert_eq!(usage.used, 0, "{what}: address leaked");
         assert!(
             agent.endpoints().await.unwrap().is_empty(),
-            "{fail:?}: record left"
+            "{what}: record left"
         );
         let seen = seen.lock().unwrap();
         let veth_made = fail != Fail::Veth;
         assert_eq!(
             seen.deleted.len(),
             usize::from(veth_made),
-            "{fail:?}: {seen:?}"
+            "{what}: {seen:?}"
         );
-        assert_eq!(
-            seen.unpublished, 0,
-            "{fail:?}: nothing was published to undo"
-        );
+        assert_eq!(seen.unpublished, 0, "{what}: nothing was published to undo");
         drop(seen);
         // The host port was released: the same port can be claimed again.
         agent
@@ -207,11 +220,11 @@ async fn a_failed_record_write_undoes_everything_including_the_published_port() 
     let mut be = backends(Fail::Nothing, seen.clone());
     be.store = Arc::new(NoEndpointRecords(MemoryStore::new()));
     let agent = Agent::open(be, "node").await.unwrap();
-    agent.create_network(network_spec()).await.unwrap();
+    agent.create_network(network_spec(false)).await.unwrap();
     let err = agent.attach(request("c1", 8081)).await.unwrap_err();
     assert!(matches!(err, Error::Store(_)), "{err}");
     assert_eq!(
-        agent.ipam().usage("n").await.unwrap().used,
+        agent.ipam().usage("n.v4").await.unwrap().used,
         0,
         "address leaked"
     );
@@ -227,11 +240,11 @@ async fn a_failed_record_write_undoes_everything_including_the_published_port() 
 
 #[tokio::test]
 async fn the_same_attach_twice_returns_the_same_endpoint() {
-    let (agent, _) = agent_failing_at(Fail::Nothing).await;
+    let (agent, _) = agent_failing_at(Fail::Nothing, false).await;
     let a = agent.attach(request("c1", 8081)).await.unwrap();
     let b = agent.attach(request("c1", 8081)).await.unwrap();
     assert_eq!(a, b);
     let other = agent.attach(request("c1", 8082)).await.unwrap_err();
     assert!(matches!(other, Error::EndpointExists(_)), "{other}");
-    assert_eq!(agent.ipam().usage("n").await.unwrap().used, 1);
+    assert_eq!(agent.ipam().usage("n.v4").await.unwrap().used, 1);
 }

@@ -19,16 +19,19 @@
 //!   maps onto status codes.
 
 mod agent;
-pub mod attach;
+mod attach;
+mod bridge;
 mod error;
 mod kernel;
 pub mod model;
+mod network;
 mod ports;
 mod records;
+pub mod routed;
 
 pub use agent::{Agent, Backends};
 pub use error::{Error, ErrorClass};
-pub use model::{AttachRequest, Endpoint, Network, NetworkSpec, PortSpec};
+pub use model::{AttachRequest, Endpoint, Network, NetworkMode, NetworkSpec, PortSpec};
 pub(crate) use ports::Ports;
 
 #[cfg(test)]

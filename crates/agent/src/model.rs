@@ -5,37 +5,81 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use trellis_types::{ContainerId, Handle, IfName, InvalidInput, NetnsPath, PortMapping, Protocol};
 
-/// A request to create a bridge network (Docker's `docker0`).
+/// How a network reaches its containers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// Docker's model: a Linux bridge with a gateway address, containers on
+    /// one L2 subnet, the default route via the bridge.
+    Bridge {
+        /// The bridge's name (`trellis0`).
+        bridge: IfName,
+    },
+    /// Calico's model: each container has a /32 (/128), its default route via
+    /// the link-local gateway `169.254.1.1` answered by proxy-ARP on the host
+    /// end of its veth, and the host holds a route per container.
+    Routed,
+}
+
+/// A request to create a network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSpec {
-    /// The network's name: 1..=63 bytes of `[A-Za-z0-9_.-]`; also its IPAM pool.
+    /// The network's name: 1..=60 bytes of `[A-Za-z0-9_.-]`.
     pub name: String,
-    /// The bridge subnet (`192.168.169.0/24`); host bits must be clear.
-    pub subnet: IpNet,
-    /// The bridge's address; `None` takes the first host address (`.1`).
+    /// Bridge or routed.
+    pub mode: NetworkMode,
+    /// The address pools, at most one per family; host bits must be clear.
+    /// Bridge mode: the bridge subnet (`192.168.169.0/24`), exactly one.
+    /// Routed mode: pools that blocks are carved from (`10.244.0.0/16`, and
+    /// optionally an IPv6 one for dual-stack endpoints).
+    pub subnets: Vec<IpNet>,
+    /// Bridge mode: the bridge's address; `None` takes the first host address.
+    /// Must be `None` in routed mode, whose gateway is always `169.254.1.1`.
     pub gateway: Option<IpAddr>,
-    /// The bridge's name (`trellis0`).
-    pub bridge: IfName,
-    /// Masquerade traffic that leaves the host from this subnet.
+    /// Masquerade traffic that leaves the host from these subnets (routed
+    /// mode: "outgoing NAT", for destinations outside every routed pool).
     pub masquerade: bool,
-    /// MTU of the bridge and its veths; `None` leaves the kernel's default.
+    /// MTU of the bridge and veths; `None` leaves the kernel's default.
     pub mtu: Option<u32>,
+}
+
+impl NetworkSpec {
+    /// The bridge, in bridge mode.
+    pub fn bridge(&self) -> Option<&IfName> {
+        match &self.mode {
+            NetworkMode::Bridge { bridge } => Some(bridge),
+            NetworkMode::Routed => None,
+        }
+    }
 }
 
 /// A network as recorded: the spec with its gateway resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
-    /// The request, with `gateway` filled in.
+    /// The request, with `gateway` filled in for bridge networks.
     pub spec: NetworkSpec,
-    /// The bridge's address.
-    pub gateway: IpAddr,
+    /// The containers' gateways: the bridge's address, or the routed
+    /// link-local gateways (`169.254.1.1`, and `fe80::ecee:eeff:feee:eeee`
+    /// when the network has an IPv6 pool).
+    pub gateways: Vec<IpAddr>,
 }
 
 impl Network {
-    /// The bridge's address with the subnet's prefix length (`192.168.169.1/24`).
-    pub fn gateway_net(&self) -> IpNet {
-        IpNet::new(self.gateway, self.spec.subnet.prefix_len())
-            .expect("prefix length of a valid subnet")
+    /// The IPAM pool of each subnet: `<network>.v4`, `<network>.v6`.
+    pub fn pools(&self) -> Vec<(String, IpNet)> {
+        self.spec
+            .subnets
+            .iter()
+            .map(|s| (pool_name(&self.spec.name, s), *s))
+            .collect()
+    }
+}
+
+/// The IPAM pool name of a network's subnet.
+pub fn pool_name(network: &str, subnet: &IpNet) -> String {
+    match subnet {
+        IpNet::V4(_) => format!("{network}.v4"),
+        IpNet::V6(_) => format!("{network}.v6"),
     }
 }
 
@@ -110,15 +154,16 @@ impl AttachRequest {
 pub struct Endpoint {
     /// The request that made it.
     pub request: AttachRequest,
-    /// The container's addresses, with the subnet's prefix length.
+    /// The container's addresses: with the subnet's prefix length (bridge),
+    /// or as /32 and /128 (routed).
     pub addresses: Vec<IpNet>,
-    /// The default gateway inside the container.
-    pub gateway: IpAddr,
+    /// The default gateways inside the container, one per family.
+    pub gateways: Vec<IpAddr>,
     /// The container interface's MAC (`02:…`).
     pub mac: String,
     /// The host end of the veth.
     pub host_ifname: IfName,
-    /// The routes installed inside the container.
+    /// The destinations of the routes installed inside the container.
     pub routes: Vec<IpNet>,
     /// The published ports, resolved to the container's address.
     pub ports: Vec<PortMapping>,

@@ -1,0 +1,298 @@
+//! Creating and deleting networks, in either mode.
+//!
+//! A network is: IPAM pools (one per subnet), then the kernel side — a bridge
+//! with its gateway address and NAT elements (bridge mode), or NAT pool
+//! elements and the host-wide switches routing needs (routed mode) — then its
+//! record. A failure part-way undoes what this call made, and nothing else.
+
+use crate::Error;
+use crate::agent::Agent;
+use crate::model::{Network, NetworkMode, NetworkSpec};
+use crate::records::teardown_result;
+use crate::routed;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use trellis_ipam::{PoolSpec, Reserve};
+use trellis_link::{BridgeSpec, Ns};
+use trellis_nat::{NetworkNat, RoutedPool};
+use trellis_types::{InvalidInput, check_prefix};
+
+impl Agent {
+    /// Creates a network. The same spec twice is a no-op; a clash with another
+    /// network's name, subnet or bridge is refused and changes nothing.
+    pub async fn create_network(&self, spec: NetworkSpec) -> Result<Network, Error> {
+        let net = self.validate_network(spec)?;
+        if let Ok(existing) = self.network(&net.spec.name) {
+            return if existing == net {
+                Ok(existing)
+            } else {
+                Err(Error::NetworkExists(net.spec.name))
+            };
+        }
+        if let Some(bridge) = net.spec.bridge()
+            && self.be.links.link_exists(&Ns::Host, bridge).await?
+        {
+            // Adopting it would mean deleting someone else's interface with
+            // the network.
+            let why = "an interface of that name already exists on the host";
+            return Err(InvalidInput::new("bridge", bridge, why).into());
+        }
+        self.create_pools(&net).await?;
+        if let Err(e) = self.plumb_network(&net).await {
+            self.unplumb_network(&net).await.ok();
+            self.delete_pools(&net).await.ok();
+            return Err(e);
+        }
+        let name = net.spec.name.clone();
+        let mut nets = self.networks.write().expect("networks lock");
+        nets.insert(name, net.clone());
+        Ok(net)
+    }
+
+    /// Deletes a network. Refused while endpoints are attached. When it was
+    /// the last network, trellis's nftables table goes too, so an idle host
+    /// holds nothing of trellis. Unknown is done.
+    pub async fn delete_network(&self, name: &str) -> Result<(), Error> {
+        let Ok(net) = self.network(name) else {
+            return Ok(());
+        };
+        let attached = self.records.endpoints().await?;
+        let n = attached
+            .iter()
+            .filter(|e| e.request.network == name)
+            .count();
+        if n > 0 {
+            return Err(Error::NetworkInUse {
+                network: name.to_owned(),
+                endpoints: n,
+            });
+        }
+        self.unplumb_network(&net).await?;
+        self.delete_pools(&net).await?;
+        let last = {
+            let mut nets = self.networks.write().expect("networks lock");
+            nets.remove(name);
+            nets.is_empty()
+        };
+        if last {
+            self.be.nat.remove_all().await?;
+        }
+        Ok(())
+    }
+
+    async fn create_pools(&self, net: &Network) -> Result<(), Error> {
+        let mut made: Vec<String> = Vec::new();
+        for (pool, cidr) in net.pools() {
+            let reserve = match (&net.spec.mode, net.gateways.first()) {
+                (NetworkMode::Bridge { .. }, Some(&gateway)) => Reserve::Bridge { gateway },
+                _ => Reserve::None,
+            };
+            let spec = PoolSpec {
+                name: pool.clone(),
+                cidr,
+                block_prefix_len: None,
+                reserve,
+            };
+            if let Err(e) = self.ipam.create_pool(spec).await {
+                for p in made {
+                    self.ipam.delete_pool(&p).await.ok();
+                }
+                return Err(rename_pool_fields(e));
+            }
+            made.push(pool);
+        }
+        Ok(())
+    }
+
+    async fn delete_pools(&self, net: &Network) -> Result<(), Error> {
+        for (pool, _) in net.pools() {
+            match self.ipam.delete_pool(&pool).await {
+                Ok(()) | Err(trellis_ipam::Error::PoolNotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn plumb_network(&self, net: &Network) -> Result<(), Error> {
+        self.be.nat.ensure_table().await?;
+        match &net.spec.mode {
+            NetworkMode::Bridge { bridge } => {
+                let gateway = IpNet::new(net.gateways[0], net.spec.subnets[0].prefix_len())
+                    .expect("prefix length of a valid subnet");
+                let spec = BridgeSpec {
+                    name: bridge.clone(),
+                    gateway: vec![gateway],
+                    mac: None,
+                    mtu: net.spec.mtu,
+                };
+                self.be.links.ensure_bridge(&spec).await?;
+                self.be.nat.add_network(&bridge_nat(net)).await?;
+            }
+            NetworkMode::Routed => {
+                routed::enable_host(&*self.be.links, &net.spec.subnets).await?;
+                for pool in routed_pools(net) {
+                    self.be.nat.add_pool(&pool).await?;
+                }
+            }
+        }
+        self.records.put_network(net).await
+    }
+
+    async fn unplumb_network(&self, net: &Network) -> Result<(), Error> {
+        let mut errors = Vec::new();
+        let mut note = |r: Result<(), Error>| {
+            if let Err(e) = r {
+                errors.push(e.to_string());
+            }
+        };
+        match &net.spec.mode {
+            NetworkMode::Bridge { bridge } => {
+                note(
+                    self.be
+                        .nat
+                        .remove_network(&bridge_nat(net))
+                        .await
+                        .map_err(Error::from),
+                );
+                note(self.be.links.delete_link(bridge).await.map_err(Error::from));
+            }
+            NetworkMode::Routed => {
+                for pool in routed_pools(net) {
+                    note(self.be.nat.remove_pool(&pool).await.map_err(Error::from));
+                }
+                note(self.remove_blackholes(net).await);
+            }
+        }
+        note(self.records.delete_network(&net.spec.name).await);
+        teardown_result(format!("network {:?}", net.spec.name), errors)
+    }
+
+    fn validate_network(&self, mut spec: NetworkSpec) -> Result<Network, Error> {
+        check_network_name(&spec.name)?;
+        check_subnets(&spec)?;
+        let gateways = match &spec.mode {
+            NetworkMode::Bridge { .. } => {
+                let gateway = bridge_gateway(&spec)?;
+                spec.gateway = Some(gateway);
+                vec![gateway]
+            }
+            NetworkMode::Routed => {
+                if let Some(g) = spec.gateway {
+                    let why = "routed networks always use the link-local gateway 169.254.1.1";
+                    return Err(InvalidInput::new("gateway", g, why).into());
+                }
+                routed::gateways(&spec.subnets)
+            }
+        };
+        let nets = self.networks.read().expect("networks lock");
+        if let Some(bridge) = spec.bridge() {
+            for other in nets.values().filter(|o| o.spec.name != spec.name) {
+                if other.spec.bridge() == Some(bridge) {
+                    let why = format!("bridge is already used by network {:?}", other.spec.name);
+                    return Err(InvalidInput::new("bridge", bridge, why).into());
+                }
+            }
+        }
+        Ok(Network { spec, gateways })
+    }
+}
+
+fn check_network_name(name: &str) -> Result<(), InvalidInput> {
+    let ok = (1..=60).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(
+            "name",
+            name,
+            "network name must be 1 to 60 bytes of [A-Za-z0-9_.-]",
+        ))
+    }
+}
+
+fn check_subnets(spec: &NetworkSpec) -> Result<(), InvalidInput> {
+    let s = &spec.subnets;
+    let shown = || format!("{s:?}");
+    if s.is_empty() {
+        return Err(InvalidInput::new(
+            "subnets",
+            shown(),
+            "at least one subnet is required",
+        ));
+    }
+    for &subnet in s {
+        check_prefix("subnet", subnet)?;
+    }
+    let v4 = s.iter().filter(|n| matches!(n, IpNet::V4(_))).count();
+    if v4 > 1 || s.len() - v4 > 1 {
+        return Err(InvalidInput::new(
+            "subnets",
+            shown(),
+            "at most one subnet per address family",
+        ));
+    }
+    if spec.bridge().is_some() && s.len() != 1 {
+        return Err(InvalidInput::new(
+            "subnets",
+            shown(),
+            "a bridge network has exactly one subnet",
+        ));
+    }
+    Ok(())
+}
+
+fn bridge_gateway(spec: &NetworkSpec) -> Result<IpAddr, InvalidInput> {
+    let subnet = spec.subnets[0];
+    let gateway = match spec.gateway {
+        Some(g) => g,
+        None => subnet
+            .hosts()
+            .next()
+            .ok_or_else(|| InvalidInput::new("subnet", subnet, "subnet has no host addresses"))?,
+    };
+    if !subnet.contains(&gateway) || gateway == subnet.network() {
+        let why = format!("gateway must be a host address of {subnet}");
+        return Err(InvalidInput::new("gateway", gateway, why));
+    }
+    Ok(gateway)
+}
+
+/// IPAM names its fields after a pool (`cidr`, `name`); a caller of the
+/// agent said `subnet` and `name` of a network.
+fn rename_pool_fields(e: trellis_ipam::Error) -> Error {
+    match e {
+        trellis_ipam::Error::Invalid(mut bad) => {
+            if bad.field == "cidr" {
+                bad.field = "subnet";
+            }
+            Error::Invalid(bad)
+        }
+        trellis_ipam::Error::PoolExists { pool } => Error::NetworkExists(pool),
+        other => other.into(),
+    }
+}
+
+/// The NAT view of a bridge network.
+fn bridge_nat(net: &Network) -> NetworkNat {
+    NetworkNat {
+        subnet: net.spec.subnets[0],
+        bridge: net.spec.bridge().expect("a bridge network").clone(),
+        masquerade: net.spec.masquerade,
+    }
+}
+
+/// The NAT view of a routed network's pools.
+fn routed_pools(net: &Network) -> Vec<RoutedPool> {
+    net.spec
+        .subnets
+        .iter()
+        .map(|&cidr| RoutedPool {
+            cidr,
+            nat_outgoing: net.spec.masquerade,
+        })
+        .collect()
+}
