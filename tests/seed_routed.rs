@@ -100,3 +100,37 @@ async fn seed_calico_routed_pods_end_to_end() {
     assert_eq!(before, Snapshot::take(&lab.host));
     assert_ne!(ip1, IpAddr::V4(EXTERNAL_IP));
 }
+
+/// Calico users' pitfall: the kernel answers proxy-ARP only for targets it has
+/// a route to, so a host without a default route used to leave pods unable to
+/// resolve 169.254.1.1. trellis's routed ports answer anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_pods_work_on_a_host_without_a_default_route() {
+    require_root();
+    let lab = SeedLab::build();
+    lab.host.ip("route del default");
+    lab.host.ip("-6 route del default");
+    assert!(!lab.host.ip("route show").contains("default"));
+    let agent = agent_in(&lab.host).await;
+    let spec = routed_spec("calico", &["10.244.0.0/16", "fd00:10:244::/56"]);
+    agent.create_network(spec).await.unwrap();
+    let (p1, p2) = (Netns::new("p1"), Netns::new("p2"));
+    let ep1 = attach(&agent, "calico", "p1", &p1, &[]).await;
+    let ep2 = attach(&agent, "calico", "p2", &p2, &[]).await;
+
+    let on_host = TcpServer::start(&lab.host, (HOST_IP, 9000).into(), "host");
+    let reply = tcp_request(&p1, on_host.addr()).expect("p1 reaches the host");
+    assert_eq!(seen_ip(&reply), addr(&ep1, false));
+    let neigh = p1.ip("neigh show 169.254.1.1");
+    assert!(neigh.contains("ee:ee:ee:ee:ee:ee"), "{neigh}");
+    for v6 in [false, true] {
+        let web = TcpServer::start(&p2, SocketAddr::new(addr(&ep2, v6), 80), "p2");
+        let reply = tcp_request(&p1, web.addr()).expect("p1 reaches p2");
+        assert_eq!(seen_ip(&reply), addr(&ep1, v6));
+    }
+    for ep in [&ep1, &ep2] {
+        let h = ep.request.handle();
+        agent.detach(&h.container, &h.ifname).await.unwrap();
+    }
+    agent.delete_network("calico").await.unwrap();
+}
