@@ -1,0 +1,58 @@
+//! Connecting to trellisd over its unix socket.
+//!
+//! gRPC over HTTP/2 needs a URI even when the transport is a unix socket; the
+//! URI here is a placeholder and the custom connector ignores it, dialling the
+//! socket path instead (the approach of tonic's `uds` example).
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tower::service_fn;
+
+use crate::v1::AgentClient;
+
+/// Why a client could not connect to the agent's socket.
+#[derive(Debug)]
+pub struct ConnectError {
+    path: PathBuf,
+    source: tonic::transport::Error,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot connect to {}: {}",
+            self.path.display(),
+            self.source
+        )?;
+        // tonic's transport error hides the io error (ENOENT, EACCES) one level
+        // down; show it, since that is what the user can act on.
+        if let Some(inner) = std::error::Error::source(&self.source) {
+            write!(f, ": {inner}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Connects an [`AgentClient`] to the agent listening on the unix socket `path`.
+pub async fn connect_unix(path: impl AsRef<Path>) -> Result<AgentClient<Channel>, ConnectError> {
+    let path = path.as_ref().to_path_buf();
+    let dial = path.clone();
+    let channel = Endpoint::from_static("http://trellisd.invalid")
+        .connect_with_connector(service_fn(move |_: Uri| {
+            let dial = dial.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(dial).await?)) }
+        }))
+        .await
+        .map_err(|source| ConnectError { path, source })?;
+    Ok(AgentClient::new(channel))
+}
