@@ -46,6 +46,8 @@ pub fn request(
             .iter()
             .map(|&(p, h, c)| PortSpec::new(p, h, c).unwrap())
             .collect(),
+        fixed_addresses: Vec::new(),
+        labels: Default::default(),
     }
 }
 

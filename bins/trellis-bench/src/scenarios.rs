@@ -127,6 +127,8 @@ pub fn trellis(rt: &Runtime, count: usize, store: StoreKind, mode: Mode) -> Resu
                 netns: NetnsPath::parse("netns", &c.path_str())?,
                 ifname: eth0.clone(),
                 ports: vec![],
+                fixed_addresses: Vec::new(),
+                labels: Default::default(),
             };
             ids.push(req.container.clone());
             let start = Instant::now();

@@ -123,6 +123,8 @@ async fn attach(agent: &Agent, id: &str, ns: &Netns, ports: Vec<PortSpec>) -> Re
         netns: NetnsPath::parse("netns", &ns.path_str())?,
         ifname: IfName::parse("ifname", "eth0")?,
         ports,
+        fixed_addresses: Vec::new(),
+        labels: Default::default(),
     };
     agent
         .attach(req)

@@ -1,19 +1,24 @@
 //! The agent: its backends, and the registry of networks and endpoints.
 
-use crate::model::{Endpoint, Network};
+use crate::events::{CAPACITY, Event};
+use crate::inspect::Inspect;
+use crate::model::{Endpoint, EndpointFilter, Network};
 use crate::records::Records;
 use crate::{Error, Ports};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast;
 use trellis_ipam::Ipam;
 use trellis_link::Links;
 use trellis_nat::Nat;
 use trellis_route::Routes;
 use trellis_store::KvStore;
+use trellis_types::Handle;
 
 /// The kernel-facing parts the agent drives, injected so that tests can use
-/// mocks and the lab can aim them at a namespace of its own.
+/// mocks and the lab can aim them at a namespace of their own.
 #[derive(Clone)]
 pub struct Backends {
     /// Links (bridges, veths, addresses).
@@ -24,16 +29,19 @@ pub struct Backends {
     pub nat: Arc<dyn Nat>,
     /// Where IPAM and the agent's records live.
     pub store: Arc<dyn KvStore>,
+    /// Read-only views of kernel state that `check` compares records with.
+    pub inspect: Arc<dyn Inspect>,
 }
 
 /// The node core: creates networks and attaches containers to them.
 ///
 /// Every method may run concurrently with every other. Nothing is serialised
-/// behind one lock for the duration of an attach: IPAM is compare-and-swap,
-/// host ports are claimed in a short critical section, and kernel objects are
-/// per container.
+/// behind one lock for the duration of an attach: IPAM is compare-and-swap
+/// (with a short per-pool lock around the allocation only), host ports are
+/// claimed in a short critical section, and kernel objects are per container.
 pub struct Agent {
     pub(crate) be: Backends,
+    pub(crate) node: String,
     pub(crate) ipam: Ipam,
     pub(crate) records: Records,
     pub(crate) networks: RwLock<HashMap<String, Network>>,
@@ -41,11 +49,19 @@ pub struct Agent {
     /// Routed blocks whose blackhole route is known to be installed, so that
     /// an attach adds one only when IPAM has just claimed a new block.
     pub(crate) blackholed: Mutex<HashSet<IpNet>>,
+    /// One short async lock per IPAM pool, held only while allocating.
+    pub(crate) pool_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Attaches under way: their allocations and veths are not orphans yet.
+    pub(crate) inflight: Mutex<HashSet<Handle>>,
+    pub(crate) events: broadcast::Sender<Event>,
+    /// Whether start-up reconciliation has run (readiness).
+    pub(crate) reconciled: AtomicBool,
 }
 
 impl Agent {
     /// An agent for node `node`, loading the networks and endpoints already
     /// recorded in the store (their published ports are claimed again).
+    /// Changes nothing in the kernel; run [`Agent::reconcile`] next.
     pub async fn open(be: Backends, node: &str) -> Result<Self, Error> {
         let records = Records::new(be.store.clone());
         let networks = records.networks().await?;
@@ -59,12 +75,22 @@ impl Agent {
             .collect();
         Ok(Agent {
             ipam: Ipam::new(be.store.clone(), node),
+            node: node.to_owned(),
             be,
             records,
             networks: RwLock::new(networks),
             ports,
             blackholed: Mutex::default(),
+            pool_locks: Mutex::default(),
+            inflight: Mutex::default(),
+            events: broadcast::channel(CAPACITY).0,
+            reconciled: AtomicBool::new(false),
         })
+    }
+
+    /// The node this agent serves.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The store the agent records into.
@@ -96,5 +122,50 @@ impl Agent {
     /// All endpoints, as recorded.
     pub async fn endpoints(&self) -> Result<Vec<Endpoint>, Error> {
         self.records.endpoints().await
+    }
+
+    /// The recorded endpoints that pass `filter`, by container and interface.
+    pub async fn list_endpoints(&self, filter: &EndpointFilter) -> Result<Vec<Endpoint>, Error> {
+        let mut eps: Vec<Endpoint> = self
+            .records
+            .endpoints()
+            .await?
+            .into_iter()
+            .filter(|ep| filter.matches(ep))
+            .collect();
+        eps.sort_by_key(|ep| ep.request.handle());
+        Ok(eps)
+    }
+
+    /// The allocation lock of `pool` (created on first use).
+    pub(crate) fn pool_lock(&self, pool: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.pool_locks.lock().expect("pool locks");
+        locks.entry(pool.to_owned()).or_default().clone()
+    }
+}
+
+/// Marks an attach as under way for as long as it lives (also when the
+/// attach future is dropped half-way), so that GC leaves its pieces alone and
+/// a second attach of the same handle is refused instead of racing it.
+pub(crate) struct Inflight<'a> {
+    agent: &'a Agent,
+    handle: Handle,
+}
+
+impl<'a> Inflight<'a> {
+    /// `None` if an attach of `handle` is already under way.
+    pub(crate) fn begin(agent: &'a Agent, handle: &Handle) -> Option<Self> {
+        let mut set = agent.inflight.lock().expect("inflight lock");
+        set.insert(handle.clone()).then(|| Inflight {
+            agent,
+            handle: handle.clone(),
+        })
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        let mut set = self.agent.inflight.lock().expect("inflight lock");
+        set.remove(&self.handle);
     }
 }

@@ -10,10 +10,11 @@
 //! The steps common to both modes live here; what differs (the bridge port or
 //! the routed port) lives in [`crate::bridge`] and [`crate::routed`].
 
-use crate::Error;
 use crate::agent::Agent;
+use crate::events::Event;
 use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
 use crate::records::teardown_result;
+use crate::{Error, Inflight};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use trellis_link::{VethInfo, format_mac, host_veth_name};
@@ -41,6 +42,7 @@ impl Agent {
     /// with other settings is [`Error::EndpointExists`].
     pub async fn attach(&self, req: AttachRequest) -> Result<Endpoint, Error> {
         let net = self.network(&req.network)?;
+        crate::validate::check_request(&req, &net)?;
         let handle = req.handle();
         if let Some(ep) = self.records.endpoint(&handle).await? {
             return if ep.request == req {
@@ -49,9 +51,16 @@ impl Agent {
                 Err(Error::EndpointExists(handle.to_string()))
             };
         }
+        let Some(_inflight) = Inflight::begin(self, &handle) else {
+            let what = format!("{handle} (another attach of it is under way)");
+            return Err(Error::EndpointExists(what));
+        };
         let mut undo = Vec::new();
         match self.plumb(&req, &net, &mut undo).await {
-            Ok(ep) => Ok(ep),
+            Ok(ep) => {
+                self.emit(Event::EndpointAttached(ep.clone()));
+                Ok(ep)
+            }
             Err(e) => {
                 self.unwind(undo).await;
                 Err(e)
@@ -72,10 +81,7 @@ impl Agent {
         self.ports.claim(&handle, &req.ports)?;
         undo.push(Undo::Ports(handle.clone()));
         undo.push(Undo::Addresses(handle.clone()));
-        let mut ips = Vec::new();
-        for (pool, _) in net.pools() {
-            ips.push(self.ipam.allocate(&pool, &handle).await?);
-        }
+        let ips = self.allocate(net, &handle, &req.fixed_addresses).await?;
         let host_ifname = host_veth_name(&req.container, &req.ifname);
         let veth = self.create_veth(req, net, &host_ifname).await?;
         undo.push(Undo::Veth(host_ifname.clone()));
@@ -98,6 +104,38 @@ impl Agent {
         };
         self.records.create_endpoint(&ep).await?;
         Ok(ep)
+    }
+
+    /// One address per pool of the network: the fixed ones first (so that a
+    /// taken one fails before anything else is allocated), then the next
+    /// free ones, each under its pool's short allocation lock.
+    pub(crate) async fn allocate(
+        &self,
+        net: &Network,
+        handle: &Handle,
+        fixed: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, Error> {
+        let pools = net.pools();
+        let mut ips: Vec<Option<IpAddr>> = vec![None; pools.len()];
+        for (slot, (pool, cidr)) in ips.iter_mut().zip(&pools) {
+            if let Some(&ip) = fixed.iter().find(|ip| cidr.contains(*ip)) {
+                let lock = self.pool_lock(pool);
+                let _held = lock.lock().await;
+                self.ipam
+                    .allocate_specific(pool, handle, ip)
+                    .await
+                    .map_err(fixed_field)?;
+                *slot = Some(ip);
+            }
+        }
+        for (slot, (pool, _)) in ips.iter_mut().zip(&pools) {
+            if slot.is_none() {
+                let lock = self.pool_lock(pool);
+                let _held = lock.lock().await;
+                *slot = Some(self.ipam.allocate(pool, handle).await?);
+            }
+        }
+        Ok(ips.into_iter().flatten().collect())
     }
 
     /// Publishes the request's ports to the container's address of the same
@@ -160,13 +198,15 @@ impl Agent {
         if let Err(e) = self.ipam.release(&handle).await {
             errors.push(e.to_string());
         }
-        if errors.is_empty() {
-            self.ports.release(&handle);
-            if record.is_some() {
-                self.records.delete_endpoint(&handle).await?;
-            }
+        if !errors.is_empty() {
+            return teardown_result(format!("endpoint {handle}"), errors);
         }
-        teardown_result(format!("endpoint {handle}"), errors)
+        self.ports.release(&handle);
+        if let Some(ep) = record {
+            self.records.delete_endpoint(&handle).await?;
+            self.emit(Event::EndpointDetached(ep));
+        }
+        Ok(())
     }
 
     /// The endpoint of a container interface, if attached.
@@ -179,7 +219,7 @@ impl Agent {
         self.records.endpoint(&handle).await
     }
 
-    async fn create_veth(
+    pub(crate) async fn create_veth(
         &self,
         req: &AttachRequest,
         net: &Network,
@@ -192,5 +232,16 @@ impl Agent {
             NetworkMode::Routed => crate::routed::veth_spec(req, net, host_ifname),
         };
         Ok(self.be.links.create_veth(&spec).await?)
+    }
+}
+
+/// IPAM checks a fixed address as `ip`; the caller said `fixed_addresses`.
+fn fixed_field(e: trellis_ipam::Error) -> Error {
+    match e {
+        trellis_ipam::Error::Invalid(mut bad) => {
+            bad.field = "fixed_addresses";
+            Error::Invalid(bad)
+        }
+        other => other.into(),
     }
 }

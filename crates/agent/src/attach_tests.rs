@@ -97,6 +97,7 @@ fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
         routes: Arc::new(routes),
         nat: Arc::new(nat),
         store: Arc::new(MemoryStore::new()),
+        inspect: Arc::new(crate::inspect::MockInspect::new()),
     }
 }
 
@@ -107,6 +108,8 @@ fn request(id: &str, port: u32) -> AttachRequest {
         netns: NetnsPath::parse("netns", "/run/netns/x").unwrap(),
         ifname: IfName::parse("ifname", "eth0").unwrap(),
         ports: vec![PortSpec::new(Protocol::Tcp, port, 80).unwrap()],
+        fixed_addresses: Vec::new(),
+        labels: Default::default(),
     }
 }
 

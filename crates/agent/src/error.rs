@@ -31,6 +31,9 @@ pub enum Error {
     /// No network of that name.
     #[error("network {0:?} not found")]
     NetworkNotFound(String),
+    /// No endpoint is recorded for that container interface.
+    #[error("endpoint {0} not found")]
+    EndpointNotFound(String),
     /// A network of that name exists already, with other settings.
     #[error("network {0:?} already exists with different settings")]
     NetworkExists(String),
@@ -92,7 +95,7 @@ impl Error {
         use ErrorClass::*;
         match self {
             Error::Invalid(_) => InvalidArgument,
-            Error::NetworkNotFound(_) => NotFound,
+            Error::NetworkNotFound(_) | Error::EndpointNotFound(_) => NotFound,
             Error::NetworkExists(_) | Error::EndpointExists(_) | Error::PortInUse { .. } => {
                 AlreadyExists
             }

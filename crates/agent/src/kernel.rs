@@ -1,5 +1,6 @@
 //! The real backends, aimed at a host namespace.
 
+use crate::inspect::NetlinkInspect;
 use crate::{Backends, Error};
 use std::sync::Arc;
 use trellis_link::{NetlinkLinks, Sockets};
@@ -23,7 +24,8 @@ impl Backends {
         };
         Ok(Backends {
             links: Arc::new(NetlinkLinks::new(sockets.clone())),
-            routes: Arc::new(NetlinkRoutes::new(sockets)),
+            routes: Arc::new(NetlinkRoutes::new(sockets.clone())),
+            inspect: Arc::new(NetlinkInspect::new(sockets)),
             nat: Arc::new(nat),
             store,
         })

@@ -12,27 +12,49 @@
 //!   A failure at any step unwinds the steps before it.
 //! * **Detach needs no record.** Names derive from (container, ifname), so
 //!   detach cleans up after a crash at any point; unknown is success.
-//! * **No global lock.** IPAM is compare-and-swap through the store; host
-//!   ports are claimed in a short critical section; everything else is per
-//!   container. Concurrent attaches run concurrently.
+//! * **No global lock.** IPAM is compare-and-swap through the store, with a
+//!   short async lock per pool around the allocation alone (so that a burst
+//!   of attaches on one block does not burn its CAS retries on each other);
+//!   host ports are claimed in a short critical section; everything else is
+//!   per container. Concurrent attaches run concurrently.
+//! * **Restart disturbs nothing.** Opening an agent only reads records;
+//!   [`Agent::reconcile`] then compares records with the kernel, removes what
+//!   trellis owns but no record explains, and repairs what a record explains
+//!   but is missing — adding and replacing, never re-creating what works.
+//! * **Changes are announced after they happen** ([`Agent::subscribe`]).
 //! * **The core never speaks gRPC.** Errors carry an [`ErrorClass`] that an edge
 //!   maps onto status codes.
 
 mod agent;
 mod attach;
 mod bridge;
+mod check;
 mod error;
+mod events;
+mod gc;
+pub mod inspect;
 mod kernel;
 pub mod model;
 mod network;
 mod ports;
+mod reconcile;
 mod records;
 pub mod routed;
+mod status;
+mod validate;
 
+pub(crate) use agent::Inflight;
 pub use agent::{Agent, Backends};
 pub use error::{Error, ErrorClass};
-pub use model::{AttachRequest, Endpoint, Network, NetworkMode, NetworkSpec, PortSpec};
+pub use events::Event;
+pub use gc::GcReport;
+pub use inspect::{Inspect, NetlinkInspect};
+pub use model::{
+    AttachRequest, Endpoint, EndpointFilter, Network, NetworkMode, NetworkSpec, PortSpec,
+};
 pub(crate) use ports::Ports;
+pub use reconcile::ReconcileReport;
+pub use status::Status;
 
 #[cfg(test)]
 mod attach_tests;

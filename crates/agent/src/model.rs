@@ -2,6 +2,7 @@
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use trellis_types::{ContainerId, Handle, IfName, InvalidInput, NetnsPath, PortMapping, Protocol};
 
@@ -140,6 +141,14 @@ pub struct AttachRequest {
     pub ifname: IfName,
     /// Ports to publish.
     pub ports: Vec<PortSpec>,
+    /// Addresses to give the container instead of the next free ones: at most
+    /// one per address family of the network, inside its subnets.
+    #[serde(default)]
+    pub fixed_addresses: Vec<IpAddr>,
+    /// Free-form labels, for filtering ([`EndpointFilter`]): keys 1..=63
+    /// bytes of `[A-Za-z0-9_.-/]`, values at most 255 bytes.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl AttachRequest {
@@ -167,4 +176,26 @@ pub struct Endpoint {
     pub routes: Vec<IpNet>,
     /// The published ports, resolved to the container's address.
     pub ports: Vec<PortMapping>,
+}
+
+/// Which endpoints [`crate::Agent::list_endpoints`] returns: all conditions
+/// that are set must hold (labels: every pair must be among the endpoint's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointFilter {
+    /// Only endpoints of this network.
+    pub network: Option<String>,
+    /// Only endpoints of this container.
+    pub container: Option<ContainerId>,
+    /// Only endpoints carrying all of these labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl EndpointFilter {
+    /// Whether `ep` passes the filter.
+    pub fn matches(&self, ep: &Endpoint) -> bool {
+        let r = &ep.request;
+        self.network.as_ref().is_none_or(|n| *n == r.network)
+            && self.container.as_ref().is_none_or(|c| *c == r.container)
+            && self.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v))
+    }
 }

@@ -7,6 +7,7 @@
 
 use crate::Error;
 use crate::agent::Agent;
+use crate::events::Event;
 use crate::model::{Network, NetworkMode, NetworkSpec};
 use crate::records::teardown_result;
 use crate::routed;
@@ -44,8 +45,11 @@ impl Agent {
             return Err(e);
         }
         let name = net.spec.name.clone();
-        let mut nets = self.networks.write().expect("networks lock");
-        nets.insert(name, net.clone());
+        self.networks
+            .write()
+            .expect("networks lock")
+            .insert(name, net.clone());
+        self.emit(Event::NetworkCreated(net.clone()));
         Ok(net)
     }
 
@@ -77,6 +81,7 @@ impl Agent {
         if last {
             self.be.nat.remove_all().await?;
         }
+        self.emit(Event::NetworkDeleted(net));
         Ok(())
     }
 
@@ -114,19 +119,11 @@ impl Agent {
         Ok(())
     }
 
-    async fn plumb_network(&self, net: &Network) -> Result<(), Error> {
+    pub(crate) async fn plumb_network(&self, net: &Network) -> Result<(), Error> {
         self.be.nat.ensure_table().await?;
         match &net.spec.mode {
-            NetworkMode::Bridge { bridge } => {
-                let gateway = IpNet::new(net.gateways[0], net.spec.subnets[0].prefix_len())
-                    .expect("prefix length of a valid subnet");
-                let spec = BridgeSpec {
-                    name: bridge.clone(),
-                    gateway: vec![gateway],
-                    mac: None,
-                    mtu: net.spec.mtu,
-                };
-                self.be.links.ensure_bridge(&spec).await?;
+            NetworkMode::Bridge { .. } => {
+                self.be.links.ensure_bridge(&bridge_spec(net)).await?;
                 self.be.nat.add_network(&bridge_nat(net)).await?;
             }
             NetworkMode::Routed => {
@@ -276,8 +273,20 @@ fn rename_pool_fields(e: trellis_ipam::Error) -> Error {
     }
 }
 
+/// The bridge of a bridge network, with its gateway address.
+pub(crate) fn bridge_spec(net: &Network) -> BridgeSpec {
+    let gateway = IpNet::new(net.gateways[0], net.spec.subnets[0].prefix_len())
+        .expect("prefix length of a valid subnet");
+    BridgeSpec {
+        name: net.spec.bridge().expect("a bridge network").clone(),
+        gateway: vec![gateway],
+        mac: None,
+        mtu: net.spec.mtu,
+    }
+}
+
 /// The NAT view of a bridge network.
-fn bridge_nat(net: &Network) -> NetworkNat {
+pub(crate) fn bridge_nat(net: &Network) -> NetworkNat {
     NetworkNat {
         subnet: net.spec.subnets[0],
         bridge: net.spec.bridge().expect("a bridge network").clone(),
@@ -286,7 +295,7 @@ fn bridge_nat(net: &Network) -> NetworkNat {
 }
 
 /// The NAT view of a routed network's pools.
-fn routed_pools(net: &Network) -> Vec<RoutedPool> {
+pub(crate) fn routed_pools(net: &Network) -> Vec<RoutedPool> {
     net.spec
         .subnets
         .iter()

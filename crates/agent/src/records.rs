@@ -60,6 +60,12 @@ impl Records {
             .await
     }
 
+    /// Rewrites an endpoint's record (a repair changed its MAC or ifindex).
+    pub(crate) async fn put_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
+        self.put(&endpoint_key(&ep.request.handle()), ep, Expect::Any)
+            .await
+    }
+
     pub(crate) async fn delete_endpoint(&self, h: &Handle) -> Result<(), Error> {
         self.store.delete_if(&endpoint_key(h), Expect::Any).await?;
         Ok(())

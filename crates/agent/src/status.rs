@@ -1,0 +1,46 @@
+//! Readiness: whether the node core can serve, and if not, why.
+
+use std::sync::atomic::Ordering;
+
+/// The node core's readiness and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// True when `reasons` is empty.
+    pub ready: bool,
+    /// Why it is not ready (empty when it is).
+    pub reasons: Vec<String>,
+    /// Networks defined.
+    pub networks: usize,
+    /// Endpoints recorded.
+    pub endpoints: usize,
+}
+
+impl crate::Agent {
+    /// Readiness: start-up reconciliation has run, the store answers, and
+    /// (with networks defined) trellis's nftables table is in place.
+    pub async fn status(&self) -> Status {
+        let mut reasons = Vec::new();
+        if !self.reconciled.load(Ordering::Acquire) {
+            reasons.push("start-up reconciliation has not run yet".to_owned());
+        }
+        let endpoints = match self.records.endpoints().await {
+            Ok(eps) => eps.len(),
+            Err(e) => {
+                reasons.push(format!("store unreadable: {e}"));
+                0
+            }
+        };
+        let networks = self.networks().len();
+        if networks > 0
+            && let Err(e) = self.be.nat.ensure_table().await
+        {
+            reasons.push(format!("nftables table missing: {e}"));
+        }
+        Status {
+            ready: reasons.is_empty(),
+            reasons,
+            networks,
+            endpoints,
+        }
+    }
+}
