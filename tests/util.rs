@@ -3,16 +3,19 @@
 
 use std::sync::Arc;
 use trellis_agent::{Agent, AttachRequest, Backends, Endpoint, NetworkMode, NetworkSpec, PortSpec};
-use trellis_store::MemoryStore;
+use trellis_store::{KvStore, MemoryStore};
 use trellis_testlab::Netns;
 use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
 
 /// An agent whose host is the namespace `host`, with an in-memory store.
 pub async fn agent_in(host: &Netns) -> Agent {
+    agent_on(host, Arc::new(MemoryStore::new())).await
+}
+
+/// An agent whose host is the namespace `host`, recording into `store`.
+pub async fn agent_on(host: &Netns, store: Arc<dyn KvStore>) -> Agent {
     let path = NetnsPath::parse("netns", &host.path_str()).unwrap();
-    let be = Backends::kernel(Some(&path), Arc::new(MemoryStore::new()))
-        .await
-        .unwrap();
+    let be = Backends::kernel(Some(&path), store).await.unwrap();
     Agent::open(be, "node1").await.unwrap()
 }
 

@@ -12,7 +12,7 @@ use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
 
 /// The step at which the injected failure happens.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Fail {
+pub(crate) enum Fail {
     Veth,
     /// The host side of a routed port (bridge mode has none).
     HostSide,
@@ -24,8 +24,8 @@ enum Fail {
 
 /// What the mocks saw being undone.
 #[derive(Default, Debug)]
-struct Seen {
-    deleted: Vec<String>,
+pub(crate) struct Seen {
+    pub(crate) deleted: Vec<String>,
     unpublished: usize,
 }
 
@@ -79,6 +79,9 @@ fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
     nat.expect_ensure_table().returning(|| Ok(()));
     nat.expect_add_network().returning(|_| Ok(()));
     nat.expect_add_pool().returning(|_| Ok(()));
+    nat.expect_remove_network().returning(|_| Ok(()));
+    nat.expect_remove_pool().returning(|_| Ok(()));
+    nat.expect_remove_all().returning(|| Ok(()));
     nat.expect_publish().returning(move |_| match fail {
         Fail::Publish => Err(trellis_nat::Error::Kernel {
             op: "publish",
@@ -101,7 +104,7 @@ fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
     }
 }
 
-fn request(id: &str, port: u32) -> AttachRequest {
+pub(crate) fn request(id: &str, port: u32) -> AttachRequest {
     AttachRequest {
         network: "n".into(),
         container: ContainerId::parse("container_id", id).unwrap(),
@@ -113,7 +116,7 @@ fn request(id: &str, port: u32) -> AttachRequest {
     }
 }
 
-async fn agent_failing_at(fail: Fail, routed: bool) -> (Agent, Arc<Mutex<Seen>>) {
+pub(crate) async fn agent_failing_at(fail: Fail, routed: bool) -> (Agent, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let agent = Agent::open(backends(fail, seen.clone()), "node")
         .await

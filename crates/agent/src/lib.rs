@@ -57,4 +57,6 @@ pub use reconcile::ReconcileReport;
 pub use status::Status;
 
 #[cfg(test)]
+mod api_tests;
+#[cfg(test)]
 mod attach_tests;

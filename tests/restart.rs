@@ -1,0 +1,122 @@
+//! Restarting the node core disturbs no running container: traffic through a
+//! published port (bridge mode) and pod to pod (routed mode) keeps flowing,
+//! counted, while the agent is dropped and a new one opens the same redb
+//! store and reconciles; and reconcile finds nothing to change.
+
+mod util;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use trellis_agent::{Agent, ReconcileReport};
+use trellis_store::RedbStore;
+use trellis_testlab::seed::{HOST_IP, SeedLab};
+use trellis_testlab::{Netns, TcpServer, require_root, tcp_request};
+use trellis_types::Protocol;
+use util::{agent_on, attach, bridge_spec, routed_spec};
+
+/// Successes and failures of one stream of requests.
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Counts {
+    fn get(&self) -> (u64, u64) {
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Requests `to` from `from` in a loop until `stop`, counting.
+fn traffic(from: &Netns, to: SocketAddr, stop: &AtomicBool, counts: &Counts) {
+    while !stop.load(Ordering::SeqCst) {
+        match tcp_request(from, to) {
+            Ok(_) => counts.ok.fetch_add(1, Ordering::SeqCst),
+            Err(e) => {
+                eprintln!("request {to} failed: {e}");
+                counts.failed.fetch_add(1, Ordering::SeqCst)
+            }
+        };
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+async fn open(lab: &SeedLab, path: &std::path::Path) -> Agent {
+    agent_on(&lab.host, Arc::new(RedbStore::open(path).unwrap())).await
+}
+
+#[test]
+fn restarting_disturbs_no_running_container() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let lab = SeedLab::build();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trellis.redb");
+    let (c1, p1, p2) = (Netns::new("c1"), Netns::new("p1"), Netns::new("p2"));
+    let (agent, ep1, ep2) = rt.block_on(async {
+        let agent = open(&lab, &db).await;
+        agent.reconcile().await.unwrap();
+        let spec = bridge_spec("web", "192.168.171.0/24", "trweb0");
+        agent.create_network(spec).await.unwrap();
+        let spec = routed_spec("pods", &["10.246.0.0/16"]);
+        agent.create_network(spec).await.unwrap();
+        let ep1 = attach(&agent, "web", "c1", &c1, &[(Protocol::Tcp, 8085, 80)]).await;
+        attach(&agent, "pods", "p1", &p1, &[]).await;
+        let ep2 = attach(&agent, "pods", "p2", &p2, &[]).await;
+        (agent, ep1, ep2)
+    });
+    let _web = TcpServer::start(&c1, SocketAddr::new(ep1.addresses[0].addr(), 80), "c1");
+    let pod = TcpServer::start(&p2, SocketAddr::new(ep2.addresses[0].addr(), 80), "p2");
+    let published: SocketAddr = (IpAddr::V4(HOST_IP), 8085).into();
+    let stop = AtomicBool::new(false);
+    let (via_port, pod_to_pod) = (Counts::default(), Counts::default());
+
+    let (before, report) = std::thread::scope(|s| {
+        s.spawn(|| traffic(&lab.pc, published, &stop, &via_port));
+        s.spawn(|| traffic(&p1, pod.addr(), &stop, &pod_to_pod));
+        std::thread::sleep(Duration::from_millis(500));
+        let before = (via_port.get().0, pod_to_pod.get().0);
+        // The restart: the old agent and its store go away entirely.
+        drop(agent);
+        let report = rt.block_on(async {
+            let agent = open(&lab, &db).await;
+            let report = agent.reconcile().await.unwrap();
+            assert!(agent.status().await.ready);
+            assert_eq!(agent.endpoints().await.unwrap().len(), 3);
+            report
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, Ordering::SeqCst);
+        (before, report)
+    });
+    assert_eq!(
+        report,
+        ReconcileReport::default(),
+        "reconcile changed something"
+    );
+    let streams = [
+        ("published port", &via_port, before.0),
+        ("pod to pod", &pod_to_pod, before.1),
+    ];
+    for (what, counts, ok_before) in streams {
+        let (ok, failed) = counts.get();
+        assert_eq!(
+            failed, 0,
+            "{what}: {failed} requests failed across the restart"
+        );
+        assert!(ok_before > 0, "{what}: no traffic before the restart");
+        assert!(
+            ok > ok_before + 5,
+            "{what}: too little traffic after the restart ({ok_before} -> {ok})"
+        );
+    }
+}
