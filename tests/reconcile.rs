@@ -1,0 +1,231 @@
+//! Check, reconcile and garbage collection against real kernel state: things
+//! are broken or left behind by hand with `ip` and `nft` in the test's own
+//! namespaces, `check` names them, and `reconcile` / `garbage_collect`
+//! restore exactly what the records say — no more, no less.
+
+mod util;
+
+use std::net::SocketAddr;
+use trellis_agent::{Agent, Endpoint, ReconcileReport};
+use trellis_testlab::{Netns, TcpServer, require_root, tcp_request};
+use trellis_types::{ContainerId, Handle, IfName, Protocol};
+use util::{agent_in, attach, bridge_spec, routed_spec};
+
+async fn problems(agent: &Agent, ep: &Endpoint) -> Vec<String> {
+    let h = ep.request.handle();
+    agent.check(&h.container, &h.ifname).await.unwrap()
+}
+
+async fn assert_healthy(agent: &Agent, eps: &[&Endpoint]) {
+    for ep in eps {
+        let p = problems(agent, ep).await;
+        assert!(p.is_empty(), "{}: {p:?}", ep.request.container);
+    }
+}
+
+fn has(list: &[String], needle: &str) -> bool {
+    list.iter().any(|p| p.contains(needle))
+}
+
+fn nft(host: &Netns, verb: &str, elem: &str) {
+    host.exec_ok(&["nft", verb, "element", "inet", "trellis", "ports4", elem]);
+}
+
+/// Two networks (bridge "b", routed "r") on `host`.
+async fn setup(host: &Netns) -> Agent {
+    let agent = agent_in(host).await;
+    assert_eq!(agent.reconcile().await.unwrap(), ReconcileReport::default());
+    let spec = bridge_spec("b", "192.168.172.0/24", "tbrb");
+    agent.create_network(spec).await.unwrap();
+    let spec = routed_spec("r", &["10.247.0.0/16"]);
+    agent.create_network(spec).await.unwrap();
+    agent
+}
+
+fn reach(host: &Netns, ep: &Endpoint, ns: &Netns) {
+    let addr = SocketAddr::new(ep.addresses[0].addr(), 80);
+    let _server = TcpServer::start(ns, addr, "c");
+    tcp_request(host, addr).unwrap_or_else(|e| panic!("host reaches {addr}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_what_was_broken_and_reconcile_repairs_it() {
+    require_root();
+    let host = Netns::new("host");
+    let agent = setup(&host).await;
+    let (c1, p1) = (Netns::new("c1"), Netns::new("p1"));
+    let ep1 = attach(&agent, "b", "c1", &c1, &[(Protocol::Tcp, 8086, 80)]).await;
+    let ep2 = attach(&agent, "r", "p1", &p1, &[]).await;
+    assert_healthy(&agent, &[&ep1, &ep2]).await;
+    let (addr1, addr2) = (ep1.addresses[0], ep2.addresses[0].addr());
+    let (veth1, veth2) = (ep1.host_ifname.as_str(), ep2.host_ifname.as_str());
+
+    // The container side: an address and the route that went with it.
+    c1.ip("addr flush dev eth0");
+    let p = problems(&agent, &ep1).await;
+    assert!(has(&p, &format!("lacks address {addr1}")), "{p:?}");
+    assert!(has(&p, "container route 0.0.0.0/0"), "{p:?}");
+    c1.ip(&format!("addr add {addr1} dev eth0"));
+    c1.ip("route add default via 192.168.172.1 proto 116");
+    assert_healthy(&agent, &[&ep1]).await;
+
+    // The bridge (its ports fall off it), a published port, a routed host
+    // route and neighbour, a routed veth.
+    host.ip("link del tbrb");
+    nft(&host, "delete", "{ tcp . 8086 }");
+    host.ip(&format!("route del {addr2}/32 dev {veth2}"));
+    host.ip(&format!("neigh del {addr2} dev {veth2}"));
+    let p = problems(&agent, &ep1).await;
+    assert!(has(&p, "bridge tbrb is missing"), "{p:?}");
+    assert!(has(&p, "published port 8086/tcp"), "{p:?}");
+    let p = problems(&agent, &ep2).await;
+    assert!(
+        has(&p, &format!("host route {addr2}/32 dev {veth2} is missing")),
+        "{p:?}"
+    );
+    assert!(has(&p, &format!("neighbour {addr2}")), "{p:?}");
+
+    let r = agent.reconcile().await.unwrap();
+    assert!(r.errors.is_empty() && r.detached.is_empty(), "{r:?}");
+    assert!(has(&r.repaired, "bridge tbrb"), "{r:?}");
+    assert!(has(&r.repaired, &format!("veth {veth1}")), "{r:?}");
+    assert!(has(&r.repaired, "host routes of p1/eth0"), "{r:?}");
+    assert!(has(&r.repaired, "nftables"), "{r:?}");
+    assert_healthy(&agent, &[&ep1, &ep2]).await;
+    reach(&host, &ep1, &c1);
+    let nft_rules = host.exec_ok(&["nft", "list", "table", "inet", "trellis"]);
+    assert!(nft_rules.contains("8086"), "{nft_rules}");
+
+    // A routed veth gone (the container end goes with it): plumbed again
+    // with the same address.
+    host.ip(&format!("link del {veth2}"));
+    let p = problems(&agent, &ep2).await;
+    assert!(has(&p, &format!("host veth {veth2} is missing")), "{p:?}");
+    assert!(has(&p, "container interface eth0 is missing"), "{p:?}");
+    let r = agent.reconcile().await.unwrap();
+    assert!(has(&r.repaired, &format!("veth {veth2}")), "{r:?}");
+    assert_healthy(&agent, &[&ep1, &ep2]).await;
+    reach(&host, &ep2, &p1);
+
+    // Healthy now: another reconcile changes nothing.
+    assert_eq!(agent.reconcile().await.unwrap(), ReconcileReport::default());
+}
+
+fn ghost() -> Handle {
+    let c = ContainerId::parse("container_id", "ghost").unwrap();
+    Handle::new(c, IfName::parse("ifname", "eth0").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_removes_what_no_record_explains() {
+    require_root();
+    let host = Netns::new("host");
+    let agent = setup(&host).await;
+    let (c1, p1, c2) = (Netns::new("c1"), Netns::new("p1"), Netns::new("c2"));
+    let ep1 = attach(&agent, "b", "c1", &c1, &[(Protocol::Tcp, 8086, 80)]).await;
+    let ep2 = attach(&agent, "r", "p1", &p1, &[]).await;
+    let gone = attach(&agent, "b", "c2", &c2, &[(Protocol::Tcp, 8087, 80)]).await;
+    let block = agent.ipam().owned_blocks("r.v4").await.unwrap()[0];
+
+    // Left behind, as by a crash: a trellis veth, routes of protocol 116 (a
+    // blackhole of a block this host does not own), an IPAM allocation, a
+    // published-port element. Missing: the owned block's blackhole. Gone:
+    // c2's namespace (its veth goes with it).
+    host.ip("link add tr0123456789abc type veth peer name orphanpeer");
+    host.ip("route add blackhole 10.99.0.0/26 proto 116");
+    host.ip("route add 10.98.0.0/24 via 192.168.172.50 proto 116");
+    host.ip(&format!("route del blackhole {block}"));
+    agent.ipam().allocate("b.v4", &ghost()).await.unwrap();
+    nft(&host, "add", "{ tcp . 9999 : 192.168.172.50 . 80 }");
+    drop(c2);
+
+    let r = agent.reconcile().await.unwrap();
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.detached, vec![gone.request.handle()]);
+    assert!(has(&r.removed, "veth tr0123456789abc"), "{r:?}");
+    assert!(has(&r.removed, "route blackhole 10.99.0.0/26"), "{r:?}");
+    assert!(has(&r.removed, "allocation of ghost/eth0"), "{r:?}");
+    assert!(
+        has(&r.repaired, &format!("route blackhole {block}")),
+        "{r:?}"
+    );
+    assert!(has(&r.repaired, "nftables"), "{r:?}");
+
+    assert!(!host.ip("-o link show").contains("tr0123456789abc"));
+    let routes = host.ip("route show proto 116");
+    assert!(!routes.contains("10.99.0.0"), "{routes}");
+    assert!(routes.contains(&format!("blackhole {block}")), "{routes}");
+    assert!(
+        routes.contains("10.98.0.0/24 via"),
+        "peer routes are not ours to judge: {routes}"
+    );
+    let table = host.exec_ok(&["nft", "list", "table", "inet", "trellis"]);
+    assert!(
+        !table.contains("9999") && !table.contains("8087"),
+        "{table}"
+    );
+    assert!(table.contains("8086"), "{table}");
+    assert!(
+        agent
+            .ipam()
+            .addresses_of(&ghost())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        agent
+            .ipam()
+            .addresses_of(&gone.request.handle())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(agent.endpoints().await.unwrap().len(), 2);
+    assert_healthy(&agent, &[&ep1, &ep2]).await;
+    assert!(agent.status().await.ready);
+    assert_eq!(agent.reconcile().await.unwrap(), ReconcileReport::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collect_keeps_only_the_valid_endpoints() {
+    require_root();
+    let host = Netns::new("host");
+    let agent = setup(&host).await;
+    let ns: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("g{i}"))).collect();
+    let mut eps = Vec::new();
+    for (i, n) in ns.iter().enumerate() {
+        let port = (8090 + i) as u32;
+        eps.push(
+            attach(
+                &agent,
+                "b",
+                &format!("g{i}"),
+                n,
+                &[(Protocol::Tcp, port, 80)],
+            )
+            .await,
+        );
+    }
+    eps.push(attach(&agent, "r", "g3", &Netns::new("g3"), &[]).await);
+    host.ip("link add tr0123456789abd type veth peer name orphanpeer");
+    agent.ipam().allocate("b.v4", &ghost()).await.unwrap();
+
+    let valid = [eps[0].request.handle()];
+    let report = agent.garbage_collect(&valid).await.unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
+    let mut removed = report.removed.clone();
+    removed.sort();
+    let mut want: Vec<Handle> = eps[1..].iter().map(|e| e.request.handle()).collect();
+    want.push(ghost());
+    want.sort();
+    assert_eq!(removed, want);
+    let links = host.ip("-o link show");
+    assert!(links.contains(eps[0].host_ifname.as_str()));
+    assert_eq!(links.matches(": tr").count(), 1, "{links}");
+    let table = host.exec_ok(&["nft", "list", "table", "inet", "trellis"]);
+    assert!(table.contains("8090") && !table.contains("8091"), "{table}");
+    assert_eq!(agent.endpoints().await.unwrap().len(), 1);
+    assert_healthy(&agent, &[&eps[0]]).await;
+    reach(&host, &eps[0], &ns[0]);
+}
