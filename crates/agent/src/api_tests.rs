@@ -7,6 +7,8 @@ use crate::{Agent, EndpointFilter, Error, ErrorClass, Event};
 use std::net::IpAddr;
 use trellis_types::InvalidInput;
 
+type Labels = Vec<(String, String)>;
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -55,7 +57,7 @@ async fn a_fixed_address_is_given_and_a_taken_one_is_refused_changing_nothing() 
 async fn bad_fixed_addresses_and_labels_are_refused_naming_the_field() {
     let (agent, seen) = agent_failing_at(Fail::Nothing, false).await;
     let before = state(&agent).await;
-    let cases: Vec<(Vec<IpAddr>, Vec<(String, String)>, &str)> = vec![
+    let cases: Vec<(Vec<IpAddr>, Labels, &str)> = vec![
         (vec![ip("10.6.0.5")], vec![], "fixed_addresses"),
         (
             vec![ip("10.5.0.5"), ip("10.5.0.6")],
