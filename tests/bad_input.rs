@@ -168,3 +168,48 @@ fn tempfile_path() -> String {
     std::fs::write(&path, b"not a namespace").unwrap();
     path.to_string_lossy().into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_fixed_addresses_and_labels_change_nothing() {
+    require_root();
+    let host = Netns::new("host");
+    let agent = agent_in(&host).await;
+    let spec = bridge_spec("n1", "192.168.169.0/24", "tbr1");
+    agent.create_network(spec).await.unwrap();
+    let c1 = Netns::new("c1");
+    let mut req = request("n1", "c1", &c1, &[]);
+    req.fixed_addresses = vec!["192.168.169.50".parse().unwrap()];
+    agent.attach(req).await.unwrap();
+
+    let before = (Snapshot::take(&host), store_dump(&agent).await);
+    let c2 = Netns::new("c2");
+    let bad: [(&[&str], &[(&str, &str)], &str); 5] = [
+        (&["10.9.0.5"], &[], "fixed_addresses"),
+        (&["192.168.169.5", "192.168.169.6"], &[], "fixed_addresses"),
+        (&["192.168.169.50"], &[], "taken"),
+        (&[], &[("bad key", "v")], "labels"),
+        (&[], &[("", "v")], "labels"),
+    ];
+    for (fixed, labels, want) in bad {
+        let mut req = request("n1", "c2", &c2, &[(Protocol::Tcp, 8088, 80)]);
+        req.fixed_addresses = fixed.iter().map(|a| a.parse().unwrap()).collect();
+        req.labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let e = agent.attach(req).await.unwrap_err();
+        if want == "taken" {
+            assert_eq!(e.class(), trellis_agent::ErrorClass::AlreadyExists, "{e}");
+            assert!(e.to_string().contains("192.168.169.50"), "{e}");
+        } else {
+            assert_eq!(field_of(&e), want, "{fixed:?} {labels:?}: {e}");
+        }
+        let after = (Snapshot::take(&host), store_dump(&agent).await);
+        assert!(before == after, "{fixed:?} {labels:?} changed something");
+        assert_eq!(
+            c2.ip("-o link show").lines().count(),
+            1,
+            "c2 got an interface"
+        );
+    }
+}

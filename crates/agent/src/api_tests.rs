@@ -151,3 +151,27 @@ async fn status_is_not_ready_until_reconciled_and_check_needs_a_record() {
     let e = agent.check(&r.container, &r.ifname).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
 }
+
+#[tokio::test]
+async fn a_failure_at_any_step_frees_the_fixed_address_too() {
+    let bridge = [Fail::Veth, Fail::Container, Fail::Publish].map(|f| (f, false));
+    let routed = [Fail::Veth, Fail::HostSide, Fail::Container, Fail::Publish].map(|f| (f, true));
+    for (fail, routed) in bridge.into_iter().chain(routed) {
+        let (agent, _) = agent_failing_at(fail, routed).await;
+        let mut req = request("c1", 8081);
+        req.fixed_addresses = vec![ip("10.5.0.9")];
+        req.labels = [("app".to_owned(), "web".to_owned())].into_iter().collect();
+        agent.attach(req.clone()).await.unwrap_err();
+        let what = format!("{fail:?} (routed: {routed})");
+        assert_eq!(agent.ipam().usage("n.v4").await.unwrap().used, 0, "{what}");
+        assert!(agent.endpoints().await.unwrap().is_empty(), "{what}");
+        // The address is free for someone else.
+        let h = request("c2", 1).handle();
+        let pool = "n.v4";
+        agent
+            .ipam()
+            .allocate_specific(pool, &h, ip("10.5.0.9"))
+            .await
+            .unwrap();
+    }
+}
