@@ -169,6 +169,9 @@ fn tempfile_path() -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Fixed addresses, labels, and the field (or `taken`) the refusal names.
+type BadCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_fixed_addresses_and_labels_change_nothing() {
     require_root();
@@ -183,7 +186,7 @@ async fn bad_fixed_addresses_and_labels_change_nothing() {
 
     let before = (Snapshot::take(&host), store_dump(&agent).await);
     let c2 = Netns::new("c2");
-    let bad: [(&[&str], &[(&str, &str)], &str); 5] = [
+    let bad: [BadCase; 5] = [
         (&["10.9.0.5"], &[], "fixed_addresses"),
         (&["192.168.169.5", "192.168.169.6"], &[], "fixed_addresses"),
         (&["192.168.169.50"], &[], "taken"),
