@@ -8,7 +8,7 @@
 
 mod unix;
 
-pub use unix::{ConnectError, connect_unix};
+pub use unix::{ConnectError, channel_unix, connect_unix};
 
 /// The `trellis.v1` package: messages, `agent_client::AgentClient`,
 /// `agent_server::{Agent, AgentServer}`.

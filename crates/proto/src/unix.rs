@@ -45,14 +45,32 @@ impl std::error::Error for ConnectError {
 
 /// Connects an [`AgentClient`] to the agent listening on the unix socket `path`.
 pub async fn connect_unix(path: impl AsRef<Path>) -> Result<AgentClient<Channel>, ConnectError> {
+    Ok(AgentClient::new(channel_unix(path).await?))
+}
+
+/// A channel to the unix socket `path`, for clients of other services on the
+/// same server (health, reflection) or to share one connection.
+pub async fn channel_unix(path: impl AsRef<Path>) -> Result<Channel, ConnectError> {
     let path = path.as_ref().to_path_buf();
     let dial = path.clone();
-    let channel = Endpoint::from_static("http://trellisd.invalid")
+    Endpoint::from_static("http://trellisd.invalid")
         .connect_with_connector(service_fn(move |_: Uri| {
             let dial = dial.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(dial).await?)) }
         }))
         .await
-        .map_err(|source| ConnectError { path, source })?;
-    Ok(AgentClient::new(channel))
+        .map_err(|source| ConnectError { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_socket_is_named_with_the_io_error() {
+        let e = connect_unix("/nonexistent/trellis.sock").await.unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("/nonexistent/trellis.sock"), "{msg}");
+        assert!(msg.contains("No such file"), "{msg}");
+    }
 }
