@@ -1,0 +1,303 @@
+//! Configuration: a TOML file, overridden by flags (and their `TRELLISD_*`
+//! environment variables), resolved into one validated [`Config`].
+//!
+//! Precedence, highest first: command-line flag, environment variable, the
+//! file, the built-in default. The default file may be missing (defaults
+//! apply); a file named with `--config` must exist. Every error names the
+//! offending value and where it came from.
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/trellis/trellisd.toml";
+/// Where state (the redb file) lives by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/trellis";
+/// The default gRPC unix socket.
+pub const DEFAULT_SOCKET: &str = "/run/trellis/trellisd.sock";
+/// The name of the redb file inside the state directory.
+pub const STORE_FILE: &str = "trellis.redb";
+
+/// The command line of trellisd.
+#[derive(Debug, Parser)]
+#[command(name = "trellisd", version, about = "The trellis node daemon")]
+pub struct Args {
+    /// The TOML config file; a missing default file means "all defaults".
+    #[arg(long, env = "TRELLISD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's name [default: the host name].
+    #[arg(long, env = "TRELLISD_NODE")]
+    pub node: Option<String>,
+    /// Directory of the durable state (created 0700) [default: /var/lib/trellis].
+    #[arg(long, env = "TRELLISD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The gRPC unix socket (mode 0600) [default: /run/trellis/trellisd.sock].
+    #[arg(long, env = "TRELLISD_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Also serve gRPC on this TCP address (TLS required).
+    #[arg(long, env = "TRELLISD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate (chain) for TCP.
+    #[arg(long, env = "TRELLISD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TCP.
+    #[arg(long, env = "TRELLISD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when given, TCP clients must present a certificate it signed.
+    #[arg(long, env = "TRELLISD_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve TCP in plaintext, without TLS (for labs only; flag only, on purpose).
+    #[arg(long)]
+    pub insecure_tcp: bool,
+    /// Log format [default: human].
+    #[arg(long, env = "TRELLISD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter: a level or tracing directives (`info,trellis_agent=debug`) [default: info].
+    #[arg(long, env = "RUST_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "TRELLISD_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Print the resolved configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The config file's shape; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node: Option<String>,
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    #[serde(default)]
+    tcp: FileTcp,
+    #[serde(default)]
+    log: FileLog,
+    #[serde(default)]
+    metrics: FileMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTcp {
+    listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<LogFormat>,
+    level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    listen: Option<SocketAddr>,
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// This node's name.
+    pub node: String,
+    /// Directory of the durable state.
+    pub state_dir: PathBuf,
+    /// The gRPC unix socket.
+    pub socket: PathBuf,
+    /// The optional TCP listener.
+    pub tcp: Option<Tcp>,
+    /// Logging.
+    pub log: Log,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// gRPC over TCP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tcp {
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// TLS material; `None` only with `--insecure-tcp`.
+    pub tls: Option<Tls>,
+}
+
+/// Paths of the TLS material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Log {
+    /// Human or JSON.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive string.
+    pub level: String,
+}
+
+impl Config {
+    /// Reads the file the arguments point at (or the default one) and
+    /// resolves it with the arguments.
+    pub fn load(args: &Args) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None if Path::new(DEFAULT_CONFIG).exists() => read_file(Path::new(DEFAULT_CONFIG))?,
+            None => String::new(),
+        };
+        let origin = args.config.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG));
+        Self::resolve(args, &file, origin)
+    }
+
+    /// Resolves `args` over the TOML text `file` (read from `origin`).
+    pub fn resolve(args: &Args, file: &str, origin: &Path) -> Result<Self> {
+        let f: FileConfig =
+            toml::from_str(file).with_context(|| format!("config file {}", origin.display()))?;
+        let node = match args.node.clone().or(f.node) {
+            Some(n) => n,
+            None => hostname()?,
+        };
+        check_node(&node)?;
+        let log = Log {
+            format: args.log_format.or(f.log.format).unwrap_or(LogFormat::Human),
+            level: args
+                .log_level
+                .clone()
+                .or(f.log.level)
+                .unwrap_or("info".into()),
+        };
+        tracing_subscriber::EnvFilter::try_new(&log.level)
+            .with_context(|| format!("log level {:?} is not a valid filter", log.level))?;
+        Ok(Config {
+            node,
+            state_dir: args
+                .state_dir
+                .clone()
+                .or(f.state_dir)
+                .unwrap_or(DEFAULT_STATE_DIR.into()),
+            socket: args
+                .socket
+                .clone()
+                .or(f.socket)
+                .unwrap_or(DEFAULT_SOCKET.into()),
+            tcp: resolve_tcp(args, f.tcp)?,
+            log,
+            metrics: args.metrics_addr.or(f.metrics.listen),
+        })
+    }
+
+    /// The redb file inside the state directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join(STORE_FILE)
+    }
+}
+
+fn read_file(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("read config file {}", path.display()))
+}
+
+fn resolve_tcp(args: &Args, f: FileTcp) -> Result<Option<Tcp>> {
+    let cert = args.tls_cert.clone().or(f.tls_cert);
+    let key = args.tls_key.clone().or(f.tls_key);
+    let client_ca = args.tls_client_ca.clone().or(f.tls_client_ca);
+    let Some(listen) = args.listen.or(f.listen) else {
+        ensure!(
+            cert.is_none() && key.is_none() && client_ca.is_none(),
+            "TLS files are configured but no TCP listen address is (set tcp.listen or --listen)"
+        );
+        ensure!(
+            !args.insecure_tcp,
+            "--insecure-tcp given without a TCP listen address"
+        );
+        return Ok(None);
+    };
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(Tls {
+            cert,
+            key,
+            client_ca,
+        }),
+        (Some(_), None) => bail!("TLS certificate given without a key (tcp.tls_key, --tls-key)"),
+        (None, Some(_)) => {
+            bail!("TLS key given without a certificate (tcp.tls_cert, --tls-cert)")
+        }
+        (None, None) if args.insecure_tcp => {
+            ensure!(
+                client_ca.is_none(),
+                "a TLS client CA makes no sense with --insecure-tcp"
+            );
+            None
+        }
+        (None, None) => bail!(
+            "TCP listen address {listen} has no TLS: give a certificate and key \
+             (--tls-cert/--tls-key or tcp.tls_cert/tcp.tls_key), or --insecure-tcp to serve plaintext"
+        ),
+    };
+    Ok(Some(Tcp { listen, tls }))
+}
+
+/// Node names: 1..=63 bytes of `[A-Za-z0-9_.-]` (a host name fits).
+fn check_node(node: &str) -> Result<()> {
+    let ok = (1..=63).contains(&node.len())
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    ensure!(
+        ok,
+        "node name {node:?} must be 1..=63 bytes of [A-Za-z0-9_.-]"
+    );
+    Ok(())
+}
+
+fn hostname() -> Result<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .context("read the host name (give --node)")?;
+    Ok(name.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(argv: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("trellisd").chain(argv.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn node_names() {
+        assert!(check_node("host-1.example_x").is_ok());
+        assert!(check_node("").is_err());
+        assert!(check_node("a b").is_err());
+        assert!(check_node(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn client_ca_without_tls_is_refused() {
+        let a = args(&["--node=n", "--listen=127.0.0.1:1", "--insecure-tcp"]);
+        let err = Config::resolve(&a, "[tcp]\ntls_client_ca = \"/ca\"\n", Path::new("f"));
+        assert!(format!("{:#}", err.unwrap_err()).contains("client CA"));
+    }
+}

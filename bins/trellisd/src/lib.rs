@@ -1,0 +1,112 @@
+//! trellisd, the node daemon: the trellis agent served over gRPC.
+//!
+//! Design decisions:
+//!
+//! * **Standalone by default.** With no controller configured the daemon keeps
+//!   its state in a redb file under the state directory and needs nothing
+//!   else; every path is a flag so that tests run it in a temporary directory
+//!   inside a network namespace of their own.
+//! * **The unix socket is the API's front door**, mode 0600: only root drives
+//!   the daemon. TCP is optional and refused without TLS unless
+//!   `--insecure-tcp` says otherwise, explicitly.
+//! * **Metrics from the outside in.** RPC counts, codes and latencies come
+//!   from a tower layer around the whole gRPC server, not from the service;
+//!   state gauges are read from the agent when Prometheus scrapes.
+//! * **Servers take listeners and a shutdown future** ([`server::serve`]), as
+//!   in mini-redis: `main` binds and waits for SIGTERM/SIGINT, tests bind
+//!   what they like.
+
+pub mod config;
+pub mod fs;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod server;
+
+use anyhow::{Context, Result};
+use config::Config;
+use std::future::Future;
+use std::sync::Arc;
+use trellis_agent::{Agent, Backends};
+use trellis_store::RedbStore;
+
+/// Runs the daemon described by `cfg` until `shutdown` completes: opens the
+/// store, opens the agent on the host's namespace, binds, serves, and removes
+/// the socket on the way out.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let agent = Arc::new(open_agent(&cfg).await?);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let services = server::Services::new(&agent).await;
+    let listeners = bind(&cfg).await?;
+    tracing::info!(
+        node = %cfg.node,
+        socket = %cfg.socket.display(),
+        tcp = ?cfg.tcp.as_ref().map(|t| t.listen),
+        metrics = ?cfg.metrics,
+        "trellisd ready"
+    );
+    notify::notify("READY=1");
+    let served = server::serve(services, listeners, metrics, Some(agent), async {
+        shutdown.await;
+        notify::notify("STOPPING=1");
+    })
+    .await;
+    fs::remove_socket(&cfg.socket);
+    served
+}
+
+async fn open_agent(cfg: &Config) -> Result<Agent> {
+    fs::ensure_state_dir(&cfg.state_dir)?;
+    let path = cfg.store_path();
+    let store = RedbStore::open(&path).with_context(|| format!("open store {}", path.display()))?;
+    let backends = Backends::kernel(None, Arc::new(store))
+        .await
+        .context("open netlink and nf_tables sockets")?;
+    let agent = Agent::open(backends, &cfg.node)
+        .await
+        .context("load networks and endpoints from the store")?;
+    // Before serving: records whose netns is gone are detached, trellis's
+    // kernel objects with no record are removed, missing pieces put back.
+    // Failures of single items are reported, not fatal.
+    let report = agent.reconcile().await.context("reconcile")?;
+    for e in &report.errors {
+        tracing::warn!(error = %e, "reconcile");
+    }
+    tracing::info!(
+        networks = agent.networks().len(),
+        detached = report.detached.len(),
+        removed = report.removed.len(),
+        repaired = report.repaired.len(),
+        errors = report.errors.len(),
+        store = %path.display(),
+        "agent opened and reconciled"
+    );
+    Ok(agent)
+}
+
+/// Binds every listener the config names.
+pub async fn bind(cfg: &Config) -> Result<server::Listeners> {
+    let unix = fs::bind_unix(&cfg.socket)?;
+    let tcp = match &cfg.tcp {
+        Some(tcp) => {
+            let listener = tokio::net::TcpListener::bind(tcp.listen)
+                .await
+                .with_context(|| format!("bind TCP {}", tcp.listen))?;
+            let tls = tcp.tls.as_ref().map(server::tls_config).transpose()?;
+            if tls.is_none() {
+                tracing::warn!(listen = %tcp.listen, "serving gRPC over TCP WITHOUT TLS (--insecure-tcp)");
+            }
+            Some((listener, tls))
+        }
+        None => None,
+    };
+    let metrics = match cfg.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("bind metrics {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok(server::Listeners { unix, tcp, metrics })
+}

@@ -1,0 +1,264 @@
+//! Prometheus metrics: RPC counters and latencies recorded by a tower layer
+//! around the whole gRPC server ([`RpcMetricsLayer`]), and gauges of the
+//! agent's state (endpoints, IPAM use) collected when scraped.
+//!
+//! The layer sees only HTTP/2 requests and `grpc-status`, so it measures every
+//! service the server hosts (the Agent, health, reflection) without knowing
+//! any of them. Gauges are read from the agent at scrape time rather than
+//! kept in step with every change, so they cannot drift from the store.
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `trellis_rpc_requests_total` | counter | service, method, code |
+//! | `trellis_rpc_errors_total` | counter (code ≠ OK) | service, method, code |
+//! | `trellis_rpc_duration_seconds` | histogram | service, method |
+//! | `trellis_networks` | gauge | — |
+//! | `trellis_endpoints` | gauge | network |
+//! | `trellis_ipam_capacity_addresses` | gauge | network, pool |
+//! | `trellis_ipam_used_addresses` | gauge | network, pool |
+//! | `trellis_ipam_free_addresses` | gauge | network, pool |
+//! | `trellis_ipam_claimed_blocks` | gauge | network, pool |
+//! | `trellis_metrics_collect_errors_total` | counter | — |
+//!
+//! Attach and Detach latency are `trellis_rpc_duration_seconds` with
+//! `method="Attach"` / `method="Detach"`.
+
+mod http;
+mod layer;
+
+pub use http::serve as serve_http;
+pub use layer::{RpcMetricsLayer, RpcMetricsService};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use trellis_agent::Agent;
+
+/// Labels of one RPC method.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// The fully qualified service (`trellis.v1.Agent`).
+    pub service: String,
+    /// The method (`Attach`).
+    pub method: String,
+}
+
+/// Labels of one RPC method and its outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// The fully qualified service.
+    pub service: String,
+    /// The method.
+    pub method: String,
+    /// The gRPC status code name (`OK`, `INVALID_ARGUMENT`, …).
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NetworkLabels {
+    network: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    network: String,
+    pool: String,
+}
+
+type HistogramFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+/// The RPC metrics that the layer updates.
+#[derive(Debug, Clone)]
+pub struct RpcMetrics {
+    requests: Family<CodeLabels, Counter>,
+    errors: Family<CodeLabels, Counter>,
+    duration: HistogramFamily,
+}
+
+impl RpcMetrics {
+    /// Records one finished call.
+    pub fn record(&self, method: MethodLabels, code: &str, seconds: f64) {
+        let labels = CodeLabels {
+            service: method.service.clone(),
+            method: method.method.clone(),
+            code: code.to_owned(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        if code != "OK" {
+            self.errors.get_or_create(&labels).inc();
+        }
+        self.duration.get_or_create(&method).observe(seconds);
+    }
+}
+
+/// Gauges of the agent's state, refilled at every scrape.
+#[derive(Debug, Default)]
+struct StateGauges {
+    networks: Gauge,
+    endpoints: Family<NetworkLabels, Gauge>,
+    capacity: Family<PoolLabels, Gauge>,
+    used: Family<PoolLabels, Gauge>,
+    free: Family<PoolLabels, Gauge>,
+    blocks: Family<PoolLabels, Gauge>,
+    collect_errors: Counter,
+}
+
+/// Every metric trellisd exports, and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    rpc: RpcMetrics,
+    state: StateGauges,
+    /// One scrape at a time: collection clears and refills the gauges.
+    scrape: tokio::sync::Mutex<()>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 250 µs … ~8 s: attach is expected in single milliseconds, detach in tens.
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("trellis");
+        let rpc = RpcMetrics {
+            requests: Family::default(),
+            errors: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+        };
+        let state = StateGauges::default();
+        let r = &mut registry;
+        r.register(
+            "rpc_requests",
+            "gRPC calls finished, by code",
+            rpc.requests.clone(),
+        );
+        r.register(
+            "rpc_errors",
+            "gRPC calls that ended with a code other than OK",
+            rpc.errors.clone(),
+        );
+        r.register(
+            "rpc_duration_seconds",
+            "gRPC call latency, until the status is sent",
+            rpc.duration.clone(),
+        );
+        r.register(
+            "networks",
+            "Networks known to the agent",
+            state.networks.clone(),
+        );
+        r.register(
+            "endpoints",
+            "Endpoints recorded, by network",
+            state.endpoints.clone(),
+        );
+        r.register(
+            "ipam_capacity_addresses",
+            "Addresses an IPAM pool spans",
+            state.capacity.clone(),
+        );
+        r.register(
+            "ipam_used_addresses",
+            "Addresses allocated from an IPAM pool",
+            state.used.clone(),
+        );
+        r.register(
+            "ipam_free_addresses",
+            "Addresses still allocatable in an IPAM pool",
+            state.free.clone(),
+        );
+        r.register(
+            "ipam_claimed_blocks",
+            "Blocks of an IPAM pool claimed by some host",
+            state.blocks.clone(),
+        );
+        r.register(
+            "metrics_collect_errors",
+            "Scrapes that could not read the agent's state",
+            state.collect_errors.clone(),
+        );
+        Metrics {
+            registry,
+            rpc,
+            state,
+            scrape: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The RPC metrics, for [`RpcMetricsLayer`].
+    pub fn rpc(&self) -> RpcMetrics {
+        self.rpc.clone()
+    }
+
+    /// Reads the agent's state into the gauges and encodes every metric in
+    /// the Prometheus text format.
+    pub async fn scrape(&self, agent: Option<&Agent>) -> String {
+        let _one = self.scrape.lock().await;
+        if let Some(agent) = agent
+            && let Err(e) = self.collect(agent).await
+        {
+            tracing::warn!(error = %e, "metrics: cannot read the agent's state");
+            self.state.collect_errors.inc();
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding into a String cannot fail");
+        out
+    }
+
+    async fn collect(&self, agent: &Agent) -> Result<(), trellis_agent::Error> {
+        let s = &self.state;
+        let networks = agent.networks();
+        let endpoints = agent.endpoints().await?;
+        let mut per_network: BTreeMap<String, i64> =
+            networks.iter().map(|n| (n.spec.name.clone(), 0)).collect();
+        for ep in &endpoints {
+            *per_network.entry(ep.request.network.clone()).or_default() += 1;
+        }
+        s.networks.set(clamp(networks.len() as u128));
+        for family in [&s.capacity, &s.used, &s.free, &s.blocks] {
+            family.clear();
+        }
+        s.endpoints.clear();
+        for (network, n) in per_network {
+            s.endpoints.get_or_create(&NetworkLabels { network }).set(n);
+        }
+        for net in &networks {
+            for (pool, _) in net.pools() {
+                let u = match agent.ipam().usage(&pool).await {
+                    Ok(u) => u,
+                    Err(e) => {
+                        tracing::warn!(%pool, error = %e, "metrics: cannot read IPAM usage");
+                        s.collect_errors.inc();
+                        continue;
+                    }
+                };
+                let l = PoolLabels {
+                    network: net.spec.name.clone(),
+                    pool,
+                };
+                s.capacity.get_or_create(&l).set(clamp(u.capacity));
+                s.used.get_or_create(&l).set(clamp(u.used));
+                s.free.get_or_create(&l).set(clamp(u.free));
+                s.blocks.get_or_create(&l).set(clamp(u.claimed_blocks));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// IPv6 pools span more than an `i64`: saturate.
+fn clamp(v: u128) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
