@@ -1,0 +1,58 @@
+//! Reaching trellisd: its unix socket by default, or a TCP endpoint with TLS.
+
+use std::path::Path;
+
+use anyhow::Result;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use trellis_proto::v1::AgentClient;
+
+use crate::cli::Connection;
+use crate::exit::{CONNECT, Failure, USAGE};
+
+/// Connects to trellisd as `conn` says: `--endpoint` if given, else `--socket`.
+/// Failing to connect exits with [`CONNECT`]; a malformed URL or a missing CA
+/// with [`USAGE`].
+pub async fn connect(conn: &Connection) -> Result<AgentClient<Channel>> {
+    match &conn.endpoint {
+        Some(url) => tcp(url, conn.ca.as_deref()).await,
+        None => trellis_proto::connect_unix(&conn.socket)
+            .await
+            .map_err(|e| fail(CONNECT, e.to_string())),
+    }
+}
+
+fn fail(code: u8, message: String) -> anyhow::Error {
+    Failure { code, message }.into()
+}
+
+async fn tcp(url: &str, ca: Option<&Path>) -> Result<AgentClient<Channel>> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| fail(USAGE, format!("--endpoint {url:?}: {e}")))?;
+    let endpoint = match (endpoint.uri().scheme_str(), ca) {
+        (Some("https"), Some(ca)) => endpoint.tls_config(tls(ca)?)?,
+        (Some("https"), None) => {
+            return Err(fail(USAGE, "--endpoint with https needs --ca".into()));
+        }
+        (Some("http"), None) => endpoint,
+        (Some("http"), Some(_)) => {
+            return Err(fail(USAGE, "--ca needs an https:// --endpoint".into()));
+        }
+        _ => {
+            let why = format!("--endpoint {url:?}: expected https://HOST:PORT");
+            return Err(fail(USAGE, why));
+        }
+    };
+    let channel = endpoint.connect().await.map_err(|e| {
+        let mut message = format!("cannot connect to {url}: {e}");
+        if let Some(inner) = std::error::Error::source(&e) {
+            message.push_str(&format!(": {inner}"));
+        }
+        fail(CONNECT, message)
+    })?;
+    Ok(AgentClient::new(channel))
+}
+
+fn tls(ca: &Path) -> Result<ClientTlsConfig> {
+    let pem = std::fs::read(ca).map_err(|e| fail(USAGE, format!("--ca {}: {e}", ca.display())))?;
+    Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+}

@@ -1,0 +1,58 @@
+//! netctl: the command-line client of trellisd.
+//!
+//! A thin shell over the generated gRPC client of `trellis.v1.Agent`: one
+//! subcommand per RPC, arguments checked locally before anything is sent,
+//! answers rendered as tables for people or JSON/YAML for programs, and the
+//! server's status code and message on stderr with an exit code per class of
+//! failure (see `netctl --help`).
+//!
+//! Layout: [`cli`] declares the command line, [`parse`] the value syntaxes,
+//! [`run`] turns commands into requests, [`view`] turns answers into stable
+//! serialisable structs, [`render`] turns those into text, [`exit`] maps
+//! failures to exit codes.
+
+mod cli;
+mod conn;
+mod exit;
+mod parse;
+mod render;
+mod run;
+mod view;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(async {
+            let mut stdout = std::io::stdout().lock();
+            let code = run::run(cli, &mut stdout).await?;
+            stdout.flush()?;
+            Ok(code)
+        }),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot start the tokio runtime")),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let (line, code) = exit::report(&e);
+            eprintln!("error: {line}");
+            code
+        }
+    }
+}
+
+/// `netctl watch | head` ends with EPIPE on stdout: the reader is done, which
+/// is no failure of ours.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}

@@ -1,0 +1,172 @@
+//! Parsers of the flags whose values have a syntax of their own: published
+//! ports (`-p 8081:80/udp`, as Docker spells them), labels (`--label k=v`) and
+//! attachments to keep during GC (`--keep container[/ifname]`).
+//!
+//! They run as clap value parsers, so a bad spec is refused before any
+//! connection is made, with a message naming the spec and what is wrong.
+
+use std::collections::BTreeMap;
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// TCP, the default when a spec names none.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// One host port forwarded to one container port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSpec {
+    /// TCP or UDP.
+    pub protocol: Proto,
+    /// The port on the host, 1..=65535.
+    pub host_port: u16,
+    /// The port in the container, 1..=65535.
+    pub container_port: u16,
+}
+
+/// One `-p` flag: a single mapping, or a range of them (`8000-8001:80-81`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish(pub Vec<PortSpec>);
+
+/// Parses `hostPort:containerPort[/tcp|udp]`, where either side may be a range
+/// `a-b` of the same length on both sides.
+///
+/// Docker's forms that the API cannot express are refused by name: a host
+/// address (`127.0.0.1:8080:80`) and a container port alone (`80`, which
+/// Docker maps to a random host port).
+pub fn publish(spec: &str) -> Result<Publish, String> {
+    let bad = |why: &str| format!("publish spec {spec:?}: {why}");
+    let (ports, protocol) = match spec.split_once('/') {
+        Some((ports, proto)) => (ports, protocol(proto).map_err(|e| bad(&e))?),
+        None => (spec, Proto::Tcp),
+    };
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (host, container) = match parts.as_slice() {
+        [host, container] => (*host, *container),
+        [_] => return Err(bad("a host port is required (HOST:CONTAINER[/PROTO])")),
+        [_, _, _] => return Err(bad("a host address is not supported; use HOST:CONTAINER")),
+        _ => return Err(bad("expected HOST:CONTAINER[/PROTO]")),
+    };
+    let host = port_range(host).map_err(|e| bad(&format!("host port {e}")))?;
+    let container = port_range(container).map_err(|e| bad(&format!("container port {e}")))?;
+    if host.len() != container.len() {
+        return Err(bad(&format!(
+            "host range has {} ports but container range has {}",
+            host.len(),
+            container.len()
+        )));
+    }
+    let mappings = host
+        .zip(container)
+        .map(|(host_port, container_port)| PortSpec {
+            protocol,
+            host_port,
+            container_port,
+        })
+        .collect();
+    Ok(Publish(mappings))
+}
+
+fn protocol(text: &str) -> Result<Proto, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        _ => Err(format!("protocol {text:?} is not tcp or udp")),
+    }
+}
+
+/// `80` or `8000-8010`; every port 1..=65535 and ranges not reversed.
+fn port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (port(lo)?, port(hi)?),
+        None => (port(text)?, port(text)?),
+    };
+    if lo > hi {
+        return Err(format!("range {text:?} ends before it starts"));
+    }
+    Ok(lo..=hi)
+}
+
+fn port(text: &str) -> Result<u16, String> {
+    if text.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    let n: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    u16::try_from(n)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{text:?} is out of range 1..=65535"))
+}
+
+/// Parses `key=value`; the key must be non-empty, the value may be empty.
+pub fn label(spec: &str) -> Result<(String, String), String> {
+    match spec.split_once('=') {
+        Some(("", _)) => Err(format!("label {spec:?}: the key is empty")),
+        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+        None => Err(format!("label {spec:?}: expected KEY=VALUE")),
+    }
+}
+
+/// Collects labels into a map, refusing a key given twice with two values.
+pub fn labels(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for (k, v) in pairs {
+        if let Some(old) = map.insert(k.clone(), v.clone())
+            && old != *v
+        {
+            return Err(format!("label {k:?} given twice ({old:?} and {v:?})"));
+        }
+    }
+    Ok(map)
+}
+
+/// An attachment named on the command line: a container and, optionally, one
+/// of its interfaces (empty: the server's default, `eth0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keep {
+    /// The container id.
+    pub container_id: String,
+    /// The interface in the container; empty for the server's default.
+    pub ifname: String,
+}
+
+/// Parses `container[/ifname]`.
+pub fn keep(spec: &str) -> Result<Keep, String> {
+    let spec = spec.trim();
+    let (container, ifname) = spec.split_once('/').unwrap_or((spec, ""));
+    if container.is_empty() {
+        return Err(format!("keep spec {spec:?}: the container id is empty"));
+    }
+    if spec.contains('/') && ifname.is_empty() {
+        return Err(format!("keep spec {spec:?}: the interface name is empty"));
+    }
+    if ifname.contains('/') {
+        return Err(format!(
+            "keep spec {spec:?}: expected CONTAINER[/IFNAME], with one '/'"
+        ));
+    }
+    Ok(Keep {
+        container_id: container.to_owned(),
+        ifname: ifname.to_owned(),
+    })
+}
+
+/// Parses a keep file: one `container[/ifname]` per line; blank lines and
+/// lines starting with `#` are skipped. Errors name the line.
+pub fn keep_file(text: &str) -> Result<Vec<Keep>, String> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| keep(line).map_err(|e| format!("line {n}: {e}")))
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

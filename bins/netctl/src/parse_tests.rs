@@ -1,0 +1,134 @@
+//! Unit tests of the flag parsers.
+
+use super::*;
+
+fn one(protocol: Proto, host_port: u16, container_port: u16) -> PortSpec {
+    PortSpec {
+        protocol,
+        host_port,
+        container_port,
+    }
+}
+
+#[test]
+fn publish_accepts_dockers_forms() {
+    let cases = [
+        ("8081:80", vec![one(Proto::Tcp, 8081, 80)]),
+        ("8081:80/tcp", vec![one(Proto::Tcp, 8081, 80)]),
+        ("53:53/udp", vec![one(Proto::Udp, 53, 53)]),
+        ("53:53/UDP", vec![one(Proto::Udp, 53, 53)]),
+        ("65535:1", vec![one(Proto::Tcp, 65535, 1)]),
+        (
+            "8000-8002:80-82/udp",
+            vec![
+                one(Proto::Udp, 8000, 80),
+                one(Proto::Udp, 8001, 81),
+                one(Proto::Udp, 8002, 82),
+            ],
+        ),
+    ];
+    for (spec, want) in cases {
+        assert_eq!(publish(spec), Ok(Publish(want)), "{spec}");
+    }
+}
+
+#[test]
+fn publish_refuses_bad_specs_naming_them() {
+    let cases = [
+        ("80", "a host port is required"),
+        ("127.0.0.1:8080:80", "a host address is not supported"),
+        ("0:80", "host port \"0\" is out of range 1..=65535"),
+        (
+            "8080:70000",
+            "container port \"70000\" is out of range 1..=65535",
+        ),
+        ("http:80", "host port \"http\" is not a number"),
+        (":80", "host port is empty"),
+        ("8080:", "container port is empty"),
+        ("8080:80/sctp", "protocol \"sctp\" is not tcp or udp"),
+        ("8080:80/", "protocol \"\" is not tcp or udp"),
+        (
+            "8002-8000:80-82",
+            "host port range \"8002-8000\" ends before it starts",
+        ),
+        (
+            "8000-8001:80",
+            "host range has 2 ports but container range has 1",
+        ),
+        ("1:2:3:4", "expected HOST:CONTAINER[/PROTO]"),
+        ("", "a host port is required"),
+    ];
+    for (spec, want) in cases {
+        let err = publish(spec).expect_err(spec);
+        assert!(
+            err.starts_with(&format!("publish spec {spec:?}: ")),
+            "{err}"
+        );
+        assert!(err.contains(want), "{spec}: {err} lacks {want:?}");
+    }
+}
+
+#[test]
+fn labels_split_on_the_first_equals_sign() {
+    assert_eq!(label("app=web"), Ok(("app".into(), "web".into())));
+    assert_eq!(label("expr=a=b"), Ok(("expr".into(), "a=b".into())));
+    assert_eq!(label("empty="), Ok(("empty".into(), String::new())));
+    assert_eq!(
+        label("novalue"),
+        Err("label \"novalue\": expected KEY=VALUE".into())
+    );
+    assert_eq!(label("=v"), Err("label \"=v\": the key is empty".into()));
+}
+
+#[test]
+fn labels_refuse_a_key_with_two_values() {
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let map = labels(&pairs(&[("b", "2"), ("a", "1"), ("a", "1")])).unwrap();
+    assert_eq!(
+        map.into_iter().collect::<Vec<_>>(),
+        pairs(&[("a", "1"), ("b", "2")])
+    );
+    assert_eq!(
+        labels(&pairs(&[("a", "1"), ("a", "2")])),
+        Err("label \"a\" given twice (\"1\" and \"2\")".into())
+    );
+}
+
+#[test]
+fn keep_specs() {
+    let k = |c: &str, i: &str| Keep {
+        container_id: c.into(),
+        ifname: i.into(),
+    };
+    assert_eq!(keep("c1"), Ok(k("c1", "")));
+    assert_eq!(keep("c1/eth1"), Ok(k("c1", "eth1")));
+    assert_eq!(keep("  c1/eth1 "), Ok(k("c1", "eth1")));
+    for (bad, why) in [
+        ("", "the container id is empty"),
+        ("/eth0", "the container id is empty"),
+        ("c1/", "the interface name is empty"),
+        ("c1/a/b", "with one '/'"),
+    ] {
+        let err = keep(bad).expect_err(bad);
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn keep_files_skip_comments_and_blank_lines_and_name_bad_lines() {
+    let text = "# valid attachments\nc1\n\n  c2/eth1  \n# done\n";
+    let got = keep_file(text).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].container_id, "c2");
+    assert_eq!(got[1].ifname, "eth1");
+    let err = keep_file("c1\nc2/\n").unwrap_err();
+    assert_eq!(
+        err,
+        "line 2: keep spec \"c2/\": the interface name is empty"
+    );
+    assert_eq!(keep_file(""), Ok(vec![]));
+}
