@@ -1,0 +1,214 @@
+//! Field checks that need no agent: each refusal names its field.
+
+use super::*;
+
+fn bridge(name: &str, subnet: &str) -> pb::NetworkSpec {
+    pb::NetworkSpec {
+        name: name.into(),
+        mode: pb::NetworkMode::Bridge.into(),
+        subnets: vec![subnet.into()],
+        bridge: "tbr0".into(),
+        ..Default::default()
+    }
+}
+
+fn attach() -> pb::AttachRequest {
+    pb::AttachRequest {
+        network: "n1".into(),
+        container_id: "c1".into(),
+        netns: "/run/netns/c1".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_good_bridge_spec_converts() {
+    let spec = network_spec(Some(bridge("n1", "10.1.0.0/24"))).unwrap();
+    assert_eq!(spec.bridge().unwrap().as_str(), "tbr0");
+    assert_eq!(spec.subnets, vec!["10.1.0.0/24".parse::<IpNet>().unwrap()]);
+    assert_eq!((spec.gateway, spec.mtu), (None, None));
+}
+
+#[test]
+fn bad_specs_name_their_field() {
+    let cases: Vec<(&str, pb::NetworkSpec)> = vec![
+        ("subnets", bridge("n1", "10.1.0.0/33")),
+        ("subnets", bridge("n1", "banana")),
+        (
+            "mode",
+            pb::NetworkSpec {
+                mode: 0,
+                ..bridge("n1", "10.0.0.0/24")
+            },
+        ),
+        (
+            "mode",
+            pb::NetworkSpec {
+                mode: 9,
+                ..bridge("n1", "10.0.0.0/24")
+            },
+        ),
+        (
+            "bridge",
+            pb::NetworkSpec {
+                bridge: "".into(),
+                ..bridge("n1", "10.0.0.0/24")
+            },
+        ),
+        (
+            "gateway",
+            pb::NetworkSpec {
+                gateway: "x".into(),
+                ..bridge("n1", "10.0.0.0/24")
+            },
+        ),
+        (
+            "mtu",
+            pb::NetworkSpec {
+                mtu: 10,
+                ..bridge("n1", "10.0.0.0/24")
+            },
+        ),
+        (
+            "mtu",
+            pb::NetworkSpec {
+                mtu: 1000,
+                ..bridge("n1", "fd00::/64")
+            },
+        ),
+        ("name", bridge(&"n".repeat(MAX_TEXT + 1), "10.0.0.0/24")),
+        (
+            "bridge",
+            pb::NetworkSpec {
+                mode: pb::NetworkMode::Routed.into(),
+                ..bridge("n1", "10.0.0.0/16")
+            },
+        ),
+        (
+            "subnets",
+            pb::NetworkSpec {
+                subnets: vec!["10.0.0.0/24".into(); 17],
+                ..bridge("n1", "")
+            },
+        ),
+    ];
+    for (field, spec) in cases {
+        let e = network_spec(Some(spec.clone())).unwrap_err();
+        assert_eq!(e.field, field, "{spec:?}: {e}");
+        assert!(e.to_string().contains(field), "{e}");
+    }
+    assert_eq!(network_spec(None).unwrap_err().field, "spec");
+}
+
+#[test]
+fn oversized_values_are_shown_shortened() {
+    let e = text("netns", &"/".repeat(100_000)).unwrap_err();
+    assert!(e.to_string().len() < 200, "{e}");
+    assert!(e.to_string().contains("100000 bytes"), "{e}");
+}
+
+#[test]
+fn empty_ifname_is_eth0() {
+    let req = attach_request(attach()).unwrap();
+    assert_eq!(req.ifname.as_str(), "eth0");
+    assert_eq!(handle("c1", "").unwrap().ifname.as_str(), "eth0");
+}
+
+#[test]
+fn bad_attaches_name_their_field() {
+    let port = |protocol: i32, host_port, container_port| pb::PortMapping {
+        protocol,
+        host_port,
+        container_port,
+        container_ip: String::new(),
+    };
+    let tcp = pb::Protocol::Tcp as i32;
+    let cases: Vec<(&str, pb::AttachRequest)> = vec![
+        (
+            "network",
+            pb::AttachRequest {
+                network: "".into(),
+                ..attach()
+            },
+        ),
+        (
+            "container_id",
+            pb::AttachRequest {
+                container_id: "".into(),
+                ..attach()
+            },
+        ),
+        (
+            "netns",
+            pb::AttachRequest {
+                netns: "run/netns/x".into(),
+                ..attach()
+            },
+        ),
+        (
+            "ifname",
+            pb::AttachRequest {
+                ifname: "eth/0".into(),
+                ..attach()
+            },
+        ),
+        (
+            "host_port",
+            pb::AttachRequest {
+                ports: vec![port(tcp, 0, 80)],
+                ..attach()
+            },
+        ),
+        (
+            "container_port",
+            pb::AttachRequest {
+                ports: vec![port(tcp, 80, 70000)],
+                ..attach()
+            },
+        ),
+        (
+            "protocol",
+            pb::AttachRequest {
+                ports: vec![port(0, 80, 80)],
+                ..attach()
+            },
+        ),
+        (
+            "ports",
+            pb::AttachRequest {
+                ports: vec![port(tcp, 80, 80); 1025],
+                ..attach()
+            },
+        ),
+        (
+            "fixed_addresses",
+            pb::AttachRequest {
+                fixed_addresses: vec!["10.0.0.300".into()],
+                ..attach()
+            },
+        ),
+        (
+            "labels",
+            pb::AttachRequest {
+                labels: (0..65).map(|i| (i.to_string(), String::new())).collect(),
+                ..attach()
+            },
+        ),
+    ];
+    for (field, req) in cases {
+        let e = attach_request(req).unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.to_string().contains(field), "{e}");
+    }
+}
+
+#[test]
+fn filters_treat_empty_as_any() {
+    let f = filter(pb::ListEndpointsRequest::default()).unwrap();
+    assert_eq!(f, EndpointFilter::default());
+    let bad = pb::ListEndpointsRequest {
+        container_id: "a b".into(),
+        ..Default::default()
+    };
+    assert_eq!(filter(bad).unwrap_err().field, "container_id");
+}

@@ -1,0 +1,141 @@
+//! Bad input over gRPC (issue 4 item 8): each malformed request gets the
+//! right status code, a message naming the field or object at fault, and
+//! changes nothing — not the host namespace (links, addresses, routes,
+//! nftables) and not the store (IPAM and records).
+
+use crate::cases::{attach_cases, endpoint_cases, network_cases};
+use crate::util::{Harness, State, attach, bridge, create, tcp};
+use tonic::Status;
+use tonic::transport::Channel;
+use trellis_proto::v1 as pb;
+use trellis_proto::v1::AgentClient;
+use trellis_testlab::Netns;
+
+/// One RPC of the table.
+pub enum Call {
+    Create(Option<pb::NetworkSpec>),
+    Get(&'static str),
+    Delete(&'static str),
+    Attach(pb::AttachRequest),
+    Detach(&'static str, &'static str),
+    GetEndpoint(&'static str, &'static str),
+    List(pb::ListEndpointsRequest),
+    Check(&'static str, &'static str),
+    Gc(&'static str, &'static str),
+}
+
+async fn run(c: &mut AgentClient<Channel>, call: Call) -> Result<(), Status> {
+    let h = |id: &str, ifname: &str| (id.to_owned(), ifname.to_owned());
+    match call {
+        Call::Create(spec) => c
+            .create_network(pb::CreateNetworkRequest { spec })
+            .await
+            .map(drop),
+        Call::Get(name) => c
+            .get_network(pb::GetNetworkRequest { name: name.into() })
+            .await
+            .map(drop),
+        Call::Delete(name) => {
+            let req = pb::DeleteNetworkRequest { name: name.into() };
+            c.delete_network(req).await.map(drop)
+        }
+        Call::Attach(req) => c.attach(req).await.map(drop),
+        Call::Detach(id, ifname) => {
+            let (container_id, ifname) = h(id, ifname);
+            c.detach(pb::DetachRequest {
+                container_id,
+                ifname,
+            })
+            .await
+            .map(drop)
+        }
+        Call::GetEndpoint(id, ifname) => {
+            let (container_id, ifname) = h(id, ifname);
+            c.get_endpoint(pb::GetEndpointRequest {
+                container_id,
+                ifname,
+            })
+            .await
+            .map(drop)
+        }
+        Call::List(req) => c.list_endpoints(req).await.map(drop),
+        Call::Check(id, ifname) => {
+            let (container_id, ifname) = h(id, ifname);
+            c.check(pb::CheckRequest {
+                container_id,
+                ifname,
+            })
+            .await
+            .map(drop)
+        }
+        Call::Gc(id, ifname) => {
+            let (container_id, ifname) = h(id, ifname);
+            let valid = vec![pb::Attachment {
+                container_id,
+                ifname,
+            }];
+            c.garbage_collect(pb::GarbageCollectRequest { valid })
+                .await
+                .map(drop)
+        }
+    }
+}
+
+/// One valid bridge network with a published port and a fixed address, and
+/// a tiny /29 network filled to the last address.
+async fn setup(h: &Harness, c1: &Netns, tiny: &Netns) {
+    h.host.ip("link add eth0 type veth peer name eth0p");
+    let mut c = h.client.clone();
+    create(&mut c, bridge("n1", "192.168.169.0/24", "tbr1")).await;
+    let mut req = attach("n1", "c1", c1);
+    req.ports = vec![tcp(8081, 80)];
+    req.fixed_addresses = vec!["192.168.169.10".into()];
+    c.attach(req).await.unwrap();
+    // 10.99.0.0/29: .1 is the gateway, .2 to .6 the five hosts.
+    create(&mut c, bridge("tiny", "10.99.0.0/29", "tbrtiny")).await;
+    for i in 1..=5 {
+        let mut req = attach("tiny", &format!("t{i}"), tiny);
+        req.ifname = format!("eth{i}");
+        c.attach(req).await.unwrap_or_else(|s| panic!("t{i}: {s}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_and_change_nothing() {
+    let h = Harness::start().await;
+    let (c1, tiny, c9) = (
+        Netns::new("bad-c1"),
+        Netns::new("bad-tiny"),
+        Netns::new("bad-c9"),
+    );
+    setup(&h, &c1, &tiny).await;
+    let before: State = h.state().await;
+    let c9_links = c9.ip("-o link show");
+    let mut cases = network_cases();
+    cases.extend(attach_cases(&h, &c9));
+    cases.extend(endpoint_cases());
+    assert!(cases.len() >= 25, "only {} cases", cases.len());
+    let mut client = h.client.clone();
+    let mut failures = Vec::new();
+    for (what, call, code, word) in cases {
+        match run(&mut client, call).await {
+            Ok(()) => failures.push(format!("{what}: accepted")),
+            Err(s) if s.code() != code || !s.message().contains(word) => failures.push(format!(
+                "{what}: want {code:?} naming {word:?}, got {:?}: {}",
+                s.code(),
+                s.message()
+            )),
+            Err(_) => {}
+        }
+        if h.state().await != before {
+            failures.push(format!("{what}: changed the host or the store"));
+        }
+        assert_eq!(
+            c9.ip("-o link show"),
+            c9_links,
+            "{what}: the container got a link"
+        );
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    h.stop().await;
+}

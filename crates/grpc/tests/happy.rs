@@ -1,0 +1,152 @@
+//! The happy path over gRPC: health, reflection, and a full round trip that
+//! leaves the host namespace as it found it.
+
+use crate::util::{Harness, Snapshot, attach, bridge, create, tcp};
+use tokio_stream::StreamExt;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use trellis_proto::v1 as pb;
+use trellis_testlab::Netns;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_serving_and_reflection_lists_the_agent() {
+    let h = Harness::start().await;
+    let mut health = HealthClient::new(h.channel.clone());
+    let req = HealthCheckRequest {
+        service: "trellis.v1.Agent".into(),
+    };
+    let status = health.check(req).await.unwrap().into_inner().status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(h.channel.clone());
+    let ask = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::once(ask))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer {answer:?}");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"trellis.v1.Agent"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_attach_list_detach_delete_round_trip() {
+    let h = Harness::start().await;
+    let mut c = h.client.clone();
+    let empty = Snapshot::take(&h.host);
+
+    let net = create(&mut c, bridge("web", "10.88.0.0/24", "tbrweb")).await;
+    assert_eq!(net.gateways, ["10.88.0.1"]);
+    assert_eq!(net.spec.as_ref().unwrap().gateway, "10.88.0.1");
+    let mut events = c
+        .watch(pb::WatchRequest { replay: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = events.next().await.unwrap().unwrap();
+    assert_eq!(first.kind, pb::event::Kind::NetworkCreated as i32);
+
+    let c1 = Netns::new("grpc-c1");
+    let mut req = attach("web", "c1", &c1);
+    req.ports = vec![tcp(8080, 80)];
+    req.labels = [("app".to_owned(), "shop".to_owned())].into();
+    let ep = c.attach(req.clone()).await.unwrap().into_inner();
+    assert_eq!(ep.ifname, "eth0");
+    assert_eq!(ep.addresses, ["10.88.0.2/24"]);
+    assert_eq!(ep.ports[0].container_ip, "10.88.0.2");
+    // Attach is idempotent.
+    assert_eq!(c.attach(req).await.unwrap().into_inner(), ep);
+    let attached = events.next().await.unwrap().unwrap();
+    assert_eq!(attached.kind, pb::event::Kind::EndpointAttached as i32);
+    assert_eq!(
+        attached.object,
+        Some(pb::event::Object::Endpoint(ep.clone()))
+    );
+
+    check_listings(&mut c, &ep).await;
+    let check = pb::CheckRequest {
+        container_id: "c1".into(),
+        ifname: String::new(),
+    };
+    let check = c.check(check).await.unwrap().into_inner();
+    assert!(check.ok, "{:?}", check.problems);
+    let status = c.status(pb::StatusRequest {}).await.unwrap().into_inner();
+    assert!(status.ready, "{:?}", status.reasons);
+    assert_eq!(
+        (status.node.as_str(), status.networks, status.endpoints),
+        ("node1", 1, 1)
+    );
+
+    garbage_collect_keeps_c1(&mut c).await;
+    let detach = pb::DetachRequest {
+        container_id: "c1".into(),
+        ifname: "eth0".into(),
+    };
+    c.detach(detach.clone()).await.unwrap();
+    // Detach of something unknown succeeds.
+    c.detach(detach).await.unwrap();
+    let name = pb::DeleteNetworkRequest { name: "web".into() };
+    c.delete_network(name).await.unwrap();
+    assert_eq!(
+        Snapshot::take(&h.host),
+        empty,
+        "the round trip left something"
+    );
+    // Stopping ends the open watch rather than waiting for it.
+    h.stop().await;
+}
+
+async fn check_listings(c: &mut pb::AgentClient<tonic::transport::Channel>, ep: &pb::Endpoint) {
+    let by_label = pb::ListEndpointsRequest {
+        labels: [("app".to_owned(), "shop".to_owned())].into(),
+        ..Default::default()
+    };
+    let list = c.list_endpoints(by_label).await.unwrap().into_inner();
+    assert_eq!(list.endpoints, std::slice::from_ref(ep));
+    let other = pb::ListEndpointsRequest {
+        network: "other".into(),
+        ..Default::default()
+    };
+    let list = c.list_endpoints(other).await.unwrap().into_inner();
+    assert!(list.endpoints.is_empty());
+    let got = pb::GetEndpointRequest {
+        container_id: "c1".into(),
+        ifname: String::new(),
+    };
+    assert_eq!(&c.get_endpoint(got).await.unwrap().into_inner(), ep);
+    let net = pb::GetNetworkRequest { name: "web".into() };
+    assert_eq!(c.get_network(net).await.unwrap().into_inner().endpoints, 1);
+    let nets = c.list_networks(pb::ListNetworksRequest {}).await.unwrap();
+    assert_eq!(nets.into_inner().networks[0].endpoints, 1);
+}
+
+/// A second container that the orchestrator no longer knows is collected.
+async fn garbage_collect_keeps_c1(c: &mut pb::AgentClient<tonic::transport::Channel>) {
+    let c2 = Netns::new("grpc-c2");
+    c.attach(attach("web", "c2", &c2)).await.unwrap();
+    let keep = pb::Attachment {
+        container_id: "c1".into(),
+        ifname: String::new(),
+    };
+    let gc = pb::GarbageCollectRequest { valid: vec![keep] };
+    let report = c.garbage_collect(gc).await.unwrap().into_inner();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let removed = pb::Attachment {
+        container_id: "c2".into(),
+        ifname: "eth0".into(),
+    };
+    assert_eq!(report.removed, [removed]);
+}
