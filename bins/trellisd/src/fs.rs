@@ -2,7 +2,6 @@
 //! socket that only root may connect to.
 
 use anyhow::{Context, Result, bail};
-use nix::sys::stat::{Mode, umask};
 use std::fs::{DirBuilder, Permissions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -48,25 +47,50 @@ pub fn ensure_state_dir(dir: &Path) -> Result<()> {
 /// directory (0755) if needed. A stale socket left by a crash is replaced; a
 /// socket that still answers means another daemon runs, and is an error; a
 /// path that is not a socket is never removed.
+///
+/// The socket is bound inside a fresh private (0700) directory, made 0600,
+/// and only then renamed into place, so it is never connectable by others,
+/// not even for an instant, whatever the umask (which is process-wide and
+/// therefore not touched).
 pub fn bind_unix(path: &Path) -> Result<UnixListener> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .with_context(|| format!("create socket directory {}", parent.display()))?;
-    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("socket path {} has no file name", path.display()))?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(parent)
+        .with_context(|| format!("create socket directory {}", parent.display()))?;
     remove_stale(path)?;
-    // Bind with a umask that leaves only the owner's bits, so the socket is
-    // never connectable by others, not even between bind and chmod. Nothing
-    // else creates files while the daemon starts, so the process-wide umask
-    // is safe to change for this one call.
-    let old = umask(Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(path);
-    umask(old);
-    let listener = bound.with_context(|| format!("bind unix socket {}", path.display()))?;
-    std::fs::set_permissions(path, Permissions::from_mode(SOCKET_MODE))
-        .with_context(|| format!("chmod unix socket {}", path.display()))?;
+    let private = parent.join(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if private.exists() {
+        std::fs::remove_dir_all(&private)
+            .with_context(|| format!("remove leftover {}", private.display()))?;
+    }
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("create {}", private.display()))?;
+    let bound = bind_private(&private.join("s"), path);
+    let _ = std::fs::remove_dir_all(&private);
+    bound
+}
+
+fn bind_private(tmp: &Path, path: &Path) -> Result<UnixListener> {
+    let listener =
+        UnixListener::bind(tmp).with_context(|| format!("bind unix socket {}", tmp.display()))?;
+    std::fs::set_permissions(tmp, Permissions::from_mode(SOCKET_MODE))
+        .with_context(|| format!("chmod unix socket {}", tmp.display()))?;
+    std::fs::rename(tmp, path)
+        .with_context(|| format!("move the socket into place at {}", path.display()))?;
     Ok(listener)
 }
 

@@ -1,0 +1,111 @@
+//! The trellisd binary end to end, inside a network namespace of its own:
+//! ready on its socket, healthy over gRPC, metrics scraped from inside the
+//! namespace, a clean exit on SIGTERM, and recovery from a crash.
+
+use crate::util::{Daemon, mode, sample, scrape};
+use nix::sys::signal::Signal;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use trellis_testlab::{Netns, require_root};
+
+const METRICS: &str = "127.0.0.1:9464";
+
+/// The health of `service` ("" for the server as a whole) over the socket.
+async fn health(socket: &Path, service: &str) -> Result<i32, tonic::Status> {
+    let channel = trellis_proto::channel_unix(socket)
+        .await
+        .expect("connect to the socket");
+    let reply = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await?;
+    Ok(reply.into_inner().status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
+    require_root();
+    let ns = Netns::new("tdd");
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(
+        &ns,
+        dir.path(),
+        &["--metrics-addr", METRICS, "--log-format", "json"],
+    );
+    d.wait_ready();
+    assert_eq!(mode(&d.socket), 0o600, "socket mode");
+    assert_eq!(mode(&dir.path().join("state")), 0o700, "state dir mode");
+    assert!(dir.path().join("state/trellis.redb").is_file());
+
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(health(&d.socket, "").await.unwrap(), serving);
+    let unknown = health(&d.socket, "no.such.Service").await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let addr: SocketAddr = METRICS.parse().unwrap();
+    let m = scrape(&ns, addr);
+    let ok =
+        r#"trellis_rpc_requests_total{service="grpc.health.v1.Health",method="Check",code="OK"}"#;
+    assert_eq!(sample(&m, ok), Some(1.0), "{m}");
+    let nf = r#"trellis_rpc_errors_total{service="grpc.health.v1.Health",method="Check",code="NOT_FOUND"}"#;
+    assert_eq!(sample(&m, nf), Some(1.0), "{m}");
+    let count =
+        r#"trellis_rpc_duration_seconds_count{service="grpc.health.v1.Health",method="Check"}"#;
+    assert_eq!(sample(&m, count), Some(2.0), "{m}");
+    assert_eq!(sample(&m, "trellis_networks"), Some(0.0), "{m}");
+    assert_eq!(
+        sample(&m, "trellis_metrics_collect_errors_total"),
+        Some(0.0),
+        "{m}"
+    );
+
+    let status = d.terminate();
+    assert!(status.success(), "exit {status}:\n{}", d.log());
+    assert!(!d.socket.exists(), "socket left behind");
+    let log = d.log();
+    assert!(log.contains(r#""message":"trellisd ready""#), "{log}");
+    assert!(log.contains(r#""message":"shutting down""#), "{log}");
+    drop(ns);
+}
+
+#[test]
+fn recovers_from_a_crash_and_refuses_a_second_daemon() {
+    require_root();
+    let ns = Netns::new("tdc");
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Daemon::start(&ns, dir.path(), &[]);
+    first.wait_ready();
+
+    // A second daemon on the same socket and state must not start.
+    let mut second = Daemon::start(&ns, dir.path(), &[]);
+    let status = second.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    let log = second.log();
+    assert!(log.contains("trellisd: error:"), "{log}");
+    assert!(
+        first.socket.exists(),
+        "the first daemon's socket was removed"
+    );
+
+    // SIGKILL leaves the socket behind; the next start replaces it.
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(10));
+    assert!(
+        first.socket.exists(),
+        "a killed daemon cannot remove its socket"
+    );
+    let mut third = Daemon::start(&ns, dir.path(), &[]);
+    third.wait_ready();
+    assert!(
+        third.log().contains("removing a stale socket"),
+        "{}",
+        third.log()
+    );
+    let status = third.terminate();
+    assert!(status.success(), "exit {status}:\n{}", third.log());
+}
