@@ -36,7 +36,7 @@ use trellis_store::RedbStore;
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let agent = Arc::new(open_agent(&cfg).await?);
     let metrics = Arc::new(metrics::Metrics::new());
-    let services = server::Services::new(&agent).await;
+    let services = server::Services::new(agent.clone()).await;
     let listeners = bind(&cfg).await?;
     tracing::info!(
         node = %cfg.node,

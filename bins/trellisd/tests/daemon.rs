@@ -10,6 +10,11 @@ use std::time::Duration;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use trellis_proto::v1::{
+    AgentClient, AttachRequest, CreateNetworkRequest, Endpoint, NetworkMode, NetworkSpec,
+    StatusRequest,
+};
+use trellis_proto::{SERVICE_NAME, connect_unix};
 use trellis_testlab::{Netns, require_root};
 
 const METRICS: &str = "127.0.0.1:9464";
@@ -25,6 +30,27 @@ async fn health(socket: &Path, service: &str) -> Result<i32, tonic::Status> {
         })
         .await?;
     Ok(reply.into_inner().status)
+}
+
+/// Creates the bridge network `e2e` (10.77.0.0/24) and attaches `c` to it.
+async fn attach_one(agent: &mut AgentClient<tonic::transport::Channel>, c: &Netns) -> Endpoint {
+    let spec = NetworkSpec {
+        name: "e2e".into(),
+        mode: NetworkMode::Bridge as i32,
+        subnets: vec!["10.77.0.0/24".into()],
+        bridge: "tre2e0".into(),
+        ..Default::default()
+    };
+    let req = CreateNetworkRequest { spec: Some(spec) };
+    agent.create_network(req).await.expect("create network");
+    let req = AttachRequest {
+        network: "e2e".into(),
+        container_id: "c1".into(),
+        netns: c.path_str(),
+        ifname: "eth0".into(),
+        ..Default::default()
+    };
+    agent.attach(req).await.expect("attach").into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,17 +73,46 @@ async fn serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
     let unknown = health(&d.socket, "no.such.Service").await.unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
+    assert_eq!(health(&d.socket, SERVICE_NAME).await.unwrap(), serving);
+    let mut agent = connect_unix(&d.socket).await.unwrap();
+    let status = agent.status(StatusRequest {}).await.unwrap().into_inner();
+    assert!(status.ready, "not ready: {:?}", status.reasons);
+    assert_eq!((status.node.as_str(), status.networks), ("e2e", 0));
+
+    let c1 = Netns::new("c1");
+    let ep = attach_one(&mut agent, &c1).await;
+    assert_eq!(ep.addresses, ["10.77.0.2/24"]);
+
     let addr: SocketAddr = METRICS.parse().unwrap();
     let m = scrape(&ns, addr);
+    assert_eq!(
+        sample(&m, r#"trellis_endpoints{network="e2e"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    let pool = r#"{network="e2e",pool="e2e.v4"}"#;
+    assert_eq!(
+        sample(&m, &format!("trellis_ipam_used_addresses{pool}")),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, &format!("trellis_ipam_capacity_addresses{pool}")),
+        Some(256.0),
+        "{m}"
+    );
+    let attach =
+        r#"trellis_rpc_duration_seconds_count{service="trellis.v1.Agent",method="Attach"}"#;
+    assert_eq!(sample(&m, attach), Some(1.0), "{m}");
     let ok =
         r#"trellis_rpc_requests_total{service="grpc.health.v1.Health",method="Check",code="OK"}"#;
-    assert_eq!(sample(&m, ok), Some(1.0), "{m}");
+    assert_eq!(sample(&m, ok), Some(2.0), "{m}");
     let nf = r#"trellis_rpc_errors_total{service="grpc.health.v1.Health",method="Check",code="NOT_FOUND"}"#;
     assert_eq!(sample(&m, nf), Some(1.0), "{m}");
     let count =
         r#"trellis_rpc_duration_seconds_count{service="grpc.health.v1.Health",method="Check"}"#;
-    assert_eq!(sample(&m, count), Some(2.0), "{m}");
-    assert_eq!(sample(&m, "trellis_networks"), Some(0.0), "{m}");
+    assert_eq!(sample(&m, count), Some(3.0), "{m}");
+    assert_eq!(sample(&m, "trellis_networks"), Some(1.0), "{m}");
     assert_eq!(
         sample(&m, "trellis_metrics_collect_errors_total"),
         Some(0.0),
