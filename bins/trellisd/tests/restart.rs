@@ -1,0 +1,158 @@
+//! Restarting the trellisd binary disturbs no running container: traffic
+//! from the seed's PC to a published port keeps flowing, counted, through a
+//! clean stop (SIGTERM) and a crash (SIGKILL) with the daemon down for a
+//! while each time; afterwards the endpoint is still recorded, the kernel
+//! matches the record, and its veth is the same one (never recreated).
+
+use crate::util::Daemon;
+use nix::sys::signal::Signal;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use trellis_proto::connect_unix;
+use trellis_proto::v1::{
+    AgentClient, AttachRequest, CheckRequest, CreateNetworkRequest, Endpoint, ListEndpointsRequest,
+    NetworkMode, NetworkSpec, PortMapping, Protocol, StatusRequest,
+};
+use trellis_testlab::seed::{HOST_IP, SeedLab};
+use trellis_testlab::{Netns, TcpServer, require_root, tcp_request};
+
+/// How long the daemon stays down at each restart, traffic still flowing.
+const DOWN: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Requests `to` from `from` until `stop`, counting.
+fn traffic(from: &Netns, to: SocketAddr, stop: &AtomicBool, counts: &Counts) {
+    while !stop.load(Ordering::SeqCst) {
+        match tcp_request(from, to) {
+            Ok(_) => counts.ok.fetch_add(1, Ordering::SeqCst),
+            Err(e) => {
+                eprintln!("request to {to} failed: {e}");
+                counts.failed.fetch_add(1, Ordering::SeqCst)
+            }
+        };
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+async fn client(d: &Daemon) -> AgentClient<Channel> {
+    connect_unix(&d.socket).await.expect("connect")
+}
+
+/// A bridge network with masquerade, and `c1` attached with 8086 → 80.
+async fn attach_web(agent: &mut AgentClient<Channel>, c1: &Netns) -> Endpoint {
+    let spec = NetworkSpec {
+        name: "web".into(),
+        mode: NetworkMode::Bridge as i32,
+        subnets: vec!["192.168.172.0/24".into()],
+        bridge: "trweb1".into(),
+        outgoing_nat: true,
+        ..Default::default()
+    };
+    let req = CreateNetworkRequest { spec: Some(spec) };
+    agent.create_network(req).await.expect("create network");
+    let req = AttachRequest {
+        network: "web".into(),
+        container_id: "c1".into(),
+        netns: c1.path_str(),
+        ifname: "eth0".into(),
+        ports: vec![PortMapping {
+            protocol: Protocol::Tcp as i32,
+            host_port: 8086,
+            container_port: 80,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    agent.attach(req).await.expect("attach").into_inner()
+}
+
+/// The host interface's index: a recreated veth would get a new one.
+fn ifindex(host: &Netns, ifname: &str) -> String {
+    let line = host.ip(&format!("-o link show {ifname}"));
+    line.split(':').next().expect("index").to_owned()
+}
+
+fn wait_for(counts: &Counts, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts.ok.load(Ordering::SeqCst) < at_least {
+        assert!(Instant::now() < deadline, "traffic does not flow");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn restarting_the_daemon_disturbs_no_running_container() {
+    require_root();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let lab = SeedLab::build();
+    let dir = tempfile::tempdir().unwrap();
+    let c1 = Netns::new("c1");
+    let mut d = Daemon::start(&lab.host, dir.path(), &[]);
+    d.wait_ready();
+    let ep = rt.block_on(async { attach_web(&mut client(&d).await, &c1).await });
+    let ip: IpAddr = ep.addresses[0].split('/').next().unwrap().parse().unwrap();
+    let _web = TcpServer::start(&c1, SocketAddr::new(ip, 80), "c1");
+    let published = SocketAddr::new(IpAddr::V4(HOST_IP), 8086);
+    let before = ifindex(&lab.host, &ep.host_ifname);
+
+    let (stop, counts) = (AtomicBool::new(false), Counts::default());
+    std::thread::scope(|s| {
+        s.spawn(|| traffic(&lab.pc, published, &stop, &counts));
+        wait_for(&counts, 5);
+        let status = d.terminate();
+        assert!(status.success(), "exit {status}:\n{}", d.log());
+        std::thread::sleep(DOWN);
+        let ok_while_down = counts.ok.load(Ordering::SeqCst);
+        d = Daemon::start(&lab.host, dir.path(), &[]);
+        d.wait_ready();
+        wait_for(&counts, ok_while_down + 5);
+
+        d.signal(Signal::SIGKILL);
+        d.wait_exit(Duration::from_secs(10));
+        std::thread::sleep(DOWN);
+        let n = counts.ok.load(Ordering::SeqCst);
+        d = Daemon::start(&lab.host, dir.path(), &[]);
+        d.wait_ready();
+        wait_for(&counts, n + 5);
+        stop.store(true, Ordering::SeqCst);
+    });
+    let (ok, failed) = (counts.ok.into_inner(), counts.failed.into_inner());
+    eprintln!("requests across two restarts: {ok} answered, {failed} failed");
+    assert_eq!(failed, 0, "{failed} requests failed across the restarts");
+    assert!(ok >= 15, "only {ok} requests");
+
+    rt.block_on(async {
+        let mut agent = client(&d).await;
+        let status = agent.status(StatusRequest {}).await.unwrap().into_inner();
+        assert!(status.ready, "{:?}", status.reasons);
+        let list = agent
+            .list_endpoints(ListEndpointsRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(list.into_inner().endpoints, std::slice::from_ref(&ep));
+        let check = CheckRequest {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        };
+        let check = agent.check(check).await.unwrap().into_inner();
+        assert!(check.ok, "{:?}", check.problems);
+    });
+    assert_eq!(
+        ifindex(&lab.host, &ep.host_ifname),
+        before,
+        "the veth was recreated"
+    );
+    let status = d.terminate();
+    assert!(status.success(), "exit {status}:\n{}", d.log());
+}
