@@ -77,6 +77,7 @@ fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
         });
     let mut nat = MockNat::new();
     nat.expect_ensure_table().returning(|| Ok(()));
+    nat.expect_list_networks().returning(|| Ok(Vec::new()));
     nat.expect_add_network().returning(|_| Ok(()));
     nat.expect_add_pool().returning(|_| Ok(()));
     nat.expect_remove_network().returning(|_| Ok(()));

@@ -17,7 +17,7 @@ pub struct Status {
 
 impl crate::Agent {
     /// Readiness: start-up reconciliation has run, the store answers, and
-    /// (with networks defined) trellis's nftables table is in place.
+    /// (with networks defined) trellis's nftables table can be read.
     pub async fn status(&self) -> Status {
         let mut reasons = Vec::new();
         if !self.reconciled.load(Ordering::Acquire) {
@@ -31,10 +31,12 @@ impl crate::Agent {
             }
         };
         let networks = self.networks().len();
+        // A read, not `ensure_table`: asking for readiness must not rewrite
+        // the ruleset (monitoring polls this).
         if networks > 0
-            && let Err(e) = self.be.nat.ensure_table().await
+            && let Err(e) = self.be.nat.list_networks().await
         {
-            reasons.push(format!("nftables table missing: {e}"));
+            reasons.push(format!("nftables table unreadable: {e}"));
         }
         Status {
             ready: reasons.is_empty(),
