@@ -19,5 +19,5 @@ mod service;
 mod watch;
 
 pub use errors::{code, status};
-pub use server::{serve, serve_tcp, serve_unix};
+pub use server::{Services, serve, serve_tcp, serve_unix};
 pub use service::AgentService;

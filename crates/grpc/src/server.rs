@@ -11,20 +11,63 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::service::Routes;
 use tonic::transport::server::Connected;
 use tonic::transport::{Error, Server};
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use trellis_agent::Agent;
 use trellis_proto::v1::AgentServer;
 use trellis_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
 
-/// Serves `agent` on the connections of `incoming` until `shutdown` resolves,
-/// then finishes the requests under way (open Watch streams are ended).
-///
-/// Besides `trellis.v1.Agent`: `grpc.health.v1.Health` (SERVING for
-/// `trellis.v1.Agent` and for the server as a whole) and server reflection
-/// (`grpc.reflection.v1` and `v1alpha`), so `grpcurl` and `grpc_health_probe`
-/// work without the proto file.
+/// The gRPC services of one agent, routed by path, for callers that build
+/// their own [`Server`] (trellisd adds a metrics layer and TLS).
+pub struct Services {
+    /// `trellis.v1.Agent`, `grpc.health.v1.Health` and server reflection
+    /// (`grpc.reflection.v1` and `v1alpha`), so that `grpcurl` and
+    /// `grpc_health_probe` work without the proto file.
+    pub routes: Routes,
+    /// The health reporter: SERVING for `trellis.v1.Agent` and for the server
+    /// as a whole (`""`) from the start.
+    pub health: HealthReporter,
+    service: AgentService,
+}
+
+impl Services {
+    /// The services over `agent`.
+    pub async fn new(agent: Arc<Agent>) -> Self {
+        let service = AgentService::new(agent);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in ["", SERVICE_NAME] {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let (v1, v1alpha) = reflection();
+        let routes = Routes::new(health_service)
+            .add_service(v1)
+            .add_service(v1alpha)
+            .add_service(AgentServer::new(service.clone()));
+        Services {
+            routes,
+            health,
+            service,
+        }
+    }
+
+    /// Call when shutdown begins: health turns NOT_SERVING and open Watch
+    /// streams end, so a graceful shutdown does not wait for watchers.
+    pub async fn shutting_down(&self) {
+        for name in ["", SERVICE_NAME] {
+            let status = ServingStatus::NotServing;
+            self.health.set_service_status(name, status).await;
+        }
+        self.service.stop_watches();
+    }
+}
+
+/// Serves `agent` ([`Services`]) on the connections of `incoming` until
+/// `shutdown` resolves, then finishes the requests under way.
 pub async fn serve<S, IO, IE>(
     agent: Arc<Agent>,
     incoming: S,
@@ -35,25 +78,14 @@ where
     IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
     IE: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let service = AgentService::new(agent);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    let (v1, v1alpha) = reflection();
-    let stopper = service.clone();
+    let services = Services::new(agent).await;
+    let routes = services.routes.clone();
     let shutdown = async move {
         shutdown.await;
-        health
-            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-            .await;
-        stopper.stop_watches();
+        services.shutting_down().await;
     };
     Server::builder()
-        .add_service(health_service)
-        .add_service(v1)
-        .add_service(v1alpha)
-        .add_service(AgentServer::new(service))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

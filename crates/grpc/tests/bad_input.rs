@@ -109,7 +109,7 @@ async fn malformed_requests_are_refused_and_change_nothing() {
         Netns::new("bad-c9"),
     );
     setup(&h, &c1, &tiny).await;
-    let before: State = h.state().await;
+    let before: State = h.settled_state().await;
     let c9_links = c9.ip("-o link show");
     let mut cases = network_cases();
     cases.extend(attach_cases(&h, &c9));
@@ -127,8 +127,12 @@ async fn malformed_requests_are_refused_and_change_nothing() {
             )),
             Err(_) => {}
         }
-        if h.state().await != before {
-            failures.push(format!("{what}: changed the host or the store"));
+        let after = h.state().await;
+        if after != before {
+            let diff = after.diff(&before);
+            failures.push(format!(
+                "{what}: changed the host or the store:\n    {diff}"
+            ));
         }
         assert_eq!(
             c9.ip("-o link show"),

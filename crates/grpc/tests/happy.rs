@@ -16,11 +16,13 @@ use trellis_testlab::Netns;
 async fn health_says_serving_and_reflection_lists_the_agent() {
     let h = Harness::start().await;
     let mut health = HealthClient::new(h.channel.clone());
-    let req = HealthCheckRequest {
-        service: "trellis.v1.Agent".into(),
-    };
-    let status = health.check(req).await.unwrap().into_inner().status;
-    assert_eq!(status, ServingStatus::Serving as i32);
+    for service in ["trellis.v1.Agent", ""] {
+        let req = HealthCheckRequest {
+            service: service.into(),
+        };
+        let status = health.check(req).await.unwrap().into_inner().status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
 
     let mut reflection = ServerReflectionClient::new(h.channel.clone());
     let ask = ServerReflectionRequest {

@@ -68,6 +68,23 @@ impl Harness {
         self.server.await.unwrap().unwrap();
     }
 
+    /// [`Harness::state`] once the kernel has finished what it does on its
+    /// own after a change (IPv6 link-local addresses and their routes appear
+    /// when a link gets carrier, DAD runs): equal twice, half a second apart.
+    pub async fn settled_state(&self) -> State {
+        let mut last = self.state().await;
+        for _ in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now = self.state().await;
+            let tentative = self.host.ip("-o addr show").contains("tentative");
+            if now == last && !tentative {
+                return now;
+            }
+            last = now;
+        }
+        panic!("the host namespace did not settle in 20 s:\n{last:?}");
+    }
+
     /// The host namespace and the store, as comparable values.
     pub async fn state(&self) -> State {
         let listing = self.agent.store().list("").await.unwrap();
@@ -88,6 +105,39 @@ impl Harness {
 pub struct State {
     kernel: Snapshot,
     store: Vec<(String, Vec<u8>)>,
+}
+
+impl State {
+    /// What differs from `before`, one line each (`+` new, `-` gone).
+    pub fn diff(&self, before: &State) -> String {
+        let (a, b) = (&before.kernel, &self.kernel);
+        let mut out = Vec::new();
+        let pairs = [
+            (&a.links, &b.links),
+            (&a.addresses, &b.addresses),
+            (&a.routes, &b.routes),
+        ];
+        for (old, new) in pairs {
+            out.extend(
+                new.iter()
+                    .filter(|l| !old.contains(l))
+                    .map(|l| format!("+ {l}")),
+            );
+            out.extend(
+                old.iter()
+                    .filter(|l| !new.contains(l))
+                    .map(|l| format!("- {l}")),
+            );
+        }
+        if a.nft != b.nft {
+            out.push(format!("nft ruleset: {:?} -> {:?}", a.nft, b.nft));
+        }
+        if before.store != self.store {
+            let keys = |s: &State| s.store.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+            out.push(format!("store: {:?} -> {:?}", keys(before), keys(self)));
+        }
+        out.join("\n    ")
+    }
 }
 
 /// Links, addresses, routes of every table, the nftables ruleset.
