@@ -44,12 +44,26 @@ pub fn run(
     container: &str,
     netns: &Path,
 ) -> Result<Duration> {
+    Ok(run_output(host, plugin, command, cfg, container, netns)?.0)
+}
+
+/// Like [`run`], also returning what the plugin printed (its CNI result).
+pub fn run_output(
+    host: &Netns,
+    plugin: &str,
+    command: &str,
+    cfg: &str,
+    container: &str,
+    netns: &Path,
+) -> Result<(Duration, String)> {
     let env = [
         ("CNI_COMMAND", command.into()),
         ("CNI_CONTAINERID", container.into()),
         ("CNI_NETNS", netns.into()),
         ("CNI_IFNAME", "eth0".into()),
         ("CNI_PATH", CNI_PATH.into()),
+        // portmap runs `iptables` by name.
+        ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".into()),
     ];
     let exec = Exec {
         program: format!("{CNI_PATH}/{plugin}"),
@@ -57,7 +71,32 @@ pub fn run(
         env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         stdin: cfg.to_owned(),
     };
-    Ok(exec.run_in(host)?.0)
+    exec.run_in(host)
+}
+
+/// The config libcni hands `portmap`, second plugin of a conflist whose
+/// first is `bridge` (named `name`): the runtime's port mapping injected as
+/// `runtimeConfig` (the plugin declares the `portMappings` capability) and
+/// the bridge's result as `prevResult`. SNAT for hairpin traffic on, as the
+/// plugin's default.
+pub fn portmap_config(
+    name: &str,
+    host_port: u16,
+    container_port: u16,
+    prev_result: &serde_json::Value,
+) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": name,
+        "type": "portmap",
+        "capabilities": {"portMappings": true},
+        "snat": true,
+        "runtimeConfig": {"portMappings": [
+            {"hostPort": host_port, "containerPort": container_port, "protocol": "tcp"}
+        ]},
+        "prevResult": prev_result,
+    })
+    .to_string()
 }
 
 #[cfg(test)]
@@ -77,5 +116,22 @@ mod tests {
         let ptp: serde_json::Value =
             serde_json::from_str(&config("ptp", "10.88.0.0/16", Path::new("/d"))).unwrap();
         assert!(ptp.get("bridge").is_none());
+    }
+
+    #[test]
+    fn portmap_config_carries_the_mapping_and_the_previous_result() {
+        let prev = serde_json::json!({"cniVersion": "1.0.0", "ips": [{"address": "10.88.0.2/16"}]});
+        let v: serde_json::Value =
+            serde_json::from_str(&portmap_config("bench-bridge", 10_002, 80, &prev)).unwrap();
+        assert_eq!(v["type"], "portmap");
+        assert_eq!(v["name"], "bench-bridge");
+        assert_eq!(v["capabilities"]["portMappings"], true);
+        let m = &v["runtimeConfig"]["portMappings"][0];
+        assert_eq!(
+            (m["hostPort"].as_u64(), m["containerPort"].as_u64()),
+            (Some(10_002), Some(80))
+        );
+        assert_eq!(m["protocol"], "tcp");
+        assert_eq!(v["prevResult"], prev);
     }
 }

@@ -39,15 +39,22 @@
 
 mod cni;
 mod exec;
+mod grpc;
+mod grpc_report;
 mod netavark;
+mod peers;
 mod report;
 mod scenarios;
 mod stats;
+mod trellisd;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use report::{Row, ratio, table};
 use scenarios::{Mode, StoreKind, Timings};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 use trellis_testlab::require_root;
 
 /// The default number of containers per scenario.
@@ -60,20 +67,72 @@ enum Cli {
     Attach { count: usize },
     /// Routed-mode attach/detach latency, `count` containers per scenario.
     Routed { count: usize },
+    /// trellisd over gRPC beside the peers, up to `max` endpoints.
+    Grpc {
+        max: usize,
+        samples: usize,
+        trellisd: Option<PathBuf>,
+    },
     /// Print usage.
     Help,
 }
 
 const USAGE: &str =
     "usage: trellis-bench attach|routed [--count N]   (default N = 200; run as root)
+       trellis-bench grpc [--max N] [--samples S] [--trellisd PATH]
   attach   bridge mode beside CNI bridge+host-local and netavark
-  routed   routed mode beside CNI ptp+host-local";
+  routed   routed mode beside CNI ptp+host-local
+  grpc     the trellisd binary over its unix socket beside CNI bridge(+portmap) and
+           netavark: attach p50/p99 at 1, 100 and N endpoints (S probes each,
+           default N = 1000, S = 100), detach, 100 concurrent attaches, RSS at N";
+
+fn number(
+    it: &mut dyn Iterator<Item = &str>,
+    flag: &str,
+    range: RangeInclusive<usize>,
+) -> Result<usize> {
+    let v = it
+        .next()
+        .with_context(|| format!("{flag} needs a number"))?;
+    let n: usize = v
+        .parse()
+        .with_context(|| format!("{flag} {v:?} is not a number"))?;
+    ensure!(
+        range.contains(&n),
+        "{flag} must be {}..={}, got {n}",
+        range.start(),
+        range.end()
+    );
+    Ok(n)
+}
+
+fn parse_grpc<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Cli> {
+    let (mut max, mut samples, mut trellisd) = (grpc::DEFAULT_MAX, grpc::DEFAULT_SAMPLES, None);
+    while let Some(arg) = it.next() {
+        match arg {
+            // Host ports 10000 + index stay below 65536, addresses in a /16.
+            "--max" => max = number(&mut it, "--max", 1..=50_000)?,
+            "--samples" => samples = number(&mut it, "--samples", 1..=10_000)?,
+            "--trellisd" => {
+                trellisd = Some(PathBuf::from(it.next().context("--trellisd needs a path")?));
+            }
+            "-h" | "--help" => return Ok(Cli::Help),
+            other => bail!("unknown option {other:?}\n{USAGE}"),
+        }
+    }
+    Ok(Cli::Grpc {
+        max,
+        samples,
+        trellisd,
+    })
+}
 
 fn parse(args: &[String]) -> Result<Cli> {
     let mut it = args.iter().map(String::as_str);
     let routed = match it.next() {
         Some("attach") => false,
         Some("routed") => true,
+        Some("grpc") => return parse_grpc(it),
         Some("-h" | "--help" | "help") => return Ok(Cli::Help),
         Some(other) => bail!("unknown benchmark {other:?}\n{USAGE}"),
         None => bail!("no benchmark named\n{USAGE}"),
@@ -110,6 +169,11 @@ fn main() -> Result<()> {
         }
         Cli::Attach { count } => attach(count),
         Cli::Routed { count } => routed(count),
+        Cli::Grpc {
+            max,
+            samples,
+            trellisd,
+        } => grpc_bench(max, samples, trellisd.as_deref()),
     }
 }
 
@@ -122,7 +186,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn routed(count: usize) -> Result<()> {
     require_root();
-    print_header(count);
+    print_header(&format!(
+        "trellis-bench routed: {count} containers per scenario, one at a time"
+    ));
     let rt = runtime()?;
     let step = |what: &str| eprintln!("running: {what} x {count} ...");
     step("trellis routed attach/detach, memory store");
@@ -154,7 +220,9 @@ fn routed(count: usize) -> Result<()> {
 
 fn attach(count: usize) -> Result<()> {
     require_root();
-    print_header(count);
+    print_header(&format!(
+        "trellis-bench attach: {count} containers per scenario, one at a time"
+    ));
     let rt = runtime()?;
 
     let step = |what: &str| eprintln!("running: {what} x {count} ...");
@@ -225,7 +293,141 @@ fn attach(count: usize) -> Result<()> {
     Ok(())
 }
 
-fn print_header(count: usize) {
+/// One curve of the `grpc` benchmark: who, with or without a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Trellisd,
+    Cni,
+    Netavark,
+}
+
+/// The six curves of `trellis-bench grpc`, in the order they run and print.
+const GRPC_CURVES: [(Who, bool, &str); 6] = [
+    (Who::Trellisd, false, "trellisd, no port"),
+    (Who::Trellisd, true, "trellisd, 1 port"),
+    (Who::Cni, false, "cni bridge+host-local"),
+    (Who::Cni, true, "cni bridge+host-local+portmap"),
+    (Who::Netavark, false, "netavark (NAT), no port"),
+    (Who::Netavark, true, "netavark (NAT), 1 port"),
+];
+
+/// How a curve is judged: trellis against the issue's targets, the peers
+/// beside the issue's figures for this kind of machine.
+fn judge(who: Who, port: bool) -> grpc_report::Judge {
+    use grpc_report::{Goals, Judge};
+    match (who, port) {
+        (Who::Trellisd, port) => Judge::Goals(Goals::issue(port)),
+        (Who::Cni, false) => Judge::Reference("issue: ~21–24 ms".into()),
+        (Who::Cni, true) => Judge::Reference("issue: ~55 ms".into()),
+        (Who::Netavark, false) => Judge::Reference("issue: ~30 ms".into()),
+        (Who::Netavark, true) => Judge::Reference("issue: ~45 ms".into()),
+    }
+}
+
+fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()> {
+    require_root();
+    let binary = trellisd::locate(explicit)?;
+    print_header(&format!(
+        "trellis-bench grpc: attach p50/p99 at endpoint levels {:?} ({samples} probes each), \
+         detach, {} concurrent attaches and RSS at {max}",
+        grpc::levels(max),
+        grpc::CONCURRENT
+    ));
+    println!("trellisd: {}", binary.display());
+    println!(
+        "what: at level L the host holds L-1 endpoints; one probe container is then attached \
+         (timed: the host now has L endpoints) and detached (timed), {samples} times. \
+         Fill attaches are not in the table. trellisd: gRPC on its unix socket, state in \
+         redb (fsync'd), in a fresh host netns; peers: one exec per plugin call, spawn to exit."
+    );
+    let run_start = Instant::now();
+    let rt = runtime()?;
+    eprintln!(
+        "making {} container namespaces ...",
+        max + 1 + grpc::CONCURRENT
+    );
+    let t = Instant::now();
+    let containers = grpc::Containers::new(max);
+    eprintln!("  made in {:.1} s", t.elapsed().as_secs_f64());
+    let subnet = format!("{}/16", scenarios::SUBNET_BASE);
+
+    let mut lines = Vec::new();
+    let mut notes = Vec::new();
+    for (who, port, name) in GRPC_CURVES {
+        eprintln!("running: {name}, up to {max} endpoints ...");
+        let t = Instant::now();
+        let host = trellis_testlab::Netns::new("bench-host");
+        let veths = || host.ip("-o link show type veth").lines().count();
+        let result = (|| {
+            let mut peer: Box<dyn grpc::Peer + '_> = match who {
+                Who::Trellisd => Box::new(trellisd::Trellisd::start(&rt, &binary, &host, &subnet)?),
+                Who::Cni => {
+                    if port {
+                        iptables_usable(&host)?;
+                    }
+                    Box::new(peers::Cni::new(&host, &subnet)?)
+                }
+                Who::Netavark => Box::new(peers::Netavark::new(&host, scenarios::SUBNET_BASE)?),
+            };
+            grpc::run(peer.as_mut(), &containers, samples, port, &veths)
+        })();
+        // The daemon is dead (peer dropped); deleting the host takes every
+        // veth, bridge, nftables/iptables rule with it.
+        drop(host);
+        containers.wait_empty()?;
+        eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
+        match result {
+            Ok(curve) => {
+                let (l, n) = grpc_report::curve_lines(name, &curve, &judge(who, port));
+                lines.extend(l);
+                notes.extend(n);
+                notes.push(fill_note(name, &curve.fill));
+            }
+            Err(e) => notes.push(format!("{name}: skipped: {e:#}")),
+        }
+    }
+    println!();
+    print!("{}", grpc_report::table(&lines));
+    println!();
+    for n in notes {
+        println!("{n}");
+    }
+    println!(
+        "total run time {:.0} s (namespaces made once, each curve on a fresh host namespace)",
+        run_start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Whether `iptables` works in `host` (portmap needs it); why not, if not.
+fn iptables_usable(host: &trellis_testlab::Netns) -> Result<()> {
+    let out = host.exec(&["iptables", "-t", "nat", "-S"]);
+    ensure!(
+        out.status.success(),
+        "portmap needs iptables, and `iptables -t nat -S` fails in the host netns: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// A note on the untimed-for-the-table fill: how the attach cost moves as
+/// the host fills up (first and last tenth of the fills).
+fn fill_note(name: &str, fill: &[Duration]) -> String {
+    if fill.is_empty() {
+        return format!("{name}: no fill");
+    }
+    let tenth = fill.len().div_ceil(10);
+    let first = stats::summarise(&fill[..tenth]).p50;
+    let last = stats::summarise(&fill[fill.len() - tenth..]).p50;
+    let total: Duration = fill.iter().sum();
+    format!(
+        "{name}: fill of {} one after another took {:.1} s; p50 of the first {tenth} {first:.2} ms, of the last {tenth} {last:.2} ms",
+        fill.len(),
+        total.as_secs_f64()
+    )
+}
+
+fn print_header(title: &str) {
     let read = |path: &str| {
         std::fs::read_to_string(path)
             .map(|s| s.trim().to_owned())
@@ -255,7 +457,7 @@ fn print_header(count: usize) {
             || "not installed".into(),
             |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         );
-    println!("trellis-bench attach: {count} containers per scenario, one at a time");
+    println!("{title}");
     println!("cpus: {nproc} x {cpu}");
     println!("kernel: {}", read("/proc/sys/kernel/osrelease"));
     println!("load average at start: {}", read("/proc/loadavg"));
@@ -326,9 +528,43 @@ mod tests {
     }
 
     #[test]
+    fn parses_grpc_with_defaults_and_options() {
+        assert_eq!(
+            parse(&args(&["grpc"])).unwrap(),
+            Cli::Grpc {
+                max: 1000,
+                samples: 100,
+                trellisd: None
+            }
+        );
+        assert_eq!(
+            parse(&args(&[
+                "grpc",
+                "--max",
+                "300",
+                "--samples",
+                "20",
+                "--trellisd",
+                "/x/trellisd"
+            ]))
+            .unwrap(),
+            Cli::Grpc {
+                max: 300,
+                samples: 20,
+                trellisd: Some("/x/trellisd".into())
+            }
+        );
+        assert_eq!(parse(&args(&["grpc", "-h"])).unwrap(), Cli::Help);
+    }
+
+    #[test]
     fn refuses_what_it_does_not_know() {
         assert!(parse(&args(&[])).is_err());
-        assert!(parse(&args(&["grpc"])).is_err());
+        assert!(parse(&args(&["grpc", "--max", "0"])).is_err());
+        assert!(parse(&args(&["grpc", "--max", "60000"])).is_err());
+        assert!(parse(&args(&["grpc", "--samples"])).is_err());
+        assert!(parse(&args(&["grpc", "--trellisd"])).is_err());
+        assert!(parse(&args(&["grpc", "--count", "3"])).is_err());
         assert!(parse(&args(&["attach", "--count"])).is_err());
         assert!(parse(&args(&["attach", "--count", "0"])).is_err());
         assert!(parse(&args(&["attach", "--count", "x"])).is_err());

@@ -38,8 +38,9 @@ pub fn static_ip(base: Ipv4Addr, i: usize) -> Ipv4Addr {
 }
 
 /// The network options for container `i`: one bridge network with a gateway,
-/// NAT through iptables unless `internal`.
-pub fn options(base: Ipv4Addr, i: usize, internal: bool) -> String {
+/// NAT through iptables unless `internal`, and `port` (host port → 80/tcp)
+/// published if given (which needs NAT).
+pub fn options(base: Ipv4Addr, i: usize, internal: bool, port: Option<u16>) -> String {
     let gateway = Ipv4Addr::from(u32::from(base) + 1);
     serde_json::json!({
         "container_id": format!("{:064x}", i + 1),
@@ -59,7 +60,13 @@ pub fn options(base: Ipv4Addr, i: usize, internal: bool) -> String {
             "dns_enabled": false,
             "ipam_options": {"driver": "host-local"},
         }},
-        "port_mappings": [],
+        "port_mappings": port.map(|p| serde_json::json!([{
+            "host_ip": "",
+            "container_port": 80,
+            "host_port": p,
+            "range": 1,
+            "protocol": "tcp",
+        }])).unwrap_or_else(|| serde_json::json!([])),
     })
     .to_string()
 }
@@ -104,12 +111,34 @@ mod tests {
     #[test]
     fn options_name_one_bridge_network_with_the_static_ip() {
         let v: serde_json::Value =
-            serde_json::from_str(&options(Ipv4Addr::new(10, 88, 0, 0), 3, true)).unwrap();
+            serde_json::from_str(&options(Ipv4Addr::new(10, 88, 0, 0), 3, true, None)).unwrap();
         assert_eq!(v["container_id"].as_str().unwrap().len(), 64);
         assert_eq!(v["networks"]["bench"]["static_ips"][0], "10.88.0.5");
         let info = &v["network_info"]["bench"];
         assert_eq!(info["driver"], "bridge");
         assert_eq!(info["internal"], true);
         assert_eq!(info["subnets"][0]["gateway"], "10.88.0.1");
+        assert_eq!(v["port_mappings"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn options_publish_the_port_given() {
+        let v: serde_json::Value = serde_json::from_str(&options(
+            Ipv4Addr::new(10, 88, 0, 0),
+            3,
+            false,
+            Some(10_003),
+        ))
+        .unwrap();
+        let m = &v["port_mappings"][0];
+        assert_eq!(
+            (m["host_port"].as_u64(), m["container_port"].as_u64()),
+            (Some(10_003), Some(80))
+        );
+        assert_eq!(
+            (m["range"].as_u64(), m["protocol"].as_str()),
+            (Some(1), Some("tcp"))
+        );
+        assert_eq!(v["network_info"]["bench"]["internal"], false);
     }
 }

@@ -197,7 +197,7 @@ pub fn netavark_bridge(count: usize, internal: bool) -> Result<Timings> {
     let dir = tempfile::tempdir().context("tempdir for netavark's config")?;
     let mut t = Timings::default();
     let options: Vec<String> = (0..count)
-        .map(|i| netavark::options(SUBNET_BASE, i, internal))
+        .map(|i| netavark::options(SUBNET_BASE, i, internal, None))
         .collect();
     let run = |cmd, i: usize, c: &Netns| {
         netavark::run(&lab.host, binary, cmd, dir.path(), &c.path(), &options[i])

@@ -1,0 +1,164 @@
+//! The peers of the `grpc` benchmark as [`Peer`]s: one exec per operation,
+//! timed from spawn to exit, from a thread inside the host namespace.
+
+use crate::grpc::{CONTAINER_PORT, Peer, Slot};
+use crate::{cni, netavark};
+use anyhow::{Context, Result, anyhow};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use trellis_testlab::Netns;
+
+/// The CNI network name `cni::config("bridge", …)` gives.
+const CNI_NAME: &str = "bench-bridge";
+
+/// Debian's CNI `bridge` + `host-local`, with `portmap` chained after it
+/// (as a conflist runs it) for slots that publish a port. A port attach is
+/// the bridge ADD plus the portmap ADD; its DEL runs portmap first, then
+/// bridge, as libcni does in reverse order.
+pub struct Cni<'a> {
+    host: &'a Netns,
+    cfg: String,
+    /// The bridge's result per container: libcni's cache, the `prevResult`
+    /// portmap gets on DEL.
+    results: HashMap<String, serde_json::Value>,
+    _dir: TempDir,
+}
+
+impl<'a> Cni<'a> {
+    /// A bridge network of `subnet` on `host`, host-local's state in a tempdir.
+    pub fn new(host: &'a Netns, subnet: &str) -> Result<Self> {
+        let dir = tempfile::tempdir().context("tempdir for host-local")?;
+        let cfg = cni::config("bridge", subnet, dir.path());
+        Ok(Cni {
+            host,
+            cfg,
+            results: HashMap::new(),
+            _dir: dir,
+        })
+    }
+
+    fn add(&self, slot: &Slot) -> Result<(Duration, Option<serde_json::Value>)> {
+        let (bridge, out) =
+            cni::run_output(self.host, "bridge", "ADD", &self.cfg, &slot.id, &slot.netns)?;
+        let Some(port) = slot.port else {
+            return Ok((bridge, None));
+        };
+        let prev: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("bridge result {out:?}"))?;
+        let cfg = cni::portmap_config(CNI_NAME, port, CONTAINER_PORT, &prev);
+        let (portmap, _) =
+            cni::run_output(self.host, "portmap", "ADD", &cfg, &slot.id, &slot.netns)?;
+        Ok((bridge + portmap, Some(prev)))
+    }
+}
+
+impl Peer for Cni<'_> {
+    fn attach(&mut self, slot: &Slot) -> Result<Duration> {
+        let (took, prev) = self.add(slot)?;
+        if let Some(prev) = prev {
+            self.results.insert(slot.id.clone(), prev);
+        }
+        Ok(took)
+    }
+
+    fn detach(&mut self, slot: &Slot) -> Result<Duration> {
+        let mut took = Duration::ZERO;
+        if let Some(port) = slot.port {
+            let prev = self
+                .results
+                .remove(&slot.id)
+                .ok_or_else(|| anyhow!("no cached result for {}", slot.id))?;
+            let cfg = cni::portmap_config(CNI_NAME, port, CONTAINER_PORT, &prev);
+            took += cni::run(self.host, "portmap", "DEL", &cfg, &slot.id, &slot.netns)?;
+        }
+        took += cni::run(self.host, "bridge", "DEL", &self.cfg, &slot.id, &slot.netns)?;
+        Ok(took)
+    }
+
+    fn attach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
+        let this = &*self;
+        let start = Instant::now();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = slots
+                .iter()
+                .map(|slot| s.spawn(|| this.add(slot)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("CNI thread panicked"))
+                .collect()
+        });
+        let took = start.elapsed();
+        for (slot, r) in slots.iter().zip(results) {
+            if let Some(prev) = r?.1 {
+                self.results.insert(slot.id.clone(), prev);
+            }
+        }
+        Ok(took)
+    }
+}
+
+/// podman's netavark (NAT network, iptables), the address of slot `i` given
+/// as podman would (`netavark::static_ip`).
+pub struct Netavark<'a> {
+    host: &'a Netns,
+    binary: &'static str,
+    base: Ipv4Addr,
+    dir: TempDir,
+}
+
+impl<'a> Netavark<'a> {
+    /// netavark's bridge network on `host` in the /16 at `base`.
+    pub fn new(host: &'a Netns, base: Ipv4Addr) -> Result<Self> {
+        Ok(Netavark {
+            host,
+            binary: netavark::binary()?,
+            base,
+            dir: tempfile::tempdir().context("tempdir for netavark's config")?,
+        })
+    }
+
+    fn run(&self, command: &str, slot: &Slot) -> Result<Duration> {
+        let options = netavark::options(self.base, slot.index, false, slot.port);
+        netavark::run(
+            self.host,
+            self.binary,
+            command,
+            self.dir.path(),
+            &slot.netns,
+            &options,
+        )
+    }
+}
+
+impl Peer for Netavark<'_> {
+    fn attach(&mut self, slot: &Slot) -> Result<Duration> {
+        self.run("setup", slot)
+    }
+
+    fn detach(&mut self, slot: &Slot) -> Result<Duration> {
+        self.run("teardown", slot)
+    }
+
+    fn attach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
+        let this = &*self;
+        let start = Instant::now();
+        let results: Vec<Result<Duration>> = std::thread::scope(|s| {
+            let handles: Vec<_> = slots
+                .iter()
+                .map(|slot| s.spawn(|| this.run("setup", slot)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("netavark thread panicked"))
+                .collect()
+        });
+        let took = start.elapsed();
+        for r in results {
+            r?;
+        }
+        Ok(took)
+    }
+}
