@@ -259,3 +259,88 @@ impl Drop for Watch {
         let _ = self.child.wait();
     }
 }
+
+/// Routed mode (Calico's model) through netctl and trellisd: a dual-stack pod
+/// gets a /32 and a /128, its default routes via the link-local gateways, and
+/// reaches the host over both families; detach and rm leave nothing behind.
+#[test]
+fn routed_network_through_netctl() {
+    use trellis_testlab::{TcpServer, seen_ip, tcp_request};
+    require_root();
+    let d = Daemon::start();
+    d.ns.ip("link add uplink type veth peer name uplink-peer");
+    d.ns.ip("link set uplink up");
+    d.ns.ip("addr add 10.1.253.101/24 dev uplink");
+    d.ns.ip("addr add 2001:db8:253::101/64 dev uplink nodad");
+    d.ok(&[
+        "network",
+        "create",
+        "pods",
+        "--mode",
+        "routed",
+        "--subnet",
+        "10.244.0.0/16",
+        "--subnet",
+        "fd00:10:244::/56",
+    ]);
+    let pod = Netns::new("pod");
+    d.ok(&[
+        "endpoint",
+        "attach",
+        "--network",
+        "pods",
+        "--container",
+        "pod1",
+        "--netns",
+        &pod.path_str(),
+    ]);
+    let ep: serde_json::Value =
+        serde_json::from_str(&d.ok(&["endpoint", "inspect", "pod1", "-o", "json"])).unwrap();
+    let ep = if ep.is_array() { ep[0].clone() } else { ep };
+    let addrs: Vec<&str> = ep["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a.starts_with("10.244.") && a.ends_with("/32")),
+        "{addrs:?}"
+    );
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a.starts_with("fd00:10:244:") && a.ends_with("/128")),
+        "{addrs:?}"
+    );
+    let routes = pod.ip("route show");
+    assert!(
+        routes.contains("default via 169.254.1.1 dev eth0"),
+        "{routes}"
+    );
+    let routes6 = pod.ip("-6 route show");
+    assert!(
+        routes6.contains("default via fe80::ecee:eeff:feee:eeee dev eth0"),
+        "{routes6}"
+    );
+    for host in ["10.1.253.101", "2001:db8:253::101"] {
+        let ip: std::net::IpAddr = host.parse().unwrap();
+        let server = TcpServer::start(&d.ns, (ip, 9000).into(), "host");
+        let reply = tcp_request(&pod, server.addr()).expect("the pod reaches the host");
+        let mine = addrs
+            .iter()
+            .find(|a| a.contains(':') == host.contains(':'))
+            .unwrap();
+        assert_eq!(seen_ip(&reply).to_string(), mine.split('/').next().unwrap());
+    }
+    assert_eq!(d.ok(&["check", "pod1"]), "pod1: ok\n");
+    let host_if = ep["host_ifname"].as_str().unwrap().to_owned();
+    d.ok(&["endpoint", "detach", "pod1"]);
+    d.ok(&["network", "rm", "pods"]);
+    assert!(!d.ns.ip("-o link show").contains(&host_if));
+    assert_eq!(d.ns.ip("route show proto 116"), "");
+    let nft = d.ns.exec_ok(&["nft", "list", "ruleset"]);
+    assert!(!nft.contains("trellis"), "{nft}");
+}
