@@ -13,14 +13,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 use trellis_agent::Agent;
-use trellis_grpc::AgentService;
-use trellis_proto::v1::AgentServer;
-use trellis_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
 
 /// How long in-flight calls (and open Watch streams) get to finish after the
 /// shutdown signal before their connections are dropped.
@@ -36,72 +30,11 @@ pub struct Listeners {
     pub metrics: Option<TcpListener>,
 }
 
-/// The gRPC services trellisd hosts, with what shutdown must tell them: the
-/// health reporter flips to NOT_SERVING and open Watch streams end (so that a
-/// graceful stop does not wait for watchers).
-pub struct Services {
-    /// Every gRPC service, routed by path.
-    pub routes: Routes,
-    health: HealthReporter,
-    agent: Option<AgentService>,
-}
-
-impl Services {
-    /// `trellis.v1.Agent` over `agent`, the standard health service (SERVING
-    /// for the agent and for the server as a whole) and server reflection
-    /// (`grpc.reflection.v1` and `v1alpha`), so that grpcurl and
-    /// grpc_health_probe work without the proto files.
-    pub async fn new(agent: Arc<Agent>) -> Self {
-        let mut services = Self::health_only().await;
-        let service = AgentService::new(agent);
-        services
-            .health
-            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-            .await;
-        let reflect = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        // Both descriptor sets are compiled in; trellis-proto tests them.
-        let v1 = reflect()
-            .build_v1()
-            .expect("embedded descriptors are valid");
-        let v1alpha = reflect()
-            .build_v1alpha()
-            .expect("embedded descriptors are valid");
-        services.routes = services
-            .routes
-            .add_service(v1)
-            .add_service(v1alpha)
-            .add_service(AgentServer::new(service.clone()));
-        services.agent = Some(service);
-        services
-    }
-
-    /// Only the health service (SERVING): for tests of the serving machinery.
-    pub async fn health_only() -> Self {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_service_status("", ServingStatus::Serving).await;
-        Services {
-            routes: Routes::new(health_service),
-            health,
-            agent: None,
-        }
-    }
-
-    /// Shutdown has begun: report NOT_SERVING and end open Watch streams.
-    async fn stopping(&self) {
-        for name in ["", SERVICE_NAME] {
-            self.health
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-        }
-        if let Some(agent) = &self.agent {
-            agent.stop_watches();
-        }
-    }
-}
+/// The gRPC services trellisd hosts — trellis.v1.Agent, health and
+/// reflection — and what shutdown must tell them (health NOT_SERVING, open
+/// Watch streams ended): trellis-grpc's, so the daemon and the library's own
+/// `serve` expose exactly the same set.
+pub use trellis_grpc::Services;
 
 /// Loads the TLS identity (and client CA) named in the config.
 pub fn tls_config(tls: &crate::config::Tls) -> Result<ServerTlsConfig> {
@@ -170,7 +103,7 @@ pub async fn serve(
             return done.context("server task")?.and_then(|()| anyhow::bail!("a server stopped unexpectedly"));
         }
     }
-    services.stopping().await;
+    services.shutting_down().await;
     let _ = stop_tx.send(true);
     drain(tasks).await
 }
