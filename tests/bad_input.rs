@@ -5,9 +5,10 @@
 mod util;
 
 use trellis_agent::{AttachRequest, Error, PortSpec};
+use trellis_testlab::Snapshot;
 use trellis_testlab::{Netns, require_root};
 use trellis_types::{IfName, InvalidInput, NetnsPath, Protocol};
-use util::{Snapshot, agent_in, attach, bridge_spec, request, store_dump};
+use util::{agent_in, attach, bridge_spec, request, store_dump};
 
 fn field_of(e: &Error) -> &'static str {
     match e {

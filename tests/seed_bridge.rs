@@ -5,10 +5,11 @@
 mod util;
 
 use std::net::{IpAddr, SocketAddr};
+use trellis_testlab::Snapshot;
 use trellis_testlab::seed::{EXTERNAL_IP, HOST_IP, PC_IP, SeedLab};
 use trellis_testlab::{Netns, TcpServer, require_root, seen_ip, tcp_request};
 use trellis_types::Protocol;
-use util::{Snapshot, agent_in, attach, bridge_spec};
+use util::{agent_in, attach, bridge_spec};
 
 fn v4(ip: std::net::Ipv4Addr) -> IpAddr {
     IpAddr::V4(ip)

@@ -7,9 +7,10 @@ mod util;
 
 use std::net::{IpAddr, SocketAddr};
 use trellis_agent::Endpoint;
+use trellis_testlab::Snapshot;
 use trellis_testlab::seed::{EXTERNAL_IP, HOST_IP, HOST_IP6, SeedLab};
 use trellis_testlab::{Netns, TcpServer, require_root, seen_ip, tcp_request};
-use util::{Snapshot, agent_in, attach, routed_spec};
+use util::{agent_in, attach, routed_spec};
 
 fn addr(ep: &Endpoint, v6: bool) -> IpAddr {
     ep.addresses

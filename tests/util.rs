@@ -69,38 +69,6 @@ pub async fn attach(
         .unwrap_or_else(|e| panic!("attach {id}: {e}"))
 }
 
-/// Everything of a namespace that trellis could leave behind: links,
-/// addresses, routes of every table, the nftables ruleset.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    links: Vec<String>,
-    addresses: Vec<String>,
-    routes: Vec<String>,
-    nft: String,
-}
-
-impl Snapshot {
-    /// Reads the state of `ns`.
-    pub fn take(ns: &Netns) -> Self {
-        let links = ns
-            .ip("-o link show")
-            .lines()
-            .filter_map(|l| {
-                l.split(": ")
-                    .nth(1)
-                    .map(|n| n.split('@').next().unwrap_or(n).to_owned())
-            })
-            .collect();
-        let lines = |s: String| s.lines().map(str::to_owned).collect::<Vec<_>>();
-        Snapshot {
-            links,
-            addresses: lines(ns.ip("-o addr show")),
-            routes: lines(ns.ip("route show table all")),
-            nft: ns.exec_ok(&["nft", "list", "ruleset"]),
-        }
-    }
-}
-
 /// Every key and value in the agent's store (IPAM and records), revisions
 /// left out.
 pub async fn store_dump(agent: &Agent) -> Vec<(String, Vec<u8>)> {

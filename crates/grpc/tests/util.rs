@@ -11,6 +11,7 @@ use trellis_agent::{Agent, Backends};
 use trellis_proto::v1 as pb;
 use trellis_proto::v1::AgentClient;
 use trellis_store::MemoryStore;
+pub use trellis_testlab::Snapshot;
 use trellis_testlab::{Netns, require_root};
 use trellis_types::NetnsPath;
 
@@ -110,72 +111,13 @@ pub struct State {
 impl State {
     /// What differs from `before`, one line each (`+` new, `-` gone).
     pub fn diff(&self, before: &State) -> String {
-        let (a, b) = (&before.kernel, &self.kernel);
-        let mut out = Vec::new();
-        let pairs = [
-            (&a.links, &b.links),
-            (&a.addresses, &b.addresses),
-            (&a.routes, &b.routes),
-        ];
-        for (old, new) in pairs {
-            out.extend(
-                new.iter()
-                    .filter(|l| !old.contains(l))
-                    .map(|l| format!("+ {l}")),
-            );
-            out.extend(
-                old.iter()
-                    .filter(|l| !new.contains(l))
-                    .map(|l| format!("- {l}")),
-            );
-        }
-        if a.nft != b.nft {
-            out.push(format!("nft ruleset: {:?} -> {:?}", a.nft, b.nft));
-        }
+        let mut out = vec![self.kernel.diff(&before.kernel)];
         if before.store != self.store {
             let keys = |s: &State| s.store.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
             out.push(format!("store: {:?} -> {:?}", keys(before), keys(self)));
         }
+        out.retain(|l| !l.is_empty());
         out.join("\n    ")
-    }
-}
-
-/// Links, addresses, routes of every table, the nftables ruleset.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    links: Vec<String>,
-    addresses: Vec<String>,
-    routes: Vec<String>,
-    nft: String,
-}
-
-impl Snapshot {
-    /// Reads the state of `ns`. Flags that the kernel flips on its own a
-    /// moment after a change (carrier, DAD) are left out, so that a snapshot
-    /// differs only when something was added, removed or reconfigured.
-    pub fn take(ns: &Netns) -> Self {
-        let lines = |s: String| {
-            s.lines()
-                .map(|l| {
-                    l.split_whitespace()
-                        .filter(|w| !matches!(*w, "tentative" | "linkdown" | "dadfailed"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect::<Vec<_>>()
-        };
-        let links = ns
-            .ip("-o link show")
-            .lines()
-            .filter_map(|l| l.split(": ").nth(1))
-            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
-            .collect();
-        Snapshot {
-            links,
-            addresses: lines(ns.ip("-o addr show")),
-            routes: lines(ns.ip("route show table all")),
-            nft: ns.exec_ok(&["nft", "list", "ruleset"]),
-        }
     }
 }
 

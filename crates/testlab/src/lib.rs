@@ -18,9 +18,11 @@
 
 mod netns;
 pub mod seed;
+mod snapshot;
 mod tcp;
 
 pub use netns::{Netns, unique_name};
+pub use snapshot::Snapshot;
 pub use tcp::{TcpServer, seen_ip, tcp_request};
 
 /// Panics with a clear message unless the process is root: privileged tests

@@ -1,0 +1,78 @@
+//! What a test compares to prove that nothing of trellis was left behind, or
+//! that a refused request changed nothing: a namespace's links, addresses,
+//! routes of every table and nftables ruleset.
+
+use crate::Netns;
+
+/// Links, addresses, routes of every table, the nftables ruleset.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Interface names.
+    pub links: Vec<String>,
+    /// `ip -o addr` lines.
+    pub addresses: Vec<String>,
+    /// `ip route show table all` lines.
+    pub routes: Vec<String>,
+    /// `nft list ruleset`.
+    pub nft: String,
+}
+
+impl Snapshot {
+    /// Reads the state of `ns`. Flags that the kernel flips on its own a
+    /// moment after a change (carrier, DAD) are left out, so that a snapshot
+    /// differs only when something was added, removed or reconfigured.
+    pub fn take(ns: &Netns) -> Self {
+        let lines = |s: String| {
+            s.lines()
+                .map(|l| {
+                    l.split_whitespace()
+                        .filter(|w| !matches!(*w, "tentative" | "linkdown" | "dadfailed"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>()
+        };
+        let links = ns
+            .ip("-o link show")
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            .collect();
+        Snapshot {
+            links,
+            addresses: lines(ns.ip("-o addr show")),
+            routes: lines(ns.ip("route show table all")),
+            nft: ns.exec_ok(&["nft", "list", "ruleset"]),
+        }
+    }
+}
+
+impl Snapshot {
+    /// What differs from `before`, one line each (`+` new, `-` gone); empty
+    /// when nothing does.
+    pub fn diff(&self, before: &Snapshot) -> String {
+        let (a, b) = (before, self);
+        let mut out = Vec::new();
+        let pairs = [
+            (&a.links, &b.links),
+            (&a.addresses, &b.addresses),
+            (&a.routes, &b.routes),
+        ];
+        for (old, new) in pairs {
+            out.extend(
+                new.iter()
+                    .filter(|l| !old.contains(l))
+                    .map(|l| format!("+ {l}")),
+            );
+            out.extend(
+                old.iter()
+                    .filter(|l| !new.contains(l))
+                    .map(|l| format!("- {l}")),
+            );
+        }
+        if a.nft != b.nft {
+            out.push(format!("nft ruleset: {:?} -> {:?}", a.nft, b.nft));
+        }
+        out.join("\n    ")
+    }
+}
