@@ -7,44 +7,14 @@ mod util;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use trellis_agent::{Agent, ReconcileReport};
 use trellis_store::RedbStore;
 use trellis_testlab::seed::{HOST_IP, SeedLab};
-use trellis_testlab::{Netns, TcpServer, require_root, tcp_request};
+use trellis_testlab::{Counts, Netns, TcpServer, require_root, tcp_traffic};
 use trellis_types::Protocol;
 use util::{agent_on, attach, bridge_spec, routed_spec};
-
-/// Successes and failures of one stream of requests.
-#[derive(Default)]
-struct Counts {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl Counts {
-    fn get(&self) -> (u64, u64) {
-        (
-            self.ok.load(Ordering::SeqCst),
-            self.failed.load(Ordering::SeqCst),
-        )
-    }
-}
-
-/// Requests `to` from `from` in a loop until `stop`, counting.
-fn traffic(from: &Netns, to: SocketAddr, stop: &AtomicBool, counts: &Counts) {
-    while !stop.load(Ordering::SeqCst) {
-        match tcp_request(from, to) {
-            Ok(_) => counts.ok.fetch_add(1, Ordering::SeqCst),
-            Err(e) => {
-                eprintln!("request {to} failed: {e}");
-                counts.failed.fetch_add(1, Ordering::SeqCst)
-            }
-        };
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 async fn open(lab: &SeedLab, path: &std::path::Path) -> Agent {
     agent_on(&lab.host, Arc::new(RedbStore::open(path).unwrap())).await
@@ -81,8 +51,8 @@ fn restarting_disturbs_no_running_container() {
     let (via_port, pod_to_pod) = (Counts::default(), Counts::default());
 
     let (before, report) = std::thread::scope(|s| {
-        s.spawn(|| traffic(&lab.pc, published, &stop, &via_port));
-        s.spawn(|| traffic(&p1, pod.addr(), &stop, &pod_to_pod));
+        s.spawn(|| tcp_traffic(&lab.pc, published, &stop, &via_port));
+        s.spawn(|| tcp_traffic(&p1, pod.addr(), &stop, &pod_to_pod));
         std::thread::sleep(Duration::from_millis(500));
         let before = (via_port.get().0, pod_to_pod.get().0);
         // The restart: the old agent and its store go away entirely.

@@ -7,7 +7,7 @@
 use crate::util::Daemon;
 use nix::sys::signal::Signal;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use trellis_proto::connect_unix;
@@ -16,31 +16,10 @@ use trellis_proto::v1::{
     NetworkMode, NetworkSpec, PortMapping, Protocol, StatusRequest,
 };
 use trellis_testlab::seed::{HOST_IP, SeedLab};
-use trellis_testlab::{Netns, TcpServer, require_root, tcp_request};
+use trellis_testlab::{Counts, Netns, TcpServer, require_root, tcp_traffic};
 
 /// How long the daemon stays down at each restart, traffic still flowing.
 const DOWN: Duration = Duration::from_millis(500);
-
-#[derive(Default)]
-struct Counts {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-/// Requests `to` from `from` until `stop`, counting.
-fn traffic(from: &Netns, to: SocketAddr, stop: &AtomicBool, counts: &Counts) {
-    while !stop.load(Ordering::SeqCst) {
-        match tcp_request(from, to) {
-            Ok(_) => counts.ok.fetch_add(1, Ordering::SeqCst),
-            Err(e) => {
-                eprintln!("request to {to} failed: {e}");
-                counts.failed.fetch_add(1, Ordering::SeqCst)
-            }
-        };
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 async fn client(d: &Daemon) -> AgentClient<Channel> {
     connect_unix(&d.socket).await.expect("connect")
 }
@@ -108,7 +87,7 @@ fn restarting_the_daemon_disturbs_no_running_container() {
 
     let (stop, counts) = (AtomicBool::new(false), Counts::default());
     std::thread::scope(|s| {
-        s.spawn(|| traffic(&lab.pc, published, &stop, &counts));
+        s.spawn(|| tcp_traffic(&lab.pc, published, &stop, &counts));
         wait_for(&counts, 5);
         let status = d.terminate();
         assert!(status.success(), "exit {status}:\n{}", d.log());

@@ -23,7 +23,7 @@ mod tcp;
 
 pub use netns::{Netns, unique_name};
 pub use snapshot::Snapshot;
-pub use tcp::{TcpServer, seen_ip, tcp_request};
+pub use tcp::{Counts, TcpServer, seen_ip, tcp_request, tcp_traffic};
 
 /// Panics with a clear message unless the process is root: privileged tests
 /// create network namespaces, which needs CAP_SYS_ADMIN and CAP_NET_ADMIN.

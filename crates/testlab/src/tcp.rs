@@ -88,3 +88,37 @@ pub fn seen_ip(reply: &str) -> std::net::IpAddr {
         .unwrap_or_else(|e| panic!("reply {reply:?} has no peer address: {e}"))
         .ip()
 }
+
+/// Successes and failures of one stream of requests ([`tcp_traffic`]).
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Requests answered.
+    pub ok: std::sync::atomic::AtomicU64,
+    /// Requests that failed.
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+impl Counts {
+    /// `(ok, failed)` so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Requests `to` from `from` in a loop (every 5 ms) until `stop`, counting
+/// answers and failures: how restart tests prove traffic never stopped.
+pub fn tcp_traffic(from: &Netns, to: SocketAddr, stop: &AtomicBool, counts: &Counts) {
+    while !stop.load(Ordering::SeqCst) {
+        match tcp_request(from, to) {
+            Ok(_) => counts.ok.fetch_add(1, Ordering::SeqCst),
+            Err(e) => {
+                eprintln!("request to {to} failed: {e}");
+                counts.failed.fetch_add(1, Ordering::SeqCst)
+            }
+        };
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
