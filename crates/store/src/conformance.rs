@@ -5,7 +5,7 @@
 //! naming what broke, like any test assertion. Run it on a multi-threaded
 //! runtime so that the concurrency check really races.
 
-use crate::{Error, Expect, KvStore, Versioned, WatchEvent};
+use crate::{Error, Expect, KvStore, Op, Versioned, WatchEvent};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,10 @@ pub async fn run_all<S: KvStore + 'static>(make: impl Fn() -> S) {
     invalid_keys(&make()).await;
     watch_in_order(&make()).await;
     concurrent_cas(Arc::new(make())).await;
+    txn_all_or_nothing(&make()).await;
+    txn_watch(&make()).await;
+    txn_edge_cases(&make()).await;
+    concurrent_txn(Arc::new(make())).await;
 }
 
 /// `put_if` succeeds exactly when the expectation holds, and a failed put
@@ -232,6 +236,211 @@ pub async fn concurrent_cas<S: KvStore + 'static>(s: Arc<S>) {
         rev = winners[0];
         assert_eq!(s.get("race").await.unwrap().unwrap().revision, rev);
     }
+}
+
+/// A transaction applies every op or none: one failed expectation (here the
+/// last op's) is reported by key and leaves every key and the revision as
+/// they were.
+pub async fn txn_all_or_nothing(s: &dyn KvStore) {
+    let ra = s
+        .put_if("t/a", b"a0".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    let rb = s
+        .put_if("t/b", b"b0".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    let before = s.list("").await.unwrap();
+    let err = s
+        .txn(vec![
+            Op::put("t/a", b"a1".to_vec(), Expect::Revision(ra)),
+            Op::put("t/new", b"n".to_vec(), Expect::Absent),
+            Op::delete("t/b", Expect::Revision(rb + 100)),
+        ])
+        .await
+        .unwrap_err();
+    assert_conflict(&err, "t/b", Expect::Revision(rb + 100), Some(rb));
+    assert_eq!(
+        s.list("").await.unwrap(),
+        before,
+        "a failed transaction changed the store"
+    );
+
+    let rev = s
+        .txn(vec![
+            Op::put("t/a", b"a1".to_vec(), Expect::Revision(ra)),
+            Op::put("t/new", b"n".to_vec(), Expect::Absent),
+            Op::delete("t/b", Expect::Revision(rb)),
+        ])
+        .await
+        .unwrap();
+    let after = s.list("").await.unwrap();
+    assert_eq!(
+        after.revision, rev,
+        "txn returns the store revision after it"
+    );
+    let keys: Vec<(&str, &[u8])> = after
+        .entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.value.as_slice()))
+        .collect();
+    assert_eq!(keys, [("t/a", &b"a1"[..]), ("t/new", &b"n"[..])]);
+    for (k, v) in &after.entries {
+        assert!(
+            v.revision > before.revision && v.revision <= rev,
+            "{k} written at {} outside ({}, {rev}]",
+            v.revision,
+            before.revision
+        );
+    }
+}
+
+/// A watcher sees every write of a transaction, in op order, and nothing of a
+/// failed one.
+pub async fn txn_watch(s: &dyn KvStore) {
+    let r0 = s
+        .put_if("w/x", b"0".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    let mut w = s.watch("w", 0).await.unwrap();
+    let failed = s
+        .txn(vec![
+            Op::put("w/y", b"never".to_vec(), Expect::Absent),
+            Op::put("w/x", b"never".to_vec(), Expect::Absent),
+        ])
+        .await;
+    assert!(failed.is_err(), "a transaction on a taken key succeeded");
+    let rev = s
+        .txn(vec![
+            Op::put("w/y", b"1".to_vec(), Expect::Absent),
+            Op::put("other/z", b"2".to_vec(), Expect::Any),
+            Op::delete("w/x", Expect::Revision(r0)),
+        ])
+        .await
+        .unwrap();
+    let first = next(&mut w).await;
+    let second = next(&mut w).await;
+    match (&first, &second) {
+        (WatchEvent::Put { key, value, .. }, WatchEvent::Delete { key: deleted, .. }) => {
+            assert_eq!((key.as_str(), value.as_slice()), ("w/y", &b"1"[..]));
+            assert_eq!(deleted, "w/x");
+        }
+        other => panic!("expected put w/y then delete w/x, got {other:?}"),
+    }
+    assert!(
+        r0 < first.revision() && first.revision() <= second.revision() && second.revision() <= rev,
+        "revisions {r0} < {} <= {} <= {rev}",
+        first.revision(),
+        second.revision()
+    );
+    let idle = tokio::time::timeout(Duration::from_millis(50), w.next()).await;
+    assert!(
+        idle.is_err(),
+        "a watch reported an event nobody wrote: {idle:?}"
+    );
+}
+
+/// Empty and no-op transactions change nothing; a key twice and a malformed
+/// key are refused before anything is written.
+pub async fn txn_edge_cases(s: &dyn KvStore) {
+    let r = s
+        .put_if("e/a", b"1".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    assert_eq!(s.txn(Vec::new()).await.unwrap(), r, "empty transaction");
+    let noop = s
+        .txn(vec![
+            Op::delete("e/gone", Expect::Any),
+            Op::delete("e/gone2", Expect::Absent),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(noop, r, "deleting absent keys took a revision");
+    let twice = s
+        .txn(vec![
+            Op::put("e/b", b"1".to_vec(), Expect::Absent),
+            Op::put("e/b", b"2".to_vec(), Expect::Any),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(twice, Error::InvalidKey { ref key, .. } if key == "e/b"),
+        "{twice}"
+    );
+    let bad = s
+        .txn(vec![
+            Op::put("e/c", b"1".to_vec(), Expect::Absent),
+            Op::put("e//d", b"2".to_vec(), Expect::Any),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, Error::InvalidKey { .. }), "{bad}");
+    assert_eq!(
+        s.list("").await.unwrap().revision,
+        r,
+        "a refused transaction wrote"
+    );
+    assert_eq!(s.get("e/b").await.unwrap(), None);
+    assert_eq!(s.get("e/c").await.unwrap(), None);
+}
+
+/// Tasks race transactions that bump one shared counter and create a key of
+/// their own: with retries on conflict no update is lost, and every task's
+/// key exists exactly when its bump counted.
+pub async fn concurrent_txn<S: KvStore + 'static>(s: Arc<S>) {
+    const TASKS: usize = 8;
+    const EACH: usize = 10;
+    s.put_if("count", b"0".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    loop {
+                        let cur = s.get("count").await.unwrap().unwrap();
+                        let n: usize = std::str::from_utf8(&cur.value).unwrap().parse().unwrap();
+                        let ops = vec![
+                            Op::put(
+                                "count",
+                                (n + 1).to_string().into_bytes(),
+                                Expect::Revision(cur.revision),
+                            ),
+                            Op::put(
+                                format!("mine/{t}/{i}"),
+                                n.to_string().into_bytes(),
+                                Expect::Absent,
+                            ),
+                        ];
+                        match s.txn(ops).await {
+                            Ok(_) => break,
+                            Err(e) => assert!(e.is_conflict(), "task {t}: {e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let count = s.get("count").await.unwrap().unwrap();
+    assert_eq!(
+        count.value,
+        (TASKS * EACH).to_string().into_bytes(),
+        "lost updates"
+    );
+    let mine = s.list("mine").await.unwrap().entries;
+    assert_eq!(mine.len(), TASKS * EACH);
+    let mut seen: Vec<Vec<u8>> = mine.into_iter().map(|(_, v)| v.value).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        TASKS * EACH,
+        "two transactions read the same count"
+    );
 }
 
 async fn next(w: &mut crate::WatchStream) -> WatchEvent {

@@ -20,6 +20,11 @@
 //!   A prefix selects a *subtree*, not a string prefix: `a/b` matches `a/b` and
 //!   `a/b/c`, never the sibling `a/bc` (see [`key_matches`]). Values are opaque
 //!   bytes; callers choose their encoding.
+//! * **Several writes commit as one with [`KvStore::txn`].** Each write of a
+//!   transaction names its own expectation; all are checked against the
+//!   store as it was before, and either all are applied or none. IPAM uses it
+//!   to take an address and record the endpoint that holds it in one commit
+//!   (one fsync with redb), which maps onto one etcd `Txn`.
 //! * **Watches replay a bounded history.** Each backend keeps the most recent
 //!   events in memory; a watch from a revision older than that window fails
 //!   with [`Error::Compacted`] (as it does on etcd after compaction), and the
@@ -77,6 +82,61 @@ impl fmt::Display for Expect {
             Expect::Absent => f.write_str("absent"),
             Expect::Revision(r) => write!(f, "revision {r}"),
             Expect::Any => f.write_str("any"),
+        }
+    }
+}
+
+/// One write of a transaction ([`KvStore::txn`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Write `value` under `key` if `expected` holds.
+    Put {
+        /// The key written.
+        key: String,
+        /// The new value.
+        value: Vec<u8>,
+        /// What the key must hold before the transaction.
+        expected: Expect,
+    },
+    /// Delete `key` if `expected` holds (an absent key with [`Expect::Any`]
+    /// or [`Expect::Absent`] is no change, as for [`KvStore::delete_if`]).
+    Delete {
+        /// The key deleted.
+        key: String,
+        /// What the key must hold before the transaction.
+        expected: Expect,
+    },
+}
+
+impl Op {
+    /// A conditional put.
+    pub fn put(key: impl Into<String>, value: Vec<u8>, expected: Expect) -> Self {
+        Op::Put {
+            key: key.into(),
+            value,
+            expected,
+        }
+    }
+
+    /// A conditional delete.
+    pub fn delete(key: impl Into<String>, expected: Expect) -> Self {
+        Op::Delete {
+            key: key.into(),
+            expected,
+        }
+    }
+
+    /// The key the write is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key, .. } => key,
+        }
+    }
+
+    /// What the key must hold before the transaction.
+    pub fn expected(&self) -> Expect {
+        match self {
+            Op::Put { expected, .. } | Op::Delete { expected, .. } => *expected,
         }
     }
 }
@@ -161,6 +221,20 @@ pub trait KvStore: Send + Sync {
     /// on an absent key is a conflict).
     async fn delete_if(&self, key: &str, expected: Expect) -> Result<Option<u64>, Error>;
 
+    /// Applies `ops` as one transaction: every expectation is checked against
+    /// the store as it was before the transaction; if one fails, the first
+    /// failing op's key is named in [`Error::Conflict`] and nothing changes.
+    /// Otherwise every op is applied and all are committed together (one
+    /// fsync with redb). Returns the store revision after the transaction.
+    ///
+    /// Each effective write is one watch event, in op order. Memory and redb
+    /// give a transaction's writes consecutive revisions (etcd gives them all
+    /// one); either way they are all `<=` the returned revision and `>` any
+    /// earlier one. A key may appear only once ([`Error::InvalidKey`]). An
+    /// empty transaction, or one whose only ops delete absent keys, changes
+    /// nothing and returns the current revision.
+    async fn txn(&self, ops: Vec<Op>) -> Result<u64, Error>;
+
     /// All entries under `prefix` (a subtree, see [`key_matches`]); an empty
     /// prefix lists everything.
     async fn list(&self, prefix: &str) -> Result<Listing, Error>;
@@ -203,6 +277,21 @@ pub fn check_key(key: &str) -> Result<(), Error> {
         key: key.to_owned(),
         reason,
     })
+}
+
+/// Checks every key of a transaction, and that none appears twice.
+pub(crate) fn check_ops(ops: &[Op]) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::with_capacity(ops.len());
+    for op in ops {
+        check_key(op.key())?;
+        if !seen.insert(op.key()) {
+            return Err(Error::InvalidKey {
+                key: op.key().to_owned(),
+                reason: "key appears twice in one transaction",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks a CAS expectation against the key's current revision.

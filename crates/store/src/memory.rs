@@ -2,8 +2,8 @@
 
 use crate::hub::Hub;
 use crate::{
-    Error, Expect, KvStore, Listing, Versioned, WatchEvent, WatchStream, check_expect, check_key,
-    key_matches,
+    Error, Expect, KvStore, Listing, Op, Versioned, WatchEvent, WatchStream, check_expect,
+    check_key, check_ops, key_matches,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -45,6 +45,47 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Checks every expectation, then applies every op, under one lock;
+    /// returns the last revision taken (`None`: nothing changed). Events are
+    /// published under the data lock so that they enter the history in
+    /// revision order.
+    fn apply(&self, ops: Vec<Op>) -> Result<Option<u64>, Error> {
+        let mut data = self.lock();
+        for op in &ops {
+            let actual = data.map.get(op.key()).map(|v| v.revision);
+            check_expect(op.key(), op.expected(), actual)?;
+        }
+        let mut last = None;
+        for op in ops {
+            let event = match op {
+                Op::Put { key, value, .. } => {
+                    let revision = data.revision + 1;
+                    let versioned = Versioned {
+                        value: value.clone(),
+                        revision,
+                    };
+                    data.map.insert(key.clone(), versioned);
+                    WatchEvent::Put {
+                        key,
+                        value,
+                        revision,
+                    }
+                }
+                Op::Delete { key, .. } => {
+                    if data.map.remove(&key).is_none() {
+                        continue;
+                    }
+                    let revision = data.revision + 1;
+                    WatchEvent::Delete { key, revision }
+                }
+            };
+            data.revision = event.revision();
+            last = Some(data.revision);
+            self.hub.publish(event);
+        }
+        Ok(last)
+    }
 }
 
 impl Default for MemoryStore {
@@ -62,41 +103,22 @@ impl KvStore for MemoryStore {
 
     async fn put_if(&self, key: &str, value: Vec<u8>, expected: Expect) -> Result<u64, Error> {
         check_key(key)?;
-        let mut data = self.lock();
-        check_expect(key, expected, data.map.get(key).map(|v| v.revision))?;
-        data.revision += 1;
-        let revision = data.revision;
-        let versioned = Versioned {
-            value: value.clone(),
-            revision,
-        };
-        data.map.insert(key.to_owned(), versioned);
-        // Published under the data lock so that events enter the history in
-        // revision order.
-        self.hub.publish(WatchEvent::Put {
-            key: key.to_owned(),
-            value,
-            revision,
-        });
-        Ok(revision)
+        let op = Op::put(key, value, expected);
+        self.apply(vec![op])?
+            .ok_or_else(|| Error::backend(key, "put changed nothing"))
     }
 
     async fn delete_if(&self, key: &str, expected: Expect) -> Result<Option<u64>, Error> {
         check_key(key)?;
-        let mut data = self.lock();
-        let actual = data.map.get(key).map(|v| v.revision);
-        check_expect(key, expected, actual)?;
-        if actual.is_none() {
-            return Ok(None);
+        self.apply(vec![Op::delete(key, expected)])
+    }
+
+    async fn txn(&self, ops: Vec<Op>) -> Result<u64, Error> {
+        check_ops(&ops)?;
+        match self.apply(ops)? {
+            Some(revision) => Ok(revision),
+            None => Ok(self.lock().revision),
         }
-        data.map.remove(key);
-        data.revision += 1;
-        let revision = data.revision;
-        self.hub.publish(WatchEvent::Delete {
-            key: key.to_owned(),
-            revision,
-        });
-        Ok(Some(revision))
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, Error> {

@@ -3,8 +3,8 @@
 use crate::hub::Hub;
 use crate::memory::DEFAULT_HISTORY;
 use crate::{
-    Error, Expect, KvStore, Listing, Versioned, WatchEvent, WatchStream, check_expect, check_key,
-    key_matches,
+    Error, Expect, KvStore, Listing, Op, Versioned, WatchEvent, WatchStream, check_expect,
+    check_key, check_ops, key_matches,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -18,9 +18,16 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The store-global revision, updated in the same transaction as each write.
 const REVISION: &str = "revision";
 
+/// The store revision recorded in `meta` (0 for a new file).
+fn stored_revision(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, Error> {
+    let rev = meta.get(REVISION).map_err(|e| Error::backend(key, e))?;
+    Ok(rev.map(|g| g.value()).unwrap_or(0))
+}
+
 /// A store in one redb file, owned by one process.
 ///
-/// Every put and every effective delete is one write transaction committed
+/// Every put, every effective delete and every [`KvStore::txn`] is one write
+/// transaction committed
 /// with redb's default durability (`Immediate`: fsync'd before `commit`
 /// returns), and it bumps the global revision kept in the `meta` table in that
 /// same transaction, so a crash leaves either the old or the new state, with
@@ -61,8 +68,7 @@ impl RedbStore {
         let revision = {
             let meta = txn.open_table(META).map_err(|e| Error::backend(&name, e))?;
             txn.open_table(KV).map_err(|e| Error::backend(&name, e))?;
-            let rev = meta.get(REVISION).map_err(|e| Error::backend(&name, e))?;
-            rev.map(|g| g.value()).unwrap_or(0)
+            stored_revision(&meta, &name)?
         };
         txn.commit().map_err(|e| Error::backend(&name, e))?;
         Ok(Self {
@@ -72,6 +78,14 @@ impl RedbStore {
                 hub: Hub::new(revision, DEFAULT_HISTORY),
             }),
         })
+    }
+
+    /// The store revision as of now.
+    fn list_revision(&self, key: &str) -> Result<u64, Error> {
+        let be = |e: redb::Error| Error::backend(key, e);
+        let txn = self.inner.db.begin_read().map_err(|e| be(e.into()))?;
+        let meta = txn.open_table(META).map_err(|e| be(e.into()))?;
+        stored_revision(&meta, key)
     }
 
     /// Runs a write on the blocking pool.
@@ -88,81 +102,81 @@ impl RedbStore {
 }
 
 impl Inner {
-    /// Runs `change` in one write transaction: it returns the event to publish
-    /// (`None`: nothing changed, the transaction is aborted). The revision the
-    /// change must use is passed in.
-    fn write(
-        &self,
-        key: &str,
-        change: impl FnOnce(&WriteTransaction, u64) -> Result<Option<WatchEvent>, Error>,
-    ) -> Result<Option<u64>, Error> {
-        let be = |e: redb::Error| Error::backend(key, e);
+    /// Applies `ops` in one write transaction: checks every expectation,
+    /// then writes, bumps the revision once per effective write, commits
+    /// (fsync) and publishes the events. `None`: nothing changed, the
+    /// transaction is aborted.
+    fn apply(&self, ops: Vec<Op>) -> Result<Option<u64>, Error> {
+        let name = ops
+            .first()
+            .map(|op| op.key().to_owned())
+            .unwrap_or_default();
+        let be = |e: redb::Error| Error::backend(&name, e);
         let _serial = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let txn = self.db.begin_write().map_err(|e| be(e.into()))?;
-        let revision = {
-            let meta = txn.open_table(META).map_err(|e| be(e.into()))?;
-            let rev = meta.get(REVISION).map_err(|e| be(e.into()))?;
-            rev.map(|g| g.value()).unwrap_or(0) + 1
-        };
-        let event = match change(&txn, revision) {
-            Ok(Some(event)) => event,
+        let events = match stage(&txn, ops) {
+            Ok(events) if !events.is_empty() => events,
             other => {
                 txn.abort().map_err(|e| be(e.into()))?;
                 return other.map(|_| None);
             }
         };
+        let last = events.last().map(WatchEvent::revision).unwrap_or_default();
         {
             let mut meta = txn.open_table(META).map_err(|e| be(e.into()))?;
-            meta.insert(REVISION, revision).map_err(|e| be(e.into()))?;
+            meta.insert(REVISION, last).map_err(|e| be(e.into()))?;
         }
         txn.commit().map_err(|e| be(e.into()))?;
-        self.hub.publish(event);
-        Ok(Some(revision))
+        for event in events {
+            self.hub.publish(event);
+        }
+        Ok(Some(last))
     }
 }
 
-fn current(txn: &WriteTransaction, key: &str) -> Result<Option<u64>, Error> {
-    let be = |e: redb::Error| Error::backend(key, e);
-    let kv = txn.open_table(KV).map_err(|e| be(e.into()))?;
-    let got = kv.get(key).map_err(|e| be(e.into()))?;
-    Ok(got.map(|g| g.value().0))
-}
-
-fn put_txn(
-    txn: &WriteTransaction,
-    revision: u64,
-    key: &str,
-    value: Vec<u8>,
-    expected: Expect,
-) -> Result<Option<WatchEvent>, Error> {
-    check_expect(key, expected, current(txn, key)?)?;
-    let mut kv = txn.open_table(KV).map_err(|e| Error::backend(key, e))?;
-    kv.insert(key, (revision, value.as_slice()))
-        .map_err(|e| Error::backend(key, e))?;
-    Ok(Some(WatchEvent::Put {
-        key: key.to_owned(),
-        value,
-        revision,
-    }))
-}
-
-fn delete_txn(
-    txn: &WriteTransaction,
-    revision: u64,
-    key: &str,
-    expected: Expect,
-) -> Result<Option<WatchEvent>, Error> {
-    let actual = current(txn, key)?;
-    check_expect(key, expected, actual)?;
-    if actual.is_none() {
-        return Ok(None);
+/// Checks and writes `ops` inside `txn`; the events of the effective writes,
+/// with revisions counted on from the stored one.
+fn stage(txn: &WriteTransaction, ops: Vec<Op>) -> Result<Vec<WatchEvent>, Error> {
+    let name = ops
+        .first()
+        .map(|op| op.key().to_owned())
+        .unwrap_or_default();
+    let be = |e: redb::Error| Error::backend(&name, e);
+    let mut revision = {
+        let meta = txn.open_table(META).map_err(|e| be(e.into()))?;
+        stored_revision(&meta, &name)?
+    };
+    let mut kv = txn.open_table(KV).map_err(|e| be(e.into()))?;
+    for op in &ops {
+        let got = kv.get(op.key()).map_err(|e| be(e.into()))?;
+        check_expect(op.key(), op.expected(), got.map(|g| g.value().0))?;
     }
-    let mut kv = txn.open_table(KV).map_err(|e| Error::backend(key, e))?;
-    kv.remove(key).map_err(|e| Error::backend(key, e))?;
-    Ok(Some(WatchEvent::Delete {
-        key: key.to_owned(),
-        revision,
-    }))
+    let mut events = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Put { key, value, .. } => {
+                revision += 1;
+                kv.insert(key.as_str(), (revision, value.as_slice()))
+                    .map_err(|e| Error::backend(&key, e))?;
+                events.push(WatchEvent::Put {
+                    key,
+                    value,
+                    revision,
+                });
+            }
+            Op::Delete { key, .. } => {
+                let removed = kv
+                    .remove(key.as_str())
+                    .map_err(|e| Error::backend(&key, e))?
+                    .is_some();
+                if removed {
+                    revision += 1;
+                    events.push(WatchEvent::Delete { key, revision });
+                }
+            }
+        }
+    }
+    Ok(events)
 }
 
 #[async_trait]
@@ -184,22 +198,29 @@ impl KvStore for RedbStore {
 
     async fn put_if(&self, key: &str, value: Vec<u8>, expected: Expect) -> Result<u64, Error> {
         check_key(key)?;
-        let k = key.to_owned();
+        let op = Op::put(key, value, expected);
         let rev = self
-            .blocking(key, move |inner| {
-                inner.write(&k, |txn, rev| put_txn(txn, rev, &k, value, expected))
-            })
+            .blocking(key, move |inner| inner.apply(vec![op]))
             .await?;
         rev.ok_or_else(|| Error::backend(key, "put committed no change"))
     }
 
     async fn delete_if(&self, key: &str, expected: Expect) -> Result<Option<u64>, Error> {
         check_key(key)?;
-        let k = key.to_owned();
-        self.blocking(key, move |inner| {
-            inner.write(&k, |txn, rev| delete_txn(txn, rev, &k, expected))
-        })
-        .await
+        let op = Op::delete(key, expected);
+        self.blocking(key, move |inner| inner.apply(vec![op])).await
+    }
+
+    async fn txn(&self, ops: Vec<Op>) -> Result<u64, Error> {
+        check_ops(&ops)?;
+        let name = ops
+            .first()
+            .map(|op| op.key().to_owned())
+            .unwrap_or_default();
+        match self.blocking(&name, move |inner| inner.apply(ops)).await? {
+            Some(revision) => Ok(revision),
+            None => Ok(self.list_revision(&name)?),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, Error> {
@@ -208,8 +229,7 @@ impl KvStore for RedbStore {
         let txn = self.inner.db.begin_read().map_err(|e| be(e.into()))?;
         let revision = {
             let meta = txn.open_table(META).map_err(|e| be(e.into()))?;
-            let rev = meta.get(REVISION).map_err(|e| be(e.into()))?;
-            rev.map(|g| g.value()).unwrap_or(0)
+            stored_revision(&meta, prefix)?
         };
         let kv = txn.open_table(KV).map_err(|e| be(e.into()))?;
         let mut entries = Vec::new();
@@ -262,6 +282,13 @@ mod tests {
             .await
             .unwrap();
         store.delete_if("a/y", Expect::Revision(r2)).await.unwrap();
+        let rt = store
+            .txn(vec![
+                Op::put("b/1", b"t".to_vec(), Expect::Absent),
+                Op::put("b/2", b"t".to_vec(), Expect::Absent),
+            ])
+            .await
+            .unwrap();
         drop(store);
 
         let store = RedbStore::open(&path).unwrap();
@@ -274,17 +301,20 @@ mod tests {
             }
         );
         assert_eq!(store.get("a/y").await.unwrap(), None);
-        let listing = store.list("a").await.unwrap();
+        let both = store.list("b").await.unwrap();
         assert_eq!(
-            listing.revision,
-            r2 + 1,
-            "the delete's revision is kept too"
+            both.entries.len(),
+            2,
+            "a committed transaction is kept whole"
         );
+        let listing = store.list("a").await.unwrap();
+        assert_eq!(listing.revision, rt, "the last revision is kept");
+        assert_eq!(rt, r2 + 3, "one delete and two puts after r2");
         let r4 = store
             .put_if("a/x", b"3".to_vec(), Expect::Revision(r1))
             .await
             .unwrap();
-        assert_eq!(r4, r2 + 2, "revisions keep increasing across reopen");
+        assert_eq!(r4, rt + 1, "revisions keep increasing across reopen");
         // History does not survive a restart: watching the past is refused,
         // watching from the listing's next revision works.
         assert!(matches!(
