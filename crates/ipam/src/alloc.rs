@@ -1,5 +1,13 @@
 //! Allocation: from an owned block, by claiming a block, by borrowing from
 //! another host's block, or a fixed address.
+//!
+//! Each attempt only *reads* and stages the one block write it needs
+//! ([`Staged`]); the staged writes of one allocation (one per pool asked for)
+//! and any writes the caller adds are then committed together — one
+//! `put_if` when there is one write, else one store transaction. So an agent
+//! can take a container's IPv4 and IPv6 addresses and record the endpoint
+//! that holds them in a single commit (a single fsync), and a lost
+//! compare-and-swap re-runs the whole attempt with nothing half-written.
 
 use crate::block::Block;
 use crate::cache::Affinity;
@@ -9,8 +17,68 @@ use crate::{Error, Pool};
 use ipnet::IpNet;
 use std::collections::HashSet;
 use std::net::IpAddr;
-use trellis_store::Expect;
-use trellis_types::Handle;
+use trellis_store::{Expect, Op};
+use trellis_types::{Handle, InvalidInput};
+
+/// One address an allocation asks for: the next free one of a pool, or a
+/// fixed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// The pool to allocate from.
+    pub pool: String,
+    /// Exactly this address (to restore a known one), or `None` for the
+    /// next free one.
+    pub fixed: Option<IpAddr>,
+}
+
+impl Want {
+    /// The next free address of `pool`.
+    pub fn next(pool: impl Into<String>) -> Self {
+        Want {
+            pool: pool.into(),
+            fixed: None,
+        }
+    }
+
+    /// Exactly `ip` from `pool`.
+    pub fn exactly(pool: impl Into<String>, ip: IpAddr) -> Self {
+        Want {
+            pool: pool.into(),
+            fixed: Some(ip),
+        }
+    }
+}
+
+/// A block write an attempt wants to make, and what it tells this host's
+/// cache once it is committed.
+pub(crate) struct Staged {
+    pub pool: String,
+    pub block: Block,
+    pub expect: Expect,
+    pub effect: Effect,
+}
+
+/// What a committed [`Staged`] write means for the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Nothing new: a block already known.
+    Known,
+    /// This host claimed the block.
+    Claimed,
+    /// This host borrowed an address in another host's block.
+    Borrowed,
+}
+
+impl Staged {
+    fn op(&self) -> Op {
+        let key = block_key(&self.pool, self.block.cidr);
+        Op::put(key, self.block.encode(), self.expect)
+    }
+}
+
+/// One attempt's answer for one address: the address, and the block write
+/// that takes it (`None` when the handle holds it already).
+pub(crate) type Pick = (IpAddr, Option<Staged>);
 
 /// What the cached blocks say about one allocation.
 enum Found {
@@ -33,18 +101,153 @@ impl Ipam {
     /// this host (in its own blocks or borrowed) gets that address back.
     /// Fails with [`Error::Exhausted`] when no address is left to take.
     pub async fn allocate(&self, pool: &str, handle: &Handle) -> Result<IpAddr, Error> {
-        check_name("pool", pool)?;
-        self.retrying(pool, move || self.try_allocate(pool, handle))
-            .await
+        let ips = self
+            .allocate_with(handle, &[Want::next(pool)], |_| Vec::new())
+            .await?;
+        Ok(ips[0])
     }
 
-    /// One attempt of [`Ipam::allocate`]; `None` means "re-run".
-    async fn try_allocate(&self, pool: &str, handle: &Handle) -> Result<Option<IpAddr>, Error> {
+    /// Allocates exactly `ip` from `pool` to `handle` (to restore a known
+    /// address). Idempotent for the same handle. Fails with [`Error::Invalid`]
+    /// (field `ip`) for an address outside the pool or reserved, and with
+    /// [`Error::AddressTaken`] when another handle holds it. The address's
+    /// block is claimed for this host if unclaimed; in a block owned by
+    /// another host the address is recorded as borrowed by this host.
+    pub async fn allocate_specific(
+        &self,
+        pool: &str,
+        handle: &Handle,
+        ip: IpAddr,
+    ) -> Result<(), Error> {
+        self.allocate_with(handle, &[Want::exactly(pool, ip)], |_| Vec::new())
+            .await
+            .map(drop)
+    }
+
+    /// Allocates one address per [`Want`] (each of another pool) for
+    /// `handle`, as [`Ipam::allocate`] and [`Ipam::allocate_specific`] do,
+    /// and commits them together with the writes `extra` returns for the
+    /// chosen addresses (in `wants` order): all of it lands, or none.
+    ///
+    /// `extra` may run more than once (once per attempt, when a concurrent
+    /// allocator wins a compare-and-swap); it should only build writes. A
+    /// conflict on one of its own keys is not retried: it fails with
+    /// [`Error::Precondition`], and nothing is allocated.
+    pub async fn allocate_with(
+        &self,
+        handle: &Handle,
+        wants: &[Want],
+        extra: impl Fn(&[IpAddr]) -> Vec<Op>,
+    ) -> Result<Vec<IpAddr>, Error> {
+        let specs = self.check_wants(wants).await?;
+        let label = wants.first().map(|w| w.pool.as_str()).unwrap_or_default();
+        let (specs, extra) = (&specs, &extra);
+        self.retrying(label, move || async move {
+            let mut ips = Vec::with_capacity(wants.len());
+            let mut staged = Vec::with_capacity(wants.len());
+            for (want, spec) in wants.iter().zip(specs) {
+                let pick = match (want.fixed, spec) {
+                    (Some(ip), Some(spec)) => self.try_allocate_specific(spec, handle, ip).await?,
+                    _ => self.try_allocate(&want.pool, handle).await?,
+                };
+                let Some((ip, write)) = pick else {
+                    return Ok(None);
+                };
+                ips.push(ip);
+                staged.extend(write);
+            }
+            self.commit(staged, extra(&ips)).await?;
+            Ok(Some(ips))
+        })
+        .await
+    }
+
+    /// Checks the pool names (each once) and the fixed addresses before
+    /// anything is read for allocation; the specs of the fixed ones' pools.
+    async fn check_wants(&self, wants: &[Want]) -> Result<Vec<Option<Pool>>, Error> {
+        let mut seen = HashSet::new();
+        let mut specs = Vec::with_capacity(wants.len());
+        for want in wants {
+            check_name("pool", &want.pool)?;
+            if !seen.insert(want.pool.as_str()) {
+                let reason = "asked for twice in one allocation";
+                return Err(InvalidInput::new("pool", &want.pool, reason).into());
+            }
+            specs.push(match want.fixed {
+                Some(ip) => {
+                    let spec = self.pool(&want.pool).await?;
+                    spec.check_specific(ip)?;
+                    Some(spec)
+                }
+                None => None,
+            });
+        }
+        Ok(specs)
+    }
+
+    /// Commits the staged block writes and the caller's `extra` writes as one
+    /// (a lone put needs no transaction), then tells the cache.
+    pub(crate) async fn commit(&self, staged: Vec<Staged>, extra: Vec<Op>) -> Result<(), Error> {
+        let extra_keys: HashSet<String> = extra.iter().map(|op| op.key().to_owned()).collect();
+        let mut ops: Vec<Op> = staged.iter().map(Staged::op).collect();
+        ops.extend(extra);
+        let written = match ops.as_slice() {
+            [] => Ok(()),
+            [Op::Put { .. }] => match ops.pop() {
+                Some(Op::Put {
+                    key,
+                    value,
+                    expected,
+                }) => self.store.put_if(&key, value, expected).await.map(drop),
+                _ => unreachable!("matched one put"),
+            },
+            _ => self.store.txn(ops).await.map(drop),
+        };
+        match written {
+            Err(trellis_store::Error::Conflict {
+                key,
+                expected,
+                actual,
+            }) if extra_keys.contains(&key) => {
+                let e = trellis_store::Error::Conflict {
+                    key,
+                    expected,
+                    actual,
+                };
+                Err(Error::Precondition(e))
+            }
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                for s in &staged {
+                    self.committed(s);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Brings the cache up to date with a committed block write.
+    fn committed(&self, s: &Staged) {
+        match s.effect {
+            Effect::Known => {}
+            Effect::Claimed => {
+                tracing::info!(pool = %s.pool, block = %s.block.cidr, host = %self.host, "claimed block");
+                self.add_owned(&s.pool, s.block.cidr);
+            }
+            Effect::Borrowed => {
+                tracing::info!(pool = %s.pool, block = %s.block.cidr, owner = %s.block.host, host = %self.host, "borrowed address");
+                self.add_borrowed(&s.pool, s.block.cidr);
+            }
+        }
+    }
+
+    /// One attempt at the next free address of `pool`; `None` means "re-run".
+    async fn try_allocate(&self, pool: &str, handle: &Handle) -> Result<Option<Pick>, Error> {
         let Some(cached) = self.cached(pool) else {
             return self.refresh(pool).await.map(|_| None);
         };
         match self.look_in_cached(pool, handle, &cached).await? {
-            Found::Held(ip) => Ok(Some(ip)),
+            Found::Held(ip) => Ok(Some((ip, None))),
             Found::Stale => {
                 self.forget_cached(pool);
                 Ok(None)
@@ -53,14 +256,17 @@ impl Ipam {
                 let Some(ip) = block.allocate_next(handle, &self.host) else {
                     return Ok(None);
                 };
-                self.write_block(pool, &block, Expect::Revision(rev))
-                    .await?;
-                Ok(Some(ip))
+                let write = Staged {
+                    pool: pool.to_owned(),
+                    block,
+                    expect: Expect::Revision(rev),
+                    effect: Effect::Known,
+                };
+                Ok(Some((ip, Some(write))))
             }
             Found::Full => self.claim_or_borrow(pool, handle, &cached).await,
         }
     }
-
     /// Reads the cached blocks (usually one owned, none borrowed from): the
     /// handle's address if it holds one, else the first owned block with room.
     async fn look_in_cached(
@@ -103,15 +309,15 @@ impl Ipam {
     }
 
     /// The host's cached blocks are full: claims the lowest unclaimed block
-    /// with a free address and allocates from it, or else borrows. `None`
+    /// with a free address and stages the claim, or else borrows. `None`
     /// when the cache was stale (another allocator of this host claimed,
-    /// borrowed or released meanwhile) or the claim lost a race.
+    /// borrowed or released meanwhile).
     async fn claim_or_borrow(
         &self,
         pool: &str,
         handle: &Handle,
         cached: &Affinity,
-    ) -> Result<Option<IpAddr>, Error> {
+    ) -> Result<Option<Pick>, Error> {
         let spec = self.pool(pool).await?;
         let blocks = self.refresh(pool).await?;
         let own_room = blocks
@@ -127,30 +333,13 @@ impl Ipam {
         let Some(ip) = block.allocate_next(handle, &self.host) else {
             return Ok(None);
         };
-        self.write_block(pool, &block, Expect::Absent).await?;
-        tracing::info!(pool, block = %block.cidr, host = %self.host, "claimed block");
-        self.add_owned(pool, block.cidr);
-        Ok(Some(ip))
-    }
-
-    /// Allocates exactly `ip` from `pool` to `handle` (to restore a known
-    /// address). Idempotent for the same handle. Fails with [`Error::Invalid`]
-    /// (field `ip`) for an address outside the pool or reserved, and with
-    /// [`Error::AddressTaken`] when another handle holds it. The address's
-    /// block is claimed for this host if unclaimed; in a block owned by
-    /// another host the address is recorded as borrowed by this host.
-    pub async fn allocate_specific(
-        &self,
-        pool: &str,
-        handle: &Handle,
-        ip: IpAddr,
-    ) -> Result<(), Error> {
-        check_name("pool", pool)?;
-        let spec = self.pool(pool).await?;
-        spec.check_specific(ip)?;
-        let spec = &spec;
-        self.retrying(pool, move || self.try_allocate_specific(spec, handle, ip))
-            .await
+        let write = Staged {
+            pool: pool.to_owned(),
+            block,
+            expect: Expect::Absent,
+            effect: Effect::Claimed,
+        };
+        Ok(Some((ip, Some(write))))
     }
 
     async fn try_allocate_specific(
@@ -158,7 +347,7 @@ impl Ipam {
         pool: &Pool,
         handle: &Handle,
         ip: IpAddr,
-    ) -> Result<Option<()>, Error> {
+    ) -> Result<Option<Pick>, Error> {
         let cidr = pool.block_of(ip);
         let (mut block, expect) = match self.read_block(&block_key(&pool.name, cidr)).await? {
             Some((block, rev)) => (block, Expect::Revision(rev)),
@@ -166,7 +355,7 @@ impl Ipam {
         };
         let ordinal = block.ordinal(ip);
         match block.holder(ordinal) {
-            Some(h) if h == handle => return Ok(Some(())),
+            Some(h) if h == handle => return Ok(Some((ip, None))),
             Some(h) => {
                 return Err(Error::AddressTaken {
                     pool: pool.name.clone(),
@@ -176,13 +365,20 @@ impl Ipam {
             }
             None => block.assign(ordinal, handle, &self.host),
         }
-        self.write_block(&pool.name, &block, expect).await?;
-        if expect == Expect::Absent {
-            self.add_owned(&pool.name, cidr);
+        let effect = if expect == Expect::Absent {
+            Effect::Claimed
         } else if block.host != self.host {
-            self.add_borrowed(&pool.name, cidr);
-        }
-        Ok(Some(()))
+            Effect::Borrowed
+        } else {
+            Effect::Known
+        };
+        let write = Staged {
+            pool: pool.name.clone(),
+            block,
+            expect,
+            effect,
+        };
+        Ok(Some((ip, Some(write))))
     }
 }
 

@@ -11,13 +11,13 @@
 //! where: the borrower announces it, the owner routes it to the borrower
 //! instead of into its blackhole.
 
+use crate::alloc::{Effect, Pick, Staged};
 use crate::block::Block;
 use crate::pool::check_name;
 use crate::scan::allocations_in;
 use crate::{Allocation, Error, Ipam};
 use ipnet::IpNet;
 use std::cmp::Reverse;
-use std::net::IpAddr;
 use trellis_store::Expect;
 use trellis_types::Handle;
 
@@ -84,18 +84,18 @@ impl Ipam {
     /// addresses (leaving nearly full blocks to their owners), or fails with
     /// [`Error::Exhausted`] when the pool is full (or affinity is strict).
     /// A handle that already borrowed an address gets it back. `None` when
-    /// the compare-and-swap is to be re-run.
+    /// the attempt is to be re-run. Stages the write; nothing is written.
     pub(crate) async fn borrow(
         &self,
         pool: &str,
         handle: &Handle,
         blocks: Vec<(Block, u64)>,
-    ) -> Result<Option<IpAddr>, Error> {
+    ) -> Result<Option<Pick>, Error> {
         if let Some(ip) = blocks
             .iter()
             .find_map(|(b, _)| b.find_for(handle, &self.host).map(|ord| b.ip(ord)))
         {
-            return Ok(Some(ip));
+            return Ok(Some((ip, None)));
         }
         let exhausted = || Error::Exhausted {
             pool: pool.to_owned(),
@@ -114,10 +114,12 @@ impl Ipam {
         let Some(ip) = block.allocate_next(handle, &self.host) else {
             return Ok(None);
         };
-        self.write_block(pool, &block, Expect::Revision(rev))
-            .await?;
-        tracing::info!(pool, block = %block.cidr, owner = %block.host, host = %self.host, %ip, "borrowed address");
-        self.add_borrowed(pool, block.cidr);
-        Ok(Some(ip))
+        let write = Staged {
+            pool: pool.to_owned(),
+            block,
+            expect: Expect::Revision(rev),
+            effect: Effect::Borrowed,
+        };
+        Ok(Some((ip, Some(write))))
     }
 }

@@ -70,6 +70,11 @@ pub enum Error {
         /// The decoder's complaint.
         reason: String,
     },
+    /// A write the caller added to an allocation or release
+    /// ([`Ipam::allocate_with`](crate::Ipam::allocate_with)) found its key in
+    /// another state than it expected; nothing was written.
+    #[error("a write committed with the allocation failed: {0}")]
+    Precondition(#[source] trellis_store::Error),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] trellis_store::Error),

@@ -205,18 +205,6 @@ impl Ipam {
         }
     }
 
-    /// Writes `block` under its key if `expect` holds.
-    pub(crate) async fn write_block(
-        &self,
-        pool: &str,
-        block: &Block,
-        expect: Expect,
-    ) -> Result<(), Error> {
-        let key = block_key(pool, block.cidr);
-        self.store.put_if(&key, block.encode(), expect).await?;
-        Ok(())
-    }
-
     /// All blocks of `pool`: key, record, revision.
     pub(crate) async fn list_blocks(&self, pool: &str) -> Result<Vec<(String, Block, u64)>, Error> {
         scan::decode_listing(self.store.list(&pool_blocks_prefix(pool)).await?)

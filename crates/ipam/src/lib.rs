@@ -25,6 +25,13 @@
 //!   (usually one), and writes the one it allocates from. Only when they are
 //!   all full does it list the pool's blocks (refreshing the cache) and claim
 //!   a new one, or borrow.
+//! * **An allocation commits with its caller's writes.**
+//!   [`Ipam::allocate_with`] takes one address from each of several pools
+//!   (a dual-stack container) and commits the block writes together with
+//!   writes the caller builds from the chosen addresses (the agent's endpoint
+//!   record) in one store transaction; [`Ipam::release_with`] is its mirror.
+//!   So "address taken" and "endpoint recorded" are never apart, and an
+//!   attach costs one durable commit instead of one per pool plus one.
 //! * **Next-fit inside a block.** Each block keeps a cursor; the search for a
 //!   free address starts after the last one handed out and wraps around. A
 //!   just-released address is therefore not reused before the rest of the
@@ -81,6 +88,7 @@ mod scan;
 #[cfg(test)]
 mod mock_tests;
 
+pub use alloc::Want;
 pub use error::Error;
 pub use ipam::{DEFAULT_MAX_ATTEMPTS, Ipam};
 pub use pool::{DEFAULT_BLOCK_V4, DEFAULT_BLOCK_V6, Pool, PoolSpec, Reserve};

@@ -1,10 +1,10 @@
 //! Unit tests against `MockKvStore`: retries on conflict, errors surfaced.
 
 use crate::pool::{Pool, PoolSet, Reserve};
-use crate::{Error, Ipam};
+use crate::{Error, Ipam, Want};
 use mockall::predicate::{always, eq};
 use std::sync::Arc;
-use trellis_store::{Expect, Listing, MockKvStore, Versioned};
+use trellis_store::{Expect, Listing, MockKvStore, Op, Versioned};
 use trellis_types::{ContainerId, Handle, IfName};
 
 const BLOCK0: &str = "ipam/blocks/p/10.0.0.0-26";
@@ -154,6 +154,117 @@ async fn owned_blocks_after_the_first_look_touch_no_store() {
     let want: Vec<ipnet::IpNet> = vec!["10.0.0.0/26".parse().unwrap()];
     for _ in 0..3 {
         assert_eq!(ipam.owned_blocks("p").await.unwrap(), want);
+    }
+}
+
+/// An allocator for `h1` that has claimed block 0 of `p` (revision 3,
+/// holding `handle()`), over a store that expects nothing yet.
+async fn with_owned_block(mut store: MockKvStore) -> Ipam {
+    let block = {
+        let pool = ipam_pool();
+        let mut b = crate::block::Block::new(&pool, "10.0.0.0/26".parse().unwrap(), "h1");
+        b.allocate_next(&handle(), "h1");
+        b.encode()
+    };
+    store.expect_get().with(eq(BLOCK0)).returning(move |_| {
+        Ok(Some(Versioned {
+            value: block.clone(),
+            revision: 3,
+        }))
+    });
+    let mut first = store_with_pool();
+    first.expect_put_if().times(1).returning(|_, _, _| Ok(3));
+    let ipam = Ipam::new(Arc::new(first), "h1");
+    ipam.allocate("p", &handle()).await.unwrap();
+    ipam.with_store(Arc::new(store))
+}
+
+fn other() -> Handle {
+    Handle::new(
+        ContainerId::parse("c", "c2").unwrap(),
+        IfName::parse("i", "eth0").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_allocation_with_a_record_is_one_transaction_and_no_put() {
+    let mut store = MockKvStore::new();
+    store
+        .expect_txn()
+        .withf(|ops| {
+            let keys: Vec<(&str, Expect)> = ops.iter().map(|o| (o.key(), o.expected())).collect();
+            keys == [(BLOCK0, Expect::Revision(3)), ("rec", Expect::Absent)]
+                && matches!(&ops[1], Op::Put { value, .. } if value == b"10.0.0.3")
+        })
+        .times(1)
+        .returning(|_| Ok(5));
+    store.expect_put_if().never();
+    let ipam = with_owned_block(store).await;
+    let ips = ipam
+        .allocate_with(&other(), &[Want::next("p")], |ips| {
+            vec![Op::put(
+                "rec",
+                ips[0].to_string().into_bytes(),
+                Expect::Absent,
+            )]
+        })
+        .await
+        .unwrap();
+    assert_eq!(ips, ["10.0.0.3".parse::<std::net::IpAddr>().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_lost_race_in_a_transaction_is_retried_whole() {
+    let mut store = MockKvStore::new();
+    let mut seq = mockall::Sequence::new();
+    store
+        .expect_txn()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Err(conflict_on(BLOCK0)));
+    store
+        .expect_txn()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(6));
+    let ipam = with_owned_block(store).await;
+    let built = std::sync::atomic::AtomicUsize::new(0);
+    ipam.allocate_with(&other(), &[Want::next("p")], |_| {
+        built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        vec![Op::put("rec", b"r".to_vec(), Expect::Absent)]
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        built.into_inner(),
+        2,
+        "the caller's writes are rebuilt per attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_on_the_callers_key_is_not_retried() {
+    let mut store = MockKvStore::new();
+    store
+        .expect_txn()
+        .times(1)
+        .returning(|_| Err(conflict_on("rec")));
+    let ipam = with_owned_block(store).await;
+    let err = ipam
+        .allocate_with(&other(), &[Want::next("p")], |_| {
+            vec![Op::put("rec", b"r".to_vec(), Expect::Absent)]
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Precondition(_)), "{err}");
+    assert!(err.to_string().contains("\"rec\""), "{err}");
+}
+
+fn conflict_on(key: &str) -> trellis_store::Error {
+    trellis_store::Error::Conflict {
+        key: key.into(),
+        expected: Expect::Absent,
+        actual: Some(2),
     }
 }
 

@@ -1,11 +1,12 @@
 //! Operations that look across blocks: release by handle, queries, leaks.
 
 use crate::Error;
+use crate::alloc::{Effect, Staged};
 use crate::block::Block;
-use crate::ipam::{BLOCKS_PREFIX, Ipam, block_key};
+use crate::ipam::{BLOCKS_PREFIX, Ipam};
 use std::collections::HashSet;
 use std::net::IpAddr;
-use trellis_store::{Expect, Listing};
+use trellis_store::{Expect, Listing, Op};
 use trellis_types::Handle;
 
 /// One allocated address.
@@ -68,38 +69,43 @@ impl Ipam {
     /// releasing an unknown handle, or twice, succeeds and returns nothing.
     /// Returns what was released.
     pub async fn release(&self, handle: &Handle) -> Result<Vec<Allocation>, Error> {
-        let mut released = Vec::new();
-        for (pool, block, _) in self.all_blocks().await? {
-            if block.find(handle).is_none() {
-                continue;
-            }
-            let key = block_key(&pool, block.cidr);
-            let gone = self
-                .retrying(&pool, || self.try_release_in(&pool, &key, handle))
-                .await?;
-            released.extend(gone);
-        }
-        Ok(released)
+        self.release_with(handle, Vec::new()).await
     }
 
-    async fn try_release_in(
+    /// Like [`Ipam::release`], and commits `extra` with it: the block writes
+    /// and the caller's writes all land, or none does (one store
+    /// transaction). A conflict on one of `extra`'s keys fails with
+    /// [`Error::Precondition`].
+    pub async fn release_with(
         &self,
-        pool: &str,
-        key: &str,
         handle: &Handle,
-    ) -> Result<Option<Vec<Allocation>>, Error> {
-        let Some((mut block, rev)) = self.read_block(key).await? else {
-            return Ok(Some(Vec::new()));
-        };
-        let held: Vec<Allocation> = allocations_in(pool, &block)
-            .filter(|a| &a.handle == handle)
-            .collect();
-        if !held.is_empty() {
-            block.release(handle);
-            self.write_block(pool, &block, Expect::Revision(rev))
-                .await?;
-        }
-        Ok(Some(held))
+        extra: Vec<Op>,
+    ) -> Result<Vec<Allocation>, Error> {
+        let label = format!("blocks of {handle}");
+        let extra = &extra;
+        self.retrying(&label, move || async move {
+            let mut released = Vec::new();
+            let mut staged = Vec::new();
+            for (pool, mut block, rev) in self.all_blocks().await? {
+                let held: Vec<Allocation> = allocations_in(&pool, &block)
+                    .filter(|a| &a.handle == handle)
+                    .collect();
+                if held.is_empty() {
+                    continue;
+                }
+                released.extend(held);
+                block.release(handle);
+                staged.push(Staged {
+                    pool,
+                    block,
+                    expect: Expect::Revision(rev),
+                    effect: Effect::Known,
+                });
+            }
+            self.commit(staged, extra.clone()).await?;
+            Ok(Some(released))
+        })
+        .await
     }
 
     /// Every address `handle` holds, in all pools.

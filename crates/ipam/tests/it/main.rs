@@ -6,3 +6,4 @@ mod props;
 mod race;
 mod routed;
 mod util;
+mod with;
