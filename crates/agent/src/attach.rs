@@ -13,27 +13,21 @@
 use crate::agent::Agent;
 use crate::events::Event;
 use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
+use crate::plan;
 use crate::records::teardown_result;
 use crate::{Error, Inflight};
-use ipnet::IpNet;
 use std::net::IpAddr;
-use trellis_link::{VethInfo, format_mac, host_veth_name};
+use trellis_ipam::Want;
+use trellis_link::{VethInfo, host_veth_name};
 use trellis_types::{ContainerId, Handle, IfName, PortMapping};
 
 /// A step to undo when a later step of an attach fails.
 pub(crate) enum Undo {
     Ports(Handle),
-    Addresses(Handle),
+    /// The addresses and the record, taken in one commit.
+    Allocation(Handle),
     Veth(IfName),
     Published(Vec<PortMapping>),
-}
-
-/// What the mode-specific part of an attach configured.
-pub(crate) struct Port {
-    /// The container's addresses, with the prefix length they were given.
-    pub addresses: Vec<IpNet>,
-    /// The destinations of the container's routes.
-    pub routes: Vec<IpNet>,
 }
 
 impl Agent {
@@ -44,6 +38,13 @@ impl Agent {
         let net = self.network(&req.network)?;
         crate::validate::check_request(&req, &net)?;
         let handle = req.handle();
+        // Marked under way before the record is read: the record is written
+        // before the plumbing, so a record of an attach under way must not be
+        // taken for a finished one.
+        let Some(_inflight) = Inflight::begin(self, &handle) else {
+            let what = format!("{handle} (another attach of it is under way)");
+            return Err(Error::EndpointExists(what));
+        };
         if let Some(ep) = self.records.endpoint(&handle).await? {
             return if ep.request == req {
                 Ok(ep)
@@ -51,10 +52,6 @@ impl Agent {
                 Err(Error::EndpointExists(handle.to_string()))
             };
         }
-        let Some(_inflight) = Inflight::begin(self, &handle) else {
-            let what = format!("{handle} (another attach of it is under way)");
-            return Err(Error::EndpointExists(what));
-        };
         let mut undo = Vec::new();
         match self.plumb(&req, &net, &mut undo).await {
             Ok(ep) => {
@@ -68,6 +65,11 @@ impl Agent {
         }
     }
 
+    /// The steps of an attach: claim the host ports, take the addresses and
+    /// record the endpoint (one store commit), then plumb the plan — veth,
+    /// the mode's port, published ports. The record is durable before any
+    /// kernel object exists, so a crash at any later point leaves a record
+    /// that reconcile repairs (or removes with its container).
     async fn plumb(
         &self,
         req: &AttachRequest,
@@ -80,81 +82,63 @@ impl Agent {
         self.be.links.check_netns(&req.netns)?;
         self.ports.claim(&handle, &req.ports)?;
         undo.push(Undo::Ports(handle.clone()));
-        undo.push(Undo::Addresses(handle.clone()));
-        let ips = self.allocate(net, &handle, &req.fixed_addresses).await?;
-        let host_ifname = host_veth_name(&req.container, &req.ifname);
-        let veth = self.create_veth(req, net, &host_ifname).await?;
-        undo.push(Undo::Veth(host_ifname.clone()));
-        let port = match &net.spec.mode {
-            NetworkMode::Bridge { .. } => self.plumb_bridge_port(req, net, &veth, &ips).await?,
+        let ips = self.allocate_recorded(req, net).await?;
+        undo.push(Undo::Allocation(handle.clone()));
+        let ep = plan::endpoint(req, net, &ips);
+        let container = plan::container_plan(net, &ips);
+        let veth = self.create_veth(req, net, &ep.host_ifname).await?;
+        undo.push(Undo::Veth(ep.host_ifname.clone()));
+        match &net.spec.mode {
+            NetworkMode::Bridge { .. } => self.plumb_bridge_port(req, &veth, &container).await?,
             NetworkMode::Routed => {
-                self.plumb_routed_port(req, net, &host_ifname, &veth, &ips)
+                self.plumb_routed_port(req, net, &ep.host_ifname, &veth, &container)
                     .await?
             }
-        };
-        let ports = self.publish(req, &ips, undo).await?;
-        let ep = Endpoint {
-            request: req.clone(),
-            addresses: port.addresses,
-            gateways: net.gateways.clone(),
-            mac: format_mac(&veth.container_mac),
-            host_ifname,
-            routes: port.routes,
-            ports,
-        };
-        self.records.create_endpoint(&ep).await?;
+        }
+        if !ep.ports.is_empty() {
+            self.be.nat.publish(&ep.ports).await?;
+            undo.push(Undo::Published(ep.ports.clone()));
+        }
         Ok(ep)
     }
 
-    /// One address per pool of the network: the fixed ones first (so that a
-    /// taken one fails before anything else is allocated), then the next
-    /// free ones, each under its pool's short allocation lock.
-    pub(crate) async fn allocate(
-        &self,
-        net: &Network,
-        handle: &Handle,
-        fixed: &[IpAddr],
-    ) -> Result<Vec<IpAddr>, Error> {
-        let pools = net.pools();
-        let mut ips: Vec<Option<IpAddr>> = vec![None; pools.len()];
-        for (slot, (pool, cidr)) in ips.iter_mut().zip(&pools) {
-            if let Some(&ip) = fixed.iter().find(|ip| cidr.contains(*ip)) {
-                let lock = self.pool_lock(pool);
-                let _held = lock.lock().await;
-                self.ipam
-                    .allocate_specific(pool, handle, ip)
-                    .await
-                    .map_err(fixed_field)?;
-                *slot = Some(ip);
-            }
-        }
-        for (slot, (pool, _)) in ips.iter_mut().zip(&pools) {
-            if slot.is_none() {
-                let lock = self.pool_lock(pool);
-                let _held = lock.lock().await;
-                *slot = Some(self.ipam.allocate(pool, handle).await?);
-            }
-        }
-        Ok(ips.into_iter().flatten().collect())
-    }
-
-    /// Publishes the request's ports to the container's address of the same
-    /// family as the host port's traffic (IPv4 when it has one).
-    async fn publish(
+    /// Takes one address per pool of the network (the fixed ones asked for,
+    /// else the next free) and writes the endpoint's record, all in one
+    /// store transaction, under the pools' short allocation locks.
+    async fn allocate_recorded(
         &self,
         req: &AttachRequest,
-        ips: &[IpAddr],
-        undo: &mut Vec<Undo>,
-    ) -> Result<Vec<PortMapping>, Error> {
-        let Some(&ip) = ips.iter().find(|ip| ip.is_ipv4()).or(ips.first()) else {
-            return Ok(Vec::new());
-        };
-        let ports: Vec<PortMapping> = req.ports.iter().map(|p| p.to(ip)).collect();
-        if !ports.is_empty() {
-            self.be.nat.publish(&ports).await?;
-            undo.push(Undo::Published(ports.clone()));
+        net: &Network,
+    ) -> Result<Vec<IpAddr>, Error> {
+        let handle = req.handle();
+        let wants: Vec<Want> = net
+            .pools()
+            .into_iter()
+            .map(
+                |(pool, cidr)| match req.fixed_addresses.iter().find(|ip| cidr.contains(*ip)) {
+                    Some(&ip) => Want::exactly(pool, ip),
+                    None => Want::next(pool),
+                },
+            )
+            .collect();
+        let locks: Vec<_> = wants.iter().map(|w| self.pool_lock(&w.pool)).collect();
+        let mut held = Vec::with_capacity(locks.len());
+        for lock in &locks {
+            held.push(lock.lock().await);
         }
-        Ok(ports)
+        let record = |ips: &[IpAddr]| vec![self.records.create_op(&plan::endpoint(req, net, ips))];
+        let result = self.ipam.allocate_with(&handle, &wants, record).await;
+        drop(held);
+        result.map_err(|e| match e {
+            trellis_ipam::Error::Invalid(mut bad) if bad.field == "ip" => {
+                // IPAM checks a fixed address as `ip`; the caller said
+                // `fixed_addresses`.
+                bad.field = "fixed_addresses";
+                Error::Invalid(bad)
+            }
+            trellis_ipam::Error::Precondition(_) => Error::EndpointExists(handle.to_string()),
+            other => other.into(),
+        })
     }
 
     /// Undoes the steps of a failed attach, newest first; failures are logged
@@ -166,7 +150,12 @@ impl Agent {
                     self.ports.release(&h);
                     Ok(())
                 }
-                Undo::Addresses(h) => self.ipam.release(&h).await.map(drop).map_err(Error::from),
+                Undo::Allocation(h) => self
+                    .ipam
+                    .release_with(&h, vec![self.records.delete_op(&h)])
+                    .await
+                    .map(drop)
+                    .map_err(Error::from),
                 Undo::Veth(name) => self.be.links.delete_link(&name).await.map_err(Error::from),
                 Undo::Published(p) => self.be.nat.unpublish(&p).await.map_err(Error::from),
             };
@@ -195,15 +184,18 @@ impl Agent {
         if let Err(e) = self.be.links.delete_link(&veth).await {
             errors.push(e.to_string());
         }
-        if let Err(e) = self.ipam.release(&handle).await {
-            errors.push(e.to_string());
-        }
         if !errors.is_empty() {
+            // Keep the record for a retry; the addresses can go already.
+            if let Err(e) = self.ipam.release(&handle).await {
+                errors.push(e.to_string());
+            }
             return teardown_result(format!("endpoint {handle}"), errors);
         }
+        // The addresses and the record go in one commit.
+        let forget = vec![self.records.delete_op(&handle)];
+        self.ipam.release_with(&handle, forget).await?;
         self.ports.release(&handle);
         if let Some(ep) = record {
-            self.records.delete_endpoint(&handle).await?;
             self.emit(Event::EndpointDetached(ep));
         }
         Ok(())
@@ -232,16 +224,5 @@ impl Agent {
             NetworkMode::Routed => crate::routed::veth_spec(req, net, host_ifname),
         };
         Ok(self.be.links.create_veth(&spec).await?)
-    }
-}
-
-/// IPAM checks a fixed address as `ip`; the caller said `fixed_addresses`.
-fn fixed_field(e: trellis_ipam::Error) -> Error {
-    match e {
-        trellis_ipam::Error::Invalid(mut bad) => {
-            bad.field = "fixed_addresses";
-            Error::Invalid(bad)
-        }
-        other => other.into(),
     }
 }

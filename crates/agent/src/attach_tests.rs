@@ -3,11 +3,12 @@
 
 use crate::{Agent, AttachRequest, Backends, Error, NetworkMode, NetworkSpec, PortSpec};
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use trellis_link::{KernelError, LinkError, MockLinks, VethInfo};
 use trellis_nat::MockNat;
 use trellis_route::{MockRoutes, RouteError};
-use trellis_store::{Expect, KvStore, MemoryStore};
+use trellis_store::{Expect, KvStore, MemoryStore, Op};
 use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
 
 /// The step at which the injected failure happens.
@@ -179,16 +180,35 @@ async fn a_failure_at_each_step_undoes_the_steps_before_it() {
     }
 }
 
-/// A memory store that refuses to record endpoints.
-struct NoEndpointRecords(MemoryStore);
+/// A memory store that counts its write calls (each one commit) and, when
+/// asked, refuses any write of an endpoint record.
+#[derive(Default)]
+struct TestStore {
+    inner: MemoryStore,
+    refuse_records: bool,
+    commits: AtomicUsize,
+}
+
+impl TestStore {
+    fn write(&self, keys: &[&str]) -> Result<(), trellis_store::Error> {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        match keys.iter().find(|k| k.starts_with("agent/endpoints/")) {
+            Some(key) if self.refuse_records => {
+                let source = io::Error::other("disk full");
+                Err(trellis_store::Error::backend(key, source))
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 #[async_trait::async_trait]
-impl KvStore for NoEndpointRecords {
+impl KvStore for TestStore {
     async fn get(
         &self,
         key: &str,
     ) -> Result<Option<trellis_store::Versioned>, trellis_store::Error> {
-        self.0.get(key).await
+        self.inner.get(key).await
     }
     async fn put_if(
         &self,
@@ -196,53 +216,112 @@ impl KvStore for NoEndpointRecords {
         value: Vec<u8>,
         expected: Expect,
     ) -> Result<u64, trellis_store::Error> {
-        if key.starts_with("agent/endpoints/") {
-            let source = io::Error::other("disk full");
-            return Err(trellis_store::Error::backend(key, source));
-        }
-        self.0.put_if(key, value, expected).await
+        self.write(&[key])?;
+        self.inner.put_if(key, value, expected).await
     }
     async fn delete_if(
         &self,
         key: &str,
         expected: Expect,
     ) -> Result<Option<u64>, trellis_store::Error> {
-        self.0.delete_if(key, expected).await
+        self.write(&[key])?;
+        self.inner.delete_if(key, expected).await
+    }
+    async fn txn(&self, ops: Vec<Op>) -> Result<u64, trellis_store::Error> {
+        self.write(&ops.iter().map(Op::key).collect::<Vec<_>>())?;
+        self.inner.txn(ops).await
     }
     async fn list(&self, prefix: &str) -> Result<trellis_store::Listing, trellis_store::Error> {
-        self.0.list(prefix).await
+        self.inner.list(prefix).await
     }
     async fn watch(
         &self,
         prefix: &str,
         from: u64,
     ) -> Result<trellis_store::WatchStream, trellis_store::Error> {
-        self.0.watch(prefix, from).await
+        self.inner.watch(prefix, from).await
     }
 }
 
 #[tokio::test]
-async fn a_failed_record_write_undoes_everything_including_the_published_port() {
+async fn a_refused_record_write_makes_nothing() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut be = backends(Fail::Nothing, seen.clone());
-    be.store = Arc::new(NoEndpointRecords(MemoryStore::new()));
+    be.store = Arc::new(TestStore {
+        refuse_records: true,
+        ..TestStore::default()
+    });
     let agent = Agent::open(be, "node").await.unwrap();
     agent.create_network(network_spec(false)).await.unwrap();
     let err = agent.attach(request("c1", 8081)).await.unwrap_err();
-    assert!(matches!(err, Error::Store(_)), "{err}");
+    assert!(err.to_string().contains("disk full"), "{err}");
     assert_eq!(
         agent.ipam().usage("n.v4").await.unwrap().used,
         0,
-        "address leaked"
+        "address taken without a record"
     );
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.unpublished, 1, "published port left");
-    assert_eq!(seen.deleted.len(), 1, "veth left");
+    assert_eq!(seen.unpublished, 0, "a port was published");
+    assert_eq!(seen.deleted.len(), 0, "a veth was made");
     drop(seen);
     agent
         .ports
         .claim(&request("c2", 8081).handle(), &request("c2", 8081).ports)
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_attach_and_a_detach_each_commit_to_the_store_once() {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut be = backends(Fail::Nothing, seen.clone());
+    let store = Arc::new(TestStore::default());
+    be.store = store.clone();
+    let agent = Agent::open(be, "node").await.unwrap();
+    for routed in [false, true] {
+        let mut spec = network_spec(routed);
+        spec.name = format!("n{}", u8::from(routed));
+        spec.subnets = if routed {
+            vec![
+                "10.6.0.0/24".parse().unwrap(),
+                "fd00:6::/64".parse().unwrap(),
+            ]
+        } else {
+            vec!["10.5.0.0/24".parse().unwrap()]
+        };
+        agent.create_network(spec.clone()).await.unwrap();
+        for (i, id) in ["a", "b"].iter().enumerate() {
+            let mut req = request(
+                &format!("{id}{routed}"),
+                9000 + i as u32 + 10 * u32::from(routed),
+            );
+            req.network = spec.name.clone();
+            let before = store.commits.load(Ordering::Relaxed);
+            let ep = agent.attach(req.clone()).await.unwrap();
+            let commits = store.commits.load(Ordering::Relaxed) - before;
+            // The first attach also claims the block(s): still one commit.
+            assert_eq!(
+                commits, 1,
+                "attach {id} (routed: {routed}) committed {commits} times"
+            );
+            assert_eq!(ep.addresses.len(), spec.subnets.len());
+            let recorded = agent.endpoint(&req.container, &req.ifname).await.unwrap();
+            assert_eq!(recorded, Some(ep), "the record is the endpoint returned");
+            let before = store.commits.load(Ordering::Relaxed);
+            agent.detach(&req.container, &req.ifname).await.unwrap();
+            let commits = store.commits.load(Ordering::Relaxed) - before;
+            assert_eq!(
+                commits, 1,
+                "detach {id} (routed: {routed}) committed {commits} times"
+            );
+            assert_eq!(
+                agent.endpoint(&req.container, &req.ifname).await.unwrap(),
+                None
+            );
+        }
+    }
+    for pool in ["n0.v4", "n1.v4", "n1.v6"] {
+        assert_eq!(agent.ipam().usage(pool).await.unwrap().used, 0, "{pool}");
+    }
 }
 
 #[tokio::test]

@@ -4,11 +4,9 @@
 
 use crate::Error;
 use crate::agent::Agent;
-use crate::attach::Port;
 use crate::model::{AttachRequest, Network};
-use ipnet::IpNet;
-use std::net::IpAddr;
-use trellis_link::{ContainerIface, ContainerRoute, LinkRef, VethInfo, VethSpec};
+use crate::plan::ContainerPlan;
+use trellis_link::{ContainerIface, LinkRef, VethInfo, VethSpec};
 use trellis_types::IfName;
 
 /// The veth of a bridge-mode endpoint: host end enslaved to the bridge.
@@ -30,28 +28,20 @@ pub(crate) fn veth_spec(
 }
 
 impl Agent {
+    /// The container side of a bridge port: its addresses, up, the default
+    /// route via the bridge, in one session inside its namespace.
     pub(crate) async fn plumb_bridge_port(
         &self,
         req: &AttachRequest,
-        net: &Network,
         veth: &VethInfo,
-        ips: &[IpAddr],
-    ) -> Result<Port, Error> {
-        let prefix = net.spec.subnets[0].prefix_len();
-        let addresses: Vec<IpNet> = ips
-            .iter()
-            .map(|&ip| IpNet::new(ip, prefix).expect("prefix length of a valid subnet"))
-            .collect();
+        plan: &ContainerPlan,
+    ) -> Result<(), Error> {
         let iface = ContainerIface {
             netns: req.netns.clone(),
             link: LinkRef::Index(veth.container_ifindex),
-            addresses: addresses.clone(),
+            addresses: plan.addresses.clone(),
         };
-        let default = ContainerRoute::default_via(net.gateways[0]);
-        self.be.links.setup_container(&iface, &[default]).await?;
-        Ok(Port {
-            addresses,
-            routes: vec![default.dst],
-        })
+        self.be.links.setup_container(&iface, &plan.routes).await?;
+        Ok(())
     }
 }

@@ -7,9 +7,10 @@
 //!   namespace, the lab and the tests at a namespace of their own, and unit
 //!   tests at mocks that fail on cue.
 //! * **One attach is a pipeline with an undo stack** (see [`attach`]): validate,
-//!   claim host ports, allocate the address, create the veth with its peer
-//!   inside the container, address it, route it, publish its ports, record it.
-//!   A failure at any step unwinds the steps before it.
+//!   claim host ports, take the addresses and record the endpoint (one store
+//!   commit: the record is computed from the addresses, see [`plan`]), create
+//!   the veth with its peer inside the container, address it, route it,
+//!   publish its ports. A failure at any step unwinds the steps before it.
 //! * **Detach needs no record.** Names derive from (container, ifname), so
 //!   detach cleans up after a crash at any point; unknown is success.
 //! * **No global lock.** IPAM is compare-and-swap through the store, with a
@@ -36,6 +37,7 @@ pub mod inspect;
 mod kernel;
 pub mod model;
 mod network;
+mod plan;
 mod ports;
 mod reconcile;
 mod records;

@@ -21,9 +21,9 @@
 
 use crate::Error;
 use crate::agent::Agent;
-use crate::attach::Port;
 use crate::model::{Endpoint, Network, NetworkMode};
 use crate::network::bridge_spec;
+use crate::plan::container_plan;
 use crate::routed;
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -175,14 +175,14 @@ impl Agent {
         self.be.links.delete_link(&ep.host_ifname).await?;
         let veth = self.create_veth(req, net, &ep.host_ifname).await?;
         let ips: Vec<IpAddr> = ep.addresses.iter().map(|a| a.addr()).collect();
-        let port: Result<Port, Error> = match &net.spec.mode {
-            NetworkMode::Bridge { .. } => self.plumb_bridge_port(req, net, &veth, &ips).await,
+        let plan = container_plan(net, &ips);
+        match &net.spec.mode {
+            NetworkMode::Bridge { .. } => self.plumb_bridge_port(req, &veth, &plan).await?,
             NetworkMode::Routed => {
-                self.plumb_routed_port(req, net, &ep.host_ifname, &veth, &ips)
-                    .await
+                self.plumb_routed_port(req, net, &ep.host_ifname, &veth, &plan)
+                    .await?
             }
-        };
-        port?;
+        }
         let mac = format_mac(&veth.container_mac);
         if mac != ep.mac {
             let mut fresh = ep.clone();

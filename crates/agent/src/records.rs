@@ -1,16 +1,18 @@
 //! The agent's records in the store: one key per network and per endpoint.
 //!
 //! `agent/networks/<name>` and `agent/endpoints/<container>/<ifname>`, JSON.
-//! An endpoint's record is written (durably, with the redb backend) as the last
-//! step of an attach, so a success returned to the caller is never forgotten
-//! by a restart; and it is deleted as the last step of a detach.
+//! An endpoint's record is written (durably, with the redb backend) in the
+//! same store transaction as the IPAM blocks that give it its addresses,
+//! before anything is plumbed, so a success returned to the caller is never
+//! forgotten by a restart and an address is never taken without a record
+//! saying by whom; it is deleted in the transaction that releases them.
 
 use crate::Error;
 use crate::model::{Endpoint, Network};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use trellis_store::{Expect, KvStore};
+use trellis_store::{Expect, KvStore, Op};
 use trellis_types::Handle;
 
 const NETWORKS: &str = "agent/networks";
@@ -54,21 +56,23 @@ impl Records {
         }
     }
 
-    /// Records a new endpoint; fails if one is recorded already.
-    pub(crate) async fn create_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
-        self.put(&endpoint_key(&ep.request.handle()), ep, Expect::Absent)
-            .await
+    /// The write that records a new endpoint (it fails if one is recorded
+    /// already), for the store transaction that takes its addresses.
+    pub(crate) fn create_op(&self, ep: &Endpoint) -> Op {
+        let bytes = serde_json::to_vec(ep).expect("records serialise");
+        Op::put(endpoint_key(&ep.request.handle()), bytes, Expect::Absent)
+    }
+
+    /// The write that forgets an endpoint, for the store transaction that
+    /// releases its addresses.
+    pub(crate) fn delete_op(&self, h: &Handle) -> Op {
+        Op::delete(endpoint_key(h), Expect::Any)
     }
 
     /// Rewrites an endpoint's record (a repair changed its MAC or ifindex).
     pub(crate) async fn put_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
         self.put(&endpoint_key(&ep.request.handle()), ep, Expect::Any)
             .await
-    }
-
-    pub(crate) async fn delete_endpoint(&self, h: &Handle) -> Result<(), Error> {
-        self.store.delete_if(&endpoint_key(h), Expect::Any).await?;
-        Ok(())
     }
 
     async fn put<T: Serialize>(&self, key: &str, value: &T, expect: Expect) -> Result<(), Error> {

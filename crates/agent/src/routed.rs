@@ -11,13 +11,13 @@
 
 use crate::Error;
 use crate::agent::Agent;
-use crate::attach::Port;
 use crate::model::{AttachRequest, Network};
+use crate::plan::ContainerPlan;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use trellis_link::Ns;
 use trellis_link::{
-    ContainerIface, ContainerRoute, Families, LinkRef, Links, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6,
+    ContainerIface, Families, LinkRef, Links, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6,
     ROUTED_HOST_MAC, VethInfo, VethSpec,
 };
 use trellis_route::{Route, RoutedEndpoint};
@@ -53,10 +53,6 @@ pub(crate) fn veth_spec(req: &AttachRequest, net: &Network, host_ifname: &IfName
     }
 }
 
-fn host_len(ip: IpAddr) -> IpNet {
-    IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).expect("host prefix")
-}
-
 impl Agent {
     /// The host side in one netlink batch (port knobs, gateway addresses, a
     /// /32 and a permanent neighbour per address), then the container side in
@@ -67,28 +63,23 @@ impl Agent {
         net: &Network,
         host_if: &IfName,
         veth: &VethInfo,
-        ips: &[IpAddr],
-    ) -> Result<Port, Error> {
+        plan: &ContainerPlan,
+    ) -> Result<(), Error> {
         self.ensure_blackholes(net).await?;
         let endpoint = RoutedEndpoint {
             host_if: host_if.clone(),
             host_ifindex: veth.host_ifindex,
-            addresses: ips.to_vec(),
+            addresses: plan.addresses.iter().map(IpNet::addr).collect(),
             container_mac: veth.container_mac,
         };
         self.be.routes.setup_routed_host(&endpoint).await?;
-        let addresses: Vec<IpNet> = ips.iter().map(|&ip| host_len(ip)).collect();
-        let routes = ContainerRoute::routed_defaults(Families::of(ips.iter().copied()));
         let iface = ContainerIface {
             netns: req.netns.clone(),
             link: LinkRef::Index(veth.container_ifindex),
-            addresses: addresses.clone(),
+            addresses: plan.addresses.clone(),
         };
-        self.be.links.setup_container(&iface, &routes).await?;
-        Ok(Port {
-            addresses,
-            routes: routes.iter().map(|r| r.dst).collect(),
-        })
+        self.be.links.setup_container(&iface, &plan.routes).await?;
+        Ok(())
     }
 
     /// Adds a blackhole route for every block of the network this host owns

@@ -1,0 +1,75 @@
+//! The endpoint an attach will make, computed as data before anything is
+//! plumbed.
+//!
+//! Everything an endpoint's record holds follows from the request, the
+//! network and the addresses IPAM picks: the host veth's name and the
+//! container's MAC derive from (container, ifname), the addresses' prefix
+//! lengths and the container's routes from the network's mode, the published
+//! ports from the request. So the record can be written in the same store
+//! transaction that takes the addresses — one durable commit per attach —
+//! and the plumbing then applies exactly this plan.
+
+use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use trellis_link::{ContainerRoute, Families, container_mac, format_mac, host_veth_name};
+use trellis_types::PortMapping;
+
+/// What the container side of an endpoint gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerPlan {
+    /// The container's addresses with the prefix length they are given:
+    /// the subnet's on a bridge, /32 and /128 when routed.
+    pub addresses: Vec<IpNet>,
+    /// The container's routes: `default via <bridge address>` on a bridge;
+    /// `169.254.1.1 scope link` and the link-local defaults when routed.
+    pub routes: Vec<ContainerRoute>,
+}
+
+/// The container side of an endpoint of `net` holding `ips`.
+pub(crate) fn container_plan(net: &Network, ips: &[IpAddr]) -> ContainerPlan {
+    match &net.spec.mode {
+        NetworkMode::Bridge { .. } => {
+            let prefix = net.spec.subnets[0].prefix_len();
+            ContainerPlan {
+                addresses: ips.iter().map(|&ip| with_len(ip, prefix)).collect(),
+                routes: vec![ContainerRoute::default_via(net.gateways[0])],
+            }
+        }
+        NetworkMode::Routed => ContainerPlan {
+            addresses: ips
+                .iter()
+                .map(|&ip| with_len(ip, if ip.is_ipv4() { 32 } else { 128 }))
+                .collect(),
+            routes: ContainerRoute::routed_defaults(Families::of(ips.iter().copied())),
+        },
+    }
+}
+
+fn with_len(ip: IpAddr, len: u8) -> IpNet {
+    IpNet::new(ip, len).expect("prefix length of a valid subnet")
+}
+
+/// The request's ports, published to the container's address of the family
+/// the host port's traffic uses (IPv4 when it has one).
+pub(crate) fn published(req: &AttachRequest, ips: &[IpAddr]) -> Vec<PortMapping> {
+    match ips.iter().find(|ip| ip.is_ipv4()).or(ips.first()) {
+        Some(&ip) => req.ports.iter().map(|p| p.to(ip)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The endpoint (and record) an attach of `req` to `net` with `ips` makes.
+pub(crate) fn endpoint(req: &AttachRequest, net: &Network, ips: &[IpAddr]) -> Endpoint {
+    let host_ifname = host_veth_name(&req.container, &req.ifname);
+    let plan = container_plan(net, ips);
+    Endpoint {
+        request: req.clone(),
+        addresses: plan.addresses,
+        gateways: net.gateways.clone(),
+        mac: format_mac(&container_mac(&host_ifname)),
+        host_ifname,
+        routes: plan.routes.iter().map(|r| r.dst).collect(),
+        ports: published(req, ips),
+    }
+}
