@@ -107,6 +107,29 @@ async fn check_names_what_was_broken_and_reconcile_repairs_it() {
     assert_healthy(&agent, &[&ep1, &ep2]).await;
     reach(&host, &ep2, &p1);
 
+    // The container sides drifted (or were never finished: a crash after
+    // the record's commit): a bridge container without its address and
+    // route, a routed one whose eth0 is down and lacks its routes. Both are
+    // plumbed again with their recorded addresses.
+    c1.ip("addr flush dev eth0");
+    p1.ip("route flush dev eth0");
+    p1.ip("link set eth0 down");
+    let r = agent.reconcile().await.unwrap();
+    assert!(r.errors.is_empty(), "{r:?}");
+    for ep in [&ep1, &ep2] {
+        let veth = ep.host_ifname.as_str();
+        assert!(
+            has(
+                &r.repaired,
+                &format!("veth {veth} of {} (container side", ep.request.handle())
+            ),
+            "{r:?}"
+        );
+    }
+    assert_healthy(&agent, &[&ep1, &ep2]).await;
+    reach(&host, &ep1, &c1);
+    reach(&host, &ep2, &p1);
+
     // Healthy now: another reconcile changes nothing.
     assert_eq!(agent.reconcile().await.unwrap(), ReconcileReport::default());
 }

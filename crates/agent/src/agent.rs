@@ -119,15 +119,19 @@ impl Agent {
         v
     }
 
-    /// All endpoints, as recorded.
+    /// All attached endpoints, as recorded. An attach under way is not
+    /// listed until it has finished (its record is written before its
+    /// plumbing).
     pub async fn endpoints(&self) -> Result<Vec<Endpoint>, Error> {
-        self.records.endpoints().await
+        let mut eps = self.records.endpoints().await?;
+        let inflight = self.inflight.lock().expect("inflight lock");
+        eps.retain(|ep| !inflight.contains(&ep.request.handle()));
+        Ok(eps)
     }
 
-    /// The recorded endpoints that pass `filter`, by container and interface.
+    /// The attached endpoints that pass `filter`, by container and interface.
     pub async fn list_endpoints(&self, filter: &EndpointFilter) -> Result<Vec<Endpoint>, Error> {
         let mut eps: Vec<Endpoint> = self
-            .records
             .endpoints()
             .await?
             .into_iter()

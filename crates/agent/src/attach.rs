@@ -201,13 +201,17 @@ impl Agent {
         Ok(())
     }
 
-    /// The endpoint of a container interface, if attached.
+    /// The endpoint of a container interface, if attached (an attach under
+    /// way is not, yet).
     pub async fn endpoint(
         &self,
         container: &ContainerId,
         ifname: &IfName,
     ) -> Result<Option<Endpoint>, Error> {
         let handle = Handle::new(container.clone(), ifname.clone());
+        if self.is_inflight(&handle) {
+            return Ok(None);
+        }
         self.records.endpoint(&handle).await
     }
 

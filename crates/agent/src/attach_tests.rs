@@ -28,6 +28,8 @@ pub(crate) enum Fail {
 pub(crate) struct Seen {
     pub(crate) deleted: Vec<String>,
     unpublished: usize,
+    /// The number of published ports of each NAT `sync`.
+    synced_ports: Vec<usize>,
 }
 
 fn kernel(op: &'static str) -> KernelError {
@@ -42,18 +44,31 @@ fn libc_eio() -> i32 {
     5 // EIO
 }
 
+/// Holds `create_veth` until the test says go: it reports on `reached` and
+/// waits on `go` (blocking a runtime worker; the tests run multi-threaded).
+struct Gate {
+    reached: std::sync::mpsc::Sender<()>,
+    go: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
 fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
+    backends_gated(fail, seen, None)
+}
+
+fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Backends {
     let mut links = MockLinks::new();
     links.expect_ensure_bridge().returning(|_| Ok(7));
     links.expect_link_exists().returning(|_, _| Ok(false));
     links.expect_check_netns().returning(|_| Ok(()));
-    links.expect_create_veth().returning(move |_| match fail {
-        Fail::Veth => Err(LinkError::Kernel(kernel("create veth"))),
-        _ => Ok(VethInfo {
-            host_ifindex: 10,
-            container_ifindex: 2,
-            container_mac: [2, 0, 0, 0, 0, 1],
-        }),
+    links
+        .expect_list_links_with_prefix()
+        .returning(|_, _| Ok(Vec::new()));
+    links.expect_create_veth().returning(move |_| {
+        if let Some(g) = &gate {
+            g.reached.send(()).unwrap();
+            g.go.lock().unwrap().recv().unwrap();
+        }
+        veth_or(fail)
     });
     links
         .expect_setup_container()
@@ -70,6 +85,7 @@ fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
     let mut routes = MockRoutes::new();
     routes.expect_add_routes().returning(|_, _| Ok(()));
     routes.expect_delete_routes().returning(|_, _| Ok(()));
+    routes.expect_list_routes().returning(|_| Ok(Vec::new()));
     routes
         .expect_setup_routed_host()
         .returning(move |_| match fail {
@@ -79,6 +95,13 @@ fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
     let mut nat = MockNat::new();
     nat.expect_ensure_table().returning(|| Ok(()));
     nat.expect_list_networks().returning(|| Ok(Vec::new()));
+    nat.expect_list_pools().returning(|| Ok(Vec::new()));
+    nat.expect_list_published().returning(|| Ok(Vec::new()));
+    let s = seen.clone();
+    nat.expect_sync().returning(move |st| {
+        s.lock().unwrap().synced_ports.push(st.ports.len());
+        Ok(())
+    });
     nat.expect_add_network().returning(|_| Ok(()));
     nat.expect_add_pool().returning(|_| Ok(()));
     nat.expect_remove_network().returning(|_| Ok(()));
@@ -103,6 +126,17 @@ fn backends(fail: Fail, seen: Arc<Mutex<Seen>>) -> Backends {
         nat: Arc::new(nat),
         store: Arc::new(MemoryStore::new()),
         inspect: Arc::new(crate::inspect::MockInspect::new()),
+    }
+}
+
+fn veth_or(fail: Fail) -> Result<VethInfo, LinkError> {
+    match fail {
+        Fail::Veth => Err(LinkError::Kernel(kernel("create veth"))),
+        _ => Ok(VethInfo {
+            host_ifindex: 10,
+            container_ifindex: 2,
+            container_mac: [2, 0, 0, 0, 0, 1],
+        }),
     }
 }
 
@@ -333,4 +367,63 @@ async fn the_same_attach_twice_returns_the_same_endpoint() {
     let other = agent.attach(request("c1", 8082)).await.unwrap_err();
     assert!(matches!(other, Error::EndpointExists(_)), "{other}");
     assert_eq!(agent.ipam().usage("n.v4").await.unwrap().used, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attach_under_way_is_not_shown_nor_collected_until_it_ends() {
+    let (reached_tx, reached) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let gate = Gate {
+        reached: reached_tx,
+        go: Mutex::new(go_rx),
+    };
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let be = backends_gated(Fail::Nothing, seen.clone(), Some(gate));
+    let store = be.store.clone();
+    let agent = Arc::new(Agent::open(be, "node").await.unwrap());
+    agent.create_network(network_spec(false)).await.unwrap();
+    let req = request("c1", 8081);
+    let task = tokio::spawn({
+        let (agent, req) = (agent.clone(), req.clone());
+        async move { agent.attach(req).await }
+    });
+    tokio::task::spawn_blocking(move || reached.recv().unwrap())
+        .await
+        .unwrap();
+
+    // The record is committed (with the address) but the veth is still
+    // being made: readers do not see an endpoint, a sweep leaves it alone,
+    // and a second attach of it is refused rather than answered early.
+    let raw = store.list("agent/endpoints").await.unwrap();
+    assert_eq!(
+        raw.entries.len(),
+        1,
+        "the record is written before plumbing"
+    );
+    assert_eq!(
+        agent.endpoint(&req.container, &req.ifname).await.unwrap(),
+        None
+    );
+    assert!(agent.endpoints().await.unwrap().is_empty());
+    assert_eq!(agent.status().await.endpoints, 0);
+    let gc = agent.garbage_collect(&[]).await.unwrap();
+    assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
+    let again = agent.attach(req.clone()).await.unwrap_err();
+    assert!(again.to_string().contains("under way"), "{again}");
+
+    go.send(()).unwrap();
+    let ep = task.await.unwrap().unwrap();
+    assert_eq!(
+        agent.endpoint(&req.container, &req.ifname).await.unwrap(),
+        Some(ep.clone())
+    );
+    assert_eq!(
+        agent.attach(req).await.unwrap(),
+        ep,
+        "now the same attach is answered"
+    );
+    assert!(
+        seen.lock().unwrap().deleted.is_empty(),
+        "the sweep deleted a veth"
+    );
 }

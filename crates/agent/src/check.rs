@@ -23,8 +23,7 @@ impl Agent {
     ) -> Result<Vec<String>, Error> {
         let handle = Handle::new(container.clone(), ifname.clone());
         let ep = self
-            .records
-            .endpoint(&handle)
+            .endpoint(container, ifname)
             .await?
             .ok_or_else(|| Error::EndpointNotFound(handle.to_string()))?;
         let mut problems = Vec::new();
@@ -102,7 +101,8 @@ impl Agent {
         Ok(())
     }
 
-    async fn check_container_side(
+    /// What the container's side lacks (interface, up, addresses, routes).
+    pub(crate) async fn check_container_side(
         &self,
         ep: &Endpoint,
         problems: &mut Vec<String>,

@@ -228,8 +228,8 @@ impl Agent {
     /// Makes the NAT table's elements what the records want, touching the
     /// table only when they differ; an idle host (no network) holds no table.
     async fn sync_nat(&self, records: &[Endpoint], s: &mut Sweep) {
-        let want = self.nat_state(records);
         let have = self.nat_listing().await;
+        let want = self.nat_state(records, have.as_ref());
         if want == NatState::default() {
             if have.as_ref().is_none_or(|h| *h != NatState::default()) {
                 s.note("remove nftables table", self.be.nat.remove_all().await);
@@ -250,7 +250,10 @@ impl Agent {
         }
     }
 
-    fn nat_state(&self, records: &[Endpoint]) -> NatState {
+    /// The elements the records want. The ports of an attach under way (its
+    /// record is written before it publishes them) are left as they are in
+    /// `have`: neither added for it nor taken from it.
+    fn nat_state(&self, records: &[Endpoint], have: Option<&NatState>) -> NatState {
         let mut st = NatState::default();
         for net in self.networks() {
             match net.spec.mode {
@@ -258,10 +261,16 @@ impl Agent {
                 NetworkMode::Routed => st.pools.extend(routed_pools(&net)),
             }
         }
-        st.ports = records
-            .iter()
-            .flat_map(|e| e.ports.iter().copied())
-            .collect();
+        let have_ports: HashSet<_> = have.iter().flat_map(|h| h.ports.iter()).collect();
+        for ep in records {
+            let inflight = self.is_inflight(&ep.request.handle());
+            st.ports.extend(
+                ep.ports
+                    .iter()
+                    .filter(|p| !inflight || have_ports.contains(p))
+                    .copied(),
+            );
+        }
         normalise(&mut st);
         st
     }

@@ -8,10 +8,12 @@
 //!    forwarding switches) — idempotent calls that change nothing that is right;
 //! 2. detaches endpoints whose network namespace is gone (the container died
 //!    while trellis was down) or whose network is no longer defined;
-//! 3. repairs the rest: a veth that is gone or off its bridge is plumbed again
-//!    with the recorded addresses; a routed endpoint's host routes and
-//!    neighbours are installed again (create-or-replace, so present ones are
-//!    untouched);
+//! 3. repairs the rest: a veth that is gone or off its bridge, or whose
+//!    container side lacks its interface, an address or a route (changed by
+//!    hand, or never finished: the record is committed before the plumbing),
+//!    is plumbed again with the recorded addresses; a routed endpoint's host
+//!    routes and neighbours are installed again (create-or-replace, so present
+//!    ones are untouched);
 //! 4. sweeps orphans (see [`crate::gc`]): unrecorded veths, routes, NAT
 //!    elements and IPAM allocations, and puts back missing blackholes and NAT
 //!    elements. NAT is rewritten only when its elements differ.
@@ -62,7 +64,8 @@ impl Agent {
                 HashSet::new()
             }
         };
-        for ep in self.records.endpoints().await? {
+        // Attaches under way are theirs to finish (or undo).
+        for ep in self.endpoints().await? {
             let h = ep.request.handle();
             if let Err(e) = self.reconcile_endpoint(&ep, &installed, &mut r).await {
                 r.errors.push(format!("endpoint {h}: {e}"));
@@ -112,16 +115,31 @@ impl Agent {
             Some(b) => self.host_link(b.as_str()).await?.map(|l| l.index),
             None => None,
         };
-        match host {
+        let healthy_host = match host {
             Some(l) if net.spec.bridge().is_none() || l.master == bridge_index => {
                 if net.spec.mode == NetworkMode::Routed {
                     self.repair_routed_host(ep, &l, installed, r).await?;
                 }
+                true
             }
-            _ => {
-                self.replumb(ep, &net).await?;
-                r.repaired.push(format!("veth {} of {h}", ep.host_ifname));
-            }
+            _ => false,
+        };
+        if !healthy_host {
+            self.replumb(ep, &net).await?;
+            r.repaired.push(format!("veth {} of {h}", ep.host_ifname));
+            return Ok(());
+        }
+        // The container side: drifted by hand, or never finished (a crash
+        // between the record's commit and the end of the plumbing).
+        let mut lacking = Vec::new();
+        self.check_container_side(ep, &mut lacking).await?;
+        if !lacking.is_empty() {
+            self.replumb(ep, &net).await?;
+            r.repaired.push(format!(
+                "veth {} of {h} (container side: {})",
+                ep.host_ifname,
+                lacking.join("; ")
+            ));
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ impl crate::Agent {
         if !self.reconciled.load(Ordering::Acquire) {
             reasons.push("start-up reconciliation has not run yet".to_owned());
         }
-        let endpoints = match self.records.endpoints().await {
+        let endpoints = match self.endpoints().await {
             Ok(eps) => eps.len(),
             Err(e) => {
                 reasons.push(format!("store unreadable: {e}"));
