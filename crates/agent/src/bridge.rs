@@ -24,6 +24,8 @@ pub(crate) fn veth_spec(
         container_mac: None,
         host_mac: None,
         master: Some(LinkRef::Name(bridge.clone())),
+        // A bridge port needs no address of its own (see `VethSpec`).
+        host_ipv6: false,
     }
 }
 
@@ -40,6 +42,7 @@ impl Agent {
             netns: req.netns.clone(),
             link: LinkRef::Index(veth.container_ifindex),
             addresses: plan.addresses.clone(),
+            ipv6: plan.ipv6,
         };
         self.be.links.setup_container(&iface, &plan.routes).await?;
         Ok(())

@@ -24,16 +24,23 @@ pub(crate) struct ContainerPlan {
     /// The container's routes: `default via <bridge address>` on a bridge;
     /// `169.254.1.1 scope link` and the link-local defaults when routed.
     pub routes: Vec<ContainerRoute>,
+    /// Whether the interface speaks IPv6: only with an IPv6 address. On an
+    /// IPv4-only network it gets no link-local address (as Docker turns
+    /// IPv6 off in such containers), so it floods no DAD or MLD packets to
+    /// the other containers of its bridge.
+    pub ipv6: bool,
 }
 
 /// The container side of an endpoint of `net` holding `ips`.
 pub(crate) fn container_plan(net: &Network, ips: &[IpAddr]) -> ContainerPlan {
+    let ipv6 = ips.iter().any(IpAddr::is_ipv6);
     match &net.spec.mode {
         NetworkMode::Bridge { .. } => {
             let prefix = net.spec.subnets[0].prefix_len();
             ContainerPlan {
                 addresses: ips.iter().map(|&ip| with_len(ip, prefix)).collect(),
                 routes: vec![ContainerRoute::default_via(net.gateways[0])],
+                ipv6,
             }
         }
         NetworkMode::Routed => ContainerPlan {
@@ -42,6 +49,7 @@ pub(crate) fn container_plan(net: &Network, ips: &[IpAddr]) -> ContainerPlan {
                 .map(|&ip| with_len(ip, if ip.is_ipv4() { 32 } else { 128 }))
                 .collect(),
             routes: ContainerRoute::routed_defaults(Families::of(ips.iter().copied())),
+            ipv6,
         },
     }
 }

@@ -50,6 +50,7 @@ pub(crate) fn veth_spec(req: &AttachRequest, net: &Network, host_ifname: &IfName
         container_mac: None,
         host_mac: Some(ROUTED_HOST_MAC),
         master: None,
+        host_ipv6: net.spec.subnets.iter().any(|s| matches!(s, IpNet::V6(_))),
     }
 }
 
@@ -77,6 +78,7 @@ impl Agent {
             netns: req.netns.clone(),
             link: LinkRef::Index(veth.container_ifindex),
             addresses: plan.addresses.clone(),
+            ipv6: plan.ipv6,
         };
         self.be.links.setup_container(&iface, &plan.routes).await?;
         Ok(())

@@ -10,8 +10,8 @@ use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::address::{AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use nix::errno::Errno;
 use rtnetlink::AddressMessageBuilder;
@@ -155,7 +155,11 @@ pub fn veth_create(
         host.attributes.push(LinkAttribute::Controller(master));
     }
     let data = InfoData::Veth(InfoVeth::Peer(peer));
-    let host = up(with_kind(host, InfoKind::Veth, Some(data)));
+    let mut host = with_kind(host, InfoKind::Veth, Some(data));
+    if spec.host_ipv6 {
+        // Else it comes up after `disable_ipv6` is set (see `VethSpec`).
+        host = up(host);
+    }
     let subject = format!(
         "{} (peer {} in {})",
         spec.host_name, spec.container_name, spec.container_netns
@@ -182,6 +186,20 @@ pub fn port_hairpin(name: &str) -> Request {
         )])),
     ]));
     Request::new("set hairpin mode on", name, CHANGE, M::NewLink(msg))
+}
+
+/// `addr_gen_mode=none` on link `index`: no IPv6 link-local address is
+/// generated for it (so no DAD, router solicitation or MLD report).
+pub fn no_link_local(index: u32, subject: &str) -> Request {
+    let mut msg = indexed(index);
+    let spec = AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)]);
+    msg.attributes.push(LinkAttribute::AfSpecUnspec(vec![spec]));
+    Request::new(
+        "set addr_gen_mode none on",
+        subject,
+        CHANGE,
+        M::SetLink(msg),
+    )
 }
 
 /// Sets a link administratively up.

@@ -80,6 +80,7 @@ fn veth_peer_is_born_in_the_container_netns_named_and_enslaved() {
         container_mac: None,
         host_mac: None,
         master: Some(LinkRef::Index(7)),
+        host_ipv6: true,
     };
     let mac = [2, 0, 0, 0, 0, 1];
     let req = veth_create(&spec, 42, Some(7), mac);
@@ -89,6 +90,17 @@ fn veth_peer_is_born_in_the_container_netns_named_and_enslaved() {
         panic!()
     };
     assert!(host.header.flags.contains(LinkFlags::Up));
+    // Without IPv6 on the host end it is created down: it comes up once
+    // `disable_ipv6` is set.
+    let no_v6 = VethSpec {
+        host_ipv6: false,
+        ..spec.clone()
+    };
+    let M::NewLink(down) = veth_create(&no_v6, 42, Some(7), mac).message else {
+        panic!()
+    };
+    assert!(!down.header.flags.contains(LinkFlags::Up));
+    assert!(!down.header.change_mask.contains(LinkFlags::Up));
     assert_eq!(
         &host.attributes[..3],
         &[

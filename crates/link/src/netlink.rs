@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use trellis_types::{IfName, NetnsPath};
@@ -122,6 +123,36 @@ impl NetlinkLinks {
     }
 }
 
+impl NetlinkLinks {
+    /// The host end of a new veth: IPv6 off before it comes up (unless the
+    /// spec keeps it), then hairpin mode on its bridge port and up, in one
+    /// batch.
+    async fn finish_host_end(&self, spec: &VethSpec, port: bool) -> Result<(), LinkError> {
+        let name = spec.host_name.as_str();
+        let mut reqs = Vec::new();
+        if port {
+            reqs.push(msg::port_hairpin(name));
+        }
+        if !spec.host_ipv6 {
+            let key = SysctlKey::ipv6_conf(&spec.host_name, "disable_ipv6")?;
+            match self
+                .sockets
+                .write_sysctls(&Ns::Host, vec![(key, "1".into())])
+                .await
+            {
+                // No IPv6 in this kernel at all: nothing to switch off.
+                Err(LinkError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+            reqs.push(msg::set_up(&LinkRef::Name(spec.host_name.clone())));
+        }
+        if !reqs.is_empty() {
+            nl::apply(self.sockets.host(), reqs).await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Links for NetlinkLinks {
     async fn ensure_bridge(&self, spec: &BridgeSpec) -> Result<u32, LinkError> {
@@ -176,16 +207,13 @@ impl Links for NetlinkLinks {
             Err(e) => return Err(e.into()),
         }
         drop(netns);
-        if master.is_some() {
-            // Sent only once the create succeeded, so it never touches a
-            // link that was there before.
-            let hairpin = msg::port_hairpin(spec.host_name.as_str());
-            if let Err(e) = nl::apply(host, vec![hairpin]).await {
-                nl::apply(host, vec![msg::delete(spec.host_name.as_str())])
-                    .await
-                    .ok();
-                return Err(e.into());
-            }
+        // Sent only once the create succeeded, so they never touch a link
+        // that was there before; on failure the new veth goes again.
+        if let Err(e) = self.finish_host_end(spec, master.is_some()).await {
+            nl::apply(host, vec![msg::delete(spec.host_name.as_str())])
+                .await
+                .ok();
+            return Err(e);
         }
         let made = must_get(host, &LinkRef::Name(spec.host_name.clone())).await?;
         Ok(VethInfo {
@@ -210,6 +238,9 @@ impl Links for NetlinkLinks {
         let lo = IfName::parse("ifname", "lo").expect("lo is a valid name");
         let mut reqs = vec![msg::set_up(&LinkRef::Name(lo))];
         let subject = iface.link.to_string();
+        if !iface.ipv6 {
+            reqs.push(msg::no_link_local(index, &subject));
+        }
         reqs.extend(
             iface
                 .addresses

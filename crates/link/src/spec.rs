@@ -78,6 +78,14 @@ pub struct VethSpec {
     pub host_mac: Option<Mac>,
     /// The bridge to enslave the host end to, if any.
     pub master: Option<LinkRef>,
+    /// Whether the host end keeps IPv6. `false` (a bridge port, which needs
+    /// no address of its own; a routed port of a network without IPv6):
+    /// `disable_ipv6` is set on it before it comes up, so it never gets a
+    /// link-local address, IPv6 routes or DAD/MLD traffic. On a host with
+    /// many containers this matters: every IPv6 route of every port makes
+    /// each link event walk the whole IPv6 routing table, and each port's
+    /// DAD and MLD packets are flooded to every other port of its bridge.
+    pub host_ipv6: bool,
 }
 
 /// What [`crate::Links::create_veth`] created.
@@ -101,6 +109,12 @@ pub struct ContainerIface {
     pub link: LinkRef,
     /// Addresses to add (with prefix length, `192.168.169.2/24`).
     pub addresses: Vec<IpNet>,
+    /// Whether the interface speaks IPv6 on its own. `false` (a network
+    /// without IPv6): no link-local address is generated for it
+    /// (`addr_gen_mode=none`, set before it comes up), so it sends no DAD,
+    /// router solicitation or MLD report — traffic a bridge would flood to
+    /// every other container.
+    pub ipv6: bool,
 }
 
 /// A route inside a container, through the interface being configured

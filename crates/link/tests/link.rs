@@ -26,6 +26,7 @@ fn veth(host_name: &str, c: &Netns, peer: &str, master: Option<u32>) -> VethSpec
         container_mac: None,
         host_mac: None,
         master: master.map(LinkRef::Index),
+        host_ipv6: true,
     }
 }
 
@@ -104,6 +105,7 @@ async fn peer_is_born_in_the_container_and_reaches_the_gateway() {
         netns: nspath(&c),
         link: LinkRef::Index(info.container_ifindex),
         addresses: vec!["192.168.169.2/24".parse().unwrap()],
+        ipv6: true,
     };
     lab.links.setup_container_iface(&iface).await.unwrap();
     let shown = c.ip("addr show eth0");
@@ -368,4 +370,79 @@ async fn batched_delete_beats_one_by_one() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// On an IPv4-only bridge network neither end speaks IPv6 on its own: the
+/// host end (a bridge port) has `disable_ipv6` set before it comes up, the
+/// container end gets no link-local address. Yet both are up, the port is in
+/// hairpin mode, and IPv4 flows. With IPv6 kept, both ends get link-locals.
+#[tokio::test]
+async fn ipv6_stays_silent_where_it_is_not_wanted() {
+    let lab = Lab::new().await;
+    let br = lab.links.ensure_bridge(&bridge("br0")).await.unwrap();
+    for keep in [false, true] {
+        let c = Netns::new("ctr");
+        let name = if keep {
+            "tr00000000000b1"
+        } else {
+            "tr00000000000b0"
+        };
+        let mut spec = veth(name, &c, "eth0", Some(br));
+        spec.host_ipv6 = keep;
+        let info = lab.links.create_veth(&spec).await.unwrap();
+        let iface = ContainerIface {
+            netns: nspath(&c),
+            link: LinkRef::Index(info.container_ifindex),
+            addresses: vec!["192.168.169.7/24".parse().unwrap()],
+            ipv6: keep,
+        };
+        lab.links.setup_container_iface(&iface).await.unwrap();
+        let disabled = lab.host.exec_ok(&[
+            "sysctl",
+            "-n",
+            &format!("net.ipv6.conf.{name}.disable_ipv6"),
+        ]);
+        assert_eq!(
+            disabled.trim(),
+            if keep { "0" } else { "1" },
+            "host end, keep={keep}"
+        );
+        let detail = lab.host.ip(&format!("-d link show {name}"));
+        assert!(
+            detail.contains("state UP") || detail.contains(",UP"),
+            "{detail}"
+        );
+        assert!(detail.contains("hairpin on"), "{detail}");
+        let genmode = c.ip("-d link show eth0");
+        let want = if keep {
+            "addrgenmode eui64"
+        } else {
+            "addrgenmode none"
+        };
+        assert!(
+            genmode.contains(want),
+            "container end, keep={keep}: {genmode}"
+        );
+        lab.host.ip("addr replace 192.168.169.1/24 dev br0");
+        c.exec_ok(&["ping", "-c1", "-W2", "192.168.169.1"]);
+        // With IPv6 kept, link-locals appear once the carrier event is
+        // processed (the kernel may defer it); without, there is none.
+        let link_locals = || {
+            let c6 = c.ip("-6 addr show dev eth0");
+            let h6 = lab.host.ip(&format!("-6 addr show dev {name}"));
+            (
+                c6.contains("fe80::"),
+                h6.contains("fe80::"),
+                format!("{c6}{h6}"),
+            )
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut seen = link_locals();
+        while keep && !(seen.0 && seen.1) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            seen = link_locals();
+        }
+        assert_eq!((seen.0, seen.1), (keep, keep), "keep={keep}: {}", seen.2);
+        lab.links.delete_link(&spec.host_name).await.unwrap();
+    }
 }

@@ -102,12 +102,14 @@ async fn routed_mode_shapes_host_routes_and_permanent_neighbours() {
         container_mac: None,
         host_mac: Some([0xee; 6]),
         master: None,
+        host_ipv6: true,
     };
     let info = lab.links.create_veth(&spec).await.unwrap();
     let iface = ContainerIface {
         netns: nspath(&c),
         link: LinkRef::Index(info.container_ifindex),
         addresses: vec!["10.8.0.5/32".parse().unwrap()],
+        ipv6: true,
     };
     lab.links.setup_container_iface(&iface).await.unwrap();
     let gw = "169.254.1.1".parse().unwrap();

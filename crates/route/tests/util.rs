@@ -73,12 +73,14 @@ impl Lab {
             container_mac: None,
             host_mac: None,
             master: Some(LinkRef::Index(self.bridge)),
+            host_ipv6: false,
         };
         let info = self.links.create_veth(&spec).await.expect("veth");
         let iface = ContainerIface {
             netns: nspath(c),
             link: LinkRef::Index(info.container_ifindex),
             addresses: vec![addr.parse().unwrap()],
+            ipv6: true,
         };
         self.links
             .setup_container_iface(&iface)
@@ -139,6 +141,7 @@ impl RoutedLab {
             container_mac: None,
             host_mac: Some(ROUTED_HOST_MAC),
             master: None,
+            host_ipv6: true,
         };
         let info = self.links.create_veth(&spec).await.expect("veth");
         let ep = RoutedEndpoint {
@@ -152,6 +155,7 @@ impl RoutedLab {
             netns: nspath(c),
             link: LinkRef::Index(info.container_ifindex),
             addresses: ips.iter().map(|&ip| host_prefix(ip)).collect(),
+            ipv6: true,
         };
         let routes = ContainerRoute::routed_defaults(Families::of(ips));
         self.links
