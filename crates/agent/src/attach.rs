@@ -167,9 +167,10 @@ impl Agent {
 
     /// Detaches a container interface: unpublishes its ports, deletes its veth
     /// (the container end, and the host routes and neighbours on it, go with
-    /// it), releases its addresses, forgets it. Unknown is done (CNI DEL
-    /// semantics). Goes on past failures and reports them all; the record is
-    /// kept when anything failed, so a retry finds it.
+    /// it), then releases its addresses and forgets it in one store commit.
+    /// Unknown is done (CNI DEL semantics). Goes on past kernel failures and
+    /// reports them all; the addresses and the record are kept when anything
+    /// failed, so a retry finds them.
     pub async fn detach(&self, container: &ContainerId, ifname: &IfName) -> Result<(), Error> {
         let handle = Handle::new(container.clone(), ifname.clone());
         let record = self.records.endpoint(&handle).await?;
@@ -185,10 +186,8 @@ impl Agent {
             errors.push(e.to_string());
         }
         if !errors.is_empty() {
-            // Keep the record for a retry; the addresses can go already.
-            if let Err(e) = self.ipam.release(&handle).await {
-                errors.push(e.to_string());
-            }
+            // Keep the record and the addresses: the veth may still carry
+            // them, and a retry (or GC) finds everything where it was.
             return teardown_result(format!("endpoint {handle}"), errors);
         }
         // The addresses and the record go in one commit.

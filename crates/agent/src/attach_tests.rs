@@ -20,6 +20,8 @@ pub(crate) enum Fail {
     /// The container side: addresses, up, routes.
     Container,
     Publish,
+    /// Deleting a veth (detach).
+    Unplug,
     Nothing,
 }
 
@@ -79,6 +81,9 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
     links.expect_enable_host_forwarding().returning(|_| Ok(()));
     let s = seen.clone();
     links.expect_delete_link().returning(move |n| {
+        if fail == Fail::Unplug {
+            return Err(LinkError::Kernel(kernel("delete link")));
+        }
         s.lock().unwrap().deleted.push(n.to_string());
         Ok(())
     });
@@ -426,4 +431,27 @@ async fn an_attach_under_way_is_not_shown_nor_collected_until_it_ends() {
         seen.lock().unwrap().deleted.is_empty(),
         "the sweep deleted a veth"
     );
+}
+
+#[tokio::test]
+async fn a_failed_detach_keeps_the_record_and_the_addresses_for_a_retry() {
+    let (agent, _) = agent_failing_at(Fail::Unplug, false).await;
+    let req = request("c1", 8081);
+    let ep = agent.attach(req.clone()).await.unwrap();
+    let err = agent.detach(&req.container, &req.ifname).await.unwrap_err();
+    assert!(matches!(err, Error::Teardown { .. }), "{err}");
+    assert!(err.to_string().contains("delete link"), "{err}");
+    assert_eq!(
+        agent.endpoint(&req.container, &req.ifname).await.unwrap(),
+        Some(ep)
+    );
+    assert_eq!(
+        agent.ipam().usage("n.v4").await.unwrap().used,
+        1,
+        "address released early"
+    );
+    let port_still_held = agent
+        .ports
+        .claim(&request("c2", 8081).handle(), &request("c2", 8081).ports);
+    assert!(port_still_held.is_err(), "the host port was given up");
 }
