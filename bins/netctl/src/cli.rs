@@ -39,6 +39,25 @@ pub struct Connection {
     /// PEM file of the CA that signed the server's certificate (with --endpoint).
     #[arg(long, global = true, env = "TRELLIS_CA", value_name = "PATH")]
     pub ca: Option<PathBuf>,
+    /// PEM client certificate, for a trellisd that asks for one
+    /// (`--tls-client-ca`); with --key.
+    #[arg(
+        long,
+        global = true,
+        env = "TRELLIS_CERT",
+        value_name = "PATH",
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(
+        long,
+        global = true,
+        env = "TRELLIS_KEY",
+        value_name = "PATH",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
 }
 
 /// How results are printed.

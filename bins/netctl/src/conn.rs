@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use trellis_proto::v1::AgentClient;
 
 use crate::cli::Connection;
@@ -14,7 +14,7 @@ use crate::exit::{CONNECT, Failure, USAGE};
 /// with [`USAGE`].
 pub async fn connect(conn: &Connection) -> Result<AgentClient<Channel>> {
     match &conn.endpoint {
-        Some(url) => tcp(url, conn.ca.as_deref()).await,
+        Some(url) => tcp(url, conn).await,
         None => trellis_proto::connect_unix(&conn.socket)
             .await
             .map_err(|e| fail(CONNECT, e.to_string())),
@@ -25,11 +25,14 @@ fn fail(code: u8, message: String) -> anyhow::Error {
     Failure { code, message }.into()
 }
 
-async fn tcp(url: &str, ca: Option<&Path>) -> Result<AgentClient<Channel>> {
+async fn tcp(url: &str, conn: &Connection) -> Result<AgentClient<Channel>> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| fail(USAGE, format!("--endpoint {url:?}: {e}")))?;
-    let endpoint = match (endpoint.uri().scheme_str(), ca) {
-        (Some("https"), Some(ca)) => endpoint.tls_config(tls(ca)?)?,
+    if conn.cert.is_some() && endpoint.uri().scheme_str() != Some("https") {
+        return Err(fail(USAGE, "--cert needs an https:// --endpoint".into()));
+    }
+    let endpoint = match (endpoint.uri().scheme_str(), conn.ca.as_deref()) {
+        (Some("https"), Some(ca)) => endpoint.tls_config(tls(ca, conn)?)?,
         (Some("https"), None) => {
             return Err(fail(USAGE, "--endpoint with https needs --ca".into()));
         }
@@ -52,7 +55,17 @@ async fn tcp(url: &str, ca: Option<&Path>) -> Result<AgentClient<Channel>> {
     Ok(AgentClient::new(channel))
 }
 
-fn tls(ca: &Path) -> Result<ClientTlsConfig> {
-    let pem = std::fs::read(ca).map_err(|e| fail(USAGE, format!("--ca {}: {e}", ca.display())))?;
-    Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+fn tls(ca: &Path, conn: &Connection) -> Result<ClientTlsConfig> {
+    let cfg = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--ca", ca)?));
+    match (&conn.cert, &conn.key) {
+        (Some(cert), Some(key)) => {
+            let identity = Identity::from_pem(read("--cert", cert)?, read("--key", key)?);
+            Ok(cfg.identity(identity))
+        }
+        _ => Ok(cfg),
+    }
+}
+
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| fail(USAGE, format!("{flag} {}: {e}", path.display())))
 }

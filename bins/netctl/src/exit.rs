@@ -85,6 +85,28 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// Standard output was closed by its reader (`netctl watch | head`).
+#[derive(Debug)]
+pub struct OutputClosed;
+
+impl std::fmt::Display for OutputClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for OutputClosed {}
+
+/// An error writing the output: [`OutputClosed`] for a broken pipe, so that
+/// only that one is taken for a reader that is done.
+pub fn output(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        OutputClosed.into()
+    } else {
+        anyhow::Error::new(e).context("write the output")
+    }
+}
+
 /// The message and exit code of an error: a server status prints as
 /// `CODE: message`, a connection failure says where it tried.
 pub fn report(err: &anyhow::Error) -> (String, ExitCode) {
@@ -122,6 +144,23 @@ mod tests {
             "INVALID_ARGUMENT: ifname \"a/b\": interface name may not contain '/'"
         );
         assert_eq!(code, ExitCode::from(4));
+    }
+
+    #[test]
+    fn only_a_broken_pipe_on_the_output_counts_as_a_reader_that_is_done() {
+        let closed = output(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(closed.is::<OutputClosed>());
+        let full = output(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(!full.is::<OutputClosed>());
+        assert!(
+            format!("{full:#}").starts_with("write the output"),
+            "{full:#}"
+        );
+        // The same errno on the connection to trellisd is a failure.
+        let conn = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("cannot connect");
+        assert!(!conn.is::<OutputClosed>());
+        assert_eq!(report(&conn).1, ExitCode::from(1));
     }
 
     #[test]

@@ -33,26 +33,21 @@ fn main() -> ExitCode {
         Ok(rt) => rt.block_on(async {
             let mut stdout = std::io::stdout().lock();
             let code = run::run(cli, &mut stdout).await?;
-            stdout.flush()?;
+            stdout.flush().map_err(exit::output)?;
             Ok(code)
         }),
         Err(e) => Err(anyhow::Error::new(e).context("cannot start the tokio runtime")),
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // `netctl watch | head` ends with EPIPE on stdout: the reader is
+        // done, which is no failure of ours. (A broken pipe on the
+        // connection to trellisd is one, and is reported like any other.)
+        Err(e) if e.is::<exit::OutputClosed>() => ExitCode::SUCCESS,
         Err(e) => {
             let (line, code) = exit::report(&e);
             eprintln!("error: {line}");
             code
         }
     }
-}
-
-/// `netctl watch | head` ends with EPIPE on stdout: the reader is done, which
-/// is no failure of ours.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

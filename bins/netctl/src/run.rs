@@ -36,7 +36,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Command::Watch { replay } => return watch(&mut client, f, replay, out).await,
         Command::Completions { .. } => unreachable!("handled above"),
     };
-    out.write_all(text.as_bytes())?;
+    out.write_all(text.as_bytes()).map_err(exit::output)?;
     Ok(code)
 }
 
@@ -240,8 +240,8 @@ async fn watch(c: &mut Client, f: Format, replay: bool, out: &mut dyn Write) -> 
     let mut stream = c.watch(v1::WatchRequest { replay }).await?.into_inner();
     while let Some(event) = stream.message().await? {
         let text = render::streamed(f, &event.into())?;
-        out.write_all(text.as_bytes())?;
-        out.flush()?;
+        out.write_all(text.as_bytes()).map_err(exit::output)?;
+        out.flush().map_err(exit::output)?;
     }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! network namespace (never the machine's own) with its state in a temporary
 //! directory. Needs root; fails loudly without it.
 
+mod tls;
 mod util;
 
 use std::io::{BufRead, BufReader};

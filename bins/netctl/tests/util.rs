@@ -68,6 +68,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts trellisd in a fresh namespace and waits until it answers `status`.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Daemon::start`], with more command-line arguments for trellisd.
+    pub fn start_with(extra: &[&std::ffi::OsStr]) -> Self {
         let ns = Netns::new("trellisd");
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("trellisd.toml");
@@ -83,6 +88,7 @@ impl Daemon {
             .arg("--socket")
             .arg(dir.path().join("trellisd.sock"))
             .args(["--node", "e2e"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -98,7 +104,8 @@ impl Daemon {
         self.dir.path().join("trellisd.sock")
     }
 
-    fn log(&self) -> String {
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("trellisd.log")).unwrap_or_default()
     }
 
