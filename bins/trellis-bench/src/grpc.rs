@@ -14,9 +14,11 @@
 //! * **Memory at max:** one last fill attach brings the host to exactly
 //!   `--max` endpoints; the daemon's VmRSS is read then (peers without a
 //!   daemon have none).
-//! * **Concurrency:** with `--max` endpoints in place, [`CONCURRENT`] further
-//!   containers are attached at once; the row is the wall time from the first
-//!   request sent to the last answer received.
+//! * **Concurrency:** [`CONCURRENT`] further containers are attached at once;
+//!   the row is the wall time from the first request sent to the last answer
+//!   received. It starts from `--max` endpoints, less what one bridge cannot
+//!   take (a Linux bridge has at most 1023 ports, so at 1000 the last 77 fill
+//!   endpoints are detached first, untimed: 923 → 1023).
 //!
 //! Between every step nothing else runs: the untimed checks (veth counts)
 //! happen only after the fill and after the concurrent step.
@@ -61,6 +63,9 @@ pub enum Step {
     Probe { level: usize, round: usize },
     /// The host has exactly `max` endpoints: check them, read memory.
     AtMax,
+    /// Detach fill container `i` (untimed), making room on the bridge for
+    /// the concurrent step.
+    Unfill(usize),
     /// Attach [`CONCURRENT`] more containers at once, wall-timed.
     Concurrent,
 }
@@ -81,8 +86,15 @@ pub fn plan(max: usize, samples: usize) -> Vec<Step> {
         filled += 1;
     }
     steps.push(Step::AtMax);
+    steps.extend((concurrent_from(max)..max).rev().map(Step::Unfill));
     steps.push(Step::Concurrent);
     steps
+}
+
+/// How many endpoints the host holds when the concurrent step starts: `max`,
+/// unless the bridge could not then take [`CONCURRENT`] more ports.
+pub fn concurrent_from(max: usize) -> usize {
+    max.min(trellis_link::BRIDGE_MAX_PORTS - CONCURRENT)
 }
 
 /// One container as a peer sees it.
@@ -214,6 +226,8 @@ pub struct Curve {
     pub memory: Option<(u64, u64)>,
     /// Wall time of [`CONCURRENT`] attaches at once, or why it failed.
     pub concurrent: Option<Result<Duration, String>>,
+    /// Endpoints on the host when the concurrent attaches started.
+    pub concurrent_from: usize,
 }
 
 /// Runs the curve of `peer` on `host`, with `containers`; `ports`: every
@@ -255,11 +269,17 @@ pub fn run(
                 ensure!(n == max, "host has {n} veths at max, expected {max}");
                 curve.memory = peer.memory()?;
             }
+            Step::Unfill(i) => {
+                let s = containers.fill_slot(i, ports);
+                peer.detach(&s)
+                    .with_context(|| format!("making room: detach of {}", s.id))?;
+            }
             Step::Concurrent => {
                 let slots = containers.concurrent_slots(ports);
+                curve.concurrent_from = concurrent_from(max);
                 let r = peer.attach_concurrently(&slots).and_then(|wall| {
                     let n = veths();
-                    let want = max + CONCURRENT;
+                    let want = concurrent_from(max) + CONCURRENT;
                     ensure!(n == want, "host has {n} veths, expected {want}");
                     Ok(wall)
                 });
@@ -297,7 +317,12 @@ mod tests {
                 }
                 Step::Probe { level, .. } => probes.push((level, endpoints + 1)),
                 Step::AtMax => at_max = Some(endpoints),
-                Step::Concurrent => assert_eq!(Some(endpoints), at_max, "concurrent after max"),
+                Step::Unfill(_) => endpoints -= 1,
+                Step::Concurrent => {
+                    assert!(at_max.is_some(), "concurrent after max");
+                    assert_eq!(endpoints, concurrent_from(max));
+                    assert!(endpoints + CONCURRENT <= trellis_link::BRIDGE_MAX_PORTS);
+                }
             }
         }
         (probes, fills, at_max.expect("an AtMax step"))
@@ -329,6 +354,13 @@ mod tests {
     fn plan_ends_with_memory_then_concurrency() {
         let p = plan(5, 1);
         assert_eq!(&p[p.len() - 2..], &[Step::AtMax, Step::Concurrent]);
+        let p = plan(1000, 1);
+        let tail: Vec<Step> = (923..1000).rev().map(Step::Unfill).collect();
+        assert_eq!(
+            &p[p.len() - 79..p.len() - 1],
+            &[&[Step::AtMax][..], &tail].concat()[..]
+        );
+        assert_eq!(p.last(), Some(&Step::Concurrent));
         assert_eq!(p[0], Step::Probe { level: 1, round: 0 });
     }
 }

@@ -206,9 +206,11 @@ pub fn curve_lines(name: &str, curve: &Curve, judge: &Judge) -> (Vec<Line>, Vec<
         ));
     }
     let at = curve.attach.last().map_or(0, |(l, _)| *l);
+    let from = curve.concurrent_from;
+    let to = from + CONCURRENT;
     match &curve.concurrent {
         Some(Ok(wall)) => lines.push(value(
-            format!("{name}: {CONCURRENT} concurrent attaches @{at}+"),
+            format!("{name}: {CONCURRENT} concurrent attaches @{from}→{to}"),
             wall.as_secs_f64() * 1e3,
             "ms",
             "(wall)".into(),
@@ -216,7 +218,7 @@ pub fn curve_lines(name: &str, curve: &Curve, judge: &Judge) -> (Vec<Line>, Vec<
         )),
         Some(Err(e)) => {
             lines.push(Line {
-                label: format!("{name}: {CONCURRENT} concurrent attaches @{at}+"),
+                label: format!("{name}: {CONCURRENT} concurrent attaches @{from}→{to}"),
                 n: String::new(),
                 p50: "failed".into(),
                 p99: String::new(),
@@ -307,6 +309,7 @@ mod tests {
             fill: ms(&[1]),
             memory: Some((20_000, 25_000)),
             concurrent: Some(Ok(Duration::from_millis(150))),
+            concurrent_from: 923,
         }
     }
 
@@ -322,7 +325,7 @@ mod tests {
                 "trellisd: attach @100",
                 "trellisd: attach @1000",
                 "trellisd: detach (probes, all levels)",
-                "trellisd: 100 concurrent attaches @1000+",
+                "trellisd: 100 concurrent attaches @923→1023",
                 "trellisd: daemon RSS @1000",
             ]
         );

@@ -102,6 +102,7 @@ impl Error {
             Error::NetworkInUse { .. } => FailedPrecondition,
             Error::Ipam(e) => ipam_class(e),
             Error::Link(trellis_link::LinkError::Invalid(_)) => InvalidArgument,
+            Error::Link(trellis_link::LinkError::BridgeFull { .. }) => ResourceExhausted,
             Error::Nat(trellis_nat::Error::PortInUse { .. }) => AlreadyExists,
             Error::Nat(trellis_nat::Error::Invalid(_)) => InvalidArgument,
             _ => Internal,

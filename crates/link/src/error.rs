@@ -32,6 +32,10 @@ impl KernelError {
     }
 }
 
+/// How many ports a Linux bridge takes (`BR_MAX_PORTS` is 1024, port 0 is
+/// never used).
+pub const BRIDGE_MAX_PORTS: usize = 1023;
+
 /// Everything that can go wrong in trellis-link.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -52,6 +56,17 @@ pub enum LinkError {
         name: String,
         /// What the existing interface is (`"veth"`, `"a device without a kind"`).
         kind: String,
+    },
+    /// The bridge has no free port: a Linux bridge takes at most
+    /// [`BRIDGE_MAX_PORTS`] ports (the kernel answers `EXFULL`).
+    #[error(
+        "bridge {bridge:?} is full: a Linux bridge takes at most {max} ports \
+         (spread the containers over more networks)",
+        max = BRIDGE_MAX_PORTS
+    )]
+    BridgeFull {
+        /// The bridge asked for.
+        bridge: String,
     },
     /// An interface that had to exist does not.
     #[error("interface {name:?} does not exist")]

@@ -63,7 +63,7 @@ mod msg_routed_tests;
 #[cfg(test)]
 mod msg_tests;
 
-pub use error::{KernelError, LinkError};
+pub use error::{BRIDGE_MAX_PORTS, KernelError, LinkError};
 pub use naming::{HOST_VETH_PREFIX, bridge_mac, container_mac, host_veth_name, is_host_veth_name};
 pub use netlink::NetlinkLinks;
 pub use netns::Sockets;

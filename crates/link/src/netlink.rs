@@ -198,6 +198,12 @@ impl Links for NetlinkLinks {
         match nl::apply(host, vec![req]).await {
             Ok(()) => {}
             Err(e) if e.is(Errno::EEXIST) => return Err(self.veth_exists_error(spec).await),
+            Err(e) if e.is(Errno::EXFULL) && master.is_some() => {
+                let bridge = spec.master.as_ref().map(ToString::to_string);
+                return Err(LinkError::BridgeFull {
+                    bridge: bridge.unwrap_or_default(),
+                });
+            }
             // The kernel refuses IFLA_NET_NS_FD of a non-network namespace
             // with EINVAL before creating anything; say which input was bad.
             Err(e) if e.is(Errno::EINVAL) => {

@@ -446,3 +446,26 @@ async fn ipv6_stays_silent_where_it_is_not_wanted() {
         lab.links.delete_link(&spec.host_name).await.unwrap();
     }
 }
+
+/// A Linux bridge takes 1023 ports; the 1024th veth is refused with an error
+/// that names the bridge and says why, and leaves no half-made veth behind.
+#[tokio::test]
+async fn a_full_bridge_is_a_clear_error_and_leaves_nothing() {
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    let br = lab.links.ensure_bridge(&bridge("brfull")).await.unwrap();
+    for i in 0..BRIDGE_MAX_PORTS {
+        let spec = veth(&format!("trf{i:012}"), &c, &format!("e{i}"), Some(br));
+        lab.links.create_veth(&spec).await.unwrap();
+    }
+    let one_more = veth("trf_one_more", &c, "e_more", Some(br));
+    let err = lab.links.create_veth(&one_more).await.unwrap_err();
+    assert!(matches!(err, LinkError::BridgeFull { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("1023 ports") && text.contains(&br.to_string()),
+        "{text}"
+    );
+    assert!(!lab.host.ip("link show").contains("trf_one_more"));
+    assert!(!c.ip("link show").contains("e_more"));
+}
