@@ -39,6 +39,7 @@
 
 mod cni;
 mod exec;
+mod floor;
 mod grpc;
 mod grpc_report;
 mod netavark;
@@ -385,6 +386,15 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
             }
             Err(e) => notes.push(format!("{name}: skipped: {e:#}")),
         }
+    }
+    eprintln!("running: kernel floor, up to {max} bridge ports ...");
+    match floor::kernel_fill(&rt, &containers) {
+        Ok(times) => notes.push(fill_note(
+            "kernel floor (trellis-link only: veth made, enslaved, up, container side \
+             addressed and routed; no daemon, IPAM or store)",
+            &times,
+        )),
+        Err(e) => notes.push(format!("kernel floor: skipped: {e:#}")),
     }
     println!();
     print!("{}", grpc_report::table(&lines));
