@@ -117,7 +117,9 @@ impl Agent {
             .map(
                 |(pool, cidr)| match req.fixed_addresses.iter().find(|ip| cidr.contains(*ip)) {
                     Some(&ip) => Want::exactly(pool, ip),
-                    None => Want::next(pool),
+                    // No record (read under the in-flight mark) means no
+                    // address: the two are only ever committed together.
+                    None => Want::fresh(pool),
                 },
             )
             .collect();

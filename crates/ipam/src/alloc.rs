@@ -29,6 +29,9 @@ pub struct Want {
     /// Exactly this address (to restore a known one), or `None` for the
     /// next free one.
     pub fixed: Option<IpAddr>,
+    /// The caller knows the handle holds no address of this pool (see
+    /// [`Want::fresh`]).
+    pub fresh: bool,
 }
 
 impl Want {
@@ -37,6 +40,21 @@ impl Want {
         Want {
             pool: pool.into(),
             fixed: None,
+            fresh: false,
+        }
+    }
+
+    /// The next free address of `pool`, for a handle the caller knows holds
+    /// none in it — the agent knows, because an endpoint's record and its
+    /// addresses are committed together, so no record means no address.
+    /// The search then skips looking through every block this host holds
+    /// for the handle's address and starts at the block the last allocation
+    /// used: one block read however many blocks the host owns. (Asked for a
+    /// handle that does hold an address, it hands out a second one.)
+    pub fn fresh(pool: impl Into<String>) -> Self {
+        Want {
+            fresh: true,
+            ..Want::next(pool)
         }
     }
 
@@ -45,6 +63,7 @@ impl Want {
         Want {
             pool: pool.into(),
             fixed: Some(ip),
+            fresh: false,
         }
     }
 }
@@ -148,7 +167,7 @@ impl Ipam {
             for (want, spec) in wants.iter().zip(specs) {
                 let pick = match (want.fixed, spec) {
                     (Some(ip), Some(spec)) => self.try_allocate_specific(spec, handle, ip).await?,
-                    _ => self.try_allocate(&want.pool, handle).await?,
+                    _ => self.try_allocate(&want.pool, handle, want.fresh).await?,
                 };
                 let Some((ip, write)) = pick else {
                     return Ok(None);
@@ -228,6 +247,9 @@ impl Ipam {
 
     /// Brings the cache up to date with a committed block write.
     fn committed(&self, s: &Staged) {
+        if s.block.host == self.host {
+            self.set_hint(&s.pool, s.block.cidr, s.block.free() > 0);
+        }
         match s.effect {
             Effect::Known => {}
             Effect::Claimed => {
@@ -242,11 +264,29 @@ impl Ipam {
     }
 
     /// One attempt at the next free address of `pool`; `None` means "re-run".
-    async fn try_allocate(&self, pool: &str, handle: &Handle) -> Result<Option<Pick>, Error> {
+    /// `fresh`: the handle holds no address of the pool (see [`Want::fresh`]).
+    async fn try_allocate(
+        &self,
+        pool: &str,
+        handle: &Handle,
+        fresh: bool,
+    ) -> Result<Option<Pick>, Error> {
         let Some(cached) = self.cached(pool) else {
             return self.refresh(pool).await.map(|_| None);
         };
-        match self.look_in_cached(pool, handle, &cached).await? {
+        let hinted = match self.hint(pool) {
+            Some(cidr) if fresh && cached.owned.contains(&cidr) => {
+                self.read_block(&block_key(pool, cidr)).await?
+            }
+            _ => None,
+        };
+        let found = match hinted {
+            Some((block, rev)) if block.host == self.host && block.free() > 0 => {
+                Found::Room(block, rev)
+            }
+            _ => self.look_in_cached(pool, handle, &cached).await?,
+        };
+        match found {
             Found::Held(ip) => Ok(Some((ip, None))),
             Found::Stale => {
                 self.forget_cached(pool);

@@ -2,6 +2,9 @@
 //! blocks it borrowed from: prefixes only, never contents (those are always
 //! read from the store), so a stale entry costs a read, never a wrong answer.
 //!
+//! Beside it, a hint per pool: the owned block the last allocation used while
+//! it still had room, where a fresh allocation looks first.
+//!
 //! It is kept in sync by the writes of this allocator (a claim adds an owned
 //! block, a borrow a borrowed one) and replaced whole whenever an allocation
 //! lists the pool's blocks anyway; [`Ipam::refresh_owned_blocks`] re-lists on
@@ -79,5 +82,27 @@ impl Ipam {
     /// Drops the cache for `pool`; the next allocation re-lists.
     pub(crate) fn forget_cached(&self, pool: &str) {
         self.cache().remove(pool);
+        self.hints().remove(pool);
+    }
+
+    fn hints(&self) -> MutexGuard<'_, HashMap<String, IpNet>> {
+        self.hints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The owned block of `pool` the last allocation used, while it had
+    /// room: where a [fresh](crate::Want::fresh) allocation looks first.
+    pub(crate) fn hint(&self, pool: &str) -> Option<IpNet> {
+        self.hints().get(pool).copied()
+    }
+
+    /// Points the hint at `block` when it has `room`; forgets it when the
+    /// hinted block has just filled up.
+    pub(crate) fn set_hint(&self, pool: &str, block: IpNet, room: bool) {
+        let mut hints = self.hints();
+        if room {
+            hints.insert(pool.to_owned(), block);
+        } else if hints.get(pool) == Some(&block) {
+            hints.remove(pool);
+        }
     }
 }

@@ -42,6 +42,8 @@ pub struct Ipam {
     /// Per pool: the prefixes of the blocks this host owns or borrowed
     /// from. A hint only; block contents are always read from the store.
     pub(crate) cache: Mutex<HashMap<String, Affinity>>,
+    /// Per pool: the owned block the last allocation used (a hint).
+    pub(crate) hints: Mutex<HashMap<String, IpNet>>,
     max_attempts: u32,
     /// Never borrow from another host's block (see [`Ipam::with_strict_affinity`]).
     pub(crate) strict_affinity: bool,
@@ -54,6 +56,7 @@ impl Ipam {
             store,
             host: host.into(),
             cache: Mutex::default(),
+            hints: Mutex::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             strict_affinity: false,
         }
