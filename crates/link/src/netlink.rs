@@ -121,9 +121,7 @@ impl NetlinkLinks {
             },
         }
     }
-}
 
-impl NetlinkLinks {
     /// The host end of a new veth: IPv6 off before it comes up (unless the
     /// spec keeps it), then hairpin mode on its bridge port and up, in one
     /// batch.
