@@ -170,11 +170,17 @@ impl Agent {
     /// Detaches a container interface: unpublishes its ports, deletes its veth
     /// (the container end, and the host routes and neighbours on it, go with
     /// it), then releases its addresses and forgets it in one store commit.
-    /// Unknown is done (CNI DEL semantics). Goes on past kernel failures and
+    /// Unknown is done (CNI DEL semantics); an attach of it under way is
+    /// [`Error::Busy`]. Goes on past kernel failures and
     /// reports them all; the addresses and the record are kept when anything
     /// failed, so a retry finds them.
     pub async fn detach(&self, container: &ContainerId, ifname: &IfName) -> Result<(), Error> {
         let handle = Handle::new(container.clone(), ifname.clone());
+        // Tearing down what an attach is still building would race its own
+        // undo; the caller retries once the attach has answered.
+        if self.is_inflight(&handle) {
+            return Err(Error::Busy(handle.to_string()));
+        }
         let record = self.records.endpoint(&handle).await?;
         let mut errors = Vec::new();
         if let Some(ep) = &record

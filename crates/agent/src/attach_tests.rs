@@ -415,6 +415,9 @@ async fn an_attach_under_way_is_not_shown_nor_collected_until_it_ends() {
     assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
     let again = agent.attach(req.clone()).await.unwrap_err();
     assert!(again.to_string().contains("under way"), "{again}");
+    let detach = agent.detach(&req.container, &req.ifname).await.unwrap_err();
+    assert!(matches!(detach, Error::Busy(_)), "{detach}");
+    assert_eq!(detach.class(), crate::ErrorClass::Unavailable);
 
     go.send(()).unwrap();
     let ep = task.await.unwrap().unwrap();

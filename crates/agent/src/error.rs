@@ -48,6 +48,10 @@ pub enum Error {
     /// The container interface is attached already, with other settings.
     #[error("endpoint {0} is already attached with different settings")]
     EndpointExists(String),
+    /// An attach of that container interface is under way; retry when it
+    /// has finished.
+    #[error("endpoint {0}: an attach of it is under way; retry when it has finished")]
+    Busy(String),
     /// A host port is published by another endpoint (or twice in one request).
     #[error("host port {host_port}/{protocol} is already published")]
     PortInUse {
@@ -100,6 +104,7 @@ impl Error {
                 AlreadyExists
             }
             Error::NetworkInUse { .. } => FailedPrecondition,
+            Error::Busy(_) => Unavailable,
             Error::Ipam(e) => ipam_class(e),
             Error::Link(trellis_link::LinkError::Invalid(_)) => InvalidArgument,
             Error::Link(trellis_link::LinkError::BridgeFull { .. }) => ResourceExhausted,
