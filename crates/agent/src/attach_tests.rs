@@ -3,12 +3,11 @@
 
 use crate::{Agent, AttachRequest, Backends, Error, NetworkMode, NetworkSpec, PortSpec};
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use trellis_link::{KernelError, LinkError, MockLinks, VethInfo};
 use trellis_nat::MockNat;
 use trellis_route::{MockRoutes, RouteError};
-use trellis_store::{Expect, KvStore, MemoryStore, Op};
+use trellis_store::{InstrumentedStore, MemoryStore};
 use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
 
 /// The step at which the injected failure happens.
@@ -219,77 +218,11 @@ async fn a_failure_at_each_step_undoes_the_steps_before_it() {
     }
 }
 
-/// A memory store that counts its write calls (each one commit) and, when
-/// asked, refuses any write of an endpoint record.
-#[derive(Default)]
-struct TestStore {
-    inner: MemoryStore,
-    refuse_records: bool,
-    commits: AtomicUsize,
-}
-
-impl TestStore {
-    fn write(&self, keys: &[&str]) -> Result<(), trellis_store::Error> {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        match keys.iter().find(|k| k.starts_with("agent/endpoints/")) {
-            Some(key) if self.refuse_records => {
-                let source = io::Error::other("disk full");
-                Err(trellis_store::Error::backend(key, source))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl KvStore for TestStore {
-    async fn get(
-        &self,
-        key: &str,
-    ) -> Result<Option<trellis_store::Versioned>, trellis_store::Error> {
-        self.inner.get(key).await
-    }
-    async fn put_if(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expected: Expect,
-    ) -> Result<u64, trellis_store::Error> {
-        self.write(&[key])?;
-        self.inner.put_if(key, value, expected).await
-    }
-    async fn delete_if(
-        &self,
-        key: &str,
-        expected: Expect,
-    ) -> Result<Option<u64>, trellis_store::Error> {
-        self.write(&[key])?;
-        self.inner.delete_if(key, expected).await
-    }
-    async fn txn(&self, ops: Vec<Op>) -> Result<u64, trellis_store::Error> {
-        self.write(&ops.iter().map(Op::key).collect::<Vec<_>>())?;
-        self.inner.txn(ops).await
-    }
-    async fn list(&self, prefix: &str) -> Result<trellis_store::Listing, trellis_store::Error> {
-        self.inner.list(prefix).await
-    }
-    async fn watch(
-        &self,
-        prefix: &str,
-        from: u64,
-    ) -> Result<trellis_store::WatchStream, trellis_store::Error> {
-        self.inner.watch(prefix, from).await
-    }
-}
-
 #[tokio::test]
 async fn a_refused_record_write_makes_nothing() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut be = backends(Fail::Nothing, seen.clone());
-    be.store = Arc::new(TestStore {
-        refuse_records: true,
-        ..TestStore::default()
-    });
+    be.store = Arc::new(InstrumentedStore::refusing("agent/endpoints"));
     let agent = Agent::open(be, "node").await.unwrap();
     agent.create_network(network_spec(false)).await.unwrap();
     let err = agent.attach(request("c1", 8081)).await.unwrap_err();
@@ -313,7 +246,7 @@ async fn a_refused_record_write_makes_nothing() {
 async fn an_attach_and_a_detach_each_commit_to_the_store_once() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut be = backends(Fail::Nothing, seen.clone());
-    let store = Arc::new(TestStore::default());
+    let store = Arc::new(InstrumentedStore::default());
     be.store = store.clone();
     let agent = Agent::open(be, "node").await.unwrap();
     for routed in [false, true] {
@@ -334,9 +267,9 @@ async fn an_attach_and_a_detach_each_commit_to_the_store_once() {
                 9000 + i as u32 + 10 * u32::from(routed),
             );
             req.network = spec.name.clone();
-            let before = store.commits.load(Ordering::Relaxed);
+            let before = store.commits();
             let ep = agent.attach(req.clone()).await.unwrap();
-            let commits = store.commits.load(Ordering::Relaxed) - before;
+            let commits = store.commits() - before;
             // The first attach also claims the block(s): still one commit.
             assert_eq!(
                 commits, 1,
@@ -345,9 +278,9 @@ async fn an_attach_and_a_detach_each_commit_to_the_store_once() {
             assert_eq!(ep.addresses.len(), spec.subnets.len());
             let recorded = agent.endpoint(&req.container, &req.ifname).await.unwrap();
             assert_eq!(recorded, Some(ep), "the record is the endpoint returned");
-            let before = store.commits.load(Ordering::Relaxed);
+            let before = store.commits();
             agent.detach(&req.container, &req.ifname).await.unwrap();
-            let commits = store.commits.load(Ordering::Relaxed) - before;
+            let commits = store.commits() - before;
             assert_eq!(
                 commits, 1,
                 "detach {id} (routed: {routed}) committed {commits} times"

@@ -33,8 +33,9 @@
 //! Backends: [`MemoryStore`] (tests, single-process tools) and [`RedbStore`]
 //! (embedded, crash-safe, one file owned by one process). An etcd backend will
 //! join them and must pass the same `conformance` suite (feature
-//! `conformance`). With feature `mock`, `MockKvStore` is available to
-//! downstream unit tests.
+//! `conformance`). With feature `mock`, `MockKvStore` and
+//! `InstrumentedStore` (a counting memory store) are available to downstream
+//! unit tests.
 
 mod error;
 mod hub;
@@ -43,6 +44,11 @@ mod redb_store;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "mock"))]
+mod instrumented;
+
+#[cfg(any(test, feature = "mock"))]
+pub use instrumented::InstrumentedStore;
 
 pub use error::Error;
 pub use memory::{DEFAULT_HISTORY, MemoryStore};

@@ -173,55 +173,9 @@ async fn release_with_frees_every_pool_and_deletes_the_record_at_once() {
     assert_eq!(revision(&store).await, before + 3);
 }
 
-/// A memory store that counts reads.
-#[derive(Default)]
-struct CountingReads {
-    inner: trellis_store::MemoryStore,
-    gets: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl trellis_store::KvStore for CountingReads {
-    async fn get(
-        &self,
-        key: &str,
-    ) -> Result<Option<trellis_store::Versioned>, trellis_store::Error> {
-        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.get(key).await
-    }
-    async fn put_if(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expected: Expect,
-    ) -> Result<u64, trellis_store::Error> {
-        self.inner.put_if(key, value, expected).await
-    }
-    async fn delete_if(
-        &self,
-        key: &str,
-        expected: Expect,
-    ) -> Result<Option<u64>, trellis_store::Error> {
-        self.inner.delete_if(key, expected).await
-    }
-    async fn txn(&self, ops: Vec<Op>) -> Result<u64, trellis_store::Error> {
-        self.inner.txn(ops).await
-    }
-    async fn list(&self, prefix: &str) -> Result<trellis_store::Listing, trellis_store::Error> {
-        self.inner.list(prefix).await
-    }
-    async fn watch(
-        &self,
-        prefix: &str,
-        from: u64,
-    ) -> Result<trellis_store::WatchStream, trellis_store::Error> {
-        self.inner.watch(prefix, from).await
-    }
-}
-
 #[tokio::test]
 async fn fresh_allocations_read_one_block_however_many_the_host_owns() {
-    let store = std::sync::Arc::new(CountingReads::default());
+    let store = std::sync::Arc::new(trellis_store::InstrumentedStore::default());
     let ipam = trellis_ipam::Ipam::new(store.clone(), "h1");
     ipam.create_pool(spec("f", "10.3.0.0/24", Some(28), Reserve::None))
         .await
@@ -239,7 +193,7 @@ async fn fresh_allocations_read_one_block_however_many_the_host_owns() {
     assert_eq!(ipam.usage("f").await.unwrap().used, 200);
     assert_eq!(ipam.owned_blocks("f").await.unwrap().len(), 13);
 
-    let reads = |s: &CountingReads| s.gets.load(std::sync::atomic::Ordering::Relaxed);
+    let reads = |s: &trellis_store::InstrumentedStore| s.gets();
     let before = reads(&store);
     let fresh = ipam
         .allocate_with(&handle("one-more"), &[Want::fresh("f")], |_| Vec::new())

@@ -1,0 +1,117 @@
+//! [`InstrumentedStore`] (feature `mock`): a [`MemoryStore`] that counts what
+//! is asked of it and can refuse writes under a prefix — for unit tests that
+//! assert how many reads or commits an operation costs, or how it undoes a
+//! failed commit.
+
+use crate::{Error, Expect, KvStore, Listing, MemoryStore, Op, Versioned, WatchStream};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A memory store that counts `get`s and commits (each `put_if`,
+/// `delete_if` or `txn` call is one), and fails every commit that touches a
+/// key under [`InstrumentedStore::refusing`]'s prefix with a backend error.
+#[derive(Default)]
+pub struct InstrumentedStore {
+    inner: MemoryStore,
+    refuse: Option<String>,
+    gets: AtomicUsize,
+    commits: AtomicUsize,
+}
+
+impl InstrumentedStore {
+    /// A store that fails every commit touching a key under `prefix`
+    /// ("disk full"), changing nothing.
+    pub fn refusing(prefix: &str) -> Self {
+        InstrumentedStore {
+            refuse: Some(prefix.to_owned()),
+            ..InstrumentedStore::default()
+        }
+    }
+
+    /// `get` calls so far.
+    pub fn gets(&self) -> usize {
+        self.gets.load(Ordering::Relaxed)
+    }
+
+    /// Commit calls so far (refused ones included).
+    pub fn commits(&self) -> usize {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn commit<'a>(&self, mut keys: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let Some(prefix) = &self.refuse else {
+            return Ok(());
+        };
+        match keys.find(|k| crate::key_matches(prefix, k)) {
+            Some(key) => Err(Error::backend(key, std::io::Error::other("disk full"))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl KvStore for InstrumentedStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, Error> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.inner.get(key).await
+    }
+
+    async fn put_if(&self, key: &str, value: Vec<u8>, expected: Expect) -> Result<u64, Error> {
+        self.commit(std::iter::once(key))?;
+        self.inner.put_if(key, value, expected).await
+    }
+
+    async fn delete_if(&self, key: &str, expected: Expect) -> Result<Option<u64>, Error> {
+        self.commit(std::iter::once(key))?;
+        self.inner.delete_if(key, expected).await
+    }
+
+    async fn txn(&self, ops: Vec<Op>) -> Result<u64, Error> {
+        self.commit(ops.iter().map(Op::key))?;
+        self.inner.txn(ops).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing, Error> {
+        self.inner.list(prefix).await
+    }
+
+    async fn watch(&self, prefix: &str, from_revision: u64) -> Result<WatchStream, Error> {
+        self.inner.watch(prefix, from_revision).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_reads_and_commits_and_refuses_only_its_prefix() {
+        let s = InstrumentedStore::refusing("no");
+        s.put_if("yes/a", b"1".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
+        s.get("yes/a").await.unwrap();
+        let err = s
+            .txn(vec![
+                Op::put("yes/b", b"2".to_vec(), Expect::Absent),
+                Op::put("no/c", b"3".to_vec(), Expect::Absent),
+            ])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("\"no/c\"") && err.to_string().contains("disk full"),
+            "{err}"
+        );
+        assert_eq!(
+            s.get("yes/b").await.unwrap(),
+            None,
+            "a refused commit wrote"
+        );
+        s.delete_if("yes/a", Expect::Any).await.unwrap();
+        s.put_if("nope", b"4".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
+        assert_eq!((s.gets(), s.commits()), (2, 4));
+    }
+}
