@@ -13,12 +13,12 @@
 use crate::agent::Agent;
 use crate::events::Event;
 use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
-use crate::plan;
+use crate::plan::{self, ContainerPlan};
 use crate::records::teardown_result;
 use crate::{Error, Inflight};
 use std::net::IpAddr;
 use trellis_ipam::Want;
-use trellis_link::{VethInfo, host_veth_name};
+use trellis_link::{ContainerIface, LinkRef, VethInfo, host_veth_name};
 use trellis_types::{ContainerId, Handle, IfName, PortMapping};
 
 /// A step to undo when a later step of an attach fails.
@@ -88,13 +88,8 @@ impl Agent {
         let container = plan::container_plan(net, &ips);
         let veth = self.create_veth(req, net, &ep.host_ifname).await?;
         undo.push(Undo::Veth(ep.host_ifname.clone()));
-        match &net.spec.mode {
-            NetworkMode::Bridge { .. } => self.plumb_bridge_port(req, &veth, &container).await?,
-            NetworkMode::Routed => {
-                self.plumb_routed_port(req, net, &ep.host_ifname, &veth, &container)
-                    .await?
-            }
-        }
+        self.plumb_port(req, net, &ep.host_ifname, &veth, &container)
+            .await?;
         if !ep.ports.is_empty() {
             self.be.nat.publish(&ep.ports).await?;
             undo.push(Undo::Published(ep.ports.clone()));
@@ -220,6 +215,30 @@ impl Agent {
             return Ok(None);
         }
         self.records.endpoint(&handle).await
+    }
+
+    /// Plumbs a new veth as `plan` says: a routed port's host side first
+    /// (see [`crate::routed`]), then the container side in one session inside
+    /// its namespace (addresses, IPv6 off or on, up, routes). A bridge port
+    /// needs nothing more on the host: the veth was made on its bridge.
+    pub(crate) async fn plumb_port(
+        &self,
+        req: &AttachRequest,
+        net: &Network,
+        host_ifname: &IfName,
+        veth: &VethInfo,
+        plan: &ContainerPlan,
+    ) -> Result<(), Error> {
+        if net.spec.mode == NetworkMode::Routed {
+            self.plumb_routed_host(net, host_ifname, veth, plan).await?;
+        }
+        let iface = ContainerIface {
+            netns: req.netns.clone(),
+            link: LinkRef::Index(veth.container_ifindex),
+            addresses: plan.addresses.clone(),
+            ipv6: plan.ipv6,
+        };
+        Ok(self.be.links.setup_container(&iface, &plan.routes).await?)
     }
 
     pub(crate) async fn create_veth(

@@ -194,13 +194,8 @@ impl Agent {
         let veth = self.create_veth(req, net, &ep.host_ifname).await?;
         let ips: Vec<IpAddr> = ep.addresses.iter().map(|a| a.addr()).collect();
         let plan = container_plan(net, &ips);
-        match &net.spec.mode {
-            NetworkMode::Bridge { .. } => self.plumb_bridge_port(req, &veth, &plan).await?,
-            NetworkMode::Routed => {
-                self.plumb_routed_port(req, net, &ep.host_ifname, &veth, &plan)
-                    .await?
-            }
-        }
+        self.plumb_port(req, net, &ep.host_ifname, &veth, &plan)
+            .await?;
         let mac = format_mac(&veth.container_mac);
         if mac != ep.mac {
             let mut fresh = ep.clone();

@@ -17,8 +17,7 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 use trellis_link::Ns;
 use trellis_link::{
-    ContainerIface, Families, LinkRef, Links, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6,
-    ROUTED_HOST_MAC, VethInfo, VethSpec,
+    Families, Links, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, VethInfo, VethSpec,
 };
 use trellis_route::{Route, RoutedEndpoint};
 use trellis_types::IfName;
@@ -55,12 +54,11 @@ pub(crate) fn veth_spec(req: &AttachRequest, net: &Network, host_ifname: &IfName
 }
 
 impl Agent {
-    /// The host side in one netlink batch (port knobs, gateway addresses, a
-    /// /32 and a permanent neighbour per address), then the container side in
-    /// one session inside its namespace (addresses, up, routes).
-    pub(crate) async fn plumb_routed_port(
+    /// The host side of a routed port in one netlink batch (port knobs,
+    /// gateway addresses, a /32 and a permanent neighbour per address), after
+    /// the blackholes of newly claimed blocks.
+    pub(crate) async fn plumb_routed_host(
         &self,
-        req: &AttachRequest,
         net: &Network,
         host_if: &IfName,
         veth: &VethInfo,
@@ -73,15 +71,7 @@ impl Agent {
             addresses: plan.addresses.iter().map(IpNet::addr).collect(),
             container_mac: veth.container_mac,
         };
-        self.be.routes.setup_routed_host(&endpoint).await?;
-        let iface = ContainerIface {
-            netns: req.netns.clone(),
-            link: LinkRef::Index(veth.container_ifindex),
-            addresses: plan.addresses.clone(),
-            ipv6: plan.ipv6,
-        };
-        self.be.links.setup_container(&iface, &plan.routes).await?;
-        Ok(())
+        Ok(self.be.routes.setup_routed_host(&endpoint).await?)
     }
 
     /// Adds a blackhole route for every block of the network this host owns

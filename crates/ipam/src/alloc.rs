@@ -89,6 +89,26 @@ pub(crate) enum Effect {
 }
 
 impl Staged {
+    /// Takes the next free address of `block` for `handle` (next-fit) and
+    /// stages the block's write; `None` when the block turned out full.
+    pub(crate) fn take_next(
+        pool: &str,
+        mut block: Block,
+        handle: &Handle,
+        host: &str,
+        expect: Expect,
+        effect: Effect,
+    ) -> Option<Pick> {
+        let ip = block.allocate_next(handle, host)?;
+        let write = Staged {
+            pool: pool.to_owned(),
+            block,
+            expect,
+            effect,
+        };
+        Some((ip, Some(write)))
+    }
+
     fn op(&self) -> Op {
         let key = block_key(&self.pool, self.block.cidr);
         Op::put(key, self.block.encode(), self.expect)
@@ -292,18 +312,14 @@ impl Ipam {
                 self.forget_cached(pool);
                 Ok(None)
             }
-            Found::Room(mut block, rev) => {
-                let Some(ip) = block.allocate_next(handle, &self.host) else {
-                    return Ok(None);
-                };
-                let write = Staged {
-                    pool: pool.to_owned(),
-                    block,
-                    expect: Expect::Revision(rev),
-                    effect: Effect::Known,
-                };
-                Ok(Some((ip, Some(write))))
-            }
+            Found::Room(block, rev) => Ok(Staged::take_next(
+                pool,
+                block,
+                handle,
+                &self.host,
+                Expect::Revision(rev),
+                Effect::Known,
+            )),
             Found::Full => self.claim_or_borrow(pool, handle, &cached).await,
         }
     }
@@ -367,19 +383,18 @@ impl Ipam {
             return Ok(None);
         }
         let claimed: Vec<IpNet> = blocks.iter().map(|(b, _)| b.cidr).collect();
-        let Some(mut block) = first_unclaimed(&spec, &claimed, &self.host) else {
+        let Some(block) = first_unclaimed(&spec, &claimed, &self.host) else {
             return self.borrow(pool, handle, blocks).await;
         };
-        let Some(ip) = block.allocate_next(handle, &self.host) else {
-            return Ok(None);
-        };
-        let write = Staged {
-            pool: pool.to_owned(),
+        let (host, claim) = (&self.host, Effect::Claimed);
+        Ok(Staged::take_next(
+            pool,
             block,
-            expect: Expect::Absent,
-            effect: Effect::Claimed,
-        };
-        Ok(Some((ip, Some(write))))
+            handle,
+            host,
+            Expect::Absent,
+            claim,
+        ))
     }
 
     async fn try_allocate_specific(

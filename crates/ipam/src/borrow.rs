@@ -104,22 +104,21 @@ impl Ipam {
         if self.strict_affinity {
             return Err(exhausted());
         }
-        let Some((mut block, rev)) = blocks
+        let Some((block, rev)) = blocks
             .into_iter()
             .filter(|(b, _)| b.host != self.host && b.free() > 0)
             .max_by_key(|(b, _)| (b.free(), Reverse(b.cidr)))
         else {
             return Err(exhausted());
         };
-        let Some(ip) = block.allocate_next(handle, &self.host) else {
-            return Ok(None);
-        };
-        let write = Staged {
-            pool: pool.to_owned(),
+        let expect = Expect::Revision(rev);
+        Ok(Staged::take_next(
+            pool,
             block,
-            expect: Expect::Revision(rev),
-            effect: Effect::Borrowed,
-        };
-        Ok(Some((ip, Some(write))))
+            handle,
+            &self.host,
+            expect,
+            Effect::Borrowed,
+        ))
     }
 }
