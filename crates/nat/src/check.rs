@@ -3,13 +3,23 @@
 use crate::{Error, NatState, NetworkNat, RoutedPool};
 use trellis_types::{InvalidInput, PortMapping, check_prefix};
 
-/// Refuses a protocol/host port (of one address family) appearing twice.
+/// Refuses two mappings of one address family that claim the same host port
+/// ([`PortMapping::clashes_with`]).
+/// A host address must be of the container address's family, and an
+/// address (`0.0.0.0` means every address: leave `host_ip` unset).
 pub(crate) fn no_duplicate_ports(ports: &[PortMapping]) -> Result<(), Error> {
     for (i, m) in ports.iter().enumerate() {
+        if let Some(h) = m.host_ip {
+            if h.is_ipv4() != m.container_ip.is_ipv4() || h.is_unspecified() {
+                let why = format!(
+                    "host address must be a specific address of the family of {}",
+                    m.container_ip
+                );
+                return Err(InvalidInput::new("host_ip", h, why).into());
+            }
+        }
         let same = |o: &&PortMapping| {
-            o.protocol == m.protocol
-                && o.host_port == m.host_port
-                && o.container_ip.is_ipv4() == m.container_ip.is_ipv4()
+            o.clashes_with(m) && o.container_ip.is_ipv4() == m.container_ip.is_ipv4()
         };
         if let Some(first) = ports[..i].iter().find(same) {
             return Err(Error::PortInUse {
@@ -102,6 +112,7 @@ mod tests {
             subnet: s.parse().unwrap(),
             bridge: IfName::parse("bridge", br).unwrap(),
             masquerade: true,
+            internal: false,
         }
     }
 
@@ -112,6 +123,13 @@ mod tests {
         let udp = PortMapping::new(Protocol::Udp, 8081, "10.0.0.3".parse().unwrap(), 81).unwrap();
         let v6 = PortMapping::new(Protocol::Tcp, 8081, "fd00::3".parse().unwrap(), 81).unwrap();
         assert!(no_duplicate_ports(&[a, udp, v6]).is_ok());
+        let lo = a.on(Some("127.0.0.1".parse().unwrap()));
+        let there = b.on(Some("10.1.253.101".parse().unwrap()));
+        assert!(no_duplicate_ports(&[lo, there]).is_ok(), "two host addresses");
+        assert!(no_duplicate_ports(&[lo, b]).is_err(), "one address and all of them");
+        let wrong = v6.on(Some("127.0.0.1".parse().unwrap()));
+        let Err(Error::Invalid(e)) = no_duplicate_ports(&[wrong]) else { panic!() };
+        assert_eq!(e.field, "host_ip");
         match no_duplicate_ports(&[a, b]) {
             Err(Error::PortInUse {
                 protocol: Protocol::Tcp,

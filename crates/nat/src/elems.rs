@@ -49,40 +49,102 @@ pub(crate) fn port_key(protocol: Protocol, host_port: u16) -> Vec<u8> {
     vec![protocol.number(), 0, 0, 0, p[0], p[1], 0, 0]
 }
 
+/// The key of a mapping in its map: `l4proto . dport`, preceded by the host
+/// address for a mapping published on one address only.
+pub(crate) fn mapping_key(m: &PortMapping) -> Vec<u8> {
+    let mut key = m.host_ip.map(addr_bytes).unwrap_or_default();
+    key.extend(port_key(m.protocol, m.host_port));
+    key
+}
+
+/// The map a mapping lives in: `ports4/6`, or `hostports4/6` when it is
+/// published on one host address only.
+pub(crate) fn map_of(m: &PortMapping) -> &'static str {
+    let f = fam_of(m.container_ip);
+    if m.host_ip.is_some() {
+        f.hostports()
+    } else {
+        f.ports()
+    }
+}
+
 /// The element of the ports map for one mapping: key and `addr . port` data.
 pub(crate) fn port_elem(m: &PortMapping) -> Elem {
     let mut data = addr_bytes(m.container_ip);
     data.extend(m.container_port.to_be_bytes());
     data.extend([0, 0]);
     Elem {
-        key: port_key(m.protocol, m.host_port),
+        key: mapping_key(m),
         data: Some(data),
         ..Elem::default()
     }
 }
 
-/// Reads a ports-map element of family `f` back into a mapping.
-pub(crate) fn port_from_elem(f: Fam, e: &Elem) -> Option<PortMapping> {
+fn addr_from(f: Fam, b: &[u8]) -> Option<IpAddr> {
+    Some(match f {
+        Fam::V4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?)),
+        Fam::V6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?)),
+    })
+}
+
+/// Reads an element of family `f`'s `ports` map (or, with `on_address`, its
+/// `hostports` map) back into a mapping.
+pub(crate) fn port_from_elem(f: Fam, on_address: bool, e: &Elem) -> Option<PortMapping> {
     let (k, d) = (&e.key, e.data.as_ref()?);
-    let protocol = match k.first()? {
+    let a = f.addr_len();
+    let (host_ip, k) = match on_address {
+        true if k.len() == a + 8 => (Some(addr_from(f, &k[..a])?), &k[a..]),
+        false if k.len() == 8 => (None, &k[..]),
+        _ => return None,
+    };
+    let protocol = match k[0] {
         6 => Protocol::Tcp,
         17 => Protocol::Udp,
         _ => return None,
     };
-    let a = f.addr_len();
-    if k.len() != 8 || d.len() != a + 4 {
+    if d.len() != a + 4 {
         return None;
     }
-    let container_ip = match f {
-        Fam::V4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&d[..4]).ok()?)),
-        Fam::V6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&d[..16]).ok()?)),
-    };
     Some(PortMapping {
         protocol,
+        host_ip,
         host_port: u16::from_be_bytes([k[4], k[5]]),
-        container_ip,
+        container_ip: addr_from(f, &d[..a])?,
         container_port: u16::from_be_bytes([d[a], d[a + 1]]),
     })
+}
+
+/// The element of an interface-name set (`bridges`, `internal`).
+pub(crate) fn ifname_elem(n: &IfName) -> Elem {
+    Elem {
+        key: ifname_bytes(n),
+        ..Elem::default()
+    }
+}
+
+/// The element of the `pass` set: traffic from bridge `from` to bridge `to`.
+pub(crate) fn pass_elem(from: &IfName, to: &IfName) -> Elem {
+    let mut key = ifname_bytes(from);
+    key.extend(ifname_bytes(to));
+    Elem {
+        key,
+        ..Elem::default()
+    }
+}
+
+/// Reads an interface name back out of `IFNAMSIZ` NUL-padded bytes.
+pub(crate) fn ifname_from(b: &[u8]) -> Option<IfName> {
+    let name = &b[..b.iter().position(|c| *c == 0).unwrap_or(b.len())];
+    IfName::parse("bridge", std::str::from_utf8(name).ok()?).ok()
+}
+
+/// Reads a `pass` element back into `(from, to)`.
+pub(crate) fn pass_from_elem(e: &Elem) -> Option<(IfName, IfName)> {
+    if e.key.len() != 2 * IFNAMSIZ {
+        return None;
+    }
+    let (a, b) = e.key.split_at(IFNAMSIZ);
+    Some((ifname_from(a)?, ifname_from(b)?))
 }
 
 fn ifname_bytes(n: &IfName) -> Vec<u8> {
@@ -178,9 +240,7 @@ pub(crate) fn own_from_elem(f: Fam, e: &Elem) -> Option<(IpNet, IfName)> {
     if e.key.len() != a + IFNAMSIZ || end.len() != a + IFNAMSIZ {
         return None;
     }
-    let name = &e.key[a..];
-    let name = std::str::from_utf8(&name[..name.iter().position(|b| *b == 0)?]).ok()?;
-    let bridge = IfName::parse("bridge", name).ok()?;
+    let bridge = ifname_from(&e.key[a..])?;
     let subnet = match f {
         Fam::V4 => {
             let s = u32::from_be_bytes(e.key[..4].try_into().ok()?);
@@ -205,6 +265,7 @@ mod tests {
     fn pm(proto: Protocol, hp: u16, ip: &str, cp: u16) -> PortMapping {
         PortMapping {
             protocol: proto,
+            host_ip: None,
             host_port: hp,
             container_ip: ip.parse().unwrap(),
             container_port: cp,
@@ -220,9 +281,34 @@ mod tests {
             Some(&[192, 168, 169, 3, 0, 80, 0, 0][..])
         );
         assert_eq!(
-            port_from_elem(Fam::V4, &e),
+            port_from_elem(Fam::V4, false, &e),
             Some(pm(Protocol::Tcp, 8081, "192.168.169.3", 80))
         );
+    }
+
+    #[test]
+    fn a_port_on_one_host_address_is_keyed_by_address_then_port() {
+        let m = pm(Protocol::Tcp, 8081, "192.168.169.3", 80).on(Some("127.0.0.1".parse().unwrap()));
+        let e = port_elem(&m);
+        assert_eq!(e.key, [127, 0, 0, 1, 6, 0, 0, 0, 0x1f, 0x91, 0, 0]);
+        assert_eq!(map_of(&m), "hostports4");
+        assert_eq!(port_from_elem(Fam::V4, true, &e), Some(m));
+        assert_eq!(port_from_elem(Fam::V4, false, &e), None, "not a ports4 key");
+        let v6 = pm(Protocol::Udp, 53, "fd00::3", 53).on(Some("2001:db8::1".parse().unwrap()));
+        let e6 = port_elem(&v6);
+        assert_eq!((e6.key.len(), map_of(&v6)), (24, "hostports6"));
+        assert_eq!(port_from_elem(Fam::V6, true, &e6), Some(v6));
+    }
+
+    #[test]
+    fn pass_elements_are_two_padded_names_and_round_trip() {
+        let (a, b) = (IfName::parse("x", "br-a").unwrap(), IfName::parse("x", "br-b").unwrap());
+        let e = pass_elem(&a, &b);
+        assert_eq!(e.key.len(), 32);
+        assert_eq!(&e.key[..5], b"br-a\0");
+        assert_eq!(&e.key[16..21], b"br-b\0");
+        assert_eq!(pass_from_elem(&e), Some((a.clone(), b)));
+        assert_eq!(ifname_elem(&a).key, pass_elem(&a, &a).key[..16]);
     }
 
     #[test]
@@ -231,7 +317,7 @@ mod tests {
         let e = port_elem(&m);
         assert_eq!(e.key[0], 17);
         assert_eq!(e.data.as_ref().unwrap().len(), 20);
-        assert_eq!(port_from_elem(Fam::V6, &e), Some(m));
+        assert_eq!(port_from_elem(Fam::V6, false, &e), Some(m));
     }
 
     #[test]
@@ -240,6 +326,7 @@ mod tests {
             subnet: "192.168.169.0/24".parse().unwrap(),
             bridge: IfName::parse("bridge", "docker0").unwrap(),
             masquerade: true,
+            internal: false,
         };
         let e = own_elem(&net);
         let mut key = vec![192, 168, 169, 0];

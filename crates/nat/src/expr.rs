@@ -14,9 +14,42 @@ pub(crate) const REG0: u32 = 8;
 /// `NFT_REG_VERDICT`.
 const REG_VERDICT: u32 = 0;
 
+/// `IPS_DST_NAT`: the conntrack status bit `ct status dnat` tests.
+pub(crate) const IPS_DST_NAT: u32 = 0x20;
+/// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`:
+/// the `ct state` bits of `established,related`.
+pub(crate) const CT_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
+
+/// `ct status` (or `ct state` when `state`) `& bits`, matching when some of
+/// the bits are set (`set`) or none is (`!set`): nft's `ct status dnat` and
+/// `ct state ! established,related`.
+pub(crate) fn ct_bits(state: bool, bits: u32, set: bool) -> [Expr; 3] {
+    let load = if state {
+        Expr::CtState { dreg: REG0 }
+    } else {
+        Expr::CtStatus { dreg: REG0 }
+    };
+    [
+        load,
+        Expr::Bitwise {
+            sreg: REG0,
+            dreg: REG0,
+            mask: bits.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp {
+            sreg: REG0,
+            op: if set { CmpOp::Neq } else { CmpOp::Eq },
+            data: vec![0; 4],
+        },
+    ]
+}
+
 /// What a `meta` expression loads (`enum nft_meta_keys`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MetaKey {
+    /// `meta iifname`: 16 bytes, NUL padded.
+    IifName = 6,
     /// `meta oifname`: 16 bytes, NUL padded.
     OifName = 7,
     /// `meta nfproto`: 1 byte (`NFPROTO_IPV4`, `NFPROTO_IPV6`).
@@ -46,6 +79,10 @@ pub(crate) enum CmpOp {
 /// A verdict (`enum nft_verdicts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
+    /// `NF_DROP`: the packet is dropped, whatever other chains say.
+    Drop,
+    /// `NF_ACCEPT`: this chain lets the packet pass.
+    Accept,
     /// `NFT_RETURN`: back to the calling chain (ends the base chain: accept).
     Return,
     /// `NFT_JUMP`: into a regular chain.
@@ -75,6 +112,8 @@ pub(crate) enum Expr {
     },
     /// `ct status` into `dreg` (4 bytes, host order).
     CtStatus { dreg: u32 },
+    /// `ct state` into `dreg` (4 bytes, host order, `NF_CT_STATE_*` bits).
+    CtState { dreg: u32 },
     /// `fib daddr type` into `dreg` (4 bytes, host order, an `RTN_*` value).
     FibDaddrType { dreg: u32 },
     /// Look up `sreg` in `set`; with `dreg`, load the mapped data (a map).
@@ -106,7 +145,7 @@ impl Expr {
             Expr::Payload { .. } => "payload",
             Expr::Cmp { .. } => "cmp",
             Expr::Bitwise { .. } => "bitwise",
-            Expr::CtStatus { .. } => "ct",
+            Expr::CtStatus { .. } | Expr::CtState { .. } => "ct",
             Expr::FibDaddrType { .. } => "fib",
             Expr::Lookup { .. } | Expr::NotIn { .. } => "lookup",
             Expr::Dnat { .. } => "nat",
@@ -152,6 +191,10 @@ impl Expr {
                 // NFTA_CT_DREG, NFTA_CT_KEY = NFT_CT_STATUS
                 a.u32(1, *dreg).u32(2, 2);
             }
+            Expr::CtState { dreg } => {
+                // NFTA_CT_DREG, NFTA_CT_KEY = NFT_CT_STATE
+                a.u32(1, *dreg).u32(2, 0);
+            }
             Expr::FibDaddrType { dreg } => {
                 // NFTA_FIB_DREG, NFTA_FIB_RESULT = NFT_FIB_RESULT_ADDRTYPE,
                 // NFTA_FIB_FLAGS = NFTA_FIB_F_DADDR
@@ -191,6 +234,12 @@ fn encode_verdict(v: &Verdict, a: &mut Attrs) {
     a.u32(1, REG_VERDICT);
     a.nest(2, |d| {
         d.nest(2, |code| match v {
+            Verdict::Drop => {
+                code.u32(1, 0); // NF_DROP
+            }
+            Verdict::Accept => {
+                code.u32(1, 1); // NF_ACCEPT
+            }
             Verdict::Return => {
                 code.u32(1, -5i32 as u32); // NFT_RETURN
             }

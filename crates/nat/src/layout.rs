@@ -6,7 +6,7 @@
 //! prints for it, which the privileged tests compare with `nft list`.
 
 use crate::expr::{Base, CmpOp, Expr, MetaKey, REG0, Verdict};
-use crate::masq;
+use crate::{filter, masq};
 use crate::wire::{NFPROTO_IPV4, NFPROTO_IPV6};
 
 /// The name of the one table trellis owns (family `inet`).
@@ -88,6 +88,12 @@ impl Fam {
         ["ports4", "ports6"][self as usize]
     }
 
+    /// The map of ports published on one host address:
+    /// `daddr . meta l4proto . th dport : addr . port`.
+    pub(crate) fn hostports(self) -> &'static str {
+        ["hostports4", "hostports6"][self as usize]
+    }
+
     /// The set of `(subnet . own bridge)`: traffic that stays on its bridge.
     pub(crate) fn own(self) -> &'static str {
         ["own4", "own6"][self as usize]
@@ -149,10 +155,18 @@ fn prefix_set(f: Fam, name: &'static str, id: u32) -> SetSpec {
     }
 }
 
+/// The set of every bridge of a bridge network (`ifname`).
+pub(crate) const BRIDGES: &str = "bridges";
+/// The set of the bridges of `internal` networks (`ifname`).
+pub(crate) const INTERNAL: &str = "internal";
+/// The set of `(in bridge . out bridge)` pairs forwarded between bridge
+/// networks: every bridge with itself, and the pairs networks' `reach` allow.
+pub(crate) const PASS: &str = "pass";
+
 /// The sets of one family.
 pub(crate) fn sets(f: Fam) -> Vec<SetSpec> {
     let a = f.addr_len() as u32;
-    let id = 1 + 5 * f as u32;
+    let id = 1 + 6 * f as u32;
     vec![
         SetSpec {
             name: f.ports(),
@@ -175,16 +189,52 @@ pub(crate) fn sets(f: Fam) -> Vec<SetSpec> {
         prefix_set(f, f.masq(), id + 2),
         prefix_set(f, f.pools(), id + 3),
         prefix_set(f, f.natpools(), id + 4),
+        SetSpec {
+            name: f.hostports(),
+            flags: SET_MAP | SET_CONCAT,
+            key_type: concat(concat(f.addr_type(), TYPE_INET_PROTOCOL), TYPE_INET_SERVICE),
+            key_len: a + 8,
+            fields: vec![a, 1, 2],
+            data: Some((concat(f.addr_type(), TYPE_INET_SERVICE), a + 4)),
+            id: id + 5,
+        },
     ]
 }
 
-/// A chain of the skeleton; base chains have a hook and a priority.
+/// The sets of interface names, for the filter chains (both families).
+pub(crate) fn ifname_sets() -> Vec<SetSpec> {
+    let n = IFNAMSIZ as u32;
+    let plain = |name, id| SetSpec {
+        name,
+        flags: 0,
+        key_type: TYPE_IFNAME,
+        key_len: n,
+        fields: vec![],
+        data: None,
+        id,
+    };
+    vec![
+        plain(BRIDGES, 13),
+        plain(INTERNAL, 14),
+        SetSpec {
+            name: PASS,
+            flags: SET_CONCAT,
+            key_type: concat(TYPE_IFNAME, TYPE_IFNAME),
+            key_len: 2 * n,
+            fields: vec![n, n],
+            data: None,
+            id: 15,
+        },
+    ]
+}
+
+/// A chain of the skeleton; base chains have a hook, a priority and a type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Chain {
     /// Its name.
     pub(crate) name: &'static str,
-    /// `(NF_INET_* hook, priority)` for a base chain of type `nat`.
-    pub(crate) hook: Option<(u32, i32)>,
+    /// `(NF_INET_* hook, priority, type)` for a base chain (`nat` or `filter`).
+    pub(crate) hook: Option<(u32, i32, &'static str)>,
 }
 
 /// The regular chain holding the DNAT rules, jumped to for local destinations.
@@ -192,7 +242,8 @@ pub(crate) const PUBLISHED: &str = "published";
 
 /// The chains: prerouting and output (priority dstnat = -100) jump to
 /// `published` for packets addressed to the host; postrouting (srcnat = 100)
-/// masquerades.
+/// masquerades; forward (filter = 0) keeps bridge networks apart; input
+/// (filter) drops what `route_localnet` would otherwise let in.
 pub(crate) fn chains() -> Vec<Chain> {
     vec![
         Chain {
@@ -201,15 +252,23 @@ pub(crate) fn chains() -> Vec<Chain> {
         },
         Chain {
             name: "prerouting",
-            hook: Some((0, -100)),
+            hook: Some((0, -100, "nat")),
         },
         Chain {
             name: "output",
-            hook: Some((3, -100)),
+            hook: Some((3, -100, "nat")),
         },
         Chain {
             name: "postrouting",
-            hook: Some((4, 100)),
+            hook: Some((4, 100, "nat")),
+        },
+        Chain {
+            name: filter::FORWARD,
+            hook: Some((2, 0, "filter")),
+        },
+        Chain {
+            name: filter::INPUT,
+            hook: Some((1, 0, "filter")),
         },
     ]
 }
@@ -256,26 +315,61 @@ fn to_published(chain: &'static str) -> Rule {
     }
 }
 
-/// `meta l4proto . th dport` as a key in REG0 and REG0+1.
-fn l4proto_dport() -> [Expr; 2] {
+/// `meta l4proto . th dport` as a key in `reg` and `reg + 1`.
+fn l4proto_dport(reg: u32) -> [Expr; 2] {
     [
         Expr::Meta {
             key: MetaKey::L4Proto,
-            dreg: REG0,
+            dreg: reg,
         },
         Expr::Payload {
             base: Base::Transport,
             offset: 2,
             len: 2,
-            dreg: REG0 + 1,
+            dreg: reg + 1,
         },
     ]
+}
+
+/// The DNAT rule of ports published on one host address, tried before
+/// [`dnat`]: `daddr . l4proto . dport` is one more map lookup.
+fn dnat_on_address(f: Fam) -> Rule {
+    let (_, daddr) = f.saddr_daddr();
+    let words = f.addr_len() as u32 / 4;
+    let mut exprs = nfproto_is(f).to_vec();
+    exprs.push(Expr::Payload {
+        base: Base::Network,
+        offset: daddr,
+        len: f.addr_len() as u32,
+        dreg: REG0,
+    });
+    exprs.extend(l4proto_dport(REG0 + words));
+    exprs.push(Expr::Lookup {
+        set: f.hostports(),
+        sreg: REG0,
+        dreg: Some(REG0),
+    });
+    exprs.push(Expr::Dnat {
+        family: f.nfproto(),
+        reg_addr: REG0,
+        reg_proto: REG0 + words,
+    });
+    let ip = f.nft_name();
+    let text = format!(
+        "dnat {ip} to {ip} daddr . meta l4proto . th dport map @{}",
+        f.hostports()
+    );
+    Rule {
+        chain: PUBLISHED,
+        exprs,
+        text,
+    }
 }
 
 /// The DNAT rule: one map lookup whatever the number of published ports.
 fn dnat(f: Fam) -> Rule {
     let mut exprs = nfproto_is(f).to_vec();
-    exprs.extend(l4proto_dport());
+    exprs.extend(l4proto_dport(REG0));
     exprs.push(Expr::Lookup {
         set: f.ports(),
         sreg: REG0,
@@ -303,9 +397,14 @@ fn dnat(f: Fam) -> Rule {
 /// Every rule of the skeleton, chain by chain, in order.
 pub(crate) fn rules() -> Vec<Rule> {
     let mut r = vec![to_published("prerouting"), to_published("output")];
-    r.extend(Fam::ALL.map(dnat));
+    for f in Fam::ALL {
+        r.extend([dnat_on_address(f), dnat(f)]);
+    }
+    r.push(masq::loopback());
     for f in Fam::ALL {
         r.extend(masq::postrouting(f));
     }
+    r.extend(filter::forward());
+    r.extend(filter::input());
     r
 }

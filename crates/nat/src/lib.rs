@@ -85,10 +85,18 @@
 //! `NEWSETELEM` with `NLM_F_EXCL`, so a conflict that slips past the look-up is
 //! refused by the kernel, named by its sequence number, and aborts the batch.
 //!
-//! **Known limits.** Loopback destinations (`127.0.0.1:8081` from the host) are
-//! DNAT'ed by the output rule but will not reach the container unless
-//! `route_localnet` is set and the traffic masqueraded; use a host address.
-//! Element comments (a network name in `nft list`) are not written.
+//! **Ports on one host address** (Docker's `-p 127.0.0.1:8081:80`) live in a
+//! second map per family, `daddr . l4proto . dport : addr . port`, looked up
+//! before the first; `127.0.0.1` works from the host itself because bridges
+//! get `route_localnet` and a loopback source is masqueraded behind the
+//! bridge's address (IPv4 only: the kernel never routes `::1` off the host).
+//!
+//! **Filter chains** keep bridge networks apart (`reach` and `internal`) and
+//! keep the host's loopback closed to neighbours despite `route_localnet`:
+//! see [`filter`](crate::filter) — its docs are the contract.
+//!
+//! **Known limits.** Element comments (a network name in `nft list`) are not
+//! written.
 //!
 //! **Desired state as data.** `layout` describes the skeleton, `elems` the
 //! elements, `plan` turns operations into lists of messages; all of it is pure
@@ -100,6 +108,7 @@ mod conn;
 mod elems;
 mod error;
 mod expr;
+mod filter;
 mod layout;
 mod masq;
 mod nft;
@@ -126,6 +135,9 @@ pub struct NetworkNat {
     /// Whether traffic leaving the host from this subnet is masqueraded (false
     /// for networks the upstream routers reach directly, the seed's static route).
     pub masquerade: bool,
+    /// Whether the network is cut off from everything but its own bridge:
+    /// nothing is forwarded into or out of it.
+    pub internal: bool,
 }
 
 /// A routed pool (routed mode): containers hold /32 or /128 addresses of it
@@ -154,6 +166,9 @@ pub struct NatState {
     pub pools: Vec<RoutedPool>,
     /// The published ports.
     pub ports: Vec<PortMapping>,
+    /// The pairs of bridges forwarded between bridge networks, `(from, to)`
+    /// (see [`Nat::set_reach`]).
+    pub reach: Vec<(IfName, IfName)>,
 }
 
 /// trellis's NAT table. Every method is one atomic change (or one read).
@@ -181,9 +196,18 @@ pub trait Nat: Send + Sync {
     async fn remove_pool(&self, pool: &RoutedPool) -> Result<(), Error>;
     /// The routed pools in the table, sorted.
     async fn list_pools(&self) -> Result<Vec<RoutedPool>, Error>;
+    /// Makes `pairs` exactly the pairs of bridges between which traffic is
+    /// forwarded (new connections from the first to the second); every other
+    /// pair of bridge networks is kept apart. A bridge is always paired with
+    /// itself while its network exists (pairs of a bridge with itself are
+    /// ignored here). One atomic change of set elements.
+    async fn set_reach(&self, pairs: &[(IfName, IfName)]) -> Result<(), Error>;
+    /// The pairs [`Nat::set_reach`] made, sorted.
+    async fn list_reach(&self) -> Result<Vec<(IfName, IfName)>, Error>;
     /// Publishes ports, all or none. A protocol/host port that is already
     /// published (even to the same container) or that appears twice in `ports`
-    /// is refused with [`Error::PortInUse`].
+    /// is refused with [`Error::PortInUse`]; a port published on every host
+    /// address and the same port on one address clash too (as in Docker).
     async fn publish(&self, ports: &[PortMapping]) -> Result<(), Error>;
     /// Unpublishes ports, all or none. Only exact matches are removed; a mapping
     /// that is not published is no error.

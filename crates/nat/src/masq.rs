@@ -16,11 +16,8 @@
 //! rules 1–3 never see a routed source and rule 4 never sees a bridge source:
 //! their order among each other does not matter.
 
-use crate::expr::{Base, CmpOp, Expr, MetaKey, REG0, Verdict};
+use crate::expr::{Base, CmpOp, Expr, IPS_DST_NAT, MetaKey, REG0, Verdict, ct_bits};
 use crate::layout::{Fam, Rule, nfproto_is};
-
-/// `IPS_DST_NAT`: the conntrack status bit `ct status dnat` tests.
-const IPS_DST_NAT: u32 = 0x20;
 
 const CHAIN: &str = "postrouting";
 
@@ -59,18 +56,7 @@ fn lookup(set: &'static str) -> Expr {
 /// skip the reverse DNAT.
 fn hairpin(f: Fam) -> Rule {
     let mut exprs = nfproto_is(f).to_vec();
-    exprs.push(Expr::CtStatus { dreg: REG0 });
-    exprs.push(Expr::Bitwise {
-        sreg: REG0,
-        dreg: REG0,
-        mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
-        xor: vec![0; 4],
-    });
-    exprs.push(Expr::Cmp {
-        sreg: REG0,
-        op: CmpOp::Neq,
-        data: vec![0; 4],
-    });
+    exprs.extend(ct_bits(false, IPS_DST_NAT, true));
     exprs.extend(saddr_oifname(f));
     exprs.extend([lookup(f.own()), Expr::Masquerade]);
     let (ip, own) = (f.nft_name(), f.own());
@@ -124,6 +110,44 @@ fn pools_out(f: Fam) -> Rule {
         chain: CHAIN,
         exprs,
         text: format!("{ip} saddr @{nat} {ip} daddr != @{all} masquerade"),
+    }
+}
+
+/// `127.0.0.0/8` as an address and a mask.
+pub(crate) const LOOPBACK: ([u8; 4], [u8; 4]) = ([127, 0, 0, 0], [255, 0, 0, 0]);
+
+/// `<ip> saddr` or `daddr` (`dst`) in `127.0.0.0/8`, into REG0.
+pub(crate) fn in_loopback(dst: bool) -> [Expr; 3] {
+    [
+        addr(Fam::V4, dst),
+        Expr::Bitwise {
+            sreg: REG0,
+            dreg: REG0,
+            mask: LOOPBACK.1.to_vec(),
+            xor: vec![0; 4],
+        },
+        Expr::Cmp {
+            sreg: REG0,
+            op: CmpOp::Eq,
+            data: LOOPBACK.0.to_vec(),
+        },
+    ]
+}
+
+/// A host process reaching a published port on `127.0.0.1` was DNAT'ed in
+/// output and now leaves through a bridge (whose `route_localnet` lets a
+/// loopback source out): it leaves behind the bridge's address, so that the
+/// container's reply comes back to something it can route to. IPv4 only: the
+/// kernel never routes `::1` off the host.
+pub(crate) fn loopback() -> Rule {
+    let mut exprs = nfproto_is(Fam::V4).to_vec();
+    exprs.extend(ct_bits(false, IPS_DST_NAT, true));
+    exprs.extend(in_loopback(false));
+    exprs.push(Expr::Masquerade);
+    Rule {
+        chain: CHAIN,
+        exprs,
+        text: "ct status dnat ip saddr 127.0.0.0/8 masquerade".into(),
     }
 }
 

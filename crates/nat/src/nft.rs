@@ -2,13 +2,13 @@
 
 use crate::conn::{Conn, Failure};
 use crate::elems::{self, Elem, fam_of};
-use crate::layout::{Fam, TABLE};
+use crate::layout::{Fam, INTERNAL, PASS, TABLE};
 use crate::plan::{self, Op};
 use crate::wire::{Attrs, Message, MsgType, NFPROTO_INET, NFTA_LIST_ELEM, nlm};
 use crate::{Error, Nat, NatState, NetworkNat, RoutedPool, check, parse};
 use async_trait::async_trait;
 use std::sync::{Mutex, MutexGuard};
-use trellis_types::{NetnsPath, PortMapping, Protocol};
+use trellis_types::{IfName, NetnsPath, PortMapping};
 
 const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
@@ -98,19 +98,22 @@ impl NftNat {
         Ok(replies.iter().flat_map(|p| parse::set_elems(p)).collect())
     }
 
-    /// The mapping holding `protocol`/`host_port` in family `f`, if any.
-    fn get_port(
-        conn: &mut Conn,
-        f: Fam,
-        protocol: Protocol,
-        host_port: u16,
-    ) -> Result<Option<PortMapping>, Error> {
-        let key = elems::port_key(protocol, host_port);
-        let msg = elems_request(MsgType::GetSetElem, 0, f.ports(), Some(&key));
+    /// The mapping published under `m`'s key in `m`'s map, if any: the same
+    /// protocol, host port (and host address) — not necessarily `m` itself.
+    fn get_mapping(conn: &mut Conn, m: &PortMapping) -> Result<Option<PortMapping>, Error> {
+        let (f, on_address) = (fam_of(m.container_ip), m.host_ip.is_some());
+        let msg = elems_request(
+            MsgType::GetSetElem,
+            0,
+            elems::map_of(m),
+            Some(&elems::mapping_key(m)),
+        );
         match conn.request(&msg) {
             Ok(replies) => {
                 let found = replies.iter().flat_map(|p| parse::set_elems(p));
-                Ok(found.filter_map(|e| elems::port_from_elem(f, &e)).next())
+                Ok(found
+                    .filter_map(|e| elems::port_from_elem(f, on_address, &e))
+                    .next())
             }
             // The element is missing (or the whole table: then the batch that
             // follows reports it, and an unpublish has nothing to do anyway).
@@ -119,8 +122,52 @@ impl NftNat {
         }
     }
 
+    /// A published mapping that `m` would clash with, if any: the same key in
+    /// its own map, and across the two maps of its family — the same port on
+    /// every address against one on a single address, either way.
+    fn clash(
+        conn: &mut Conn,
+        m: &PortMapping,
+        on_address: &mut Option<Vec<PortMapping>>,
+    ) -> Result<Option<PortMapping>, Error> {
+        if let Some(found) = Self::get_mapping(conn, m)? {
+            return Ok(Some(found));
+        }
+        if m.host_ip.is_some() {
+            return Self::get_mapping(conn, &m.on(None));
+        }
+        // A port on every address: any address-bound mapping of the same
+        // protocol and port clashes (that map is small; read it once).
+        let f = fam_of(m.container_ip);
+        if on_address.is_none() {
+            let found = Self::dump(conn, f.hostports())?;
+            let parsed = found.iter().filter_map(|e| elems::port_from_elem(f, true, e));
+            *on_address = Some(parsed.collect());
+        }
+        let held = on_address.as_deref().unwrap_or_default();
+        Ok(held
+            .iter()
+            .find(|o| fam_of(o.container_ip) == f && o.clashes_with(m))
+            .copied())
+    }
+
+    /// Every mapping of family `f`, from both its maps.
+    fn mappings(conn: &mut Conn, f: Fam) -> Result<Vec<PortMapping>, Error> {
+        let mut out = Vec::new();
+        for (map, on_address) in [(f.ports(), false), (f.hostports(), true)] {
+            let found = Self::dump(conn, map)?;
+            out.extend(
+                found
+                    .iter()
+                    .filter_map(|e| elems::port_from_elem(f, on_address, e)),
+            );
+        }
+        Ok(out)
+    }
+
     fn networks(conn: &mut Conn) -> Result<Vec<NetworkNat>, Error> {
         let mut out = Vec::new();
+        let internal = Self::dump(conn, INTERNAL)?;
         for f in Fam::ALL {
             let starts: Vec<Elem> = Self::dump(conn, f.masq())?
                 .into_iter()
@@ -131,10 +178,12 @@ impl NftNat {
                     continue;
                 };
                 let masquerade = starts.iter().any(|s| s.key == e.key[..f.addr_len()]);
+                let internal = internal.contains(&elems::ifname_elem(&bridge));
                 out.push(NetworkNat {
                     subnet,
                     bridge,
                     masquerade,
+                    internal,
                 });
             }
         }
@@ -144,10 +193,9 @@ impl NftNat {
 
     fn publish_locked(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
         check::no_duplicate_ports(ports)?;
+        let mut on_address = None;
         for m in ports {
-            if let Some(existing) =
-                Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)?
-            {
+            if let Some(existing) = Self::clash(conn, m, &mut on_address)? {
                 return Err(Error::PortInUse {
                     protocol: m.protocol,
                     host_port: m.host_port,
@@ -177,8 +225,7 @@ impl NftNat {
                 ..
             }) if i < ports.len() => {
                 let m = ports[i];
-                let existing =
-                    Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)?;
+                let existing = Self::get_mapping(conn, &m)?;
                 Err(Error::PortInUse {
                     protocol: m.protocol,
                     host_port: m.host_port,
@@ -192,7 +239,7 @@ impl NftNat {
     fn unpublish_locked(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
         let mut present = Vec::new();
         for m in ports {
-            let found = Self::get_port(conn, fam_of(m.container_ip), m.protocol, m.host_port)?;
+            let found = Self::get_mapping(conn, m)?;
             if found == Some(*m) && !present.contains(m) {
                 present.push(*m);
             }
@@ -207,26 +254,51 @@ impl NftNat {
         let want = plan::network_elems(net);
         let ops = match existing.iter().find(|e| e.subnet == net.subnet) {
             None => plan::add_elems(want),
-            Some(old) if old.masquerade == net.masquerade => return Ok(()),
+            Some(old) if old == net => return Ok(()),
             Some(old) => {
-                // Only `masquerade` changed: add or remove the masq interval.
-                let (on, off) = if net.masquerade {
-                    (net, old)
-                } else {
-                    (old, net)
-                };
-                let masq: Vec<_> = plan::network_elems(on)
-                    .into_iter()
-                    .filter(|p| !plan::network_elems(off).contains(p))
-                    .collect();
-                if net.masquerade {
-                    plan::add_elems(masq)
-                } else {
-                    plan::del_elems(masq)
-                }
+                // `masquerade` or `internal` changed: add and remove the
+                // elements that differ.
+                let have = plan::network_elems(old);
+                let add = want.iter().filter(|p| !have.contains(p)).cloned();
+                let del = have.iter().filter(|p| !want.contains(p)).cloned();
+                let mut ops = plan::del_elems(del.collect());
+                ops.extend(plan::add_elems(add.collect()));
+                ops
             }
         };
         Self::apply(conn, &ops).map_err(|f| kernel("add network", f))
+    }
+
+    /// The cross-network pairs of the `pass` set (a bridge with itself left out).
+    fn reach(conn: &mut Conn) -> Result<Vec<(IfName, IfName)>, Error> {
+        let mut out: Vec<(IfName, IfName)> = Self::dump(conn, PASS)?
+            .iter()
+            .filter_map(elems::pass_from_elem)
+            .filter(|(a, b)| a != b)
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn set_reach_locked(conn: &mut Conn, pairs: &[(IfName, IfName)]) -> Result<(), Error> {
+        let want = plan::reach_elems(pairs);
+        let have = plan::reach_elems(&Self::reach(conn)?);
+        let add: Vec<_> = want.iter().filter(|p| !have.contains(p)).cloned().collect();
+        let del: Vec<_> = have.iter().filter(|p| !want.contains(p)).cloned().collect();
+        let mut ops = plan::del_elems(del);
+        // Not exclusive: a pair asked for twice is one element.
+        ops.extend(plan::add_elems(add).into_iter().map(|op| match op {
+            Op::NewElems { set, elems, .. } => Op::NewElems {
+                set,
+                elems,
+                exclusive: false,
+            },
+            other => other,
+        }));
+        if ops.is_empty() {
+            return Ok(());
+        }
+        Self::apply(conn, &ops).map_err(|f| kernel("set reach", f))
     }
 
     fn remove_network_locked(conn: &mut Conn, net: &NetworkNat) -> Result<(), Error> {
@@ -279,6 +351,14 @@ impl Nat for NftNat {
         Self::pools(&mut self.lock())
     }
 
+    async fn set_reach(&self, pairs: &[(IfName, IfName)]) -> Result<(), Error> {
+        Self::set_reach_locked(&mut self.lock(), pairs)
+    }
+
+    async fn list_reach(&self) -> Result<Vec<(IfName, IfName)>, Error> {
+        Self::reach(&mut self.lock())
+    }
+
     async fn publish(&self, ports: &[PortMapping]) -> Result<(), Error> {
         Self::publish_locked(&mut self.lock(), ports)
     }
@@ -291,8 +371,7 @@ impl Nat for NftNat {
         let mut conn = self.lock();
         let mut out = Vec::new();
         for f in Fam::ALL {
-            let found = Self::dump(&mut conn, f.ports())?;
-            out.extend(found.iter().filter_map(|e| elems::port_from_elem(f, e)));
+            out.extend(Self::mappings(&mut conn, f)?);
         }
         out.sort();
         Ok(out)

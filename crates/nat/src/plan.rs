@@ -3,10 +3,10 @@
 
 use crate::elems::{self, Elem, fam_of};
 use crate::expr::encode_exprs;
-use crate::layout::{self, Chain, Fam, Rule, SetSpec, TABLE};
+use crate::layout::{self, BRIDGES, Chain, Fam, INTERNAL, PASS, Rule, SetSpec, TABLE};
 use crate::wire::{Attrs, Message, MsgType, NFPROTO_INET, NFTA_LIST_ELEM, nlm};
 use crate::{NatState, NetworkNat, RoutedPool};
-use trellis_types::PortMapping;
+use trellis_types::{IfName, PortMapping};
 
 /// One change to the table; becomes one nf_tables message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,7 @@ pub(crate) fn skeleton() -> Vec<Op> {
     let mut ops = vec![Op::NewTable];
     ops.extend(layout::chains().into_iter().map(Op::NewChain));
     ops.extend(Fam::ALL.into_iter().flat_map(layout::sets).map(Op::NewSet));
+    ops.extend(layout::ifname_sets().into_iter().map(Op::NewSet));
     ops.extend(layout::chains().into_iter().map(|c| Op::FlushChain(c.name)));
     ops.extend(layout::rules().into_iter().map(Op::NewRule));
     ops
@@ -55,8 +56,19 @@ pub(crate) fn sync(state: &NatState) -> Vec<Op> {
     for pool in &state.pools {
         ops.extend(add_pool(pool));
     }
+    ops.extend(add_elems(reach_elems(&state.reach)));
     ops.extend(publish(&state.ports));
     ops
+}
+
+/// The `pass` elements of the pairs `reach` allows between networks (a
+/// bridge with itself is part of its network's elements, not of these).
+pub(crate) fn reach_elems(pairs: &[(IfName, IfName)]) -> Vec<(&'static str, Elem)> {
+    pairs
+        .iter()
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| (PASS, elems::pass_elem(a, b)))
+        .collect()
 }
 
 /// Publishing: one message per mapping (so that a conflict, EEXIST, names its
@@ -65,35 +77,36 @@ pub(crate) fn publish(ports: &[PortMapping]) -> Vec<Op> {
     ports
         .iter()
         .map(|m| Op::NewElems {
-            set: fam_of(m.container_ip).ports(),
+            set: elems::map_of(m),
             elems: vec![elems::port_elem(m)],
             exclusive: true,
         })
         .collect()
 }
 
-/// Unpublishing mappings known to be present: one message per family map.
+/// Unpublishing mappings known to be present: one message per map.
 pub(crate) fn unpublish(ports: &[PortMapping]) -> Vec<Op> {
-    Fam::ALL
-        .into_iter()
-        .filter_map(|f| {
-            let elems: Vec<Elem> = ports
-                .iter()
-                .filter(|m| fam_of(m.container_ip) == f)
-                .map(elems::port_elem)
-                .collect();
-            (!elems.is_empty()).then_some(Op::DelElems {
-                set: f.ports(),
-                elems,
-            })
-        })
-        .collect()
+    del_elems(
+        ports
+            .iter()
+            .map(|m| (elems::map_of(m), elems::port_elem(m)))
+            .collect(),
+    )
 }
 
-/// The `(set, element)`s that represent one network.
+/// The `(set, element)`s that represent one network: its `own` element, its
+/// bridge in `bridges` and paired with itself in `pass`, in `internal` if it
+/// is, and its `masq` interval when masqueraded.
 pub(crate) fn network_elems(net: &NetworkNat) -> Vec<(&'static str, Elem)> {
     let f = fam_of(net.subnet.addr());
-    let mut v = vec![(f.own(), elems::own_elem(net))];
+    let mut v = vec![
+        (f.own(), elems::own_elem(net)),
+        (BRIDGES, elems::ifname_elem(&net.bridge)),
+        (PASS, elems::pass_elem(&net.bridge, &net.bridge)),
+    ];
+    if net.internal {
+        v.push((INTERNAL, elems::ifname_elem(&net.bridge)));
+    }
     if net.masquerade {
         v.extend(
             elems::prefix_elems(net.subnet)
@@ -218,13 +231,13 @@ impl Op {
 
 fn encode_chain(c: &Chain, a: &mut Attrs) {
     a.str(1, TABLE).str(3, c.name); // NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME
-    if let Some((hook, prio)) = c.hook {
+    if let Some((hook, prio, kind)) = c.hook {
         // NFTA_CHAIN_HOOK { NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY }
         a.nest(4, |h| {
             h.u32(1, hook).u32(2, prio as u32);
         });
         a.u32(5, 1); // NFTA_CHAIN_POLICY = NF_ACCEPT
-        a.str(7, "nat"); // NFTA_CHAIN_TYPE
+        a.str(7, kind); // NFTA_CHAIN_TYPE
     }
 }
 

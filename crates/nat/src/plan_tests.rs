@@ -8,6 +8,7 @@ use trellis_types::{IfName, Protocol};
 fn pm(proto: Protocol, hp: u16, ip: &str, cp: u16) -> PortMapping {
     PortMapping {
         protocol: proto,
+        host_ip: None,
         host_port: hp,
         container_ip: ip.parse().unwrap(),
         container_port: cp,
@@ -19,6 +20,7 @@ fn net(s: &str, br: &str, masquerade: bool) -> NetworkNat {
         subnet: s.parse().unwrap(),
         bridge: IfName::parse("bridge", br).unwrap(),
         masquerade,
+        internal: false,
     }
 }
 
@@ -48,24 +50,36 @@ fn skeleton_creates_then_replaces_the_rules_in_one_batch() {
         "chain prerouting",
         "chain output",
         "chain postrouting",
+        "chain forward",
+        "chain input",
         "set ports4",
         "set own4",
         "set masq4",
         "set pools4",
         "set natpools4",
+        "set hostports4",
         "set ports6",
         "set own6",
         "set masq6",
         "set pools6",
         "set natpools6",
+        "set hostports6",
+        "set bridges",
+        "set internal",
+        "set pass",
         "flush published",
         "flush prerouting",
         "flush output",
         "flush postrouting",
+        "flush forward",
+        "flush input",
         "prerouting: fib daddr type local jump published",
         "output: fib daddr type local jump published",
+        "published: dnat ip to ip daddr . meta l4proto . th dport map @hostports4",
         "published: meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4",
+        "published: dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostports6",
         "published: meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6",
+        "postrouting: ct status dnat ip saddr 127.0.0.0/8 masquerade",
         "postrouting: ct status dnat ip saddr . oifname @own4 masquerade",
         "postrouting: ip saddr . oifname @own4 return",
         "postrouting: ip saddr @masq4 masquerade",
@@ -74,6 +88,13 @@ fn skeleton_creates_then_replaces_the_rules_in_one_batch() {
         "postrouting: ip6 saddr . oifname @own6 return",
         "postrouting: ip6 saddr @masq6 masquerade",
         "postrouting: ip6 saddr @natpools6 ip6 daddr != @pools6 masquerade",
+        "forward: iifname . oifname @pass accept",
+        "forward: ct state established,related accept",
+        "forward: iifname @internal drop",
+        "forward: oifname @internal drop",
+        "forward: ct status dnat accept",
+        "forward: iifname @bridges oifname @bridges drop",
+        "input: iifname != \"lo\" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat drop",
     ];
     assert_eq!(names, want);
 }
@@ -139,7 +160,7 @@ fn sets_have_the_documented_types() {
         ((7 << 6) | 41, 20, &vec![4, 16], 0x84)
     );
     // masq4, pools4, natpools4: ipv4_addr, intervals
-    for set in &s[2..] {
+    for set in &s[2..5] {
         assert_eq!(
             (set.key_type, set.key_len, set.flags),
             (7, 4, 0x4),
@@ -147,14 +168,28 @@ fn sets_have_the_documented_types() {
             set.name
         );
     }
+    // hostports4: ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+    assert_eq!(
+        (s[5].key_type, s[5].key_len, &s[5].fields, s[5].data),
+        ((((7 << 6) | 12) << 6) | 13, 12, &vec![4, 1, 2], s[0].data)
+    );
     let ids: Vec<u32> = [Fam::V4, Fam::V6]
         .into_iter()
         .flat_map(layout::sets)
+        .chain(layout::ifname_sets())
         .map(|s| s.id)
         .collect();
-    assert_eq!(ids, (1..=10).collect::<Vec<_>>(), "unique in one batch");
+    assert_eq!(ids, (1..=15).collect::<Vec<_>>(), "unique in one batch");
     let s6 = layout::sets(Fam::V6);
     assert_eq!((s6[0].data, s6[1].key_len), (Some(((8 << 6) | 13, 20)), 32));
+    assert_eq!(s6[5].key_len, 24);
+    // bridges, internal: ifname; pass: ifname . ifname
+    let names = layout::ifname_sets();
+    assert_eq!((names[0].key_type, names[0].key_len), (41, 16));
+    assert_eq!(
+        (names[2].key_type, names[2].key_len, &names[2].fields),
+        ((41 << 6) | 41, 32, &vec![16, 16])
+    );
 }
 
 #[test]
@@ -230,9 +265,45 @@ fn a_network_is_elements_only() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(shape, [("own4", 1), ("masq4", 2)]);
-    let routed = add_network(&net("fd00:1::/64", "br1", false));
-    assert!(matches!(&routed[..], [Op::NewElems { set: "own6", .. }]));
+    assert_eq!(
+        shape,
+        [("own4", 1), ("bridges", 1), ("pass", 1), ("masq4", 2)]
+    );
+    let mut internal = net("fd00:1::/64", "br1", false);
+    internal.internal = true;
+    let shape: Vec<_> = add_network(&internal)
+        .iter()
+        .map(|op| match op {
+            Op::NewElems { set, .. } => *set,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shape, ["own6", "bridges", "pass", "internal"]);
+}
+
+#[test]
+fn reach_is_pass_elements_without_self_pairs() {
+    let br = |n: &str| IfName::parse("bridge", n).unwrap();
+    let pairs = [(br("a"), br("b")), (br("a"), br("a")), (br("b"), br("c"))];
+    let got = reach_elems(&pairs);
+    assert_eq!(got.len(), 2, "a with itself belongs to a's network");
+    assert_eq!(got[0], ("pass", elems::pass_elem(&br("a"), &br("b"))));
+}
+
+#[test]
+fn a_port_on_one_address_goes_to_its_own_map() {
+    let m = pm(Protocol::Tcp, 8081, "192.168.169.3", 80).on(Some("127.0.0.1".parse().unwrap()));
+    let ops = publish(&[m, pm(Protocol::Tcp, 8082, "192.168.169.3", 80)]);
+    let sets: Vec<_> = ops
+        .iter()
+        .map(|op| match op {
+            Op::NewElems { set, .. } => *set,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sets, ["hostports4", "ports4"]);
+    let del = unpublish(&[m]);
+    assert!(matches!(&del[..], [Op::DelElems { set: "hostports4", .. }]));
 }
 
 #[test]
@@ -241,12 +312,16 @@ fn sync_replaces_the_table_atomically() {
         networks: vec![net("192.168.169.0/24", "docker0", true)],
         pools: vec![pool("10.244.0.0/16", true)],
         ports: vec![pm(Protocol::Tcp, 8081, "192.168.169.3", 80)],
+        reach: vec![(
+            IfName::parse("bridge", "docker0").unwrap(),
+            IfName::parse("bridge", "br1").unwrap(),
+        )],
     };
     let ops = sync(&state);
     assert_eq!(ops[..2], [Op::NewTable, Op::DelTable]);
     assert_eq!(ops[2..2 + skeleton().len()], skeleton()[..]);
-    // own4 + masq4, pools4 + natpools4, one port.
-    assert_eq!(ops.len(), 2 + skeleton().len() + 2 + 2 + 1);
+    // own4 + bridges + pass + masq4, pools4 + natpools4, one reach pair, one port.
+    assert_eq!(ops.len(), 2 + skeleton().len() + 4 + 2 + 1 + 1);
 }
 
 #[test]

@@ -7,12 +7,14 @@ mod util;
 use std::time::{Duration, Instant};
 use trellis_nat::{Error, Nat, NatState};
 use trellis_types::Protocol;
-use util::{NftTable, elems, lab, net, pool, rule_lines, tcp, udp};
+use util::{NftTable, elems, ifname, lab, net, pool, rule_lines, tcp, udp};
 
 /// The rules as `nft list table inet trellis` prints them, chain by chain.
 const SKELETON: &[&str] = &[
     "chain published {",
+    "dnat ip to ip daddr . meta l4proto . th dport map @hostports4",
     "meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4",
+    "dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostports6",
     "meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6",
     "chain prerouting {",
     "type nat hook prerouting priority dstnat; policy accept;",
@@ -22,6 +24,7 @@ const SKELETON: &[&str] = &[
     "fib daddr type local jump published",
     "chain postrouting {",
     "type nat hook postrouting priority srcnat; policy accept;",
+    "ct status dnat ip saddr 127.0.0.0/8 masquerade",
     "ct status dnat ip saddr . oifname @own4 masquerade",
     "ip saddr . oifname @own4 return",
     "ip saddr @masq4 masquerade",
@@ -30,6 +33,17 @@ const SKELETON: &[&str] = &[
     "ip6 saddr . oifname @own6 return",
     "ip6 saddr @masq6 masquerade",
     "ip6 saddr @natpools6 ip6 daddr != @pools6 masquerade",
+    "chain forward {",
+    "type filter hook forward priority filter; policy accept;",
+    "iifname . oifname @pass accept",
+    "ct state established,related accept",
+    "iifname @internal drop",
+    "oifname @internal drop",
+    "ct status dnat accept",
+    "iifname @bridges oifname @bridges drop",
+    "chain input {",
+    "type filter hook input priority filter; policy accept;",
+    "iifname != \"lo\" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat drop",
 ];
 
 #[tokio::test]
@@ -187,15 +201,20 @@ async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
     ));
     nat.ensure_table().await.unwrap();
     nat.publish(&[tcp(80, "10.0.0.2", 80)]).await.unwrap();
+    let mut internal = net("10.0.1.0/24", "br1", false);
+    internal.internal = true;
+    let lo = tcp(82, "10.0.0.3", 80).on(Some("127.0.0.1".parse().unwrap()));
     let state = NatState {
-        networks: vec![net("10.0.0.0/24", "br0", true)],
+        networks: vec![net("10.0.0.0/24", "br0", true), internal],
         pools: vec![pool("10.244.0.0/16", true), pool("fd00:244::/48", false)],
-        ports: vec![tcp(81, "10.0.0.3", 80)],
+        ports: vec![tcp(81, "10.0.0.3", 80), lo],
+        reach: vec![(ifname("br0"), ifname("br1"))],
     };
     nat.sync(&state).await.unwrap();
     assert_eq!(nat.list_published().await.unwrap(), state.ports);
     assert_eq!(nat.list_networks().await.unwrap(), state.networks);
     assert_eq!(nat.list_pools().await.unwrap(), state.pools);
+    assert_eq!(nat.list_reach().await.unwrap(), state.reach);
     assert_eq!(rule_lines(&ns), SKELETON);
 
     nat.remove_all().await.unwrap();

@@ -40,7 +40,13 @@ pub fn net(subnet: &str, bridge: &str, masquerade: bool) -> NetworkNat {
         subnet: subnet.parse().unwrap(),
         bridge: IfName::parse("bridge", bridge).unwrap(),
         masquerade,
+        internal: false,
     }
+}
+
+/// An interface name.
+pub fn ifname(name: &str) -> IfName {
+    IfName::parse("ifname", name).unwrap()
 }
 
 /// A routed pool.
