@@ -91,7 +91,8 @@ use trellis_types::{IfName, NetnsPath};
 #[async_trait]
 pub trait Links: Send + Sync {
     /// Creates the bridge or brings an existing one in line (MAC, MTU, up,
-    /// gateway addresses); returns its index. An existing non-bridge of that
+    /// gateway addresses, `route_localnet=1` for ports published on
+    /// `127.0.0.1`); returns its index. An existing non-bridge of that
     /// name is [`LinkError::NotABridge`].
     async fn ensure_bridge(&self, spec: &BridgeSpec) -> Result<u32, LinkError>;
 

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::address::{AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, InetDevConf, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
     InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use nix::errno::Errno;
@@ -68,6 +68,22 @@ pub fn bridge_create(spec: &BridgeSpec) -> Request {
         CREATE_EXCL,
         M::NewLink(msg),
     )
+}
+
+/// `route_localnet=1` on a bridge (IPv4, one `RTM_SETLINK`): a host process
+/// reaching a port published on `127.0.0.1` is DNAT'ed in output and leaves
+/// through the bridge with its loopback source, which the kernel drops as a
+/// martian on interfaces without it. What this opens to neighbours on the
+/// bridge (sending to `127.0.0.1`) trellis-nat's input chain closes again.
+pub fn bridge_conf(index: u32, subject: &str) -> Request {
+    let mut conf = InetDevConf::default();
+    conf.route_localnet = 1;
+    let mut msg = indexed(index);
+    msg.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::DevConfRequest(conf),
+        ])]));
+    Request::new("set route_localnet on", subject, CHANGE, M::SetLink(msg))
 }
 
 /// Brings an existing bridge in line with `spec`: only what differs is sent;

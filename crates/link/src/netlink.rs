@@ -168,12 +168,13 @@ impl Links for NetlinkLinks {
                 Err(e) => return Err(e.into()),
             },
         };
-        let addrs = spec
-            .gateway
-            .iter()
-            .map(|a| msg::address_add(index, spec.name.as_str(), *a))
-            .collect();
-        nl::apply(host, addrs).await?;
+        let mut reqs = vec![msg::bridge_conf(index, spec.name.as_str())];
+        reqs.extend(
+            spec.gateway
+                .iter()
+                .map(|a| msg::address_add(index, spec.name.as_str(), *a)),
+        );
+        nl::apply(host, reqs).await?;
         Ok(index)
     }
 

@@ -48,6 +48,10 @@ async fn bridge_is_idempotent_and_keeps_its_mac_as_ports_come_and_go() {
         "{shown}"
     );
     assert_eq!(mac_in(&shown), want);
+    let localnet = lab
+        .host
+        .exec_ok(&["sysctl", "-n", "net.ipv4.conf.br0.route_localnet"]);
+    assert_eq!(localnet.trim(), "1", "published ports on 127.0.0.1 need it");
     assert!(lab.host.ip("addr show br0").contains("192.168.169.1/24"));
 
     let v = veth("tr0000000000001", &c, "eth0", Some(idx));
