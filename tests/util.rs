@@ -30,6 +30,8 @@ pub fn bridge_spec(name: &str, subnet: &str, bridge: &str) -> NetworkSpec {
         },
         masquerade: true,
         mtu: None,
+        internal: false,
+        reach: Vec::new(),
     }
 }
 
@@ -89,5 +91,7 @@ pub fn routed_spec(name: &str, pools: &[&str]) -> NetworkSpec {
         mode: NetworkMode::Routed,
         masquerade: true,
         mtu: None,
+        internal: false,
+        reach: Vec::new(),
     }
 }

@@ -157,6 +157,14 @@ pub struct NetworkCreate {
     /// MTU of the bridge and veths (default: the kernel's).
     #[arg(long, value_parser = clap::value_parser!(u32).range(68..=65535))]
     pub mtu: Option<u32>,
+    /// Cut the network off: its containers reach each other and the host
+    /// only (bridge mode; Docker's `--internal`).
+    #[arg(long)]
+    pub internal: bool,
+    /// Another bridge network this one's containers may connect to (bridge
+    /// networks are kept apart otherwise); repeat for several.
+    #[arg(long, value_name = "NETWORK")]
+    pub reach: Vec<String>,
 }
 
 impl NetworkCreate {

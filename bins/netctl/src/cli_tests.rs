@@ -115,6 +115,7 @@ fn attach_collects_ports_addresses_and_labels() {
         a.publish[1].0,
         [PortSpec {
             protocol: Proto::Udp,
+            host_ip: None,
             host_port: 53,
             container_port: 53
         }]

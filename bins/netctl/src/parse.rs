@@ -6,6 +6,7 @@
 //! connection is made, with a message naming the spec and what is wrong.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub enum Proto {
 pub struct PortSpec {
     /// TCP or UDP.
     pub protocol: Proto,
+    /// The one host address to publish on; `None`: every address.
+    pub host_ip: Option<IpAddr>,
     /// The port on the host, 1..=65535.
     pub host_port: u16,
     /// The port in the container, 1..=65535.
@@ -31,24 +34,24 @@ pub struct PortSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish(pub Vec<PortSpec>);
 
-/// Parses `hostPort:containerPort[/tcp|udp]`, where either side may be a range
-/// `a-b` of the same length on both sides.
+/// Parses `[hostIP:]hostPort:containerPort[/tcp|udp]`, as Docker spells it:
+/// either port may be a range `a-b` of the same length on both sides, and
+/// an IPv6 host address goes in brackets (`[::1]:8080:80`).
 ///
-/// Docker's forms that the API cannot express are refused by name: a host
-/// address (`127.0.0.1:8080:80`) and a container port alone (`80`, which
-/// Docker maps to a random host port).
+/// Docker's form that the API cannot express is refused by name: a container
+/// port alone (`80`, which Docker maps to a random host port).
 pub fn publish(spec: &str) -> Result<Publish, String> {
     let bad = |why: &str| format!("publish spec {spec:?}: {why}");
     let (ports, protocol) = match spec.split_once('/') {
         Some((ports, proto)) => (ports, protocol(proto).map_err(|e| bad(&e))?),
         None => (spec, Proto::Tcp),
     };
+    let (host_ip, ports) = host_address(ports).map_err(|e| bad(&e))?;
     let parts: Vec<&str> = ports.split(':').collect();
     let (host, container) = match parts.as_slice() {
         [host, container] => (*host, *container),
-        [_] => return Err(bad("a host port is required (HOST:CONTAINER[/PROTO])")),
-        [_, _, _] => return Err(bad("a host address is not supported; use HOST:CONTAINER")),
-        _ => return Err(bad("expected HOST:CONTAINER[/PROTO]")),
+        [_] => return Err(bad("a host port is required ([IP:]HOST:CONTAINER[/PROTO])")),
+        _ => return Err(bad("expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)")),
     };
     let host = port_range(host).map_err(|e| bad(&format!("host port {e}")))?;
     let container = port_range(container).map_err(|e| bad(&format!("container port {e}")))?;
@@ -63,11 +66,35 @@ pub fn publish(spec: &str) -> Result<Publish, String> {
         .zip(container)
         .map(|(host_port, container_port)| PortSpec {
             protocol,
+            host_ip,
             host_port,
             container_port,
         })
         .collect();
     Ok(Publish(mappings))
+}
+
+/// Splits a leading host address off `ports`: `[v6]:rest`, `v4:a:b`, or none.
+fn host_address(ports: &str) -> Result<(Option<IpAddr>, &str), String> {
+    if let Some(rest) = ports.strip_prefix('[') {
+        let (ip, rest) = rest
+            .split_once("]:")
+            .ok_or("an IPv6 host address is written [ADDR]:HOST:CONTAINER")?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("host address {ip:?} is not an IP address"))?;
+        return Ok((Some(ip), rest));
+    }
+    match ports.split(':').count() {
+        3 => {
+            let (ip, rest) = ports.split_once(':').expect("three parts");
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("host address {ip:?} is not an IPv4 address"))?;
+            Ok((Some(ip), rest))
+        }
+        _ => Ok((None, ports)),
+    }
 }
 
 fn protocol(text: &str) -> Result<Proto, String> {

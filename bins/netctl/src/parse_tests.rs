@@ -5,8 +5,16 @@ use super::*;
 fn one(protocol: Proto, host_port: u16, container_port: u16) -> PortSpec {
     PortSpec {
         protocol,
+        host_ip: None,
         host_port,
         container_port,
+    }
+}
+
+fn on(ip: &str, p: PortSpec) -> PortSpec {
+    PortSpec {
+        host_ip: Some(ip.parse().unwrap()),
+        ..p
     }
 }
 
@@ -17,6 +25,21 @@ fn publish_accepts_dockers_forms() {
         ("8081:80/tcp", vec![one(Proto::Tcp, 8081, 80)]),
         ("53:53/udp", vec![one(Proto::Udp, 53, 53)]),
         ("53:53/UDP", vec![one(Proto::Udp, 53, 53)]),
+        (
+            "127.0.0.1:8080:80",
+            vec![on("127.0.0.1", one(Proto::Tcp, 8080, 80))],
+        ),
+        (
+            "[::1]:8080-8081:80-81/udp",
+            vec![
+                on("::1", one(Proto::Udp, 8080, 80)),
+                on("::1", one(Proto::Udp, 8081, 81)),
+            ],
+        ),
+        (
+            "[2001:db8::1]:443:8443",
+            vec![on("2001:db8::1", one(Proto::Tcp, 443, 8443))],
+        ),
         ("65535:1", vec![one(Proto::Tcp, 65535, 1)]),
         (
             "8000-8002:80-82/udp",
@@ -36,7 +59,10 @@ fn publish_accepts_dockers_forms() {
 fn publish_refuses_bad_specs_naming_them() {
     let cases = [
         ("80", "a host port is required"),
-        ("127.0.0.1:8080:80", "a host address is not supported"),
+        ("localhost:8080:80", "host address \"localhost\" is not an IPv4 address"),
+        ("::1:8080:80", "expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)"),
+        ("[::1:8080:80", "an IPv6 host address is written [ADDR]:HOST:CONTAINER"),
+        ("[nope]:8080:80", "host address \"nope\" is not an IP address"),
         ("0:80", "host port \"0\" is out of range 1..=65535"),
         (
             "8080:70000",
@@ -55,7 +81,7 @@ fn publish_refuses_bad_specs_naming_them() {
             "8000-8001:80",
             "host range has 2 ports but container range has 1",
         ),
-        ("1:2:3:4", "expected HOST:CONTAINER[/PROTO]"),
+        ("1:2:3:4", "expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)"),
         ("", "a host port is required"),
     ];
     for (spec, want) in cases {

@@ -132,6 +132,14 @@ fn block(fields: &[(&str, Vec<String>)]) -> String {
     out
 }
 
+/// The values, or `-` for none.
+fn or_none(v: &[String]) -> Vec<String> {
+    match v {
+        [] => one("-"),
+        v => v.to_vec(),
+    }
+}
+
 fn one(s: impl ToString) -> Vec<String> {
     vec![s.to_string()]
 }
@@ -146,6 +154,8 @@ pub fn network(n: &NetworkView) -> String {
         ("Bridge", one(or_dash(&n.bridge))),
         ("Outgoing NAT", one(on_off(n.outgoing_nat))),
         ("MTU", one(or_dash(&mtu(n.mtu)))),
+        ("Internal", one(on_off(n.internal))),
+        ("Reaches", or_none(&n.reach)),
         ("Endpoints", one(n.endpoints)),
     ])
 }

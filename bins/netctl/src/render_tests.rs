@@ -14,6 +14,8 @@ fn net(name: &str, mode: &str, subnet: &str, gw: &str, bridge: &str) -> NetworkV
         bridge: bridge.into(),
         outgoing_nat: true,
         mtu: 0,
+        internal: false,
+        reach: vec![],
         endpoints: 2,
     }
 }
@@ -31,6 +33,7 @@ fn web() -> EndpointView {
         routes: vec!["0.0.0.0/0".into()],
         ports: vec![PortView {
             protocol: "tcp".into(),
+            host_ip: String::new(),
             host_port: 8081,
             container_port: 80,
             container_ip: "192.168.169.2".into(),
@@ -118,6 +121,8 @@ Gateways:      169.254.1.1
 Bridge:        -
 Outgoing NAT:  on
 MTU:           -
+Internal:      off
+Reaches:       -
 Endpoints:     2
 ";
     assert_eq!(network(&n), want);
@@ -214,6 +219,8 @@ gateways:
 bridge: trbr0
 outgoing_nat: true
 mtu: 0
+internal: false
+reach: []
 endpoints: 2
 ";
     assert_eq!(output(Format::Yaml, &n, network).unwrap(), want);

@@ -94,6 +94,8 @@ pub fn create_request(a: NetworkCreate) -> v1::CreateNetworkRequest {
             bridge: a.bridge.unwrap_or_default(),
             outgoing_nat,
             mtu: a.mtu.unwrap_or(0),
+            internal: a.internal,
+            reach: a.reach,
         }),
     }
 }
@@ -159,6 +161,7 @@ pub fn attach_request(a: Attach) -> Result<v1::AttachRequest> {
             host_port: p.host_port.into(),
             container_port: p.container_port.into(),
             container_ip: String::new(),
+            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         })
         .collect();
     Ok(v1::AttachRequest {

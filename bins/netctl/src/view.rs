@@ -27,6 +27,10 @@ pub struct NetworkView {
     pub outgoing_nat: bool,
     /// The MTU; 0 for the kernel's default.
     pub mtu: u32,
+    /// Whether nothing is forwarded into or out of the network.
+    pub internal: bool,
+    /// The other bridge networks its containers may reach.
+    pub reach: Vec<String>,
     /// How many endpoints are attached.
     pub endpoints: u32,
 }
@@ -51,6 +55,8 @@ impl From<v1::Network> for NetworkView {
             bridge: spec.bridge,
             outgoing_nat: spec.outgoing_nat,
             mtu: spec.mtu,
+            internal: spec.internal,
+            reach: spec.reach,
             endpoints: n.endpoints,
         }
     }
@@ -61,6 +67,9 @@ impl From<v1::Network> for NetworkView {
 pub struct PortView {
     /// `tcp`, `udp` or `unspecified`.
     pub protocol: String,
+    /// The one host address it is published on; empty: every address.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
     /// The port on the host.
     pub host_port: u32,
     /// The port in the container.
@@ -78,6 +87,7 @@ impl From<v1::PortMapping> for PortView {
         };
         PortView {
             protocol: protocol.to_owned(),
+            host_ip: p.host_ip,
             host_port: p.host_port,
             container_port: p.container_port,
             container_ip: p.container_ip,
@@ -86,10 +96,15 @@ impl From<v1::PortMapping> for PortView {
 }
 
 impl PortView {
-    /// Docker's spelling: `8081->80/tcp`.
+    /// Docker's spelling: `8081->80/tcp`, `127.0.0.1:8081->80/tcp`.
     pub fn short(&self) -> String {
+        let host = match self.host_ip.as_str() {
+            "" => String::new(),
+            ip if ip.contains(':') => format!("[{ip}]:"),
+            ip => format!("{ip}:"),
+        };
         format!(
-            "{}->{}/{}",
+            "{host}{}->{}/{}",
             self.host_port, self.container_port, self.protocol
         )
     }

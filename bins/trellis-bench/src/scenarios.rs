@@ -100,6 +100,8 @@ fn network_spec(mode: Mode) -> Result<NetworkSpec> {
         mode,
         masquerade: false,
         mtu: None,
+        internal: false,
+        reach: Vec::new(),
     })
 }
 

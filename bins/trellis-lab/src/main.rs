@@ -44,6 +44,8 @@ async fn bridge() -> Result<()> {
             },
             masquerade: true,
             mtu: None,
+            internal: false,
+            reach: Vec::new(),
         })
         .await?;
     println!(

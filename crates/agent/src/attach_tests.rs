@@ -180,6 +180,8 @@ fn network_spec(routed: bool) -> NetworkSpec {
         mode,
         masquerade: true,
         mtu: None,
+        internal: false,
+        reach: Vec::new(),
     }
 }
 

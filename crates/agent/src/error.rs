@@ -53,10 +53,12 @@ pub enum Error {
     #[error("endpoint {0}: an attach of it is under way; retry when it has finished")]
     Busy(String),
     /// A host port is published by another endpoint (or twice in one request).
-    #[error("host port {host_port}/{protocol} is already published")]
+    #[error("host port {}{host_port}/{protocol} is already published", on_address(host_ip))]
     PortInUse {
         /// TCP or UDP.
         protocol: Protocol,
+        /// The host address it was asked on (`None`: every address).
+        host_ip: Option<std::net::IpAddr>,
         /// The host port.
         host_port: u16,
     },
@@ -91,6 +93,15 @@ pub enum Error {
         /// Every failure, in order.
         errors: Vec<String>,
     },
+}
+
+/// `127.0.0.1:` / `[::1]:` before a port published on one address.
+fn on_address(ip: &Option<std::net::IpAddr>) -> String {
+    match ip {
+        Some(std::net::IpAddr::V4(ip)) => format!("{ip}:"),
+        Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:"),
+        None => String::new(),
+    }
 }
 
 impl Error {

@@ -11,7 +11,7 @@
 use crate::Error;
 use crate::agent::Agent;
 use crate::model::{Endpoint, NetworkMode};
-use crate::network::{bridge_nat, routed_pools};
+use crate::network::{bridge_nat, reach_pairs, routed_pools};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashSet};
 use trellis_link::{HOST_VETH_PREFIX, Ns, host_veth_name, is_host_veth_name};
@@ -255,12 +255,14 @@ impl Agent {
     /// `have`: neither added for it nor taken from it.
     fn nat_state(&self, records: &[Endpoint], have: Option<&NatState>) -> NatState {
         let mut st = NatState::default();
-        for net in self.networks() {
+        let networks = self.networks();
+        for net in &networks {
             match net.spec.mode {
-                NetworkMode::Bridge { .. } => st.networks.push(bridge_nat(&net)),
-                NetworkMode::Routed => st.pools.extend(routed_pools(&net)),
+                NetworkMode::Bridge { .. } => st.networks.push(bridge_nat(net)),
+                NetworkMode::Routed => st.pools.extend(routed_pools(net)),
             }
         }
+        st.reach = reach_pairs(&networks);
         let have_ports: HashSet<_> = have.iter().flat_map(|h| h.ports.iter()).collect();
         for ep in records {
             let inflight = self.is_inflight(&ep.request.handle());
@@ -282,6 +284,7 @@ impl Agent {
             networks: listed(self.be.nat.list_networks().await)?,
             pools: listed(self.be.nat.list_pools().await)?,
             ports: listed(self.be.nat.list_published().await)?,
+            reach: listed(self.be.nat.list_reach().await)?,
         };
         normalise(&mut st);
         Some(st)
@@ -298,7 +301,8 @@ fn listed<T>(r: Result<Vec<T>, trellis_nat::Error>) -> Option<Vec<T>> {
 
 fn normalise(st: &mut NatState) {
     st.networks
-        .sort_by_key(|n| (n.subnet, n.bridge.to_string(), n.masquerade));
+        .sort_by_key(|n| (n.subnet, n.bridge.to_string(), n.masquerade, n.internal));
+    st.reach.sort();
     st.pools.sort();
     st.ports.sort();
 }

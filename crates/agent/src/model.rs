@@ -42,6 +42,17 @@ pub struct NetworkSpec {
     pub masquerade: bool,
     /// MTU of the bridge and veths; `None` leaves the kernel's default.
     pub mtu: Option<u32>,
+    /// Bridge mode: nothing is forwarded into or out of the bridge (Docker's
+    /// `--internal`): its containers reach each other and the host only;
+    /// nothing is masqueraded and no port can be published.
+    #[serde(default)]
+    pub internal: bool,
+    /// Bridge mode: the other bridge networks this one's containers may open
+    /// connections to (replies flow back). Bridge networks are kept apart
+    /// otherwise. Names of networks that do not exist (yet) take effect when
+    /// they are created.
+    #[serde(default)]
+    pub reach: Vec<String>,
 }
 
 impl NetworkSpec {
@@ -90,6 +101,10 @@ pub fn pool_name(network: &str, subnet: &IpNet) -> String {
 pub struct PortSpec {
     /// TCP or UDP.
     pub protocol: Protocol,
+    /// The one host address to publish on (Docker's `-p 127.0.0.1:8080:80`);
+    /// `None` publishes on every address of the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<IpAddr>,
     /// The port on the host, 1..=65535.
     pub host_port: u16,
     /// The port in the container, 1..=65535.
@@ -112,19 +127,33 @@ impl PortSpec {
         )?;
         Ok(Self {
             protocol,
+            host_ip: None,
             host_port: m.host_port,
             container_port: m.container_port,
         })
+    }
+
+    /// The same port, published on `host_ip` only.
+    pub fn on(self, host_ip: Option<IpAddr>) -> Self {
+        Self { host_ip, ..self }
     }
 
     /// The mapping to `ip`.
     pub fn to(self, ip: IpAddr) -> PortMapping {
         PortMapping {
             protocol: self.protocol,
+            host_ip: self.host_ip,
             host_port: self.host_port,
             container_ip: ip,
             container_port: self.container_port,
         }
+    }
+
+    /// Whether two ports claim the same host port: same protocol and port,
+    /// on the same host address or either on all of them.
+    pub fn clashes_with(&self, other: &PortSpec) -> bool {
+        self.to(IpAddr::from([0, 0, 0, 0]))
+            .clashes_with(&other.to(IpAddr::from([0, 0, 0, 0])))
     }
 }
 

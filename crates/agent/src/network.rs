@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use trellis_ipam::{PoolSpec, Reserve};
 use trellis_link::{BridgeSpec, Ns};
 use trellis_nat::{NetworkNat, RoutedPool};
-use trellis_types::{InvalidInput, check_prefix};
+use trellis_types::{IfName, InvalidInput, check_prefix};
 
 impl Agent {
     /// Creates a network. The same spec twice is a no-op; a clash with another
@@ -80,6 +80,10 @@ impl Agent {
         };
         if last {
             self.be.nat.remove_all().await?;
+        } else if net.spec.bridge().is_some() {
+            // Pairs with its bridge go (made again if a network of that name
+            // is created again: `reach` names networks, not bridges).
+            self.be.nat.set_reach(&reach_pairs(&self.networks())).await?;
         }
         self.emit(Event::NetworkDeleted(net));
         Ok(())
@@ -125,6 +129,9 @@ impl Agent {
             NetworkMode::Bridge { .. } => {
                 self.be.links.ensure_bridge(&bridge_spec(net)).await?;
                 self.be.nat.add_network(&bridge_nat(net)).await?;
+                let mut all = self.networks();
+                all.push(net.clone());
+                self.be.nat.set_reach(&reach_pairs(&all)).await?;
             }
             NetworkMode::Routed => {
                 routed::enable_host(&*self.be.links, &net.spec.subnets).await?;
@@ -168,6 +175,7 @@ impl Agent {
     fn validate_network(&self, mut spec: NetworkSpec) -> Result<Network, Error> {
         check_network_name(&spec.name)?;
         check_subnets(&spec)?;
+        check_isolation(&spec)?;
         let gateways = match &spec.mode {
             NetworkMode::Bridge { .. } => {
                 let gateway = bridge_gateway(&spec)?;
@@ -193,6 +201,33 @@ impl Agent {
         }
         Ok(Network { spec, gateways })
     }
+}
+
+/// `internal` and `reach` are bridge-network settings (routed networks are
+/// one flat routed space); `reach` names other networks, each once.
+fn check_isolation(spec: &NetworkSpec) -> Result<(), InvalidInput> {
+    if spec.bridge().is_none() {
+        if spec.internal {
+            let why = "only bridge networks can be internal";
+            return Err(InvalidInput::new("internal", true, why));
+        }
+        if let Some(r) = spec.reach.first() {
+            let why = "only bridge networks are kept apart (routed networks are one routed space)";
+            return Err(InvalidInput::new("reach", r, why));
+        }
+    }
+    for (i, r) in spec.reach.iter().enumerate() {
+        check_network_name(r).map_err(|e| InvalidInput::new("reach", r, e.reason))?;
+        if *r == spec.name || spec.reach[..i].contains(r) {
+            let why = "names the network itself or another entry twice";
+            return Err(InvalidInput::new("reach", r, why));
+        }
+    }
+    if spec.internal && !spec.reach.is_empty() {
+        let why = "an internal network reaches nothing off its bridge";
+        return Err(InvalidInput::new("reach", spec.reach.join(","), why));
+    }
+    Ok(())
 }
 
 fn check_network_name(name: &str) -> Result<(), InvalidInput> {
@@ -285,13 +320,41 @@ pub(crate) fn bridge_spec(net: &Network) -> BridgeSpec {
     }
 }
 
-/// The NAT view of a bridge network.
+/// The NAT view of a bridge network. An internal network is never
+/// masqueraded: nothing of it leaves the bridge.
 pub(crate) fn bridge_nat(net: &Network) -> NetworkNat {
     NetworkNat {
         subnet: net.spec.subnets[0],
         bridge: net.spec.bridge().expect("a bridge network").clone(),
-        masquerade: net.spec.masquerade,
+        masquerade: net.spec.masquerade && !net.spec.internal,
+        internal: net.spec.internal,
     }
+}
+
+/// The pairs of bridges forwarded between bridge networks: `(a, b)` for every
+/// bridge network `a` naming an existing bridge network `b` in its `reach`;
+/// sorted, each once.
+pub(crate) fn reach_pairs(networks: &[Network]) -> Vec<(IfName, IfName)> {
+    let bridge_of = |name: &str| {
+        networks
+            .iter()
+            .find(|n| n.spec.name == name)
+            .and_then(|n| n.spec.bridge())
+    };
+    let mut pairs: Vec<(IfName, IfName)> = networks
+        .iter()
+        .filter_map(|n| Some((n, n.spec.bridge()?)))
+        .flat_map(|(n, from)| {
+            n.spec
+                .reach
+                .iter()
+                .filter_map(move |r| Some((from.clone(), bridge_of(r)?.clone())))
+        })
+        .filter(|(a, b)| a != b)
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    pairs
 }
 
 /// The NAT view of a routed network's pools.

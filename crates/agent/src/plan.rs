@@ -59,12 +59,21 @@ fn with_len(ip: IpAddr, len: u8) -> IpNet {
 }
 
 /// The request's ports, published to the container's address of the family
-/// the host port's traffic uses (IPv4 when it has one).
+/// the host port's traffic uses: the host address's, for a port on one
+/// address; IPv4 when the container has one, otherwise. (Validation refuses
+/// a host address of a family the network has no subnet of.)
 pub(crate) fn published(req: &AttachRequest, ips: &[IpAddr]) -> Vec<PortMapping> {
-    match ips.iter().find(|ip| ip.is_ipv4()).or(ips.first()) {
-        Some(&ip) => req.ports.iter().map(|p| p.to(ip)).collect(),
-        None => Vec::new(),
-    }
+    let preferred = ips.iter().find(|ip| ip.is_ipv4()).or(ips.first());
+    req.ports
+        .iter()
+        .filter_map(|p| {
+            let ip = match p.host_ip {
+                Some(h) => ips.iter().find(|ip| ip.is_ipv4() == h.is_ipv4()),
+                None => preferred,
+            };
+            ip.map(|&ip| p.to(ip))
+        })
+        .collect()
 }
 
 /// The endpoint (and record) an attach of `req` to `net` with `ips` makes.

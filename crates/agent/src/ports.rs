@@ -10,12 +10,13 @@ use crate::Error;
 use crate::model::PortSpec;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use trellis_types::{Handle, Protocol};
+use trellis_types::Handle;
 
-/// Which handle holds each (protocol, host port).
+/// Which handle holds each published port (a port on every host address
+/// and the same port on one address clash, as in Docker).
 #[derive(Default)]
 pub(crate) struct Ports {
-    held: Mutex<HashMap<(Protocol, u16), Handle>>,
+    held: Mutex<HashMap<Handle, Vec<PortSpec>>>,
 }
 
 impl Ports {
@@ -23,28 +24,27 @@ impl Ports {
     /// held by the same handle count as claimed (a retried attach).
     pub(crate) fn claim(&self, handle: &Handle, ports: &[PortSpec]) -> Result<(), Error> {
         let mut held = self.held.lock().expect("ports lock");
-        let mut seen = std::collections::HashSet::new();
-        for p in ports {
-            let key = (p.protocol, p.host_port);
-            let taken = held.get(&key).is_some_and(|h| h != handle);
-            if taken || !seen.insert(key) {
+        for (i, p) in ports.iter().enumerate() {
+            let twice = ports[..i].iter().any(|o| o.clashes_with(p));
+            let taken = held
+                .iter()
+                .any(|(h, v)| h != handle && v.iter().any(|o| o.clashes_with(p)));
+            if twice || taken {
                 return Err(Error::PortInUse {
                     protocol: p.protocol,
+                    host_ip: p.host_ip,
                     host_port: p.host_port,
                 });
             }
         }
-        for p in ports {
-            held.insert((p.protocol, p.host_port), handle.clone());
+        if !ports.is_empty() {
+            held.insert(handle.clone(), ports.to_vec());
         }
         Ok(())
     }
 
     /// Releases every port `handle` holds.
     pub(crate) fn release(&self, handle: &Handle) {
-        self.held
-            .lock()
-            .expect("ports lock")
-            .retain(|_, h| h != handle);
+        self.held.lock().expect("ports lock").remove(handle);
     }
 }

@@ -17,7 +17,38 @@ const MAX_VALUE: usize = 255;
 /// Checks labels and fixed addresses; `Ok` changes nothing either.
 pub(crate) fn check_request(req: &AttachRequest, net: &Network) -> Result<(), InvalidInput> {
     check_labels(req)?;
+    check_ports(req, net)?;
     check_fixed(&req.fixed_addresses, net)
+}
+
+/// No port on an internal network (nothing reaches it); a host address must
+/// be a unicast address of a family the network has a subnet of.
+fn check_ports(req: &AttachRequest, net: &Network) -> Result<(), InvalidInput> {
+    let Some(first) = req.ports.first() else {
+        return Ok(());
+    };
+    if net.spec.internal {
+        let why = format!(
+            "network {:?} is internal: nothing off its bridge reaches it, so no port can be published",
+            net.spec.name
+        );
+        return Err(InvalidInput::new("ports", first.host_port, why));
+    }
+    for h in req.ports.iter().filter_map(|p| p.host_ip) {
+        if h.is_unspecified() || h.is_multicast() || h == IpAddr::from([255, 255, 255, 255]) {
+            let why = "a host address must be one unicast address (leave it empty for every address)";
+            return Err(InvalidInput::new("host_ip", h, why));
+        }
+        if !net.spec.subnets.iter().any(|s| s.addr().is_ipv4() == h.is_ipv4()) {
+            let why = format!(
+                "network {:?} has no subnet of this address's family ({})",
+                net.spec.name,
+                shown(&net.spec.subnets)
+            );
+            return Err(InvalidInput::new("host_ip", h, why));
+        }
+    }
+    Ok(())
 }
 
 fn check_labels(req: &AttachRequest) -> Result<(), InvalidInput> {

@@ -22,6 +22,8 @@ pub const MAX_PORTS: usize = 1024;
 pub const MAX_LABELS: usize = 64;
 /// Most subnets of a network, or fixed addresses of an attach.
 pub const MAX_ADDRESSES: usize = 16;
+/// At most this many networks in a network's `reach`.
+pub const MAX_REACH: usize = 64;
 /// Most attachments in one garbage-collection request.
 pub const MAX_VALID: usize = 65536;
 
@@ -81,6 +83,12 @@ pub fn network_spec(spec: Option<pb::NetworkSpec>) -> Result<NetworkSpec> {
     };
     let mode = mode(spec.mode, &spec.bridge)?;
     let mtu = mtu(spec.mtu, &subnets)?;
+    bounded("reach", &spec.reach, MAX_REACH)?;
+    let reach = spec
+        .reach
+        .iter()
+        .map(|r| Ok(text("reach", r)?.to_owned()))
+        .collect::<Result<Vec<_>>>()?;
     Ok(NetworkSpec {
         name,
         mode,
@@ -88,6 +96,8 @@ pub fn network_spec(spec: Option<pb::NetworkSpec>) -> Result<NetworkSpec> {
         gateway,
         masquerade: spec.outgoing_nat,
         mtu,
+        internal: spec.internal,
+        reach,
     })
 }
 
@@ -182,7 +192,15 @@ fn port(p: &pb::PortMapping) -> Result<PortSpec> {
             return Err(InvalidInput::new("protocol", p.protocol, why));
         }
     };
-    PortSpec::new(protocol, p.host_port, p.container_port)
+    let host_ip = match text("host_ip", &p.host_ip)? {
+        "" => None,
+        ip => match parse::<IpAddr>("host_ip", ip, "not an IP address")? {
+            // 0.0.0.0 and :: are Docker's spelling of "every address".
+            ip if ip.is_unspecified() => None,
+            ip => Some(ip),
+        },
+    };
+    Ok(PortSpec::new(protocol, p.host_port, p.container_port)?.on(host_ip))
 }
 
 /// Labels, bounded in number and size; their syntax is the core's to judge.

@@ -25,6 +25,8 @@ pub fn network(n: Network, endpoints: usize) -> pb::Network {
             bridge,
             outgoing_nat: s.masquerade,
             mtu: s.mtu.unwrap_or(0),
+            internal: s.internal,
+            reach: s.reach,
         }),
         gateways: texts(&n.gateways),
         endpoints: u32::try_from(endpoints).unwrap_or(u32::MAX),
@@ -41,6 +43,7 @@ fn port(p: &PortMapping) -> pb::PortMapping {
         host_port: p.host_port.into(),
         container_port: p.container_port.into(),
         container_ip: p.container_ip.to_string(),
+        host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
     }
 }
 

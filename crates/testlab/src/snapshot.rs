@@ -48,6 +48,23 @@ impl Snapshot {
 }
 
 impl Snapshot {
+    /// [`Snapshot::take`] once the kernel has finished what it does on its
+    /// own after links come up (IPv6 link-local addresses and their local
+    /// routes appear with carrier; DAD runs): equal twice, 200 ms apart, with
+    /// no address tentative. Panics after 20 s.
+    pub fn settled(ns: &Netns) -> Self {
+        let mut last = Snapshot::take(ns);
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let now = Snapshot::take(ns);
+            if now == last && !ns.ip("-o addr show").contains("tentative") {
+                return now;
+            }
+            last = now;
+        }
+        panic!("namespace {} did not settle in 20 s: {last:?}", ns.name());
+    }
+
     /// What differs from `before`, one line each (`+` new, `-` gone); empty
     /// when nothing does.
     pub fn diff(&self, before: &Snapshot) -> String {
