@@ -17,6 +17,8 @@ const REG_VERDICT: u32 = 0;
 /// What a `meta` expression loads (`enum nft_meta_keys`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MetaKey {
+    /// `meta iifname`: 16 bytes, NUL padded.
+    IifName = 6,
     /// `meta oifname`: 16 bytes, NUL padded.
     OifName = 7,
     /// `meta nfproto`: 1 byte (`NFPROTO_IPV4`, `NFPROTO_IPV6`).
@@ -46,6 +48,8 @@ pub(crate) enum CmpOp {
 /// A verdict (`enum nft_verdicts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
+    /// `NF_ACCEPT`.
+    Accept,
     /// `NFT_RETURN`: back to the calling chain (ends the base chain: accept).
     Return,
     /// `NFT_JUMP`: into a regular chain.
@@ -191,6 +195,9 @@ fn encode_verdict(v: &Verdict, a: &mut Attrs) {
     a.u32(1, REG_VERDICT);
     a.nest(2, |d| {
         d.nest(2, |code| match v {
+            Verdict::Accept => {
+                code.u32(1, 1); // NF_ACCEPT
+            }
             Verdict::Return => {
                 code.u32(1, -5i32 as u32); // NFT_RETURN
             }

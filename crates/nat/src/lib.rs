@@ -90,6 +90,11 @@
 //! `route_localnet` is set and the traffic masqueraded; use a host address.
 //! Element comments (a network name in `nft list`) are not written.
 //!
+//! **The host's own firewall** is the one place trellis writes outside its
+//! table: accept rules, tagged `trellis:<network>`, at the head of the host's
+//! forward chains that drop by policy ([`hostfw`], behind the narrow
+//! [`HostFirewall`] trait).
+//!
 //! **Desired state as data.** `layout` describes the skeleton, `elems` the
 //! elements, `plan` turns operations into lists of messages; all of it is pure
 //! and tested against golden values without a kernel. `NftNat` is the one place
@@ -100,6 +105,7 @@ mod conn;
 mod elems;
 mod error;
 mod expr;
+pub mod hostfw;
 mod layout;
 mod masq;
 mod nft;
@@ -109,6 +115,9 @@ mod pools;
 mod wire;
 
 pub use error::Error;
+pub use hostfw::{Admitted, HostFirewall};
+#[cfg(any(test, feature = "mock"))]
+pub use hostfw::MockHostFirewall;
 pub use layout::TABLE;
 pub use nft::NftNat;
 
