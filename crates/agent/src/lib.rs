@@ -33,6 +33,7 @@ mod check;
 mod error;
 mod events;
 mod gc;
+mod host;
 pub mod inspect;
 mod kernel;
 pub mod model;
@@ -50,6 +51,7 @@ pub use agent::{Agent, Backends};
 pub use error::{Error, ErrorClass};
 pub use events::Event;
 pub use gc::GcReport;
+pub use host::HostPolicy;
 pub use inspect::{Inspect, NetlinkInspect};
 pub use model::{
     AttachRequest, Endpoint, EndpointFilter, Network, NetworkMode, NetworkSpec, PortSpec,
