@@ -235,7 +235,10 @@ async fn status_names_the_chains_trellis_cannot_amend() {
             "chain forward of table bridge l2 drops bridged frames by policy: containers on one trellis bridge cannot reach each other, and trellis does not amend bridge-family chains",
         ]
     );
-    assert_eq!(nft(&lab.host, "list ruleset").matches("trellis:").count(), 0);
+    assert_eq!(
+        nft(&lab.host, "list ruleset").matches("trellis:").count(),
+        0
+    );
     agent.delete_network("seed").await.unwrap();
     assert_eq!(nft(&lab.host, "list ruleset"), before);
 }

@@ -336,7 +336,11 @@ mod tests {
                 firewall: true
             }
         );
-        let a = args(&["--node=n", "--host-forwarding=true", "--host-firewall=false"]);
+        let a = args(&[
+            "--node=n",
+            "--host-forwarding=true",
+            "--host-firewall=false",
+        ]);
         let c = Config::resolve(&a, file, Path::new("f")).unwrap();
         assert_eq!(
             c.host,

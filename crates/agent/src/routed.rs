@@ -16,9 +16,7 @@ use crate::plan::ContainerPlan;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use trellis_link::Ns;
-use trellis_link::{
-    ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, VethInfo, VethSpec,
-};
+use trellis_link::{ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, VethInfo, VethSpec};
 use trellis_route::{Route, RoutedEndpoint};
 use trellis_types::IfName;
 

@@ -78,7 +78,10 @@ fn accept_ras() -> io::Result<Vec<(String, String)>> {
 /// keeping RAs accepted (see the module docs). Blocking; a few file writes.
 pub(crate) fn enable(families: Families, own_bridges: &[IfName]) -> io::Result<()> {
     if families.v4 {
-        write(&SysctlKey::parse("sysctl", "ipv4/ip_forward").expect("valid"), "1")?;
+        write(
+            &SysctlKey::parse("sysctl", "ipv4/ip_forward").expect("valid"),
+            "1",
+        )?;
     }
     if families.v6 {
         // No IPv6 at all (ipv6.disable=1): nothing to forward, nothing to do.
@@ -124,7 +127,10 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["net/ipv6/conf/eth0/accept_ra", "net/ipv6/conf/eth0.100/accept_ra"]
+            [
+                "net/ipv6/conf/eth0/accept_ra",
+                "net/ipv6/conf/eth0.100/accept_ra"
+            ]
         );
         assert!(keep_ra_keys("1\n", &seen, &own).is_empty());
     }

@@ -115,9 +115,9 @@ mod pools;
 mod wire;
 
 pub use error::Error;
-pub use hostfw::{Admitted, HostFirewall};
 #[cfg(any(test, feature = "mock"))]
 pub use hostfw::MockHostFirewall;
+pub use hostfw::{Admitted, HostFirewall};
 pub use layout::TABLE;
 pub use nft::NftNat;
 

@@ -31,7 +31,8 @@ fn observe_host(conn: &mut Conn) -> Result<Observed, Error> {
             Ok(c) => c,
             Err(why) => {
                 let fam = family_name(family);
-                out.unreadable.push(format!("a chain of family {fam}: {why}"));
+                out.unreadable
+                    .push(format!("a chain of family {fam}: {why}"));
                 continue;
             }
         };
@@ -48,7 +49,8 @@ fn observe_host(conn: &mut Conn) -> Result<Observed, Error> {
             Err(Failure::Kernel { errno: ENOENT, .. }) => {}
             Err(f) => {
                 let e = error("list rules", f);
-                out.unreadable.push(format!("the rules of {}: {e}", c.chain));
+                out.unreadable
+                    .push(format!("the rules of {}: {e}", c.chain));
             }
         }
     }
@@ -118,7 +120,10 @@ impl NftNat {
             }
             last = warnings;
         }
-        last.push("the host's firewall changed while trellis amended it; the next reconcile tries again".into());
+        last.push(
+            "the host's firewall changed while trellis amended it; the next reconcile tries again"
+                .into(),
+        );
         Ok(last)
     }
 }

@@ -44,7 +44,11 @@ impl ChainPlan {
     /// going to the head, they read in order.
     pub(crate) fn messages(&self) -> Vec<crate::wire::Message> {
         let dels = self.delete.iter().map(|&h| rules::delete(&self.chain, h));
-        let ins = self.insert.iter().rev().map(|r| rules::insert(&self.chain, r));
+        let ins = self
+            .insert
+            .iter()
+            .rev()
+            .map(|r| rules::insert(&self.chain, r));
         dels.chain(ins).collect()
     }
 

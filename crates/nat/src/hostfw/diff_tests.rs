@@ -74,7 +74,10 @@ fn a_dropping_forward_chain_gets_the_rules_at_its_head_in_order() {
     // Each insert goes to the head, so they are sent last rule first.
     let msgs = p.chains[0].messages();
     assert_eq!(msgs.len(), 2);
-    assert_eq!(msgs[0], rules::insert(&p.chains[0].chain, &p.chains[0].insert[1]));
+    assert_eq!(
+        msgs[0],
+        rules::insert(&p.chains[0].chain, &p.chains[0].insert[1])
+    );
     assert!(p.chains[0].describe().starts_with(
         "chain FORWARD of table ip filter drops forwarded traffic by policy and lacks trellis's accept rules for trellis:web"
     ));
@@ -90,7 +93,14 @@ fn rules_in_place_mean_no_change_and_stale_ones_are_deleted_by_handle() {
         foreign(8, vec![ExprView::Verdict(1)]),
         seen(9, &want[1]),
     ];
-    assert!(plan(&[web()], &observed(vec![(iptables_forward(), rules.clone())])).chains.is_empty());
+    assert!(
+        plan(
+            &[web()],
+            &observed(vec![(iptables_forward(), rules.clone())])
+        )
+        .chains
+        .is_empty()
+    );
 
     // The network is gone: both of its rules go, the host's own stays.
     let p = plan(&[], &observed(vec![(iptables_forward(), rules)]));
@@ -108,11 +118,23 @@ fn rules_in_place_mean_no_change_and_stale_ones_are_deleted_by_handle() {
 #[test]
 fn only_forward_chains_that_drop_by_policy_and_are_not_trellis_are_amended() {
     let host = observed(vec![
-        (chain(NFPROTO_INET, "filter", "forward", HOOK_FORWARD, NF_ACCEPT), vec![]),
+        (
+            chain(NFPROTO_INET, "filter", "forward", HOOK_FORWARD, NF_ACCEPT),
+            vec![],
+        ),
         (chain(NFPROTO_INET, "filter", "input", 1, NF_DROP), vec![]),
-        (chain(NFPROTO_INET, TABLE, "forward", HOOK_FORWARD, NF_DROP), vec![]),
-        (chain(NFPROTO_IPV6, "filter", "FORWARD", HOOK_FORWARD, NF_DROP), vec![]),
-        (chain(NFPROTO_INET, "fw", "fwd", HOOK_FORWARD, NF_DROP), vec![]),
+        (
+            chain(NFPROTO_INET, TABLE, "forward", HOOK_FORWARD, NF_DROP),
+            vec![],
+        ),
+        (
+            chain(NFPROTO_IPV6, "filter", "FORWARD", HOOK_FORWARD, NF_DROP),
+            vec![],
+        ),
+        (
+            chain(NFPROTO_INET, "fw", "fwd", HOOK_FORWARD, NF_DROP),
+            vec![],
+        ),
     ]);
     let p = plan(&[web()], &host);
     let amended: Vec<String> = p.chains.iter().map(|c| c.chain.to_string()).collect();
@@ -125,7 +147,10 @@ fn only_forward_chains_that_drop_by_policy_and_are_not_trellis_are_amended() {
 fn a_chain_that_stopped_dropping_loses_trellis_rules() {
     let want = rules::wanted(NFPROTO_INET, &[web()]);
     let accepting = chain(NFPROTO_INET, "filter", "forward", HOOK_FORWARD, NF_ACCEPT);
-    let p = plan(&[web()], &observed(vec![(accepting, vec![seen(3, &want[0])])]));
+    let p = plan(
+        &[web()],
+        &observed(vec![(accepting, vec![seen(3, &want[0])])]),
+    );
     assert_eq!(p.chains[0].delete, [3]);
 }
 
@@ -139,9 +164,15 @@ fn chains_trellis_will_not_amend_are_warned_about() {
     ];
     let host = observed(vec![
         (accepting.clone(), vec![foreign(1, counter_drop())]),
-        (accepting.clone(), vec![foreign(2, vec![ExprView::Other("reject".into())])]),
+        (
+            accepting.clone(),
+            vec![foreign(2, vec![ExprView::Other("reject".into())])],
+        ),
         (accepting, vec![foreign(3, conditional)]),
-        (chain(NFPROTO_BRIDGE, "filter", "forward", HOOK_FORWARD, NF_DROP), vec![]),
+        (
+            chain(NFPROTO_BRIDGE, "filter", "forward", HOOK_FORWARD, NF_DROP),
+            vec![],
+        ),
         (chain(NFPROTO_NETDEV, "edge", "in", 0, NF_DROP), vec![]),
         (chain(NFPROTO_BRIDGE, "filter", "input", 1, NF_DROP), vec![]),
     ]);
@@ -155,8 +186,15 @@ fn chains_trellis_will_not_amend_are_warned_about() {
     assert!(p.warnings[3].contains("table netdev edge drops by policy"));
     // Without networks there is nothing to warn about.
     assert!(plan(&[], &host).warnings.is_empty());
-    let routed_only = [Admitted::RoutedPorts { v4: true, v6: false }];
-    assert_eq!(plan(&routed_only, &host).warnings.len(), 3, "no bridge: no bridge warning");
+    let routed_only = [Admitted::RoutedPorts {
+        v4: true,
+        v6: false,
+    }];
+    assert_eq!(
+        plan(&routed_only, &host).warnings.len(),
+        3,
+        "no bridge: no bridge warning"
+    );
 }
 
 #[test]
@@ -168,6 +206,8 @@ fn unreadable_chains_are_reported() {
     let p = plan(&[web()], &host);
     assert_eq!(
         p.warnings,
-        ["cannot read the host's firewall: a chain of family ip: no chain name; trellis cannot tell whether it drops forwarded traffic"]
+        [
+            "cannot read the host's firewall: a chain of family ip: no chain name; trellis cannot tell whether it drops forwarded traffic"
+        ]
     );
 }

@@ -66,7 +66,13 @@ fn an_exact_name_is_compared_over_16_bytes_a_wildcard_over_its_prefix() {
             data: name
         }
     );
-    let routed = &wanted(NFPROTO_IPV4, &[Admitted::RoutedPorts { v4: true, v6: false }])[1];
+    let routed = &wanted(
+        NFPROTO_IPV4,
+        &[Admitted::RoutedPorts {
+            v4: true,
+            v6: false,
+        }],
+    )[1];
     assert_eq!(
         routed.exprs[1],
         Expr::Cmp {
@@ -89,9 +95,14 @@ fn an_exact_name_is_compared_over_16_bytes_a_wildcard_over_its_prefix() {
 fn the_comment_is_nfts_userdata_tlv() {
     assert_eq!(
         comment_udata("trellis:x"),
-        [0, 10, b't', b'r', b'e', b'l', b'l', b'i', b's', b':', b'x', 0]
+        [
+            0, 10, b't', b'r', b'e', b'l', b'l', b'i', b's', b':', b'x', 0
+        ]
     );
-    assert_eq!(comment_of(&comment_udata("trellis:x")).unwrap(), "trellis:x");
+    assert_eq!(
+        comment_of(&comment_udata("trellis:x")).unwrap(),
+        "trellis:x"
+    );
     // Another TLV first (type 1), then the comment.
     let mut two = vec![1, 2, 7, 7];
     two.extend(comment_udata("c"));
