@@ -29,9 +29,9 @@
 //!   userdata, `trellis:<network>` (or `trellis:(routed)`; `(` cannot appear
 //!   in a network name). trellis only ever deletes rules whose comment starts
 //!   with `trellis:`, by handle; it never matches rules by shape.
-//! * **Desired state, diff, one batch.** [`rules`] computes the rules as
-//!   values (pure, golden-tested), [`observe`] reads the host's chains and
-//!   rules from `NFT_MSG_GETCHAIN`/`GETRULE` dumps, [`diff`] compares them
+//! * **Desired state, diff, one batch.** `rules` computes the rules as
+//!   values (pure, golden-tested), `observe` reads the host's chains and
+//!   rules from `NFT_MSG_GETCHAIN`/`GETRULE` dumps, `diff` compares them
 //!   and lists what to delete and insert, and the sender applies it in one
 //!   nfnetlink batch. A chain whose change the kernel refuses (a table
 //!   another process owns, `NFT_TABLE_F_OWNER`) is left out and the rest is
