@@ -56,22 +56,17 @@ impl ChainPlan {
     pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.insert.is_empty() {
-            let tags: Vec<&str> = self.insert.iter().map(|r| r.comment.as_str()).collect();
-            let mut tags = tags;
+            let mut tags: Vec<&str> = self.insert.iter().map(|r| r.comment.as_str()).collect();
             tags.dedup();
             parts.push(format!(
-                "lacks trellis's accept rules for {} (a host firewall reload removes them; trellis restores them at its next network change or reconcile)",
+                "drops forwarded traffic by policy and lacks trellis's accept rules for {} (a host firewall reload removes them; trellis restores them at its next network change or reconcile)",
                 tags.join(", ")
             ));
         }
         if !self.delete.is_empty() {
             parts.push(format!("holds {} stale trellis rule(s)", self.delete.len()));
         }
-        format!(
-            "{} drops forwarded traffic by policy and {}",
-            self.chain,
-            parts.join(" and ")
-        )
+        format!("{} {}", self.chain, parts.join(" and "))
     }
 }
 

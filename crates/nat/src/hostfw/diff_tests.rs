@@ -105,6 +105,10 @@ fn rules_in_place_mean_no_change_and_stale_ones_are_deleted_by_handle() {
     // The network is gone: both of its rules go, the host's own stays.
     let p = plan(&[], &observed(vec![(iptables_forward(), rules)]));
     assert_eq!(p.chains[0].delete, [7, 9]);
+    assert_eq!(
+        p.chains[0].describe(),
+        "chain FORWARD of table ip filter holds 2 stale trellis rule(s)"
+    );
     assert!(p.chains[0].insert.is_empty());
 
     // A tagged rule edited by hand is replaced.
