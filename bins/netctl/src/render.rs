@@ -231,6 +231,7 @@ pub fn status(s: &StatusView) -> String {
         ("Version", one(or_dash(&s.version))),
         ("Networks", one(s.networks)),
         ("Endpoints", one(s.endpoints)),
+        ("Warnings", s.warnings.clone()),
     ])
 }
 

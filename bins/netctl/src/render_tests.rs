@@ -164,9 +164,11 @@ fn check_gc_status_texts() {
         version: "0.1.0".into(),
         networks: 1,
         endpoints: 0,
+        warnings: vec!["chain FORWARD of table ip filter: refused".into()],
     };
     let want = "Ready:      no\nReasons:    reconciling\nNode:       node1\n\
-                Version:    0.1.0\nNetworks:   1\nEndpoints:  0\n";
+                Version:    0.1.0\nNetworks:   1\nEndpoints:  0\n\
+                Warnings:   chain FORWARD of table ip filter: refused\n";
     assert_eq!(status(&s), want);
 }
 

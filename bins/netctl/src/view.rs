@@ -214,6 +214,8 @@ pub struct StatusView {
     pub networks: u32,
     /// How many endpoints exist.
     pub endpoints: u32,
+    /// What trellisd could not do on the host, one line each.
+    pub warnings: Vec<String>,
 }
 
 impl From<v1::StatusResponse> for StatusView {
@@ -225,6 +227,7 @@ impl From<v1::StatusResponse> for StatusView {
             version: s.version,
             networks: s.networks,
             endpoints: s.endpoints,
+            warnings: s.warnings,
         }
     }
 }

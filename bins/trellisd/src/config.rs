@@ -61,6 +61,13 @@ pub struct Args {
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9464).
     #[arg(long, env = "TRELLISD_METRICS_ADDR", value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Turn IP forwarding on for trellis's networks (false: leave it to you).
+    #[arg(long, env = "TRELLISD_HOST_FORWARDING", value_name = "BOOL")]
+    pub host_forwarding: Option<bool>,
+    /// Add accept rules for trellis's networks to the host's forward chains
+    /// that drop by policy (false: leave the host firewall alone).
+    #[arg(long, env = "TRELLISD_HOST_FIREWALL", value_name = "BOOL")]
+    pub host_firewall: Option<bool>,
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -89,6 +96,15 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     metrics: FileMetrics,
+    #[serde(default)]
+    host: FileHost,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHost {
+    forwarding: Option<bool>,
+    firewall: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +144,17 @@ pub struct Config {
     pub log: Log,
     /// Where Prometheus metrics are served, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// What trellis manages on the host beyond its own objects.
+    pub host: Host,
+}
+
+/// Host-wide settings trellis manages (both on by default, as Docker does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Host {
+    /// Turn `net.ipv4.ip_forward` (and IPv6 forwarding for IPv6 networks) on.
+    pub forwarding: bool,
+    /// Insert tagged accept rules into the host's dropping forward chains.
+    pub firewall: bool,
 }
 
 /// gRPC over TCP.
@@ -206,6 +233,10 @@ impl Config {
             tcp: resolve_tcp(args, f.tcp)?,
             log,
             metrics: args.metrics_addr.or(f.metrics.listen),
+            host: Host {
+                forwarding: args.host_forwarding.or(f.host.forwarding).unwrap_or(true),
+                firewall: args.host_firewall.or(f.host.firewall).unwrap_or(true),
+            },
         })
     }
 
@@ -292,6 +323,32 @@ mod tests {
         assert!(check_node("").is_err());
         assert!(check_node("a b").is_err());
         assert!(check_node(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn host_knobs_default_on_and_flags_beat_the_file() {
+        let file = "[host]\nforwarding = false\n";
+        let c = Config::resolve(&args(&["--node=n"]), file, Path::new("f")).unwrap();
+        assert_eq!(
+            c.host,
+            Host {
+                forwarding: false,
+                firewall: true
+            }
+        );
+        let a = args(&[
+            "--node=n",
+            "--host-forwarding=true",
+            "--host-firewall=false",
+        ]);
+        let c = Config::resolve(&a, file, Path::new("f")).unwrap();
+        assert_eq!(
+            c.host,
+            Host {
+                forwarding: true,
+                firewall: false
+            }
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use anyhow::{Context, Result};
 use config::Config;
 use std::future::Future;
 use std::sync::Arc;
-use trellis_agent::{Agent, Backends};
+use trellis_agent::{Agent, Backends, HostPolicy};
 use trellis_store::RedbStore;
 
 /// Runs the daemon described by `cfg` until `shutdown` completes: opens the
@@ -64,7 +64,11 @@ async fn open_agent(cfg: &Config) -> Result<Agent> {
         .context("open netlink and nf_tables sockets")?;
     let agent = Agent::open(backends, &cfg.node)
         .await
-        .context("load networks and endpoints from the store")?;
+        .context("load networks and endpoints from the store")?
+        .with_host_policy(HostPolicy {
+            forwarding: cfg.host.forwarding,
+            firewall: cfg.host.firewall,
+        });
     // Before serving: records whose netns is gone are detached, trellis's
     // kernel objects with no record are removed, missing pieces put back.
     // Failures of single items are reported, not fatal.

@@ -4,7 +4,7 @@ use crate::events::{CAPACITY, Event};
 use crate::inspect::Inspect;
 use crate::model::{Endpoint, EndpointFilter, Network};
 use crate::records::Records;
-use crate::{Error, Ports};
+use crate::{Error, HostPolicy, Ports};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
 use trellis_ipam::Ipam;
 use trellis_link::Links;
-use trellis_nat::Nat;
+use trellis_nat::{HostFirewall, Nat};
 use trellis_route::Routes;
 use trellis_store::KvStore;
 use trellis_types::Handle;
@@ -27,6 +27,8 @@ pub struct Backends {
     pub routes: Arc<dyn Routes>,
     /// NAT.
     pub nat: Arc<dyn Nat>,
+    /// Accept rules for trellis's networks in the host's own firewall.
+    pub hostfw: Arc<dyn HostFirewall>,
     /// Where IPAM and the agent's records live.
     pub store: Arc<dyn KvStore>,
     /// Read-only views of kernel state that `check` compares records with.
@@ -56,6 +58,10 @@ pub struct Agent {
     pub(crate) events: broadcast::Sender<Event>,
     /// Whether start-up reconciliation has run (readiness).
     pub(crate) reconciled: AtomicBool,
+    /// What trellis manages on the host beyond its own objects.
+    pub(crate) host: HostPolicy,
+    /// Serialises host firewall changes; holds the last one's warnings.
+    pub(crate) hostfw_warnings: tokio::sync::Mutex<Vec<String>>,
 }
 
 impl Agent {
@@ -85,6 +91,8 @@ impl Agent {
             inflight: Mutex::default(),
             events: broadcast::channel(CAPACITY).0,
             reconciled: AtomicBool::new(false),
+            host: HostPolicy::default(),
+            hostfw_warnings: tokio::sync::Mutex::default(),
         })
     }
 

@@ -5,7 +5,7 @@ use crate::{Agent, AttachRequest, Backends, Error, NetworkMode, NetworkSpec, Por
 use std::io;
 use std::sync::{Arc, Mutex};
 use trellis_link::{KernelError, LinkError, MockLinks, VethInfo};
-use trellis_nat::MockNat;
+use trellis_nat::{MockHostFirewall, MockNat};
 use trellis_route::{MockRoutes, RouteError};
 use trellis_store::{InstrumentedStore, MemoryStore};
 use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
@@ -77,7 +77,9 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
             Fail::Container => Err(LinkError::Kernel(kernel("add address"))),
             _ => Ok(()),
         });
-    links.expect_enable_host_forwarding().returning(|_| Ok(()));
+    links
+        .expect_enable_host_forwarding()
+        .returning(|_, _| Ok(()));
     let s = seen.clone();
     links.expect_delete_link().returning(move |n| {
         if fail == Fail::Unplug {
@@ -128,9 +130,17 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
         links: Arc::new(links),
         routes: Arc::new(routes),
         nat: Arc::new(nat),
+        hostfw: Arc::new(hostfw()),
         store: Arc::new(MemoryStore::new()),
         inspect: Arc::new(crate::inspect::MockInspect::new()),
     }
+}
+
+fn hostfw() -> MockHostFirewall {
+    let mut fw = MockHostFirewall::new();
+    fw.expect_admit().returning(|_| Ok(Vec::new()));
+    fw.expect_check_admitted().returning(|_| Ok(Vec::new()));
+    fw
 }
 
 fn veth_or(fail: Fail) -> Result<VethInfo, LinkError> {

@@ -22,11 +22,14 @@ impl Backends {
             Some(path) => NftNat::in_netns(path)?,
             None => NftNat::current()?,
         };
+        // One nf_tables socket for trellis's table and the host's chains.
+        let nat = Arc::new(nat);
         Ok(Backends {
             links: Arc::new(NetlinkLinks::new(sockets.clone())),
             routes: Arc::new(NetlinkRoutes::new(sockets.clone())),
             inspect: Arc::new(NetlinkInspect::new(sockets)),
-            nat: Arc::new(nat),
+            hostfw: nat.clone(),
+            nat,
             store,
         })
     }

@@ -23,6 +23,11 @@
 //!   trellis owns but no record explains, and repairs what a record explains
 //!   but is missing — adding and replacing, never re-creating what works.
 //! * **Changes are announced after they happen** ([`Agent::subscribe`]).
+//! * **The host is amended only as far as its networks need** ([`HostPolicy`]):
+//!   forwarding for the families in use, and tagged accept rules in the
+//!   host's own forward chains that drop by policy, re-asserted at every
+//!   network change and reconcile; what cannot be done is a
+//!   [`Status`] warning, never a failed request.
 //! * **The core never speaks gRPC.** Errors carry an [`ErrorClass`] that an edge
 //!   maps onto status codes.
 
@@ -33,6 +38,7 @@ mod check;
 mod error;
 mod events;
 mod gc;
+mod host;
 pub mod inspect;
 mod kernel;
 pub mod model;
@@ -50,6 +56,7 @@ pub use agent::{Agent, Backends};
 pub use error::{Error, ErrorClass};
 pub use events::Event;
 pub use gc::GcReport;
+pub use host::HostPolicy;
 pub use inspect::{Inspect, NetlinkInspect};
 pub use model::{
     AttachRequest, Endpoint, EndpointFilter, Network, NetworkMode, NetworkSpec, PortSpec,

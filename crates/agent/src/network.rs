@@ -49,6 +49,7 @@ impl Agent {
             .write()
             .expect("networks lock")
             .insert(name, net.clone());
+        self.sync_host_firewall().await;
         self.emit(Event::NetworkCreated(net.clone()));
         Ok(net)
     }
@@ -78,6 +79,7 @@ impl Agent {
             nets.remove(name);
             nets.is_empty()
         };
+        self.sync_host_firewall().await;
         if last {
             self.be.nat.remove_all().await?;
         } else if net.spec.bridge().is_some() {
@@ -125,6 +127,8 @@ impl Agent {
 
     pub(crate) async fn plumb_network(&self, net: &Network) -> Result<(), Error> {
         self.be.nat.ensure_table().await?;
+        // Before the bridge exists: it must not be given accept_ra=2.
+        self.enable_forwarding(net).await?;
         match &net.spec.mode {
             NetworkMode::Bridge { .. } => {
                 self.be.links.ensure_bridge(&bridge_spec(net)).await?;
@@ -134,7 +138,6 @@ impl Agent {
                 self.be.nat.set_reach(&reach_pairs(&all)).await?;
             }
             NetworkMode::Routed => {
-                routed::enable_host(&*self.be.links, &net.spec.subnets).await?;
                 for pool in routed_pools(net) {
                     self.be.nat.add_pool(&pool).await?;
                 }

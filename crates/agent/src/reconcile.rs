@@ -26,7 +26,6 @@ use crate::agent::Agent;
 use crate::model::{Endpoint, Network, NetworkMode};
 use crate::network::bridge_spec;
 use crate::plan::container_plan;
-use crate::routed;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -75,12 +74,14 @@ impl Agent {
         r.removed.extend(sweep.removed);
         r.repaired.extend(sweep.repaired);
         r.errors.extend(sweep.errors);
+        self.sync_host_firewall().await;
         self.reconciled.store(true, Ordering::Release);
         tracing::info!(?r, "reconciled");
         Ok(r)
     }
 
     async fn repair_network(&self, net: &Network, r: &mut ReconcileReport) -> Result<(), Error> {
+        self.enable_forwarding(net).await?;
         match &net.spec.mode {
             NetworkMode::Bridge { bridge } => {
                 let there = self.be.links.link_exists(&Ns::Host, bridge).await?;
@@ -89,7 +90,7 @@ impl Agent {
                     r.repaired.push(format!("bridge {bridge}"));
                 }
             }
-            NetworkMode::Routed => routed::enable_host(&*self.be.links, &net.spec.subnets).await?,
+            NetworkMode::Routed => {}
         }
         Ok(())
     }

@@ -16,9 +16,7 @@ use crate::plan::ContainerPlan;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use trellis_link::Ns;
-use trellis_link::{
-    Families, Links, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, VethInfo, VethSpec,
-};
+use trellis_link::{ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, VethInfo, VethSpec};
 use trellis_route::{Route, RoutedEndpoint};
 use trellis_types::IfName;
 
@@ -31,12 +29,6 @@ pub(crate) fn gateways(subnets: &[IpNet]) -> Vec<IpAddr> {
             IpNet::V6(_) => IpAddr::V6(ROUTED_GATEWAY_V6),
         })
         .collect()
-}
-
-/// Host-wide switches routed mode needs: forwarding for each family in use.
-pub(crate) async fn enable_host(links: &dyn Links, subnets: &[IpNet]) -> Result<(), Error> {
-    let families = Families::of(subnets.iter().map(IpNet::addr));
-    Ok(links.enable_host_forwarding(families).await?)
 }
 
 /// The veth of a routed endpoint: host end with the well-known MAC, no master.

@@ -13,6 +13,11 @@ pub struct Status {
     pub networks: usize,
     /// Endpoints recorded.
     pub endpoints: usize,
+    /// What trellis could not do on the host for its networks' traffic (a
+    /// host firewall chain it cannot amend, its rules missing after a
+    /// firewall reload), one line each. Warnings do not make it unready:
+    /// trellis itself can serve.
+    pub warnings: Vec<String>,
 }
 
 impl crate::Agent {
@@ -43,6 +48,7 @@ impl crate::Agent {
             reasons,
             networks,
             endpoints,
+            warnings: self.host_firewall_warnings().await,
         }
     }
 }

@@ -82,6 +82,7 @@ pub fn status(s: Status, node: &str) -> pb::StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         networks: u32::try_from(s.networks).unwrap_or(u32::MAX),
         endpoints: u32::try_from(s.endpoints).unwrap_or(u32::MAX),
+        warnings: s.warnings,
     }
 }
 

@@ -49,6 +49,7 @@
 //!   is an [`trellis_types::InvalidInput`] naming the field `netns`.
 
 pub mod error;
+pub mod forwarding;
 pub mod msg;
 mod naming;
 mod netlink;
@@ -130,9 +131,15 @@ pub trait Links: Send + Sync {
     async fn setup_routed_host_port(&self, port: &RoutedHostPort) -> Result<(), LinkError>;
 
     /// Turns on the host-wide forwarding switches for `families`
-    /// (`ipv4/ip_forward`, `ipv6/conf/all/forwarding`): once per routed
-    /// network, not per endpoint.
-    async fn enable_host_forwarding(&self, families: Families) -> Result<(), LinkError>;
+    /// (`ipv4/ip_forward`, `ipv6/conf/all/forwarding`): once per network,
+    /// not per endpoint. Before IPv6 forwarding goes on, interfaces that
+    /// accept router advertisements (`accept_ra=1`) get `accept_ra=2`, except
+    /// trellis's host veths and `own_bridges` (see [`forwarding`]).
+    async fn enable_host_forwarding(
+        &self,
+        families: Families,
+        own_bridges: &[IfName],
+    ) -> Result<(), LinkError>;
 
     /// Adds an address (idempotent: an existing one is refreshed).
     async fn add_address(&self, ns: &Ns, link: &LinkRef, addr: IpNet) -> Result<(), LinkError>;

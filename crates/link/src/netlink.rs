@@ -273,12 +273,16 @@ impl Links for NetlinkLinks {
         proc
     }
 
-    async fn enable_host_forwarding(&self, families: Families) -> Result<(), LinkError> {
-        let knobs = routed::host_forwarding_knobs(families)
-            .into_iter()
-            .map(|(k, v)| (k, v.to_owned()))
-            .collect();
-        self.sockets.write_sysctls(&Ns::Host, knobs).await
+    async fn enable_host_forwarding(
+        &self,
+        families: Families,
+        own_bridges: &[IfName],
+    ) -> Result<(), LinkError> {
+        let own = own_bridges.to_vec();
+        self.sockets
+            .run_here_or_in(&Ns::Host, move || crate::forwarding::enable(families, &own))
+            .await
+            .map_err(|e| e.into_link_error("turn forwarding on", &Ns::Host))
     }
 
     async fn add_address(&self, ns: &Ns, link: &LinkRef, addr: IpNet) -> Result<(), LinkError> {

@@ -57,9 +57,9 @@
 //! # Host-wide switches
 //!
 //! `net.ipv4.ip_forward` and `net.ipv6.conf.all.forwarding` are host-wide:
-//! set them once when a routed network is created ([`host_forwarding_knobs`]),
-//! not per endpoint. Writing them also sets the `default` devconf, so every
-//! later interface starts with forwarding on.
+//! set once per network, not per endpoint, for bridge and routed networks
+//! alike ([`crate::forwarding`], which also keeps router advertisements
+//! accepted where the host uses them).
 
 use crate::spec::Mac;
 use crate::sysctl::SysctlKey;
@@ -132,21 +132,6 @@ pub fn proc_knobs(port: &RoutedHostPort) -> Result<Vec<(SysctlKey, &'static str)
     ])
 }
 
-/// The host-wide writes a routed network needs once: `ipv4/ip_forward` and
-/// `ipv6/conf/all/forwarding`, for the families it uses.
-pub fn host_forwarding_knobs(families: Families) -> Vec<(SysctlKey, &'static str)> {
-    let mut keys = Vec::new();
-    if families.v4 {
-        keys.push("ipv4/ip_forward");
-    }
-    if families.v6 {
-        keys.push("ipv6/conf/all/forwarding");
-    }
-    keys.into_iter()
-        .map(|k| (SysctlKey::parse("sysctl", k).expect("a valid key"), "1"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,14 +175,6 @@ mod tests {
                 "net/ipv6/conf/tr0123456789abc/accept_ra=0",
                 "net/ipv6/conf/tr0123456789abc/forwarding=1"
             ]
-        );
-        let host: Vec<String> = host_forwarding_knobs(Families::DUAL)
-            .iter()
-            .map(|(k, _)| k.to_string())
-            .collect();
-        assert_eq!(
-            host,
-            ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"]
         );
     }
 }

@@ -191,6 +191,13 @@ impl Conn {
     /// Sends one GET (or, with `NLM_F_DUMP` in its flags, a dump) and returns the
     /// payloads (after `nfgenmsg`) of the data messages of the answer.
     pub(crate) fn request(&mut self, msg: &Message) -> Result<Vec<Vec<u8>>, Failure> {
+        let full = self.request_full(msg)?;
+        Ok(full.into_iter().map(|(_, payload)| payload).collect())
+    }
+
+    /// [`Conn::request`], each payload with the family of its `nfgenmsg` (a
+    /// dump of every family answers objects of several).
+    pub(crate) fn request_full(&mut self, msg: &Message) -> Result<Vec<(u8, Vec<u8>)>, Failure> {
         self.drain();
         let seq = self.next_seq(0);
         let dump = msg.flags & nlm::F_DUMP == nlm::F_DUMP;
@@ -214,7 +221,9 @@ impl Conn {
                         });
                     }
                     _ => {
-                        out.push(r.payload.get(wire::NFGENMSG_LEN..).unwrap_or(&[]).to_vec());
+                        let family = r.payload.first().copied().unwrap_or(0);
+                        let payload = r.payload.get(wire::NFGENMSG_LEN..).unwrap_or(&[]);
+                        out.push((family, payload.to_vec()));
                         if !dump {
                             return Ok(out);
                         }

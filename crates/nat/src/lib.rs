@@ -98,6 +98,11 @@
 //! **Known limits.** Element comments (a network name in `nft list`) are not
 //! written.
 //!
+//! **The host's own firewall** is the one place trellis writes outside its
+//! table: accept rules, tagged `trellis:<network>`, at the head of the host's
+//! forward chains that drop by policy ([`hostfw`], behind the narrow
+//! [`HostFirewall`] trait).
+//!
 //! **Desired state as data.** `layout` describes the skeleton, `elems` the
 //! elements, `plan` turns operations into lists of messages; all of it is pure
 //! and tested against golden values without a kernel. `NftNat` is the one place
@@ -109,6 +114,7 @@ mod elems;
 mod error;
 mod expr;
 mod filter;
+pub mod hostfw;
 mod layout;
 mod masq;
 mod nft;
@@ -118,6 +124,9 @@ mod pools;
 mod wire;
 
 pub use error::Error;
+#[cfg(any(test, feature = "mock"))]
+pub use hostfw::MockHostFirewall;
+pub use hostfw::{Admitted, HostFirewall};
 pub use layout::TABLE;
 pub use nft::NftNat;
 

@@ -118,7 +118,7 @@ impl RoutedLab {
             .await
             .expect("netlink in host netns");
         links
-            .enable_host_forwarding(Families::DUAL)
+            .enable_host_forwarding(Families::DUAL, &[])
             .await
             .expect("host forwarding");
         let routes = NetlinkRoutes::new(links.sockets().clone());
