@@ -52,6 +52,10 @@ pub struct Field<'a> {
     pub never_indexed: bool,
 }
 
+/// A literal field's name and value: borrowed from the block when sent
+/// raw, owned when Huffman-decoded or taken from a table.
+type Literal<'b> = (Cow<'b, [u8]>, Cow<'b, [u8]>);
+
 /// One connection's decoding context.
 pub struct Decoder {
     /// Newest first: index 62 is `table[0]`.
@@ -124,11 +128,7 @@ impl Decoder {
 
     /// A literal field: its name by index (non-zero `n`-bit prefix) or as a
     /// string, then its value (RFC 7541 §6.2).
-    fn literal<'b>(
-        &self,
-        block: &mut &'b [u8],
-        n: u8,
-    ) -> Result<(Cow<'b, [u8]>, Cow<'b, [u8]>), HpackError> {
+    fn literal<'b>(&self, block: &mut &'b [u8], n: u8) -> Result<Literal<'b>, HpackError> {
         let index = integer(block, n)?;
         let name = if index == 0 {
             string(block)?

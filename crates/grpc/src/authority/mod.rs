@@ -11,9 +11,9 @@
 //! fixes the bytes: [`NormalizeAuthority`] sits between the accepted
 //! [`UnixStream`] and hyper and rewrites every header block the client
 //! sends (`frames`, `block`, over an HPACK decoder of its own: `hpack`,
-//! `huffman`), replacing an `:authority` that h2 would
-//! refuse by `localhost`. Everything else passes through untouched, and
-//! writes go straight to the socket.
+//! `huffman`), replacing an `:authority` that h2 would refuse by
+//! `localhost`. Everything else passes through untouched, and writes go
+//! straight to the socket.
 //!
 //! Only unix-socket connections are wrapped: over TCP a client's authority
 //! is its real target and valid, and TLS hides the frames anyway.
