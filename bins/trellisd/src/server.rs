@@ -1,6 +1,10 @@
 //! Serving: the gRPC routes on the unix socket and (optionally) TCP with TLS,
 //! plus the metrics endpoint, all stopped by one shutdown future.
 //!
+//! Unix-socket connections go through `trellis_grpc::unix_incoming`, which
+//! normalises the `:authority` that gRPC C-core clients (Python, Java, C++)
+//! send, so that h2 does not refuse their calls.
+//!
 //! Following mini-redis, [`serve`] takes bound listeners and a shutdown
 //! future, so that tests can bind what they like and stop it when they like.
 
@@ -12,7 +16,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use trellis_agent::Agent;
 
@@ -70,7 +74,7 @@ pub async fn serve(
     let unix = Server::builder()
         .layer(layer.clone())
         .add_routes(services.routes.clone())
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listeners.unix), stopped());
+        .serve_with_incoming_shutdown(trellis_grpc::unix_incoming(listeners.unix), stopped());
     tasks.spawn(async move { unix.await.context("gRPC on the unix socket") });
     if let Some((listener, tls)) = listeners.tcp {
         let mut builder = Server::builder();

@@ -9,8 +9,12 @@
 //! generated code lives in `trellis-proto`.
 //!
 //! [`serve`] takes the listener and the shutdown signal from its caller and
-//! adds gRPC health and reflection beside the agent service.
+//! adds gRPC health and reflection beside the agent service. On a unix
+//! socket each connection goes through [`authority`], so that clients built
+//! on gRPC C-core (Python, Java, C++), which send the socket's path as
+//! `:authority`, are not refused by h2.
 
+pub mod authority;
 mod errors;
 pub mod input;
 mod output;
@@ -18,6 +22,7 @@ mod server;
 mod service;
 mod watch;
 
+pub use authority::unix_incoming;
 pub use errors::{code, status};
 pub use server::{Services, serve, serve_tcp, serve_unix};
 pub use service::AgentService;

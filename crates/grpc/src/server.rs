@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::server::Connected;
 use tonic::transport::{Error, Server};
@@ -90,13 +90,14 @@ where
         .await
 }
 
-/// [`serve`] on a unix socket (trellisd's usual listener).
+/// [`serve`] on a unix socket (trellisd's usual listener), each connection's
+/// `:authority` normalised ([`crate::authority`]).
 pub async fn serve_unix(
     agent: Arc<Agent>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    serve(agent, UnixListenerStream::new(listener), shutdown).await
+    serve(agent, crate::unix_incoming(listener), shutdown).await
 }
 
 /// [`serve`] on TCP (for remote management; put TLS or a proxy in front).
