@@ -125,7 +125,10 @@ async fn bridge_networks_are_kept_apart_internal_is_cut_off_and_reach_opens_one_
     assert_eq!(seen_ip(&reply), i2.ip());
     assert!(!i1.reaches(ext.addr()), "internal reaches the world");
     assert!(!i1.reaches(a1.web()) && !a1.reaches(i1.web()));
-    assert!(tcp_request(&lab.pc, i1.web()).is_err(), "pc reaches internal");
+    assert!(
+        tcp_request(&lab.pc, i1.web()).is_err(),
+        "pc reaches internal"
+    );
     let host_web = TcpServer::start(&lab.host, (HOST_IP, 9080).into(), "host");
     let reply = tcp_request(&i1.ns, host_web.addr()).expect("internal reaches the host");
     assert_eq!(seen_ip(&reply), i1.ip());
@@ -204,9 +207,21 @@ async fn ports_on_one_host_address_and_localhost_without_opening_the_hosts_loopb
     let other = Netns::new("w2");
     let mut req = request("web", "w2", &other, &[(Protocol::Tcp, 8080, 80)]);
     let err = agent.attach(req.clone()).await.unwrap_err();
-    assert!(matches!(err, Error::PortInUse { host_port: 8080, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::PortInUse {
+                host_port: 8080,
+                ..
+            }
+        ),
+        "{err}"
+    );
     req.ports = vec![tcp(Some("127.0.0.2"), 8080, 80)];
-    agent.attach(req).await.expect("another host address may reuse 8080");
+    agent
+        .attach(req)
+        .await
+        .expect("another host address may reuse 8080");
 
     // The door route_localnet opens stays shut: a service bound to the
     // host's 127.0.0.1 is not reachable from a container on the bridge nor
@@ -215,7 +230,10 @@ async fn ports_on_one_host_address_and_localhost_without_opening_the_hosts_loopb
     assert!(tcp_request(&lab.host, secret.addr()).is_ok(), "sanity");
     route_loopback_via(&web.ns, net.gateways[0]);
     route_loopback_via(&lab.pc, IpAddr::V4(HOST_IP));
-    assert!(!web.reaches(secret.addr()), "a container reaches the host's 127.0.0.1");
+    assert!(
+        !web.reaches(secret.addr()),
+        "a container reaches the host's 127.0.0.1"
+    );
     assert!(tcp_request(&lab.pc, secret.addr()).is_err(), "the PC does");
     // ... and it is trellis's input rule that shuts it: without the rule the
     // container gets in (so the check above can fail).

@@ -51,7 +51,11 @@ pub fn publish(spec: &str) -> Result<Publish, String> {
     let (host, container) = match parts.as_slice() {
         [host, container] => (*host, *container),
         [_] => return Err(bad("a host port is required ([IP:]HOST:CONTAINER[/PROTO])")),
-        _ => return Err(bad("expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)")),
+        _ => {
+            return Err(bad(
+                "expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)",
+            ));
+        }
     };
     let host = port_range(host).map_err(|e| bad(&format!("host port {e}")))?;
     let container = port_range(container).map_err(|e| bad(&format!("container port {e}")))?;

@@ -59,10 +59,22 @@ fn publish_accepts_dockers_forms() {
 fn publish_refuses_bad_specs_naming_them() {
     let cases = [
         ("80", "a host port is required"),
-        ("localhost:8080:80", "host address \"localhost\" is not an IPv4 address"),
-        ("::1:8080:80", "expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)"),
-        ("[::1:8080:80", "an IPv6 host address is written [ADDR]:HOST:CONTAINER"),
-        ("[nope]:8080:80", "host address \"nope\" is not an IP address"),
+        (
+            "localhost:8080:80",
+            "host address \"localhost\" is not an IPv4 address",
+        ),
+        (
+            "::1:8080:80",
+            "expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)",
+        ),
+        (
+            "[::1:8080:80",
+            "an IPv6 host address is written [ADDR]:HOST:CONTAINER",
+        ),
+        (
+            "[nope]:8080:80",
+            "host address \"nope\" is not an IP address",
+        ),
         ("0:80", "host port \"0\" is out of range 1..=65535"),
         (
             "8080:70000",
@@ -81,7 +93,10 @@ fn publish_refuses_bad_specs_naming_them() {
             "8000-8001:80",
             "host range has 2 ports but container range has 1",
         ),
-        ("1:2:3:4", "expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)"),
+        (
+            "1:2:3:4",
+            "expected [IP:]HOST:CONTAINER[/PROTO] (IPv6 in brackets)",
+        ),
         ("", "a host port is required"),
     ];
     for (spec, want) in cases {

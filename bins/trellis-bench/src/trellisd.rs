@@ -170,7 +170,7 @@ pub fn attach_request(slot: &Slot) -> AttachRequest {
                 protocol: Protocol::Tcp as i32,
                 host_port: p.into(),
                 container_port: CONTAINER_PORT.into(),
-                container_ip: String::new(),
+                ..Default::default()
             })
             .into_iter()
             .collect(),

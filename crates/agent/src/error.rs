@@ -53,7 +53,10 @@ pub enum Error {
     #[error("endpoint {0}: an attach of it is under way; retry when it has finished")]
     Busy(String),
     /// A host port is published by another endpoint (or twice in one request).
-    #[error("host port {}{host_port}/{protocol} is already published", on_address(host_ip))]
+    #[error(
+        "host port {}{host_port}/{protocol} is already published",
+        on_address(host_ip)
+    )]
     PortInUse {
         /// TCP or UDP.
         protocol: Protocol,

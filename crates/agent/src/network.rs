@@ -85,7 +85,10 @@ impl Agent {
         } else if net.spec.bridge().is_some() {
             // Pairs with its bridge go (made again if a network of that name
             // is created again: `reach` names networks, not bridges).
-            self.be.nat.set_reach(&reach_pairs(&self.networks())).await?;
+            self.be
+                .nat
+                .set_reach(&reach_pairs(&self.networks()))
+                .await?;
         }
         self.emit(Event::NetworkDeleted(net));
         Ok(())

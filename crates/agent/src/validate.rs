@@ -36,10 +36,16 @@ fn check_ports(req: &AttachRequest, net: &Network) -> Result<(), InvalidInput> {
     }
     for h in req.ports.iter().filter_map(|p| p.host_ip) {
         if h.is_unspecified() || h.is_multicast() || h == IpAddr::from([255, 255, 255, 255]) {
-            let why = "a host address must be one unicast address (leave it empty for every address)";
+            let why =
+                "a host address must be one unicast address (leave it empty for every address)";
             return Err(InvalidInput::new("host_ip", h, why));
         }
-        if !net.spec.subnets.iter().any(|s| s.addr().is_ipv4() == h.is_ipv4()) {
+        if !net
+            .spec
+            .subnets
+            .iter()
+            .any(|s| s.addr().is_ipv4() == h.is_ipv4())
+        {
             let why = format!(
                 "network {:?} has no subnet of this address's family ({})",
                 net.spec.name,

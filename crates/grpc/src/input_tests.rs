@@ -91,6 +91,13 @@ fn bad_specs_name_their_field() {
                 ..bridge("n1", "")
             },
         ),
+        (
+            "reach",
+            pb::NetworkSpec {
+                reach: vec!["n2".into(); MAX_REACH + 1],
+                ..bridge("n1", "10.0.0.0/24")
+            },
+        ),
     ];
     for (field, spec) in cases {
         let e = network_spec(Some(spec.clone())).unwrap_err();
@@ -108,6 +115,26 @@ fn oversized_values_are_shown_shortened() {
 }
 
 #[test]
+fn a_host_address_of_every_address_is_none_and_a_real_one_is_kept() {
+    let with = |ip: &str| pb::AttachRequest {
+        ports: vec![pb::PortMapping {
+            protocol: pb::Protocol::Tcp as i32,
+            host_port: 8080,
+            container_port: 80,
+            host_ip: ip.into(),
+            ..Default::default()
+        }],
+        ..attach()
+    };
+    for any in ["", "0.0.0.0", "::"] {
+        let r = attach_request(with(any)).unwrap();
+        assert_eq!(r.ports[0].host_ip, None, "{any:?}");
+    }
+    let r = attach_request(with("127.0.0.1")).unwrap();
+    assert_eq!(r.ports[0].host_ip, Some("127.0.0.1".parse().unwrap()));
+}
+
+#[test]
 fn empty_ifname_is_eth0() {
     let req = attach_request(attach()).unwrap();
     assert_eq!(req.ifname.as_str(), "eth0");
@@ -120,7 +147,7 @@ fn bad_attaches_name_their_field() {
         protocol,
         host_port,
         container_port,
-        container_ip: String::new(),
+        ..Default::default()
     };
     let tcp = pb::Protocol::Tcp as i32;
     let cases: Vec<(&str, pb::AttachRequest)> = vec![
@@ -163,6 +190,16 @@ fn bad_attaches_name_their_field() {
             "container_port",
             pb::AttachRequest {
                 ports: vec![port(tcp, 80, 70000)],
+                ..attach()
+            },
+        ),
+        (
+            "host_ip",
+            pb::AttachRequest {
+                ports: vec![pb::PortMapping {
+                    host_ip: "localhost".into(),
+                    ..port(tcp, 8080, 80)
+                }],
                 ..attach()
             },
         ),

@@ -139,7 +139,7 @@ pub fn tcp(host_port: u32, container_port: u32) -> pb::PortMapping {
         protocol: pb::Protocol::Tcp.into(),
         host_port,
         container_port,
-        container_ip: String::new(),
+        ..Default::default()
     }
 }
 

@@ -10,8 +10,9 @@ use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::address::{AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecInet, AfSpecInet6, AfSpecUnspec, InetDevConf, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
-    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InetDevConf, InfoBridgePort, InfoData,
+    InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use nix::errno::Errno;
 use rtnetlink::AddressMessageBuilder;

@@ -9,14 +9,14 @@ use trellis_types::{InvalidInput, PortMapping, check_prefix};
 /// address (`0.0.0.0` means every address: leave `host_ip` unset).
 pub(crate) fn no_duplicate_ports(ports: &[PortMapping]) -> Result<(), Error> {
     for (i, m) in ports.iter().enumerate() {
-        if let Some(h) = m.host_ip {
-            if h.is_ipv4() != m.container_ip.is_ipv4() || h.is_unspecified() {
-                let why = format!(
-                    "host address must be a specific address of the family of {}",
-                    m.container_ip
-                );
-                return Err(InvalidInput::new("host_ip", h, why).into());
-            }
+        if let Some(h) = m.host_ip
+            && (h.is_ipv4() != m.container_ip.is_ipv4() || h.is_unspecified())
+        {
+            let why = format!(
+                "host address must be a specific address of the family of {}",
+                m.container_ip
+            );
+            return Err(InvalidInput::new("host_ip", h, why).into());
         }
         let same = |o: &&PortMapping| {
             o.clashes_with(m) && o.container_ip.is_ipv4() == m.container_ip.is_ipv4()
@@ -125,10 +125,18 @@ mod tests {
         assert!(no_duplicate_ports(&[a, udp, v6]).is_ok());
         let lo = a.on(Some("127.0.0.1".parse().unwrap()));
         let there = b.on(Some("10.1.253.101".parse().unwrap()));
-        assert!(no_duplicate_ports(&[lo, there]).is_ok(), "two host addresses");
-        assert!(no_duplicate_ports(&[lo, b]).is_err(), "one address and all of them");
+        assert!(
+            no_duplicate_ports(&[lo, there]).is_ok(),
+            "two host addresses"
+        );
+        assert!(
+            no_duplicate_ports(&[lo, b]).is_err(),
+            "one address and all of them"
+        );
         let wrong = v6.on(Some("127.0.0.1".parse().unwrap()));
-        let Err(Error::Invalid(e)) = no_duplicate_ports(&[wrong]) else { panic!() };
+        let Err(Error::Invalid(e)) = no_duplicate_ports(&[wrong]) else {
+            panic!()
+        };
         assert_eq!(e.field, "host_ip");
         match no_duplicate_ports(&[a, b]) {
             Err(Error::PortInUse {

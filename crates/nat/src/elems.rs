@@ -302,7 +302,10 @@ mod tests {
 
     #[test]
     fn pass_elements_are_two_padded_names_and_round_trip() {
-        let (a, b) = (IfName::parse("x", "br-a").unwrap(), IfName::parse("x", "br-b").unwrap());
+        let (a, b) = (
+            IfName::parse("x", "br-a").unwrap(),
+            IfName::parse("x", "br-b").unwrap(),
+        );
         let e = pass_elem(&a, &b);
         assert_eq!(e.key.len(), 32);
         assert_eq!(&e.key[..5], b"br-a\0");

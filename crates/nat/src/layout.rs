@@ -6,8 +6,8 @@
 //! prints for it, which the privileged tests compare with `nft list`.
 
 use crate::expr::{Base, CmpOp, Expr, MetaKey, REG0, Verdict};
-use crate::{filter, masq};
 use crate::wire::{NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::{filter, masq};
 
 /// The name of the one table trellis owns (family `inet`).
 pub const TABLE: &str = "trellis";

@@ -141,7 +141,9 @@ impl NftNat {
         let f = fam_of(m.container_ip);
         if on_address.is_none() {
             let found = Self::dump(conn, f.hostports())?;
-            let parsed = found.iter().filter_map(|e| elems::port_from_elem(f, true, e));
+            let parsed = found
+                .iter()
+                .filter_map(|e| elems::port_from_elem(f, true, e));
             *on_address = Some(parsed.collect());
         }
         let held = on_address.as_deref().unwrap_or_default();

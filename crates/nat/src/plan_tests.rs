@@ -303,7 +303,13 @@ fn a_port_on_one_address_goes_to_its_own_map() {
         .collect();
     assert_eq!(sets, ["hostports4", "ports4"]);
     let del = unpublish(&[m]);
-    assert!(matches!(&del[..], [Op::DelElems { set: "hostports4", .. }]));
+    assert!(matches!(
+        &del[..],
+        [Op::DelElems {
+            set: "hostports4",
+            ..
+        }]
+    ));
 }
 
 #[test]
