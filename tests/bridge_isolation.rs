@@ -2,13 +2,16 @@
 //! `reach` allows, `internal` networks cut off, ports published on one host
 //! address, `127.0.0.1` published ports reachable from the host itself — and
 //! the host's loopback still closed to containers and to the uplink
-//! (CVE-2020-8558), all with real traffic.
+//! (CVE-2020-8558), all with real traffic, on a host that starts as a fresh
+//! server does: forwarding off and a firewall that drops forwarded traffic.
 
 mod util;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use trellis_agent::{Agent, Endpoint, Error, PortSpec};
-use trellis_testlab::seed::{EXTERNAL_IP, HOST_IP, PC_IP, SeedLab};
+use trellis_testlab::seed::{
+    DEBIAN_NFT_DROP, EXTERNAL_IP, HOST_IP, IPTABLES_NFT_DROP, PC_IP, SeedLab,
+};
 use trellis_testlab::{Netns, Snapshot, TcpServer, require_root, seen_ip, tcp_request};
 use trellis_types::Protocol;
 use util::{agent_in, bridge_spec, request};
@@ -71,6 +74,8 @@ fn route_loopback_via(ns: &Netns, via: IpAddr) {
 async fn bridge_networks_are_kept_apart_internal_is_cut_off_and_reach_opens_one_way() {
     require_root();
     let lab = SeedLab::build();
+    // A fresh server: forwarding off, iptables-nft dropping forwarded traffic.
+    lab.fresh_host(IPTABLES_NFT_DROP);
     let before = Snapshot::settled(&lab.host);
     let agent = agent_in(&lab.host).await;
     let mut d = bridge_spec("d", "192.168.40.0/24", "tiso-d");
@@ -169,6 +174,7 @@ async fn bridge_networks_are_kept_apart_internal_is_cut_off_and_reach_opens_one_
 async fn ports_on_one_host_address_and_localhost_without_opening_the_hosts_loopback() {
     require_root();
     let lab = SeedLab::build();
+    lab.fresh_host(DEBIAN_NFT_DROP);
     let agent = agent_in(&lab.host).await;
     let net = agent
         .create_network(bridge_spec("web", "192.168.60.0/24", "tlocal0"))

@@ -13,25 +13,10 @@ use trellis_testlab::{Netns, TcpServer, require_root, seen_ip, tcp_request};
 use trellis_types::{ContainerId, IfName, Protocol};
 use util::{agent_in, attach, bridge_spec, routed_spec};
 
-/// iptables-nft's filter table after `iptables -P FORWARD DROP`.
-const IPTABLES_NFT: &str = "table ip filter {
-    chain FORWARD { type filter hook forward priority 0; policy drop; }
-}";
+use trellis_testlab::seed::{DEBIAN_NFT_DROP as DEBIAN, IPTABLES_NFT_DROP as IPTABLES_NFT};
 
-/// Debian's /etc/nftables.conf with the forward policy set to drop.
-const DEBIAN: &str = "table inet filter {
-    chain input { type filter hook input priority filter; }
-    chain forward { type filter hook forward priority filter; policy drop; }
-    chain output { type filter hook output priority filter; }
-}";
-
-/// Makes the lab's host look like a fresh server: forwarding off, the
-/// uplink taking router advertisements, and `ruleset` loaded.
 fn fresh_host(lab: &SeedLab, ruleset: &str) {
-    lab.host.sysctl("net.ipv4.ip_forward", "0");
-    lab.host.sysctl("net.ipv6.conf.all.forwarding", "0");
-    lab.host.sysctl("net.ipv6.conf.eth0.accept_ra", "1");
-    lab.host.exec_ok(&["nft", ruleset]);
+    lab.fresh_host(ruleset);
 }
 
 fn nft(ns: &Netns, what: &str) -> String {

@@ -33,6 +33,18 @@ pub const ROUTER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x253, 0, 0, 0, 0,
 /// The external server's IPv6 address.
 pub const EXTERNAL_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x10);
 
+/// iptables-nft's filter table after `iptables -P FORWARD DROP`.
+pub const IPTABLES_NFT_DROP: &str = "table ip filter {
+    chain FORWARD { type filter hook forward priority 0; policy drop; }
+}";
+
+/// Debian's /etc/nftables.conf with the forward policy set to drop.
+pub const DEBIAN_NFT_DROP: &str = "table inet filter {
+    chain input { type filter hook input priority filter; }
+    chain forward { type filter hook forward priority filter; policy drop; }
+    chain output { type filter hook output priority filter; }
+}";
+
 /// The namespaces of the seed's lab; all removed on drop.
 pub struct SeedLab {
     /// The container host: trellis runs here.
@@ -76,6 +88,16 @@ impl SeedLab {
             pc,
             underlay,
         }
+    }
+
+    /// Makes the host look like a fresh server: forwarding off, the uplink
+    /// taking router advertisements, and the firewall `ruleset` loaded (one
+    /// of [`IPTABLES_NFT_DROP`], [`DEBIAN_NFT_DROP`], or another).
+    pub fn fresh_host(&self, ruleset: &str) {
+        self.host.sysctl("net.ipv4.ip_forward", "0");
+        self.host.sysctl("net.ipv6.conf.all.forwarding", "0");
+        self.host.sysctl("net.ipv6.conf.eth0.accept_ra", "1");
+        self.host.exec_ok(&["nft", ruleset]);
     }
 
     /// Starts the external server on `EXTERNAL_IP:port`.
