@@ -33,6 +33,7 @@ mod check;
 mod error;
 mod events;
 mod gc;
+mod guard;
 pub mod inspect;
 mod kernel;
 pub mod model;
@@ -42,6 +43,7 @@ mod ports;
 mod reconcile;
 mod records;
 pub mod routed;
+mod safety;
 mod status;
 mod validate;
 
@@ -62,3 +64,5 @@ pub use status::Status;
 mod api_tests;
 #[cfg(test)]
 mod attach_tests;
+#[cfg(test)]
+mod safety_tests;

@@ -17,6 +17,7 @@ const MAX_VALUE: usize = 255;
 /// Checks labels and fixed addresses; `Ok` changes nothing either.
 pub(crate) fn check_request(req: &AttachRequest, net: &Network) -> Result<(), InvalidInput> {
     check_labels(req)?;
+    req.ifname.check_creatable("ifname")?;
     check_fixed(&req.fixed_addresses, net)
 }
 
