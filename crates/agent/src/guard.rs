@@ -15,17 +15,16 @@ const EINVAL: i32 = 22;
 impl Agent {
     /// The host's addresses and main-table routes, less what trellis owns.
     async fn host_facts(&self) -> Result<HostFacts, Error> {
-        let (addresses, routes) =
-            tokio::join!(self.be.links.host_addresses(), self.be.routes.host_routes());
+        // One after the other: they share the host socket, which runs one
+        // dump at a time.
+        let addresses = self.be.links.host_addresses().await?;
+        let routes = self.be.routes.host_routes().await?;
         let bridges: Vec<IfName> = self
             .networks()
             .iter()
             .filter_map(|n| n.spec.bridge().cloned())
             .collect();
-        let facts = HostFacts {
-            addresses: addresses?,
-            routes: routes?,
-        };
+        let facts = HostFacts { addresses, routes };
         Ok(facts.without_trellis(&bridges))
     }
 
