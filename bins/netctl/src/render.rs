@@ -138,7 +138,7 @@ fn one(s: impl ToString) -> Vec<String> {
 
 /// `network inspect`, `network create`.
 pub fn network(n: &NetworkView) -> String {
-    block(&[
+    let mut rows = vec![
         ("Name", one(&n.name)),
         ("Mode", one(&n.mode)),
         ("Subnets", n.subnets.clone()),
@@ -147,7 +147,11 @@ pub fn network(n: &NetworkView) -> String {
         ("Outgoing NAT", one(on_off(n.outgoing_nat))),
         ("MTU", one(or_dash(&mtu(n.mtu)))),
         ("Endpoints", one(n.endpoints)),
-    ])
+    ];
+    if !n.warnings.is_empty() {
+        rows.push(("Warnings", n.warnings.clone()));
+    }
+    block(&rows)
 }
 
 fn or_dash(s: &str) -> &str {

@@ -15,6 +15,7 @@ fn net(name: &str, mode: &str, subnet: &str, gw: &str, bridge: &str) -> NetworkV
         outgoing_nat: true,
         mtu: 0,
         endpoints: 2,
+        warnings: Vec::new(),
     }
 }
 

@@ -29,6 +29,10 @@ pub struct NetworkView {
     pub mtu: u32,
     /// How many endpoints are attached.
     pub endpoints: u32,
+    /// What the host's administrator should know (routes of the host that
+    /// the network's routes shadow); left out when there is nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<v1::Network> for NetworkView {
@@ -52,6 +56,7 @@ impl From<v1::Network> for NetworkView {
             outgoing_nat: spec.outgoing_nat,
             mtu: spec.mtu,
             endpoints: n.endpoints,
+            warnings: n.warnings,
         }
     }
 }
