@@ -57,6 +57,19 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Whether `netns` can be a container's: a network namespace, and none
+    /// of the reserved ones. Reconcile detaches a recorded endpoint whose
+    /// namespace is not (one an older trellis plumbed into the host).
+    pub(crate) fn is_container_netns(&self, netns: &trellis_types::NetnsPath) -> bool {
+        let reserved = self.be.links.reserved_netns();
+        match self.be.links.check_netns(netns) {
+            Ok(id) => safety::check_netns_identity(netns, id, &reserved).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
 /// A kernel `EINVAL` for an object made of the caller's values (which passed
 /// every check trellis knows) as [`Error::KernelRefused`] naming `field`;
 /// anything else as it is.
