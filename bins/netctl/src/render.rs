@@ -146,7 +146,7 @@ fn one(s: impl ToString) -> Vec<String> {
 
 /// `network inspect`, `network create`.
 pub fn network(n: &NetworkView) -> String {
-    block(&[
+    let mut rows = vec![
         ("Name", one(&n.name)),
         ("Mode", one(&n.mode)),
         ("Subnets", n.subnets.clone()),
@@ -157,7 +157,11 @@ pub fn network(n: &NetworkView) -> String {
         ("Internal", one(on_off(n.internal))),
         ("Reaches", or_none(&n.reach)),
         ("Endpoints", one(n.endpoints)),
-    ])
+    ];
+    if !n.warnings.is_empty() {
+        rows.push(("Warnings", n.warnings.clone()));
+    }
+    block(&rows)
 }
 
 fn or_dash(s: &str) -> &str {

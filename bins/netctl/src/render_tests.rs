@@ -17,6 +17,7 @@ fn net(name: &str, mode: &str, subnet: &str, gw: &str, bridge: &str) -> NetworkV
         internal: false,
         reach: vec![],
         endpoints: 2,
+        warnings: Vec::new(),
     }
 }
 

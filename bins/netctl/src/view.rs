@@ -33,6 +33,10 @@ pub struct NetworkView {
     pub reach: Vec<String>,
     /// How many endpoints are attached.
     pub endpoints: u32,
+    /// What the host's administrator should know (routes of the host that
+    /// the network's routes shadow); left out when there is nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<v1::Network> for NetworkView {
@@ -58,6 +62,7 @@ impl From<v1::Network> for NetworkView {
             internal: spec.internal,
             reach: spec.reach,
             endpoints: n.endpoints,
+            warnings: n.warnings,
         }
     }
 }

@@ -77,9 +77,9 @@ impl Agent {
         undo: &mut Vec<Undo>,
     ) -> Result<Endpoint, Error> {
         let handle = req.handle();
-        // Bad input is refused before anything changes (not even IPAM's
-        // next-fit cursor).
-        self.be.links.check_netns(&req.netns)?;
+        // Bad input, and anything that would hurt the host, is refused
+        // before anything changes (not even IPAM's next-fit cursor).
+        self.check_attach_on_host(req).await?;
         self.ports.claim(&handle, &req.ports)?;
         undo.push(Undo::Ports(handle.clone()));
         let ips = self.allocate_recorded(req, net).await?;
@@ -253,6 +253,11 @@ impl Agent {
             }
             NetworkMode::Routed => crate::routed::veth_spec(req, net, host_ifname),
         };
-        Ok(self.be.links.create_veth(&spec).await?)
+        let ifname = spec.container_name.clone();
+        self.be
+            .links
+            .create_veth(&spec)
+            .await
+            .map_err(crate::guard::refused("ifname", &ifname))
     }
 }

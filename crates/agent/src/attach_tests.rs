@@ -4,7 +4,7 @@
 use crate::{Agent, AttachRequest, Backends, Error, NetworkMode, NetworkSpec, PortSpec};
 use std::io;
 use std::sync::{Arc, Mutex};
-use trellis_link::{KernelError, LinkError, MockLinks, VethInfo};
+use trellis_link::{KernelError, LinkError, MockLinks, NetnsId, ReservedNetns, VethInfo};
 use trellis_nat::{MockHostFirewall, MockNat};
 use trellis_route::{MockRoutes, RouteError};
 use trellis_store::{InstrumentedStore, MemoryStore};
@@ -60,7 +60,18 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
     let mut links = MockLinks::new();
     links.expect_ensure_bridge().returning(|_| Ok(7));
     links.expect_link_exists().returning(|_, _| Ok(false));
-    links.expect_check_netns().returning(|_| Ok(()));
+    links
+        .expect_check_netns()
+        .returning(|_| Ok(NetnsId { dev: 4, ino: 100 }));
+    links.expect_reserved_netns().returning(|| {
+        let id = NetnsId { dev: 4, ino: 1 };
+        vec![ReservedNetns {
+            id,
+            what: "the host",
+        }]
+    });
+    links.expect_host_addresses().returning(|| Ok(Vec::new()));
+    links.expect_host_listeners().returning(|| Ok(Vec::new()));
     links
         .expect_list_links_with_prefix()
         .returning(|_, _| Ok(Vec::new()));
@@ -92,6 +103,7 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
     routes.expect_add_routes().returning(|_, _| Ok(()));
     routes.expect_delete_routes().returning(|_, _| Ok(()));
     routes.expect_list_routes().returning(|_| Ok(Vec::new()));
+    routes.expect_host_routes().returning(|| Ok(Vec::new()));
     routes
         .expect_setup_routed_host()
         .returning(move |_| match fail {

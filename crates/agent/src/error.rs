@@ -65,6 +65,43 @@ pub enum Error {
         /// The host port.
         host_port: u16,
     },
+    /// A host port is owned by a socket on the host (a listener, or a bound
+    /// UDP socket): publishing it would take its traffic.
+    #[error(
+        "host port {host_port}/{protocol} is in use on the host: a socket is bound to {local} \
+         (publishing it would take that port's traffic from it)"
+    )]
+    PortListening {
+        /// TCP or UDP.
+        protocol: Protocol,
+        /// The host port.
+        host_port: u16,
+        /// The address the host's socket is bound to.
+        local: std::net::SocketAddr,
+    },
+    /// A value would take something the host uses (an address, a directly
+    /// connected route, a route's gateway); nothing was changed.
+    #[error("{field} {value:?} {conflict}")]
+    HostConflict {
+        /// The request's field (`subnet`).
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What of the host's it conflicts with.
+        conflict: String,
+    },
+    /// The kernel refused (`EINVAL`) an object made of the caller's values,
+    /// which passed trellis's checks: the value is bad for this kernel.
+    #[error("{field} {value:?}: the kernel refused it: {source}")]
+    KernelRefused {
+        /// The request's field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// The kernel's answer.
+        #[source]
+        source: Box<Error>,
+    },
     /// Address management failed.
     #[error(transparent)]
     Ipam(#[from] trellis_ipam::Error),
@@ -112,16 +149,22 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         use ErrorClass::*;
         match self {
-            Error::Invalid(_) => InvalidArgument,
+            Error::Invalid(_) | Error::KernelRefused { .. } => InvalidArgument,
             Error::NetworkNotFound(_) | Error::EndpointNotFound(_) => NotFound,
-            Error::NetworkExists(_) | Error::EndpointExists(_) | Error::PortInUse { .. } => {
-                AlreadyExists
-            }
+            Error::NetworkExists(_)
+            | Error::EndpointExists(_)
+            | Error::PortInUse { .. }
+            | Error::PortListening { .. } => AlreadyExists,
+            Error::HostConflict { .. } => FailedPrecondition,
             Error::NetworkInUse { .. } => FailedPrecondition,
             Error::Busy(_) => Unavailable,
             Error::Ipam(e) => ipam_class(e),
             Error::Link(trellis_link::LinkError::Invalid(_)) => InvalidArgument,
             Error::Link(trellis_link::LinkError::BridgeFull { .. }) => ResourceExhausted,
+            // A name the caller chose is taken where it was to be created
+            // (`eth0` in a namespace that has one).
+            Error::Link(trellis_link::LinkError::AlreadyExists { .. }) => AlreadyExists,
+            Error::Route(trellis_route::RouteError::Invalid(_)) => InvalidArgument,
             Error::Nat(trellis_nat::Error::PortInUse { .. }) => AlreadyExists,
             Error::Nat(trellis_nat::Error::Invalid(_)) => InvalidArgument,
             _ => Internal,

@@ -166,6 +166,7 @@ mod tests {
                 reach: Vec::new(),
             },
             gateways: vec![],
+            warnings: vec![],
         }
     }
 

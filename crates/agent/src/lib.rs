@@ -38,6 +38,7 @@ mod check;
 mod error;
 mod events;
 mod gc;
+mod guard;
 mod host;
 pub mod inspect;
 mod kernel;
@@ -48,6 +49,7 @@ mod ports;
 mod reconcile;
 mod records;
 pub mod routed;
+mod safety;
 mod status;
 mod validate;
 
@@ -69,3 +71,5 @@ pub use status::Status;
 mod api_tests;
 #[cfg(test)]
 mod attach_tests;
+#[cfg(test)]
+mod safety_tests;

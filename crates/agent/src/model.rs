@@ -74,6 +74,11 @@ pub struct Network {
     /// link-local gateways (`169.254.1.1`, and `fe80::ecee:eeff:feee:eeee`
     /// when the network has an IPv6 pool).
     pub gateways: Vec<IpAddr>,
+    /// What the host should know about this network, found when it was
+    /// created: routes of the host via a gateway that trellis's more specific
+    /// routes shadow for the network's addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Network {

@@ -14,7 +14,7 @@ use crate::routed;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use trellis_ipam::{PoolSpec, Reserve};
-use trellis_link::{BridgeSpec, Ns};
+use trellis_link::{BridgeSpec, Ns, is_host_veth_name};
 use trellis_nat::{NetworkNat, RoutedPool};
 use trellis_types::{IfName, InvalidInput, check_prefix};
 
@@ -22,9 +22,9 @@ impl Agent {
     /// Creates a network. The same spec twice is a no-op; a clash with another
     /// network's name, subnet or bridge is refused and changes nothing.
     pub async fn create_network(&self, spec: NetworkSpec) -> Result<Network, Error> {
-        let net = self.validate_network(spec)?;
+        let mut net = self.validate_network(spec)?;
         if let Ok(existing) = self.network(&net.spec.name) {
-            return if existing == net {
+            return if (&existing.spec, &existing.gateways) == (&net.spec, &net.gateways) {
                 Ok(existing)
             } else {
                 Err(Error::NetworkExists(net.spec.name))
@@ -38,6 +38,7 @@ impl Agent {
             let why = "an interface of that name already exists on the host";
             return Err(InvalidInput::new("bridge", bridge, why).into());
         }
+        net.warnings = self.check_network_on_host(&net).await?;
         self.create_pools(&net).await?;
         if let Err(e) = self.plumb_network(&net).await {
             self.unplumb_network(&net).await.ok();
@@ -134,7 +135,13 @@ impl Agent {
         self.enable_forwarding(net).await?;
         match &net.spec.mode {
             NetworkMode::Bridge { .. } => {
-                self.be.links.ensure_bridge(&bridge_spec(net)).await?;
+                let spec = bridge_spec(net);
+                let bridge = spec.name.clone();
+                self.be
+                    .links
+                    .ensure_bridge(&spec)
+                    .await
+                    .map_err(crate::guard::refused("bridge", &bridge))?;
                 self.be.nat.add_network(&bridge_nat(net)).await?;
                 let mut all = self.networks();
                 all.push(net.clone());
@@ -182,6 +189,10 @@ impl Agent {
         check_network_name(&spec.name)?;
         check_subnets(&spec)?;
         check_isolation(&spec)?;
+        check_mtu(&spec)?;
+        if let Some(bridge) = spec.bridge() {
+            check_bridge_name(bridge)?;
+        }
         let gateways = match &spec.mode {
             NetworkMode::Bridge { .. } => {
                 let gateway = bridge_gateway(&spec)?;
@@ -205,7 +216,11 @@ impl Agent {
                 }
             }
         }
-        Ok(Network { spec, gateways })
+        Ok(Network {
+            spec,
+            gateways,
+            warnings: Vec::new(),
+        })
     }
 }
 
@@ -264,6 +279,7 @@ fn check_subnets(spec: &NetworkSpec) -> Result<(), InvalidInput> {
     }
     for &subnet in s {
         check_prefix("subnet", subnet)?;
+        crate::safety::check_special("subnet", subnet)?;
     }
     let v4 = s.iter().filter(|n| matches!(n, IpNet::V4(_))).count();
     if v4 > 1 || s.len() - v4 > 1 {
@@ -292,11 +308,44 @@ fn bridge_gateway(spec: &NetworkSpec) -> Result<IpAddr, InvalidInput> {
             .next()
             .ok_or_else(|| InvalidInput::new("subnet", subnet, "subnet has no host addresses"))?,
     };
-    if !subnet.contains(&gateway) || gateway == subnet.network() {
+    let broadcast =
+        subnet.addr().is_ipv4() && subnet.prefix_len() < 31 && gateway == subnet.broadcast();
+    if !subnet.contains(&gateway) || gateway == subnet.network() || broadcast {
         let why = format!("gateway must be a host address of {subnet}");
         return Err(InvalidInput::new("gateway", gateway, why));
     }
     Ok(gateway)
+}
+
+/// A bridge name trellis may create: not one the system keeps for itself,
+/// and not of the shape of trellis's own host veths (`tr` + 13 hex digits),
+/// which garbage collection would take for a leaked veth and delete.
+fn check_bridge_name(bridge: &IfName) -> Result<(), InvalidInput> {
+    bridge.check_creatable("bridge")?;
+    if is_host_veth_name(bridge.as_str()) {
+        let why = "names of the form tr + 13 hex digits are trellis's host veths";
+        return Err(InvalidInput::new("bridge", bridge, why));
+    }
+    Ok(())
+}
+
+/// The MTU range of an Ethernet-like link (68, RFC 791's minimum, to the
+/// largest the kernel takes for a bridge or veth); IPv6 needs 1280 (RFC 8200).
+fn check_mtu(spec: &NetworkSpec) -> Result<(), InvalidInput> {
+    let Some(mtu) = spec.mtu else {
+        return Ok(());
+    };
+    let min = if spec.subnets.iter().any(|s| s.addr().is_ipv6()) {
+        1280
+    } else {
+        68
+    };
+    if (min..=65535).contains(&mtu) {
+        Ok(())
+    } else {
+        let why = format!("mtu must be {min} to 65535");
+        Err(InvalidInput::new("mtu", mtu, why))
+    }
 }
 
 /// IPAM names its fields after a pool (`cidr`, `name`); a caller of the

@@ -104,7 +104,7 @@ impl Agent {
         let req = &ep.request;
         let h = req.handle();
         let net = match self.network(&req.network) {
-            Ok(net) if self.be.links.check_netns(&req.netns).is_ok() => net,
+            Ok(net) if self.is_container_netns(&req.netns) => net,
             _ => {
                 self.detach(&h.container, &h.ifname).await?;
                 r.detached.push(h);

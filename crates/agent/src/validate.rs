@@ -18,6 +18,7 @@ const MAX_VALUE: usize = 255;
 pub(crate) fn check_request(req: &AttachRequest, net: &Network) -> Result<(), InvalidInput> {
     check_labels(req)?;
     check_ports(req, net)?;
+    req.ifname.check_creatable("ifname")?;
     check_fixed(&req.fixed_addresses, net)
 }
 

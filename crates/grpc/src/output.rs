@@ -30,6 +30,7 @@ pub fn network(n: Network, endpoints: usize) -> pb::Network {
         }),
         gateways: texts(&n.gateways),
         endpoints: u32::try_from(endpoints).unwrap_or(u32::MAX),
+        warnings: n.warnings,
     }
 }
 

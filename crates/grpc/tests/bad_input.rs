@@ -85,6 +85,7 @@ async fn run(c: &mut AgentClient<Channel>, call: Call) -> Result<(), Status> {
 /// a tiny /29 network filled to the last address.
 async fn setup(h: &Harness, c1: &Netns, tiny: &Netns) {
     h.host.ip("link add eth0 type veth peer name eth0p");
+    h.host.ip("addr add 10.3.0.5/24 dev eth0");
     let mut c = h.client.clone();
     create(&mut c, bridge("n1", "192.168.169.0/24", "tbr1")).await;
     let mut req = attach("n1", "c1", c1);

@@ -68,6 +68,19 @@ pub fn network_cases() -> Vec<Case> {
             spec(|s| s.bridge = "eth0".into()),
         ),
         bad("mtu 10", "mtu", spec(|s| s.mtu = 10)),
+        bad("loopback subnet", "loopback", subnet("127.0.0.0/24")),
+        bad("multicast subnet", "multicast", subnet("224.1.0.0/24")),
+        bad(
+            "reserved bridge name",
+            "bridge",
+            spec(|s| s.bridge = "all".into()),
+        ),
+        (
+            "subnet holding a host address",
+            subnet("10.3.0.0/24"),
+            Code::FailedPrecondition,
+            "10.3.0.5/24 on eth0",
+        ),
         ("name taken", taken, Code::AlreadyExists, "n1"),
         bad("get empty name", "name", Call::Get("")),
         ("get unknown", Call::Get("nope"), Code::NotFound, "nope"),
@@ -128,6 +141,12 @@ pub fn attach_cases(h: &Harness, c9: &Netns) -> Vec<Case> {
         bad("relative netns", "netns", netns("run/netns/x")),
         bad("netns is a file", "netns", netns(&file.to_string_lossy())),
         bad("netns is a mount ns", "netns", netns("/proc/self/ns/mnt")),
+        bad(
+            "netns is the host's",
+            "host network namespace",
+            netns(&h.host.path_str()),
+        ),
+        bad("ifname lo", "ifname", a(&|r| r.ifname = "lo".into())),
         bad(
             "netns missing",
             "netns",

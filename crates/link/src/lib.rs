@@ -50,6 +50,8 @@
 
 pub mod error;
 pub mod forwarding;
+pub mod host;
+mod host_read;
 pub mod msg;
 mod naming;
 mod netlink;
@@ -65,6 +67,7 @@ mod msg_routed_tests;
 mod msg_tests;
 
 pub use error::{BRIDGE_MAX_PORTS, KernelError, LinkError};
+pub use host::{HostAddress, Listener, NetnsId, ReservedNetns};
 pub use naming::{HOST_VETH_PREFIX, bridge_mac, container_mac, host_veth_name, is_host_veth_name};
 pub use netlink::NetlinkLinks;
 pub use netns::Sockets;
@@ -98,9 +101,21 @@ pub trait Links: Send + Sync {
     async fn ensure_bridge(&self, spec: &BridgeSpec) -> Result<u32, LinkError>;
 
     /// Checks, without changing anything, that `netns` is a network namespace
-    /// (an [`trellis_types::InvalidInput`] naming `netns` if not). Cheap: an
-    /// open, an fstatfs and a readlink, no thread.
-    fn check_netns(&self, netns: &NetnsPath) -> Result<(), LinkError>;
+    /// (an [`trellis_types::InvalidInput`] naming `netns` if not), and returns
+    /// its identity. Cheap: an open, an fstatfs, an fstat and a readlink, no
+    /// thread.
+    fn check_netns(&self, netns: &NetnsPath) -> Result<NetnsId, LinkError>;
+
+    /// The namespaces that are never a container's, whatever path reaches
+    /// them: the host, the process's own, init's ([`host::reserved_netns`]).
+    fn reserved_netns(&self) -> Vec<ReservedNetns>;
+
+    /// Every address of the host namespace, with its interface.
+    async fn host_addresses(&self) -> Result<Vec<HostAddress>, LinkError>;
+
+    /// The sockets that own ports in the host namespace: TCP listeners and
+    /// bound, unconnected UDP sockets.
+    async fn host_listeners(&self) -> Result<Vec<Listener>, LinkError>;
 
     /// Creates a veth pair with the peer inside the container's namespace (the
     /// host end up and enslaved, the peer still down). A taken name, on either

@@ -1,13 +1,14 @@
 //! [`NetlinkLinks`]: the real [`Links`], over rtnetlink.
 
 use crate::error::{KernelError, LinkError};
-use crate::netns::{Sockets, check_netns, open_netns};
+use crate::host::{HostAddress, Listener, NetnsId, ReservedNetns};
+use crate::netns::{Sockets, check_netns, netns_identity, open_netns};
 use crate::routed::{self, Families, RoutedHostPort};
 use crate::spec::{
     BridgeSpec, ContainerIface, ContainerRoute, LinkRef, LinkSummary, Ns, VethInfo, VethSpec,
 };
 use crate::sysctl::SysctlKey;
-use crate::{Links, msg, naming, nl};
+use crate::{Links, host_read, msg, naming, nl};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -178,8 +179,20 @@ impl Links for NetlinkLinks {
         Ok(index)
     }
 
-    fn check_netns(&self, netns: &NetnsPath) -> Result<(), LinkError> {
-        open_netns(netns).map(drop)
+    fn check_netns(&self, netns: &NetnsPath) -> Result<NetnsId, LinkError> {
+        netns_identity(netns)
+    }
+
+    fn reserved_netns(&self) -> Vec<ReservedNetns> {
+        self.sockets.reserved().to_vec()
+    }
+
+    async fn host_addresses(&self) -> Result<Vec<HostAddress>, LinkError> {
+        host_read::addresses(&self.sockets).await
+    }
+
+    async fn host_listeners(&self) -> Result<Vec<Listener>, LinkError> {
+        host_read::listeners(&self.sockets).await
     }
 
     async fn create_veth(&self, spec: &VethSpec) -> Result<VethInfo, LinkError> {

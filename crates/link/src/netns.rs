@@ -8,6 +8,7 @@
 //! bound to the namespace it was created in) and exits.
 
 use crate::error::LinkError;
+use crate::host::{NetnsId, ReservedNetns, reserved_netns};
 use crate::spec::Ns;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -46,6 +47,19 @@ pub fn open_netns(path: &NetnsPath) -> Result<OwnedFd, LinkError> {
         return Err(not_a_netns(path));
     }
     Ok(fd)
+}
+
+/// Opens `path` as [`open_netns`] does and returns the identity of the
+/// namespace behind it.
+pub fn netns_identity(path: &NetnsPath) -> Result<NetnsId, LinkError> {
+    let fd = open_netns(path)?;
+    NetnsId::of(&fd).map_err(|e| {
+        LinkError::Invalid(InvalidInput::new(
+            "netns",
+            path,
+            format!("cannot stat: {e}"),
+        ))
+    })
 }
 
 fn not_a_netns(path: &NetnsPath) -> LinkError {
@@ -149,6 +163,8 @@ pub async fn connect(netns: Option<Arc<OwnedFd>>) -> Result<rtnetlink::Handle, N
 pub struct Sockets {
     host: rtnetlink::Handle,
     host_fd: Option<Arc<OwnedFd>>,
+    /// Namespaces never to be taken for a container's (read once, here).
+    reserved: Arc<Vec<ReservedNetns>>,
 }
 
 impl Sockets {
@@ -160,6 +176,7 @@ impl Sockets {
         Ok(Self {
             host,
             host_fd: None,
+            reserved: Arc::new(reserved_netns(None)),
         })
     }
 
@@ -171,8 +188,15 @@ impl Sockets {
             .map_err(|e| e.into_link_error(SOCKET, &Ns::Path(path.clone())))?;
         Ok(Self {
             host,
+            reserved: Arc::new(reserved_netns(Some(&*fd))),
             host_fd: Some(fd),
         })
+    }
+
+    /// The namespaces that are never a container's (see
+    /// [`crate::host::reserved_netns`]).
+    pub fn reserved(&self) -> &[ReservedNetns] {
+        &self.reserved
     }
 
     /// The host socket.

@@ -120,9 +120,30 @@ pub async fn apply(handle: &rtnetlink::Handle, requests: Vec<Request>) -> Result
 }
 
 /// Sends a get or dump request and returns the messages it answers with.
+///
+/// The kernel runs one dump at a time per socket and answers a second one,
+/// sent while the first is still under way on the shared host socket (two
+/// requests reading the host at once), with `EBUSY`: that is retried, for up
+/// to about a second, rather than reported.
 pub async fn fetch(
     handle: &rtnetlink::Handle,
     req: Request,
+) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
+    const TRIES: u32 = 200;
+    for _ in 1..TRIES {
+        match fetch_once(handle, &req).await {
+            Err(e) if e.is(Errno::EBUSY) => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            other => return other,
+        }
+    }
+    fetch_once(handle, &req).await
+}
+
+async fn fetch_once(
+    handle: &rtnetlink::Handle,
+    req: &Request,
 ) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
     let mut handle = handle.clone();
     let mut msg = NetlinkMessage::from(req.message.clone());

@@ -49,7 +49,7 @@ mod msg_tests;
 mod routed_tests;
 
 pub use error::RouteError;
-pub use model::{Neighbour, Route, RouteKind, Scope};
+pub use model::{HostRoute, Neighbour, Route, RouteKind, Scope};
 pub use netlink::NetlinkRoutes;
 pub use peer::{PeerRoute, PeerRouteChanges};
 pub use routed::RoutedEndpoint;
@@ -75,6 +75,10 @@ pub trait Routes: Send + Sync {
 
     /// The routes trellis installed ([`RTPROT_TRELLIS`], main table) in `ns`.
     async fn list_routes(&self, ns: &Ns) -> Result<Vec<Route>, RouteError>;
+
+    /// Every route of the host's main table, whoever installed it (a read
+    /// only: what requests are checked against before anything changes).
+    async fn host_routes(&self) -> Result<Vec<HostRoute>, RouteError>;
 
     /// Installs permanent neighbour entries (create or replace).
     async fn add_neighbours(&self, ns: &Ns, neighbours: &[Neighbour]) -> Result<(), RouteError>;

@@ -120,6 +120,35 @@ impl fmt::Display for Route {
     }
 }
 
+/// A route of the host's main table as the kernel holds it, whoever
+/// installed it: what requests are checked against (a pool that overlaps a
+/// directly connected route would cut the host off that link).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostRoute {
+    /// The route.
+    pub route: Route,
+    /// Who installed it (`rtm_protocol`: 2 kernel, 3 boot, 4 static,
+    /// [`crate::RTPROT_TRELLIS`] trellis).
+    pub protocol: u8,
+}
+
+impl HostRoute {
+    /// Whether the destination is reached on a link of the host, with no
+    /// gateway: a subnet the host is attached to (`10.1.253.0/24 dev eth0`),
+    /// IPv4 or IPv6, whatever its scope.
+    pub fn is_connected(&self) -> bool {
+        self.route.kind == RouteKind::Unicast
+            && self.route.via.is_none()
+            && self.route.dev.is_some()
+    }
+}
+
+impl fmt::Display for HostRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.route.fmt(f)
+    }
+}
+
 /// A permanent neighbour entry (ARP / NDP), e.g. a routed-mode container's
 /// gateway `169.254.1.1` at `ee:ee:ee:ee:ee:ee`, which saves the first ARP.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

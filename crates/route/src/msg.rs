@@ -1,13 +1,14 @@
 //! Pure builders and parsers: routes and neighbours as netlink messages.
 
 use crate::RTPROT_TRELLIS;
-use crate::model::{Neighbour, Route, RouteKind, Scope};
+use crate::model::{HostRoute, Neighbour, Route, RouteKind, Scope};
 use ipnet::IpNet;
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
+    RouteScope, RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as M};
 use nix::errno::Errno;
@@ -120,14 +121,22 @@ pub(crate) fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
 /// Reads back a route trellis installed in the main table; `None` for
 /// anyone else's (or one trellis cannot describe). `names` maps ifindex → name.
 pub fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
+    parse_main_route(msg, names)
+        .filter(|r| r.protocol == RTPROT_TRELLIS)
+        .map(|r| r.route)
+}
+
+/// Reads back any route of the main table, whoever installed it; `None` for
+/// other tables and for routes trellis cannot describe. A route whose next
+/// hops are given as `RTA_VIA` or `RTA_MULTIPATH` gets the first gateway as
+/// its `via`, so that it never reads as directly connected.
+pub fn parse_main_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<HostRoute> {
     let h = &msg.header;
     let table = msg.attributes.iter().find_map(|a| match a {
         RouteAttribute::Table(t) => Some(*t),
         _ => None,
     });
-    if u8::from(h.protocol) != RTPROT_TRELLIS
-        || table.unwrap_or(u32::from(h.table)) != u32::from(RouteHeader::RT_TABLE_MAIN)
-    {
+    if table.unwrap_or(u32::from(h.table)) != u32::from(RouteHeader::RT_TABLE_MAIN) {
         return None;
     }
     let unspecified = match h.address_family {
@@ -140,6 +149,8 @@ pub fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<R
         match attr {
             RouteAttribute::Destination(a) => dst = ip_of(a)?,
             RouteAttribute::Gateway(a) => via = ip_of(a),
+            RouteAttribute::Via(v) => via = via.or_else(|| via_of(v)),
+            RouteAttribute::MultiPath(hops) => via = via.or_else(|| first_gateway(hops)),
             RouteAttribute::Oif(i) => dev = Some(IfName::parse("dev", names.get(i)?).ok()?),
             RouteAttribute::Priority(p) => metric = Some(*p),
             _ => {}
@@ -158,14 +169,36 @@ pub fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<R
         _ => Scope::Universe,
     };
     let dst = IpNet::new(dst, h.destination_prefix_length).ok()?;
-    Some(Route {
+    let route = Route {
         dst,
         via,
         dev,
         scope,
         kind,
         metric,
+    };
+    Some(HostRoute {
+        route,
+        protocol: u8::from(h.protocol),
     })
+}
+
+fn via_of(v: &RouteVia) -> Option<IpAddr> {
+    match v {
+        RouteVia::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteVia::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+fn first_gateway(hops: &[RouteNextHop]) -> Option<IpAddr> {
+    hops.iter()
+        .flat_map(|h| &h.attributes)
+        .find_map(|a| match a {
+            RouteAttribute::Gateway(g) => ip_of(g),
+            RouteAttribute::Via(v) => via_of(v),
+            _ => None,
+        })
 }
 
 fn neighbour_message(n: &Neighbour, ifindex: u32) -> NeighbourMessage {

@@ -1,7 +1,7 @@
 //! [`NetlinkRoutes`]: the real [`Routes`], over rtnetlink.
 
 use crate::error::RouteError;
-use crate::model::{Neighbour, Route};
+use crate::model::{HostRoute, Neighbour, Route};
 use crate::peer::{self, PeerRoute, PeerRouteChanges};
 use crate::routed::{self, RoutedEndpoint};
 use crate::{Routes, msg};
@@ -123,6 +123,19 @@ impl Routes for NetlinkRoutes {
             .iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewRoute(r) => msg::parse_route(r, &names),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn host_routes(&self) -> Result<Vec<HostRoute>, RouteError> {
+        let handle = self.sockets.host();
+        let names = link_names(handle).await?;
+        let msgs = nl::fetch(handle, msg::dump_routes()).await?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => msg::parse_main_route(r, &names),
                 _ => None,
             })
             .collect())

@@ -43,6 +43,31 @@ impl IfName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Refuses, as the name of an interface to create, a name that the kernel
+    /// or the system keeps for itself: `lo`, the loopback of every namespace;
+    /// `all` and `default`, which the kernel refuses (they name the per-family
+    /// configuration directories, `/proc/sys/net/ipv4/conf/all`); and
+    /// `bonding_masters`, the bonding driver's control file in
+    /// `/sys/class/net`. Other names are checked against what exists by the
+    /// kernel itself.
+    pub fn check_creatable(&self, field: &'static str) -> Result<(), InvalidInput> {
+        let why = match self.0.as_str() {
+            "lo" => "is the loopback interface of every network namespace",
+            "all" | "default" => {
+                "is reserved by the kernel (it names the per-family settings in /proc/sys/net/*/conf)"
+            }
+            "bonding_masters" => {
+                "is reserved by the bonding driver (/sys/class/net/bonding_masters)"
+            }
+            _ => return Ok(()),
+        };
+        Err(InvalidInput::new(
+            field,
+            &self.0,
+            format!("interface name {why}"),
+        ))
+    }
 }
 
 impl TryFrom<String> for IfName {
@@ -234,6 +259,19 @@ mod tests {
             long.to_string(),
             "ifname \"eth0-too-long-name\": interface name is longer than 15 bytes"
         );
+    }
+
+    #[test]
+    fn reserved_names_cannot_be_created() {
+        for name in ["lo", "all", "default", "bonding_masters"] {
+            let n = IfName::parse("ifname", name).unwrap();
+            let e = n.check_creatable("bridge").unwrap_err();
+            assert_eq!((e.field, e.value.as_str()), ("bridge", name));
+        }
+        for name in ["eth0", "lo0", "trellis0", "alls"] {
+            let n = IfName::parse("ifname", name).unwrap();
+            assert!(n.check_creatable("ifname").is_ok(), "{name}");
+        }
     }
 
     #[test]
