@@ -49,6 +49,10 @@ impl Agent {
     pub(crate) async fn check_attach_on_host(&self, req: &AttachRequest) -> Result<(), Error> {
         let id = self.be.links.check_netns(&req.netns)?;
         safety::check_netns_identity(&req.netns, id, &self.be.links.reserved_netns())?;
+        if req.ports.iter().any(|p| p.host_ip.is_some()) {
+            let addresses = self.be.links.host_addresses().await?;
+            safety::check_host_ips(&req.ports, &addresses)?;
+        }
         if !req.ports.is_empty() {
             let listeners = self.be.links.host_listeners().await?;
             safety::check_listeners(&req.ports, &listeners)?;

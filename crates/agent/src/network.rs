@@ -303,9 +303,11 @@ fn bridge_gateway(spec: &NetworkSpec) -> Result<IpAddr, InvalidInput> {
     let subnet = spec.subnets[0];
     let gateway = match spec.gateway {
         Some(g) => g,
+        // ipnet counts an IPv6 prefix's first address as a host; it is the
+        // subnet-router anycast address, never the bridge's.
         None => subnet
             .hosts()
-            .next()
+            .find(|h| *h != subnet.network())
             .ok_or_else(|| InvalidInput::new("subnet", subnet, "subnet has no host addresses"))?,
     };
     let broadcast =

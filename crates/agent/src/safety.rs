@@ -168,12 +168,42 @@ pub(crate) fn check_netns_identity(
     }
 }
 
+/// Refuses a port published on one host address that is not the host's:
+/// nothing would ever reach it there (DNAT happens only for addresses of the
+/// host). `127.0.0.0/8` is the host's; `::1` is refused because the kernel
+/// never routes it off the host, so it cannot lead to a container.
+pub(crate) fn check_host_ips(
+    ports: &[PortSpec],
+    addresses: &[HostAddress],
+) -> Result<(), InvalidInput> {
+    for h in ports.iter().filter_map(|p| p.host_ip) {
+        if h == IpAddr::from(std::net::Ipv6Addr::LOCALHOST) {
+            let why = "the kernel never routes ::1 off the host, so it cannot lead to a container \
+                       (publish on 127.0.0.1, or on an IPv6 address of the host)";
+            return Err(InvalidInput::new("host_ip", h, why));
+        }
+        let local = h.is_loopback() || addresses.iter().any(|a| a.addr.addr() == h);
+        if !local {
+            let why = "not an address of the host: nothing would reach the port there";
+            return Err(InvalidInput::new("host_ip", h, why));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses to publish a host port that a socket on the host owns: its
 /// traffic would be taken from it (sshd's 22 would lock the admin out).
 pub(crate) fn check_listeners(ports: &[PortSpec], listeners: &[Listener]) -> Result<(), Error> {
     for p in ports {
+        // A socket on one address and a port on another do not meet; a
+        // socket on every address (0.0.0.0, ::) meets every port.
+        let meets = |l: &&Listener| {
+            let ip = l.local.ip();
+            p.host_ip.is_none_or(|h| ip.is_unspecified() || ip == h)
+        };
         let owner = listeners
             .iter()
+            .filter(meets)
             .find(|l| l.protocol == p.protocol && l.local.port() == p.host_port);
         if let Some(l) = owner {
             return Err(Error::PortListening {

@@ -5,7 +5,7 @@
 
 use crate::model::PortSpec;
 use crate::safety::{
-    HostFacts, check_listeners, check_netns_identity, check_special, check_subnet,
+    HostFacts, check_host_ips, check_listeners, check_netns_identity, check_special, check_subnet,
 };
 use crate::{Error, ErrorClass};
 use trellis_link::{HostAddress, Listener, NetnsId, ReservedNetns};
@@ -235,6 +235,45 @@ fn ports_owned_by_host_sockets_are_refused() {
         port(Protocol::Tcp, 8080),
     ];
     assert!(check_listeners(&free, &host).is_ok());
+    // A socket on one address and a port on another do not meet.
+    let on = |ip: &str, p: PortSpec| p.on(Some(ip.parse().unwrap()));
+    let beside = [
+        on("10.1.253.101", port(Protocol::Tcp, 631)),
+        on("127.0.0.1", port(Protocol::Udp, 53)),
+    ];
+    assert!(check_listeners(&beside, &host).is_ok());
+    let same = [on("127.0.0.1", port(Protocol::Tcp, 631))];
+    assert!(check_listeners(&same, &host).is_err());
+    let every = [on("10.1.253.101", port(Protocol::Tcp, 22))];
+    assert!(
+        check_listeners(&every, &host).is_err(),
+        "0.0.0.0:22 meets it"
+    );
+}
+
+#[test]
+fn a_port_on_one_address_needs_an_address_of_the_host() {
+    let facts = host();
+    let port = |ip: &str| {
+        PortSpec::new(Protocol::Tcp, 8080, 80)
+            .unwrap()
+            .on(Some(ip.parse().unwrap()))
+    };
+    for ok in ["10.1.253.101", "127.0.0.1", "127.0.0.2", "fd00:1:253::101"] {
+        assert!(
+            check_host_ips(&[port(ok)], &facts.addresses).is_ok(),
+            "{ok}"
+        );
+    }
+    for (bad, why) in [
+        ("10.1.253.102", "not an address of the host"),
+        ("203.0.113.10", "not an address of the host"),
+        ("::1", "never routes ::1"),
+    ] {
+        let e = check_host_ips(&[port(bad)], &facts.addresses).unwrap_err();
+        assert_eq!(e.field, "host_ip");
+        assert!(e.reason.contains(why), "{bad}: {e}");
+    }
 }
 
 #[test]

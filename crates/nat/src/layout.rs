@@ -17,7 +17,7 @@ const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
 const TYPE_INET_PROTOCOL: u32 = 12;
 const TYPE_INET_SERVICE: u32 = 13;
-const TYPE_IFNAME: u32 = 41;
+pub(crate) const TYPE_IFNAME: u32 = 41;
 /// nft(8) packs the datatypes of a concatenation 6 bits each (`TYPE_BITS`).
 const fn concat(a: u32, b: u32) -> u32 {
     (a << 6) | b

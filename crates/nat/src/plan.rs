@@ -264,6 +264,11 @@ fn encode_set(s: &SetSpec, a: &mut Attrs) {
         });
     }
     a.u32(10, s.id); // NFTA_SET_ID
+    if s.key_type == layout::TYPE_IFNAME {
+        // NFTA_SET_USERDATA { NFTNL_UDATA_SET_KEYBYTEORDER = host }: how
+        // nft(8) knows to print the keys as names; the kernel ignores it.
+        a.bytes(13, &[0, 4, 1, 0, 0, 0]);
+    }
 }
 
 fn encode_elems(set: &str, elems: &[Elem], a: &mut Attrs) {
