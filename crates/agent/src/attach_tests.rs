@@ -115,6 +115,8 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
     nat.expect_list_networks().returning(|| Ok(Vec::new()));
     nat.expect_list_pools().returning(|| Ok(Vec::new()));
     nat.expect_list_published().returning(|| Ok(Vec::new()));
+    nat.expect_list_reach().returning(|| Ok(Vec::new()));
+    nat.expect_set_reach().returning(|_| Ok(()));
     let s = seen.clone();
     nat.expect_sync().returning(move |st| {
         s.lock().unwrap().synced_ports.push(st.ports.len());
