@@ -230,12 +230,12 @@ pub fn status(s: &StatusView) -> String {
     let ready = if s.ready { "yes" } else { "no" };
     block(&[
         ("Ready", one(ready)),
-        ("Reasons", s.reasons.clone()),
+        ("Reasons", or_none(&s.reasons)),
         ("Node", one(or_dash(&s.node))),
         ("Version", one(or_dash(&s.version))),
         ("Networks", one(s.networks)),
         ("Endpoints", one(s.endpoints)),
-        ("Warnings", s.warnings.clone()),
+        ("Warnings", or_none(&s.warnings)),
     ])
 }
 
