@@ -38,6 +38,45 @@ fn bridge_network_with_a_published_port_through_netctl() {
     let ls = d.ok(&["network", "ls"]);
     assert!(ls.starts_with("NAME "), "{ls}");
     assert!(ls.lines().nth(1).unwrap().starts_with("front "), "{ls}");
+    // A second network that may reach the first, and an internal one.
+    let (side, closed) = (unique_name("tb"), unique_name("tb"));
+    d.ok(&[
+        "network",
+        "create",
+        "side",
+        "--subnet",
+        "192.168.171.0/24",
+        "--bridge",
+        &side,
+        "--reach",
+        "front",
+    ]);
+    d.ok(&[
+        "network",
+        "create",
+        "closed",
+        "--subnet",
+        "192.168.172.0/24",
+        "--bridge",
+        &closed,
+        "--internal",
+    ]);
+    let nets: serde_json::Value =
+        serde_json::from_str(&d.ok(&["network", "ls", "-o", "json"])).expect("json");
+    let by_name = |n: &str| {
+        nets.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .cloned()
+    };
+    assert_eq!(
+        by_name("side").expect("side")["reach"],
+        serde_json::json!(["front"])
+    );
+    assert_eq!(by_name("closed").expect("closed")["internal"], true);
+    d.ok(&["network", "rm", "side"]);
+    d.ok(&["network", "rm", "closed"]);
 
     let c1 = Netns::new("c1");
     d.ok(&[
@@ -51,6 +90,8 @@ fn bridge_network_with_a_published_port_through_netctl() {
         &c1.path_str(),
         "-p",
         "8081:80",
+        "-p",
+        "127.0.0.1:8082:80",
         "--label",
         "app=web",
     ]);
@@ -65,6 +106,8 @@ fn bridge_network_with_a_published_port_through_netctl() {
     assert_eq!(ep["ports"][0]["host_port"], 8081);
     assert_eq!(ep["ports"][0]["container_port"], 80);
     assert_eq!(ep["ports"][0]["protocol"], "tcp");
+    assert_eq!(ep["ports"][1]["host_ip"], "127.0.0.1");
+    assert_eq!(ep["ports"][1]["host_port"], 8082);
     let addr = ep["addresses"][0].as_str().expect("an address");
     assert!(addr.starts_with("192.168.169."), "{addr}");
     // The address is really on the container's interface.
