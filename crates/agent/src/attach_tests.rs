@@ -71,7 +71,7 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
         }]
     });
     links.expect_host_addresses().returning(|| Ok(Vec::new()));
-    links.expect_host_listeners().returning(|| Ok(Vec::new()));
+    links.expect_host_listeners().returning(|_| Ok(Vec::new()));
     links
         .expect_list_links_with_prefix()
         .returning(|_, _| Ok(Vec::new()));

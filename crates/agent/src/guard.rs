@@ -6,7 +6,7 @@ use crate::Error;
 use crate::agent::Agent;
 use crate::model::{AttachRequest, Network};
 use crate::safety::{self, HostFacts};
-use trellis_link::LinkError;
+use trellis_link::{LinkError, WantedPort};
 use trellis_types::IfName;
 
 /// `EINVAL`, as the kernel answers a value it will not take.
@@ -54,7 +54,16 @@ impl Agent {
             safety::check_host_ips(&req.ports, &addresses)?;
         }
         if !req.ports.is_empty() {
-            let listeners = self.be.links.host_listeners().await?;
+            let wanted: Vec<WantedPort> = req
+                .ports
+                .iter()
+                .map(|p| WantedPort {
+                    protocol: p.protocol,
+                    host_ip: p.host_ip,
+                    port: p.host_port,
+                })
+                .collect();
+            let listeners = self.be.links.host_listeners(&wanted).await?;
             safety::check_listeners(&req.ports, &listeners)?;
         }
         Ok(())

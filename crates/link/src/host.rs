@@ -13,6 +13,7 @@
 //! a pure function over the text, tested without a kernel.
 
 use ipnet::IpNet;
+use nix::errno::Errno;
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -122,105 +123,70 @@ pub struct Listener {
     pub local: SocketAddr,
 }
 
-/// The `/proc/thread-self/net` tables to read, with their protocol.
-pub(crate) const PROC_TABLES: [(&str, Protocol); 4] = [
-    ("tcp", Protocol::Tcp),
-    ("tcp6", Protocol::Tcp),
-    ("udp", Protocol::Udp),
-    ("udp6", Protocol::Udp),
-];
-
-/// `TCP_LISTEN`, and `TCP_CLOSE`, the state of a bound unconnected UDP socket.
-const LISTEN: &str = "0A";
-const UDP_UNCONNECTED: &str = "07";
-
-/// The owners of ports in one `/proc/net/{tcp,tcp6,udp,udp6}` table: TCP
-/// listeners, and UDP sockets bound but not connected (a connected one only
-/// takes answers from its peer). Lines that do not parse are skipped.
-pub fn parse_proc_net(text: &str, protocol: Protocol) -> Vec<Listener> {
-    let state = match protocol {
-        Protocol::Tcp => LISTEN,
-        Protocol::Udp => UDP_UNCONNECTED,
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut cols = line.split_whitespace().skip(1);
-            let local = cols.next()?;
-            let st = cols.nth(1)?;
-            (st == state).then_some(())?;
-            Some(Listener {
-                protocol,
-                local: parse_hex_addr(local)?,
-            })
-        })
-        .collect()
+/// A port trellis is about to publish: look for a host socket holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantedPort {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The one host address it would be published on (`None`: every one).
+    pub host_ip: Option<IpAddr>,
+    /// The host port.
+    pub port: u16,
 }
 
-/// `0100007F:0016` → `127.0.0.1:22`. The kernel prints each 32-bit word of
-/// the address as a native integer (`%08X` of a big-endian value loaded as
-/// is), so the word's native bytes are the address bytes in network order;
-/// the port is printed in host order.
-fn parse_hex_addr(s: &str) -> Option<SocketAddr> {
-    let (ip, port) = s.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let mut bytes = Vec::with_capacity(16);
-    for i in (0..ip.len()).step_by(8) {
-        let word = u32::from_str_radix(ip.get(i..i + 8)?, 16).ok()?;
-        bytes.extend_from_slice(&word.to_ne_bytes());
-    }
-    let ip = match bytes.len() {
-        4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => return None,
+/// The socket of the calling thread's namespace that holds `want`, if any,
+/// found the way Docker's proxy finds it: a fresh socket with `SO_REUSEADDR`
+/// bound to the port fails with `EADDRINUSE` exactly when a listener (or a
+/// bound UDP socket) holds it; connections in `TIME_WAIT` or established do
+/// not count. The probe never listens. A bind looks up one hash bucket,
+/// where reading `/proc/net/tcp` walks every bucket of the kernel's
+/// established hash (measured: 10.8 ms for tcp + 6.9 ms for tcp6 with
+/// 262144 buckets, on every attach that publishes a port). Reports the
+/// address the failing bind asked for: `0.0.0.0:22` for a port on every
+/// address (that bind also meets dual-stack `[::]` sockets), then `[::]:22`
+/// v6-only for IPv6-only ones.
+pub(crate) fn probe(want: WantedPort) -> std::io::Result<Option<Listener>> {
+    let port = want.port;
+    let asked: Vec<SocketAddr> = match want.host_ip {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => vec![
+            (Ipv4Addr::UNSPECIFIED, port).into(),
+            (Ipv6Addr::UNSPECIFIED, port).into(),
+        ],
     };
-    Some(SocketAddr::new(ip, port))
+    for local in asked {
+        match bind_probe(want.protocol, local) {
+            Ok(()) => {}
+            Err(Errno::EADDRINUSE) => {
+                return Ok(Some(Listener {
+                    protocol: want.protocol,
+                    local,
+                }));
+            }
+            // No IPv6 here; an address that is not the host's holds nothing.
+            Err(Errno::EAFNOSUPPORT | Errno::EADDRNOTAVAIL) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hex4(ip: Ipv4Addr) -> String {
-        format!("{:08X}", u32::from_ne_bytes(ip.octets()))
+fn bind_probe(protocol: Protocol, local: SocketAddr) -> nix::Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, sockopt};
+    use nix::sys::socket::{bind, setsockopt, socket};
+    use std::os::fd::AsRawFd;
+    let family = match local {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let kind = match protocol {
+        Protocol::Tcp => SockType::Stream,
+        Protocol::Udp => SockType::Datagram,
+    };
+    let fd = socket(family, kind, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if local.is_ipv6() {
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }
-
-    #[test]
-    fn tcp_listeners_only() {
-        let text = format!(
-            "  sl  local_address rem_address   st tx_queue rx_queue\n\
-             \x20  0: {}:0016 00000000:0000 0A 00000000:00000000 00:00000000\n\
-             \x20  1: {}:1F90 00000000:0000 0A 00000000:00000000 00:00000000\n\
-             \x20  2: {}:A2C4 {}:0016 01 00000000:00000000 00:00000000\n",
-            hex4(Ipv4Addr::UNSPECIFIED),
-            hex4(Ipv4Addr::new(127, 0, 0, 1)),
-            hex4(Ipv4Addr::new(10, 1, 253, 101)),
-            hex4(Ipv4Addr::new(10, 1, 253, 1)),
-        );
-        let got = parse_proc_net(&text, Protocol::Tcp);
-        let want: Vec<SocketAddr> = vec![
-            "0.0.0.0:22".parse().unwrap(),
-            "127.0.0.1:8080".parse().unwrap(),
-        ];
-        assert_eq!(got.iter().map(|l| l.local).collect::<Vec<_>>(), want);
-        assert!(got.iter().all(|l| l.protocol == Protocol::Tcp));
-    }
-
-    #[test]
-    fn udp_bound_unconnected_only_and_ipv6() {
-        let v6 = Ipv6Addr::LOCALHOST
-            .octets()
-            .chunks(4)
-            .map(|c| format!("{:08X}", u32::from_ne_bytes(c.try_into().unwrap())))
-            .collect::<String>();
-        let text = format!(
-            "  sl  local_address rem_address st\n\
-             \x20  0: {v6}:0035 00000000000000000000000000000000:0000 07 0\n\
-             \x20  1: {v6}:0036 00000000000000000000000000000000:0000 01 0\n\
-             garbage\n"
-        );
-        let got = parse_proc_net(&text, Protocol::Udp);
-        assert_eq!(got.len(), 1, "{got:?}");
-        assert_eq!(got[0].local, "[::1]:53".parse().unwrap());
-    }
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(local))
 }

@@ -3,7 +3,7 @@
 //! read on a thread inside the host namespace.
 
 use crate::error::LinkError;
-use crate::host::{HostAddress, Listener, PROC_TABLES, parse_proc_net};
+use crate::host::{HostAddress, Listener, WantedPort, probe};
 use crate::msg;
 use crate::netns::Sockets;
 use crate::nl::{DUMP, Request, fetch};
@@ -12,7 +12,6 @@ use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use std::collections::HashMap;
-use std::io;
 
 /// Every address of the host namespace, with the name of its interface.
 pub(crate) async fn addresses(sockets: &Sockets) -> Result<Vec<HostAddress>, LinkError> {
@@ -61,21 +60,21 @@ fn host_address(a: &AddressMessage, names: &HashMap<u32, String>) -> Option<Host
     Some(HostAddress { dev, addr })
 }
 
-/// The sockets that own ports in the host namespace. A table the kernel
-/// does not have (no IPv6) counts as empty.
-pub(crate) async fn listeners(sockets: &Sockets) -> Result<Vec<Listener>, LinkError> {
+/// The host sockets that hold any of `wanted` ([`crate::host::probe`], run
+/// in the host namespace).
+pub(crate) async fn listeners(
+    sockets: &Sockets,
+    wanted: &[WantedPort],
+) -> Result<Vec<Listener>, LinkError> {
+    let wanted = wanted.to_vec();
     sockets
-        .run_here_or_in(&Ns::Host, || {
+        .run_here_or_in(&Ns::Host, move || {
             let mut out = Vec::new();
-            for (table, protocol) in PROC_TABLES {
-                match std::fs::read_to_string(format!("/proc/thread-self/net/{table}")) {
-                    Ok(text) => out.extend(parse_proc_net(&text, protocol)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
+            for w in wanted {
+                out.extend(probe(w)?);
             }
             Ok(out)
         })
         .await
-        .map_err(|e| e.into_link_error("list listening sockets in", &Ns::Host))
+        .map_err(|e| e.into_link_error("look for sockets on host ports in", &Ns::Host))
 }

@@ -67,7 +67,7 @@ mod msg_routed_tests;
 mod msg_tests;
 
 pub use error::{BRIDGE_MAX_PORTS, KernelError, LinkError};
-pub use host::{HostAddress, Listener, NetnsId, ReservedNetns};
+pub use host::{HostAddress, Listener, NetnsId, ReservedNetns, WantedPort};
 pub use naming::{HOST_VETH_PREFIX, bridge_mac, container_mac, host_veth_name, is_host_veth_name};
 pub use netlink::NetlinkLinks;
 pub use netns::Sockets;
@@ -113,9 +113,10 @@ pub trait Links: Send + Sync {
     /// Every address of the host namespace, with its interface.
     async fn host_addresses(&self) -> Result<Vec<HostAddress>, LinkError>;
 
-    /// The sockets that own ports in the host namespace: TCP listeners and
-    /// bound, unconnected UDP sockets.
-    async fn host_listeners(&self) -> Result<Vec<Listener>, LinkError>;
+    /// The sockets of the host namespace that hold any of `wanted` (a TCP
+    /// listener, a bound UDP socket), each found by a bind probe: cheap, and
+    /// no walk of the kernel's socket tables.
+    async fn host_listeners(&self, wanted: &[WantedPort]) -> Result<Vec<Listener>, LinkError>;
 
     /// Creates a veth pair with the peer inside the container's namespace (the
     /// host end up and enslaved, the peer still down). A taken name, on either

@@ -1,7 +1,7 @@
 //! [`NetlinkLinks`]: the real [`Links`], over rtnetlink.
 
 use crate::error::{KernelError, LinkError};
-use crate::host::{HostAddress, Listener, NetnsId, ReservedNetns};
+use crate::host::{HostAddress, Listener, NetnsId, ReservedNetns, WantedPort};
 use crate::netns::{Sockets, check_netns, netns_identity, open_netns};
 use crate::routed::{self, Families, RoutedHostPort};
 use crate::spec::{
@@ -191,8 +191,8 @@ impl Links for NetlinkLinks {
         host_read::addresses(&self.sockets).await
     }
 
-    async fn host_listeners(&self) -> Result<Vec<Listener>, LinkError> {
-        host_read::listeners(&self.sockets).await
+    async fn host_listeners(&self, wanted: &[WantedPort]) -> Result<Vec<Listener>, LinkError> {
+        host_read::listeners(&self.sockets, wanted).await
     }
 
     async fn create_veth(&self, spec: &VethSpec) -> Result<VethInfo, LinkError> {
