@@ -473,3 +473,60 @@ async fn a_full_bridge_is_a_clear_error_and_leaves_nothing() {
     assert!(!lab.host.ip("link show").contains("trf_one_more"));
     assert!(!c.ip("link show").contains("e_more"));
 }
+
+#[tokio::test]
+async fn host_ports_held_by_sockets_are_found_by_a_bind_probe() {
+    let lab = Lab::new().await;
+    lab.host.ip("link set lo up");
+    // A TCP listener on 127.0.0.1:7000 and a UDP socket on every address :5353,
+    // held open in the host namespace for the length of the test.
+    let (tcp, udp) = lab.host.enter(|| {
+        (
+            std::net::TcpListener::bind("127.0.0.1:7000").unwrap(),
+            std::net::UdpSocket::bind("0.0.0.0:5353").unwrap(),
+        )
+    });
+    let want = |protocol, ip: Option<&str>, port| WantedPort {
+        protocol,
+        host_ip: ip.map(|s| s.parse().unwrap()),
+        port,
+    };
+    use trellis_types::Protocol::{Tcp, Udp};
+    let found = lab
+        .links
+        .host_listeners(&[
+            want(Tcp, None, 7000),
+            want(Tcp, Some("127.0.0.1"), 7000),
+            want(Tcp, Some("127.0.0.2"), 7000),
+            want(Udp, None, 5353),
+            want(Udp, Some("127.0.0.1"), 5353),
+            want(Tcp, None, 5353),
+            want(Tcp, None, 7001),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<String> = found
+        .iter()
+        .map(|l| format!("{:?} {}", l.protocol, l.local))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "Tcp 0.0.0.0:7000",
+            "Tcp 127.0.0.1:7000",
+            "Udp 0.0.0.0:5353",
+            "Udp 127.0.0.1:5353"
+        ],
+        "127.0.0.2:7000, tcp 5353 and 7001 are free"
+    );
+    // The probe itself never listens: the port is free again once the
+    // holders are gone.
+    drop((tcp, udp));
+    assert!(
+        lab.links
+            .host_listeners(&[want(Tcp, None, 7000)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
