@@ -13,11 +13,7 @@ use trellis_testlab::{Netns, TcpServer, require_root, seen_ip, tcp_request};
 use trellis_types::{ContainerId, IfName, Protocol};
 use util::{agent_in, attach, bridge_spec, routed_spec};
 
-use trellis_testlab::seed::{DEBIAN_NFT_DROP as DEBIAN, IPTABLES_NFT_DROP as IPTABLES_NFT};
-
-fn fresh_host(lab: &SeedLab, ruleset: &str) {
-    lab.fresh_host(ruleset);
-}
+use trellis_testlab::seed::{DEBIAN_NFT_DROP, IPTABLES_NFT_DROP};
 
 fn nft(ns: &Netns, what: &str) -> String {
     ns.exec_ok(&["nft", what])
@@ -92,7 +88,7 @@ const SEED_RULES: [&str; 2] = [
 async fn iptables_nft_forward_drop_is_amended_and_restored() {
     require_root();
     let lab = SeedLab::build();
-    fresh_host(&lab, IPTABLES_NFT);
+    lab.fresh_host(IPTABLES_NFT_DROP);
     let before = nft(&lab.host, "list ruleset");
     let agent = started(&lab.host).await;
     let s = seed(&agent).await;
@@ -132,7 +128,7 @@ async fn iptables_nft_forward_drop_is_amended_and_restored() {
 async fn debian_inet_forward_drop_with_routed_dual_stack() {
     require_root();
     let lab = SeedLab::build();
-    fresh_host(&lab, DEBIAN);
+    lab.fresh_host(DEBIAN_NFT_DROP);
     let before = nft(&lab.host, "list ruleset");
     let agent = started(&lab.host).await;
     let s = seed(&agent).await;
@@ -177,7 +173,7 @@ async fn debian_inet_forward_drop_with_routed_dual_stack() {
 async fn with_the_host_left_alone_nothing_is_touched() {
     require_root();
     let lab = SeedLab::build();
-    fresh_host(&lab, IPTABLES_NFT);
+    lab.fresh_host(IPTABLES_NFT_DROP);
     let before = nft(&lab.host, "list table ip filter");
     let agent = agent_in(&lab.host).await.with_host_policy(HostPolicy {
         forwarding: false,
@@ -198,8 +194,7 @@ async fn with_the_host_left_alone_nothing_is_touched() {
 async fn status_names_the_chains_trellis_cannot_amend() {
     require_root();
     let lab = SeedLab::build();
-    fresh_host(
-        &lab,
+    lab.fresh_host(
         "table inet filter {
             chain forward { type filter hook forward priority 0; policy accept; counter drop; }
         }
