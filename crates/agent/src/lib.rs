@@ -44,6 +44,7 @@ pub mod inspect;
 mod kernel;
 pub mod model;
 mod network;
+pub mod node;
 mod plan;
 mod ports;
 mod reconcile;

@@ -1,0 +1,235 @@
+//! What the kernel holds, read into the shape of a [`NodeState`] through the
+//! `Links`, `Routes` and `Nat` traits only.
+//!
+//! trellis finds its own objects by their tags: host veths named `tr…`,
+//! routes of protocol 116, the `inet trellis` table. What it cannot find by
+//! a tag — the bridges (named by the networks), the container ends (in
+//! namespaces only the records name) and neighbours — it reads where the
+//! `scope` (a desired state) says to look.
+
+use super::desired::normalise;
+use super::{Bridge, ContainerEnd, HostEnd, NodeState, Port};
+use crate::Error;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use trellis_link::{ContainerRoute, LinkSummary, Links, Ns, ROUTED_HOST_MAC, is_host_veth_name};
+use trellis_nat::{Nat, NatState};
+use trellis_route::{Route, RouteKind, Routes};
+use trellis_types::IfName;
+
+/// The kernel's state of what `scope` names, and of everything trellis
+/// tagged: every `tr…` veth, every blackhole, the whole NAT table; peer
+/// routes only when `scope` manages them.
+pub async fn observe(
+    links: &dyn Links,
+    routes: &dyn Routes,
+    nat: &dyn Nat,
+    scope: &NodeState,
+) -> Result<NodeState, Error> {
+    let all = links.list_links_with_prefix(&Ns::Host, "").await?;
+    let names: HashMap<u32, &str> = all.iter().map(|l| (l.index, l.name.as_str())).collect();
+    let installed = routes.list_routes(&Ns::Host).await?;
+    let mut st = NodeState::default();
+    for name in scope.bridges.keys() {
+        if let Some(l) = all.iter().find(|l| l.name == name.as_str()) {
+            st.bridges
+                .insert(name.clone(), read_bridge(links, name, l).await?);
+        }
+    }
+    st.blackholes = installed
+        .iter()
+        .filter(|r| r.kind == RouteKind::Blackhole)
+        .map(|r| r.dst)
+        .collect();
+    let mut by_dev = host_routes_by_dev(&installed);
+    for l in all.iter().filter(|l| is_host_veth_name(&l.name)) {
+        let Ok(name) = IfName::parse("ifname", &l.name) else {
+            continue;
+        };
+        let want = scope.ports.get(&name);
+        let port = read_port(links, routes, l, &names, want, by_dev.remove(&name)).await?;
+        st.ports.insert(name, port);
+    }
+    if scope.peer_routes.is_some() {
+        st.peer_routes = Some(routes.list_peer_routes().await?.into_iter().collect());
+    }
+    st.nat = read_nat(nat).await?;
+    Ok(st)
+}
+
+/// The kernel's state of one port that `want` describes: the port (if its
+/// host veth exists), its bridge, and the published ports among `want`'s.
+/// A handful of reads, whatever the size of the node.
+pub async fn observe_port(
+    links: &dyn Links,
+    routes: &dyn Routes,
+    nat: &dyn Nat,
+    want: &NodeState,
+) -> Result<NodeState, Error> {
+    let mut st = NodeState::default();
+    for name in want.bridges.keys() {
+        let found = links.list_links_with_prefix(&Ns::Host, name.as_str()).await?;
+        if let Some(l) = found.iter().find(|l| l.name == name.as_str()) {
+            st.bridges
+                .insert(name.clone(), read_bridge(links, name, l).await?);
+        }
+    }
+    for (name, port) in &want.ports {
+        let found = links.list_links_with_prefix(&Ns::Host, name.as_str()).await?;
+        let Some(l) = found.iter().find(|l| l.name == name.as_str()) else {
+            continue;
+        };
+        let mut names = HashMap::new();
+        if let Some(bridge) = &port.host.master
+            && let Some(b) = links.list_links_with_prefix(&Ns::Host, bridge.as_str()).await?
+                .iter()
+                .find(|b| b.name == bridge.as_str())
+        {
+            names.insert(b.index, bridge.as_str());
+        }
+        let on_dev = if port.host.routed {
+            host_routes_by_dev(&routes.list_routes(&Ns::Host).await?).remove(name)
+        } else {
+            None
+        };
+        let observed = read_port(links, routes, l, &names, Some(port), on_dev).await?;
+        st.ports.insert(name.clone(), observed);
+    }
+    if !want.nat.ports.is_empty() {
+        let published = listed(nat.list_published().await)?;
+        st.nat.ports = published
+            .into_iter()
+            .filter(|p| want.nat.ports.contains(p))
+            .collect();
+    }
+    Ok(st)
+}
+
+async fn read_bridge(links: &dyn Links, name: &IfName, l: &LinkSummary) -> Result<Bridge, Error> {
+    let addresses = match links.link_detail(&Ns::Host, name).await? {
+        Some(d) => d.addresses.into_iter().collect(),
+        None => BTreeSet::new(),
+    };
+    Ok(Bridge {
+        name: name.clone(),
+        addresses,
+        mtu: l.mtu,
+        up: l.up,
+    })
+}
+
+/// trellis's on-link host routes (no gateway) by their device.
+fn host_routes_by_dev(installed: &[Route]) -> BTreeMap<IfName, BTreeSet<ipnet::IpNet>> {
+    let mut by_dev: BTreeMap<IfName, BTreeSet<_>> = BTreeMap::new();
+    for r in installed {
+        if r.kind == RouteKind::Unicast
+            && r.via.is_none()
+            && let Some(dev) = &r.dev
+        {
+            by_dev.entry(dev.clone()).or_default().insert(r.dst);
+        }
+    }
+    by_dev
+}
+
+/// A host veth as found, with its container end and neighbours when `want`
+/// says where to look.
+async fn read_port(
+    links: &dyn Links,
+    routes: &dyn Routes,
+    l: &LinkSummary,
+    names: &HashMap<u32, &str>,
+    want: Option<&Port>,
+    host_routes: Option<BTreeSet<ipnet::IpNet>>,
+) -> Result<Port, Error> {
+    let name = IfName::parse("ifname", &l.name)?;
+    let master = l
+        .master
+        .and_then(|i| names.get(&i))
+        .and_then(|n| IfName::parse("master", n).ok());
+    let routed = want.is_some_and(|w| w.host.routed);
+    let neighbours = if routed {
+        routes
+            .list_neighbours(&Ns::Host, &name)
+            .await?
+            .into_iter()
+            .map(|n| (n.ip, n.mac))
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    let container = match want.and_then(|w| w.container.as_ref()) {
+        Some(c) => read_container(links, routes, c).await?,
+        None => None,
+    };
+    Ok(Port {
+        handle: None,
+        host: HostEnd {
+            name,
+            index: Some(l.index),
+            master,
+            mac: l.mac,
+            mtu: l.mtu,
+            up: l.up,
+            routed: l.mac == Some(ROUTED_HOST_MAC),
+            ipv6: false,
+        },
+        container,
+        host_routes: host_routes.unwrap_or_default(),
+        neighbours,
+    })
+}
+
+/// The container end `want` names, or `None` if its namespace or its
+/// interface is gone.
+async fn read_container(
+    links: &dyn Links,
+    routes: &dyn Routes,
+    want: &ContainerEnd,
+) -> Result<Option<ContainerEnd>, Error> {
+    if links.check_netns(&want.netns).is_err() {
+        return Ok(None);
+    }
+    let ns = Ns::Path(want.netns.clone());
+    let Some(detail) = links.link_detail(&ns, &want.ifname).await? else {
+        return Ok(None);
+    };
+    let routes = routes
+        .list_routes(&ns)
+        .await?
+        .into_iter()
+        .filter(|r| r.dev.as_ref().is_none_or(|d| *d == want.ifname))
+        .map(|r| ContainerRoute {
+            dst: r.dst,
+            via: r.via,
+        })
+        .collect();
+    Ok(Some(ContainerEnd {
+        netns: want.netns.clone(),
+        ifname: want.ifname.clone(),
+        mac: detail.link.mac,
+        up: detail.link.up,
+        addresses: detail.addresses.into_iter().collect(),
+        routes,
+        ipv6: false,
+    }))
+}
+
+/// The NAT table's elements; no table reads as empty.
+async fn read_nat(nat: &dyn Nat) -> Result<NatState, Error> {
+    let mut st = NatState {
+        networks: listed(nat.list_networks().await)?,
+        pools: listed(nat.list_pools().await)?,
+        ports: listed(nat.list_published().await)?,
+        reach: listed(nat.list_reach().await)?,
+    };
+    normalise(&mut st);
+    Ok(st)
+}
+
+fn listed<T>(r: Result<Vec<T>, trellis_nat::Error>) -> Result<Vec<T>, Error> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(trellis_nat::Error::NoTable(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
