@@ -4,11 +4,12 @@ use crate::events::{CAPACITY, Event};
 use crate::inspect::Inspect;
 use crate::model::{Endpoint, EndpointFilter, Network};
 use crate::records::Records;
+use crate::watch::{NetworkMap, NetworkWatch};
 use crate::{Error, HostPolicy, Ports};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use trellis_ipam::Ipam;
 use trellis_link::Links;
@@ -46,7 +47,9 @@ pub struct Agent {
     pub(crate) node: String,
     pub(crate) ipam: Ipam,
     pub(crate) records: Records,
-    pub(crate) networks: RwLock<HashMap<String, Network>>,
+    /// The network definitions, kept true by a watch of the store.
+    pub(crate) networks: NetworkMap,
+    _watch: NetworkWatch,
     pub(crate) ports: Ports,
     /// Routed blocks whose blackhole route is known to be installed, so that
     /// an attach adds one only when IPAM has just claimed a new block.
@@ -65,31 +68,35 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// An agent for node `node`, loading the networks and endpoints already
-    /// recorded in the store (their published ports are claimed again).
-    /// Changes nothing in the kernel; run [`Agent::reconcile`] next.
+    /// An agent for node `node`, loading the networks (and following their
+    /// definitions in the store from then on) and this node's endpoints
+    /// (their published ports are claimed again). Changes nothing in the
+    /// kernel; run [`Agent::reconcile`] next.
     pub async fn open(be: Backends, node: &str) -> Result<Self, Error> {
-        let records = Records::new(be.store.clone());
-        let networks = records.networks().await?;
+        let records = Records::new(be.store.clone(), node);
+        let adopted = records.adopt_legacy().await?;
+        if adopted > 0 {
+            tracing::info!(adopted, node, "endpoint records moved under this node");
+        }
         let ports = Ports::default();
         for ep in records.endpoints().await? {
             ports.claim(&ep.request.handle(), &ep.request.ports)?;
         }
-        let networks = networks
-            .into_iter()
-            .map(|n| (n.spec.name.clone(), n))
-            .collect();
+        let events = broadcast::channel(CAPACITY).0;
+        let networks = NetworkMap::default();
+        let watch = crate::watch::follow(be.store.clone(), networks.clone(), events.clone()).await?;
         Ok(Agent {
             ipam: Ipam::new(be.store.clone(), node),
             node: node.to_owned(),
             be,
             records,
-            networks: RwLock::new(networks),
+            networks,
+            _watch: watch,
             ports,
             blackholed: Mutex::default(),
             pool_locks: Mutex::default(),
             inflight: Mutex::default(),
-            events: broadcast::channel(CAPACITY).0,
+            events,
             reconciled: AtomicBool::new(false),
             host: HostPolicy::default(),
             hostfw_warnings: tokio::sync::Mutex::default(),
@@ -147,6 +154,15 @@ impl Agent {
             .collect();
         eps.sort_by_key(|ep| ep.request.handle());
         Ok(eps)
+    }
+
+    /// The one executor of kernel changes, over this agent's backends.
+    pub(crate) fn executor(&self) -> crate::node::Executor<'_> {
+        crate::node::Executor {
+            links: &*self.be.links,
+            routes: &*self.be.routes,
+            nat: &*self.be.nat,
+        }
     }
 
     /// The allocation lock of `pool` (created on first use).

@@ -1,34 +1,30 @@
-//! Attach and detach: the pipeline, and its undo.
+//! Attach and detach: converge one endpoint's slice of the node state.
 //!
-//! An attach runs its steps in order and pushes the undo of each step that
-//! succeeded onto a stack; if a later step fails, the stack is unwound in
-//! reverse and the first error is returned, so a failed attach leaves no
-//! address, veth, route, port or record behind. Detach needs no record to
-//! work: the veth name and the IPAM handle derive from (container, ifname), so
-//! a detach after a crash at any point still finds everything.
-//!
-//! The steps common to both modes live here; what differs (the bridge port or
-//! the routed port) lives in [`crate::bridge`] and [`crate::routed`].
+//! An attach takes the addresses and writes the record (one store commit),
+//! computes the endpoint's port as data ([`crate::node::port`]) and applies
+//! `diff(slice, nothing)` — new blackholes, the port, its published ports —
+//! through the one executor, stopping at the first failure. A failed attach
+//! then observes its slice in the kernel and applies `diff(nothing,
+//! observed)`, so whatever the failed step left (a veth, a published port)
+//! is gone *before* the error is answered; then its addresses, record and
+//! host ports are released. Detach applies `diff(nothing, slice)` for the
+//! slice its record describes: no read of the node, and no record needed
+//! (names derive from (container, ifname), so a detach after a crash at any
+//! point still finds everything).
 
 use crate::agent::Agent;
 use crate::events::Event;
 use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
-use crate::plan::{self, ContainerPlan};
+use crate::node::{self, NodeState, Port, diff};
+use crate::plan;
 use crate::records::teardown_result;
 use crate::{Error, Inflight};
+use ipnet::IpNet;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use trellis_ipam::Want;
-use trellis_link::{ContainerIface, LinkRef, VethInfo, host_veth_name};
-use trellis_types::{ContainerId, Handle, IfName, PortMapping};
-
-/// A step to undo when a later step of an attach fails.
-pub(crate) enum Undo {
-    Ports(Handle),
-    /// The addresses and the record, taken in one commit.
-    Allocation(Handle),
-    Veth(IfName),
-    Published(Vec<PortMapping>),
-}
+use trellis_link::host_veth_name;
+use trellis_types::{ContainerId, Handle, IfName};
 
 impl Agent {
     /// Attaches a container to a network and returns the endpoint. The same
@@ -52,49 +48,91 @@ impl Agent {
                 Err(Error::EndpointExists(handle.to_string()))
             };
         }
-        let mut undo = Vec::new();
-        match self.plumb(&req, &net, &mut undo).await {
-            Ok(ep) => {
-                self.emit(Event::EndpointAttached(ep.clone()));
-                Ok(ep)
-            }
-            Err(e) => {
-                self.unwind(undo).await;
-                Err(e)
-            }
-        }
+        let ep = self.plumb(&req, &net).await?;
+        self.emit(Event::EndpointAttached(ep.clone()));
+        Ok(ep)
     }
 
-    /// The steps of an attach: claim the host ports, take the addresses and
-    /// record the endpoint (one store commit), then plumb the plan — veth,
-    /// the mode's port, published ports. The record is durable before any
-    /// kernel object exists, so a crash at any later point leaves a record
-    /// that reconcile repairs (or removes with its container).
-    async fn plumb(
-        &self,
-        req: &AttachRequest,
-        net: &Network,
-        undo: &mut Vec<Undo>,
-    ) -> Result<Endpoint, Error> {
+    /// Claims the host ports, takes the addresses and records the endpoint
+    /// (one store commit), then converges the endpoint's slice. The record
+    /// is durable before any kernel object exists, so a crash at any later
+    /// point leaves a record that reconcile repairs (or removes with its
+    /// container). A failure leaves nothing: not in the kernel, not in the
+    /// store, no claimed port.
+    async fn plumb(&self, req: &AttachRequest, net: &Network) -> Result<Endpoint, Error> {
         let handle = req.handle();
         // Bad input, and anything that would hurt the host, is refused
         // before anything changes (not even IPAM's next-fit cursor).
         self.check_attach_on_host(req).await?;
         self.ports.claim(&handle, &req.ports)?;
-        undo.push(Undo::Ports(handle.clone()));
-        let ips = self.allocate_recorded(req, net).await?;
-        undo.push(Undo::Allocation(handle.clone()));
+        let ips = match self.allocate_recorded(req, net).await {
+            Ok(ips) => ips,
+            Err(e) => {
+                self.ports.release(&handle);
+                return Err(e);
+            }
+        };
         let ep = plan::endpoint(req, net, &ips);
-        let container = plan::container_plan(net, &ips);
-        let veth = self.create_veth(req, net, &ep.host_ifname).await?;
-        undo.push(Undo::Veth(ep.host_ifname.clone()));
-        self.plumb_port(req, net, &ep.host_ifname, &veth, &container)
-            .await?;
-        if !ep.ports.is_empty() {
-            self.be.nat.publish(&ep.ports).await?;
-            undo.push(Undo::Published(ep.ports.clone()));
+        let port = node::port(&ep, net);
+        if let Err(e) = self.converge_new(&ep, net, &port).await {
+            self.converge_to_nothing(&ep, port).await;
+            let forget = vec![self.records.delete_op(&handle)];
+            if let Err(e) = self.ipam.release_with(&handle, forget).await {
+                tracing::warn!(error = %e, %handle, "rollback of a failed attach kept its addresses");
+            }
+            self.ports.release(&handle);
+            return Err(e);
         }
         Ok(ep)
+    }
+
+    /// Applies `diff(slice, nothing)` for a new endpoint: blackholes for
+    /// blocks IPAM has just claimed, the port, its published ports.
+    async fn converge_new(&self, ep: &Endpoint, net: &Network, port: &Port) -> Result<(), Error> {
+        let mut want = NodeState::default();
+        if net.spec.mode == NetworkMode::Routed {
+            want.blackholes = self.new_blocks(net).await?;
+        }
+        want.ports.insert(port.host.name.clone(), port.clone());
+        want.nat.ports = ep.ports.clone();
+        let changes = diff(&want, &NodeState::default());
+        self.executor().apply_all(&changes).await?;
+        let mut known = self.blackholed.lock().expect("blackholed lock");
+        known.extend(want.blackholes);
+        Ok(())
+    }
+
+    /// Observes what a failed attach left of its slice and removes it.
+    async fn converge_to_nothing(&self, ep: &Endpoint, port: Port) {
+        let mut slice = NodeState::default();
+        slice.ports.insert(port.host.name.clone(), port);
+        slice.nat.ports = ep.ports.clone();
+        let be = &self.be;
+        let left = match node::observe_port(&*be.links, &*be.routes, &*be.nat, &slice).await {
+            Ok(left) => left,
+            Err(e) => {
+                // Unreadable: remove all the slice could hold (deletes are
+                // idempotent).
+                tracing::warn!(error = %e, "rollback could not read the kernel");
+                slice
+            }
+        };
+        let undo = diff(&NodeState::default(), &left);
+        for (change, e) in self.executor().apply(undo).await.failed {
+            tracing::warn!(error = %e, %change, "rollback of a failed attach left an error");
+        }
+    }
+
+    /// The blocks of a routed network this node owns that have no blackhole
+    /// yet (IPAM may have just claimed one).
+    async fn new_blocks(&self, net: &Network) -> Result<BTreeSet<IpNet>, Error> {
+        let mut blocks = BTreeSet::new();
+        for (pool, _) in net.pools() {
+            blocks.extend(self.ipam.owned_blocks(&pool).await?);
+        }
+        let known = self.blackholed.lock().expect("blackholed lock");
+        blocks.retain(|b| !known.contains(b));
+        Ok(blocks)
     }
 
     /// Takes one address per pool of the network (the fixed ones asked for,
@@ -138,30 +176,6 @@ impl Agent {
         })
     }
 
-    /// Undoes the steps of a failed attach, newest first; failures are logged
-    /// and do not stop the rest.
-    async fn unwind(&self, undo: Vec<Undo>) {
-        for step in undo.into_iter().rev() {
-            let result = match step {
-                Undo::Ports(h) => {
-                    self.ports.release(&h);
-                    Ok(())
-                }
-                Undo::Allocation(h) => self
-                    .ipam
-                    .release_with(&h, vec![self.records.delete_op(&h)])
-                    .await
-                    .map(drop)
-                    .map_err(Error::from),
-                Undo::Veth(name) => self.be.links.delete_link(&name).await.map_err(Error::from),
-                Undo::Published(p) => self.be.nat.unpublish(&p).await.map_err(Error::from),
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "rollback of a failed attach left an error");
-            }
-        }
-    }
-
     /// Detaches a container interface: unpublishes its ports, deletes its veth
     /// (the container end, and the host routes and neighbours on it, go with
     /// it), then releases its addresses and forgets it in one store commit.
@@ -172,25 +186,33 @@ impl Agent {
     pub async fn detach(&self, container: &ContainerId, ifname: &IfName) -> Result<(), Error> {
         let handle = Handle::new(container.clone(), ifname.clone());
         // Tearing down what an attach is still building would race its own
-        // undo; the caller retries once the attach has answered.
+        // rollback; the caller retries once the attach has answered.
         if self.is_inflight(&handle) {
             return Err(Error::Busy(handle.to_string()));
         }
         let record = self.records.endpoint(&handle).await?;
-        let mut errors = Vec::new();
-        if let Some(ep) = &record
-            && !ep.ports.is_empty()
-            && let Err(e) = self.be.nat.unpublish(&ep.ports).await
-        {
-            errors.push(e.to_string());
-        }
         let veth = host_veth_name(container, ifname);
-        if let Err(e) = self.be.links.delete_link(&veth).await {
-            errors.push(e.to_string());
-        }
-        if !errors.is_empty() {
+        let mut slice = NodeState::default();
+        let port = match &record {
+            Some(ep) => {
+                slice.nat.ports = ep.ports.clone();
+                match self.network(&ep.request.network) {
+                    Ok(net) => node::port(ep, &net),
+                    Err(_) => Port::named(veth.clone()),
+                }
+            }
+            None => Port::named(veth.clone()),
+        };
+        slice.ports.insert(veth, port);
+        let failed = self
+            .executor()
+            .apply(diff(&NodeState::default(), &slice))
+            .await
+            .failed;
+        if !failed.is_empty() {
             // Keep the record and the addresses: the veth may still carry
             // them, and a retry (or GC) finds everything where it was.
+            let errors = failed.iter().map(|(_, e)| e.to_string()).collect();
             return teardown_result(format!("endpoint {handle}"), errors);
         }
         // The addresses and the record go in one commit.
@@ -215,49 +237,5 @@ impl Agent {
             return Ok(None);
         }
         self.records.endpoint(&handle).await
-    }
-
-    /// Plumbs a new veth as `plan` says: a routed port's host side first
-    /// (see [`crate::routed`]), then the container side in one session inside
-    /// its namespace (addresses, IPv6 off or on, up, routes). A bridge port
-    /// needs nothing more on the host: the veth was made on its bridge.
-    pub(crate) async fn plumb_port(
-        &self,
-        req: &AttachRequest,
-        net: &Network,
-        host_ifname: &IfName,
-        veth: &VethInfo,
-        plan: &ContainerPlan,
-    ) -> Result<(), Error> {
-        if net.spec.mode == NetworkMode::Routed {
-            self.plumb_routed_host(net, host_ifname, veth, plan).await?;
-        }
-        let iface = ContainerIface {
-            netns: req.netns.clone(),
-            link: LinkRef::Index(veth.container_ifindex),
-            addresses: plan.addresses.clone(),
-            ipv6: plan.ipv6,
-        };
-        Ok(self.be.links.setup_container(&iface, &plan.routes).await?)
-    }
-
-    pub(crate) async fn create_veth(
-        &self,
-        req: &AttachRequest,
-        net: &Network,
-        host_ifname: &IfName,
-    ) -> Result<VethInfo, Error> {
-        let spec = match &net.spec.mode {
-            NetworkMode::Bridge { bridge } => {
-                crate::bridge::veth_spec(req, net, bridge, host_ifname)
-            }
-            NetworkMode::Routed => crate::routed::veth_spec(req, net, host_ifname),
-        };
-        let ifname = spec.container_name.clone();
-        self.be
-            .links
-            .create_veth(&spec)
-            .await
-            .map_err(crate::guard::refused("ifname", &ifname))
     }
 }

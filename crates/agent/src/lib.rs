@@ -6,11 +6,18 @@
 //!   `dyn Routes`, `dyn Nat`, `dyn KvStore`). The daemon aims them at the host
 //!   namespace, the lab and the tests at a namespace of their own, and unit
 //!   tests at mocks that fail on cue.
-//! * **One attach is a pipeline with an undo stack** (see [`attach`]): validate,
-//!   claim host ports, take the addresses and record the endpoint (one store
-//!   commit: the record is computed from the addresses, see [`plan`]), create
-//!   the veth with its peer inside the container, address it, route it,
-//!   publish its ports. A failure at any step unwinds the steps before it.
+//! * **Desired state as data, one diff, one executor** (see [`node`]): what
+//!   the records want of the node is a value ([`node::NodeState`], computed
+//!   by the pure [`node::desired`]); the kernel is read into the same shape
+//!   ([`node::observe`]); [`node::diff`] turns the two into changes, and
+//!   [`node::Executor`] is the one place that applies them. `check` reports
+//!   the diff of one endpoint, `reconcile` applies the node's, GC applies it
+//!   after forgetting endpoints the orchestrator no longer knows.
+//! * **Attach and detach converge one endpoint's slice**, never the node:
+//!   an attach takes the addresses and records the endpoint (one store
+//!   commit: the record is computed from the addresses, see [`plan`]), then
+//!   applies `diff(slice, nothing)`; a failure observes the slice and
+//!   converges it back to nothing before the error is answered.
 //! * **Detach needs no record.** Names derive from (container, ifname), so
 //!   detach cleans up after a crash at any point; unknown is success.
 //! * **No global lock.** IPAM is compare-and-swap through the store, with a
@@ -19,9 +26,9 @@
 //!   host ports are claimed in a short critical section; everything else is
 //!   per container. Concurrent attaches run concurrently.
 //! * **Restart disturbs nothing.** Opening an agent only reads records;
-//!   [`Agent::reconcile`] then compares records with the kernel, removes what
-//!   trellis owns but no record explains, and repairs what a record explains
-//!   but is missing — adding and replacing, never re-creating what works.
+//!   [`Agent::reconcile`] then applies the node's diff, which adds and
+//!   replaces what is missing or drifted and removes what trellis owns but no
+//!   record explains — never re-creating what works.
 //! * **Changes are announced after they happen** ([`Agent::subscribe`]).
 //! * **The host is amended only as far as its networks need** ([`HostPolicy`]):
 //!   forwarding for the families in use, and tagged accept rules in the
@@ -33,7 +40,6 @@
 
 mod agent;
 mod attach;
-mod bridge;
 mod check;
 mod error;
 mod events;
@@ -53,6 +59,7 @@ pub mod routed;
 mod safety;
 mod status;
 mod validate;
+mod watch;
 
 pub(crate) use agent::Inflight;
 pub use agent::{Agent, Backends};

@@ -1,6 +1,13 @@
 //! The agent's records in the store: one key per network and per endpoint.
 //!
-//! `agent/networks/<name>` and `agent/endpoints/<container>/<ifname>`, JSON.
+//! Networks are definitions every node shares: `agent/networks/<name>`.
+//! Endpoints belong to the node that plumbed them:
+//! `nodes/<node>/endpoints/<container>/<ifname>`, so agents of several nodes
+//! sharing one store (which IPAM is built for) each see, claim the host
+//! ports of, and reconcile only their own. Values are JSON. Stores written
+//! before endpoints were scoped (`agent/endpoints/…`, one node per store)
+//! are moved under the node that opens them, in one transaction.
+//!
 //! An endpoint's record is written (durably, with the redb backend) in the
 //! same store transaction as the IPAM blocks that give it its addresses,
 //! before anything is plumbed, so a success returned to the caller is never
@@ -15,21 +22,49 @@ use std::sync::Arc;
 use trellis_store::{Expect, KvStore, Op};
 use trellis_types::Handle;
 
-const NETWORKS: &str = "agent/networks";
-const ENDPOINTS: &str = "agent/endpoints";
+/// Where network definitions live (shared by every node).
+pub(crate) const NETWORKS: &str = "agent/networks";
+/// Where endpoint records lived before they were scoped by node.
+const LEGACY_ENDPOINTS: &str = "agent/endpoints";
 
 /// Typed access to the agent's records.
 pub(crate) struct Records {
     store: Arc<dyn KvStore>,
+    /// `nodes/<node>/endpoints`.
+    endpoints: String,
 }
 
 impl Records {
-    pub(crate) fn new(store: Arc<dyn KvStore>) -> Self {
-        Self { store }
+    /// The records of node `node` in `store`.
+    pub(crate) fn new(store: Arc<dyn KvStore>, node: &str) -> Self {
+        Self {
+            store,
+            endpoints: format!("nodes/{node}/endpoints"),
+        }
     }
 
-    pub(crate) async fn networks(&self) -> Result<Vec<Network>, Error> {
-        self.list(NETWORKS).await
+    /// Moves endpoint records of the unscoped layout under this node, in
+    /// one transaction (a store from before records were scoped held one
+    /// node's). Returns how many moved.
+    pub(crate) async fn adopt_legacy(&self) -> Result<usize, Error> {
+        let old = self.store.list(LEGACY_ENDPOINTS).await?;
+        if old.entries.is_empty() {
+            return Ok(0);
+        }
+        let mut ops = Vec::new();
+        for (key, v) in &old.entries {
+            let rest = key.strip_prefix(LEGACY_ENDPOINTS).unwrap_or(key);
+            let moved = format!("{}{rest}", self.endpoints);
+            ops.push(Op::put(moved, v.value.clone(), Expect::Absent));
+            ops.push(Op::delete(key.clone(), Expect::Revision(v.revision)));
+        }
+        self.store.txn(ops).await?;
+        Ok(old.entries.len())
+    }
+
+    /// The key prefix of this node's endpoint records.
+    pub(crate) fn endpoints_prefix(&self) -> &str {
+        &self.endpoints
     }
 
     pub(crate) async fn put_network(&self, net: &Network) -> Result<(), Error> {
@@ -45,11 +80,11 @@ impl Records {
     }
 
     pub(crate) async fn endpoints(&self) -> Result<Vec<Endpoint>, Error> {
-        self.list(ENDPOINTS).await
+        self.list(&self.endpoints).await
     }
 
     pub(crate) async fn endpoint(&self, h: &Handle) -> Result<Option<Endpoint>, Error> {
-        let key = endpoint_key(h);
+        let key = self.endpoint_key(h);
         match self.store.get(&key).await? {
             Some(v) => decode(&key, &v.value).map(Some),
             None => Ok(None),
@@ -60,19 +95,23 @@ impl Records {
     /// already), for the store transaction that takes its addresses.
     pub(crate) fn create_op(&self, ep: &Endpoint) -> Op {
         let bytes = serde_json::to_vec(ep).expect("records serialise");
-        Op::put(endpoint_key(&ep.request.handle()), bytes, Expect::Absent)
+        Op::put(self.endpoint_key(&ep.request.handle()), bytes, Expect::Absent)
     }
 
     /// The write that forgets an endpoint, for the store transaction that
     /// releases its addresses.
     pub(crate) fn delete_op(&self, h: &Handle) -> Op {
-        Op::delete(endpoint_key(h), Expect::Any)
+        Op::delete(self.endpoint_key(h), Expect::Any)
     }
 
     /// Rewrites an endpoint's record (a repair changed its MAC or ifindex).
     pub(crate) async fn put_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
-        self.put(&endpoint_key(&ep.request.handle()), ep, Expect::Any)
+        self.put(&self.endpoint_key(&ep.request.handle()), ep, Expect::Any)
             .await
+    }
+
+    fn endpoint_key(&self, h: &Handle) -> String {
+        format!("{}/{}/{}", self.endpoints, h.container, h.ifname)
     }
 
     async fn put<T: Serialize>(&self, key: &str, value: &T, expect: Expect) -> Result<(), Error> {
@@ -91,11 +130,7 @@ impl Records {
     }
 }
 
-fn endpoint_key(h: &Handle) -> String {
-    format!("{ENDPOINTS}/{}/{}", h.container, h.ifname)
-}
-
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
         key: key.to_owned(),
         reason: e.to_string(),

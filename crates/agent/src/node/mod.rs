@@ -104,6 +104,29 @@ pub struct Port {
     pub neighbours: BTreeSet<(IpAddr, Mac)>,
 }
 
+impl Port {
+    /// A port known only by its host veth's name (a detach without a record,
+    /// or of a network no longer defined): it removes as a whole.
+    pub fn named(name: IfName) -> Self {
+        Port {
+            handle: None,
+            host: HostEnd {
+                name,
+                index: None,
+                master: None,
+                mac: None,
+                mtu: None,
+                up: true,
+                routed: false,
+                ipv6: false,
+            },
+            container: None,
+            host_routes: BTreeSet::new(),
+            neighbours: BTreeSet::new(),
+        }
+    }
+}
+
 /// The host end of a veth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostEnd {
