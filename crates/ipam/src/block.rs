@@ -185,11 +185,17 @@ impl Block {
             .filter_map(|(ord, h)| (h == handle).then_some(*ord))
             .collect();
         for ord in &ordinals {
-            self.handles.remove(ord);
-            self.borrowers.remove(ord);
-            self.used.set(*ord, false);
+            self.unassign(*ord);
         }
         ordinals.into_iter().map(|o| self.ip(o)).collect()
+    }
+
+    /// Frees `ordinal` whoever holds it (the mirror of [`Block::assign`]);
+    /// the caller checked the holder. The cursor does not move.
+    pub(crate) fn unassign(&mut self, ordinal: u32) {
+        self.handles.remove(&ordinal);
+        self.borrowers.remove(&ordinal);
+        self.used.set(ordinal, false);
     }
 }
 

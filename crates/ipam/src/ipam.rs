@@ -181,7 +181,8 @@ impl Ipam {
         })
     }
 
-    async fn read_pools(&self) -> Result<(PoolSet, Expect), Error> {
+    /// All pools (one record, one read) and what a write of it expects.
+    pub(crate) async fn read_pools(&self) -> Result<(PoolSet, Expect), Error> {
         match self.store.get(POOLS_KEY).await? {
             None => Ok((PoolSet::default(), Expect::Absent)),
             Some(v) => {

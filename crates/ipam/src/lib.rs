@@ -29,9 +29,20 @@
 //!   [`Ipam::allocate_with`] takes one address from each of several pools
 //!   (a dual-stack container) and commits the block writes together with
 //!   writes the caller builds from the chosen addresses (the agent's endpoint
-//!   record) in one store transaction; [`Ipam::release_with`] is its mirror.
-//!   So "address taken" and "endpoint recorded" are never apart, and an
-//!   attach costs one durable commit instead of one per pool plus one.
+//!   record) in one store transaction; [`Ipam::release_addresses_with`]
+//!   is its mirror. So "address taken" and "endpoint recorded" are never
+//!   apart, and an attach costs one durable commit instead of one per pool
+//!   plus one.
+//! * **A release reads only what the caller's record names.** Because the
+//!   record and the addresses are committed together, the record says which
+//!   addresses the handle holds; the block of each follows from its pool's
+//!   prefix and block size. [`Ipam::release_addresses_with`] reads the pool
+//!   list and those blocks (one or two), not every block of every pool as
+//!   [`Ipam::release_with`] must, and frees an address only if the handle
+//!   still holds it, so a stale record never frees another container's
+//!   address. `release_with` (by handle alone, a full search) stays for
+//!   callers without a record: leak sweeps, or a detach that finds no record
+//!   and must still make sure nothing is left.
 //! * **Next-fit inside a block.** Each block keeps a cursor; the search for a
 //!   free address starts after the last one handed out and wraps around. A
 //!   just-released address is therefore not reused before the rest of the
@@ -64,9 +75,11 @@
 //!
 //! # Limits (for now)
 //!
-//! * `release`, `addresses_of`, `usage` and `check_leaks` list block records
-//!   (all pools, or one pool); they are not on the attach hot path. A handle
-//!   index can be added when clusters grow large.
+//! * `release`, `release_with`, `addresses_of`, `usage` and `check_leaks`
+//!   list block records (all pools, or one pool); they are not on the attach
+//!   or detach hot path (`allocate_with` with [`Want::fresh`] and
+//!   `release_addresses_with` are). A handle index can be added when
+//!   clusters grow large.
 //! * Blocks are never given up: a host keeps the blocks it claimed even when
 //!   they are empty again (releasing a block to the pool is for the
 //!   controller).
@@ -83,6 +96,7 @@ mod cache;
 mod error;
 mod ipam;
 mod pool;
+mod release;
 mod scan;
 
 #[cfg(test)]

@@ -260,6 +260,100 @@ async fn a_conflict_on_the_callers_key_is_not_retried() {
     assert!(err.to_string().contains("\"rec\""), "{err}");
 }
 
+#[tokio::test]
+async fn a_release_that_loses_a_race_rereads_and_keeps_the_winners_write() {
+    let pools = {
+        let mut set = PoolSet::default();
+        set.pools.insert("p".into(), ipam_pool());
+        serde_json::to_vec(&set).unwrap()
+    };
+    // Read 1: c1 holds .2. Read 2: meanwhile c2 took .3 (revision 7).
+    let mut block = crate::block::Block::new(&ipam_pool(), "10.0.0.0/26".parse().unwrap(), "h1");
+    block.allocate_next(&handle(), "h1");
+    let first = block.encode();
+    block.allocate_next(&other(), "h1");
+    let second = block.encode();
+
+    // No `list` is expected: a call to it would panic.
+    let mut store = MockKvStore::new();
+    store
+        .expect_get()
+        .with(eq("ipam/pools"))
+        .times(2)
+        .returning(move |_| {
+            Ok(Some(Versioned {
+                value: pools.clone(),
+                revision: 1,
+            }))
+        });
+    let mut reads = mockall::Sequence::new();
+    for (value, revision) in [(first, 5), (second, 7)] {
+        store
+            .expect_get()
+            .with(eq(BLOCK0))
+            .times(1)
+            .in_sequence(&mut reads)
+            .returning(move |_| {
+                Ok(Some(Versioned {
+                    value: value.clone(),
+                    revision,
+                }))
+            });
+    }
+    let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut commits = mockall::Sequence::new();
+    store
+        .expect_txn()
+        .withf(|ops| ops[0].expected() == Expect::Revision(5))
+        .times(1)
+        .in_sequence(&mut commits)
+        .returning(|_| Err(conflict_on(BLOCK0)));
+    let log = written.clone();
+    store
+        .expect_txn()
+        .times(1)
+        .in_sequence(&mut commits)
+        .returning(move |ops| {
+            log.lock().unwrap().extend(ops);
+            Ok(8)
+        });
+
+    let ipam = Ipam::new(Arc::new(store), "h1");
+    let pool = trellis_types::PoolName::parse("pool", "p").unwrap();
+    let ip: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+    let gone = ipam
+        .release_addresses_with(
+            &handle(),
+            &[(pool, ip)],
+            vec![Op::delete("rec", Expect::Any)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(gone.iter().map(|a| a.ip).collect::<Vec<_>>(), [ip]);
+
+    let ops = written.lock().unwrap();
+    let keys: Vec<(&str, Expect)> = ops.iter().map(|o| (o.key(), o.expected())).collect();
+    assert_eq!(
+        keys,
+        [(BLOCK0, Expect::Revision(7)), ("rec", Expect::Any)],
+        "the retry writes over the fresh read, with the record's delete"
+    );
+    let Op::Put { value, .. } = &ops[0] else {
+        panic!("{:?}", ops[0]);
+    };
+    let after = crate::block::Block::decode(BLOCK0, value).unwrap();
+    let (two, three) = (
+        after.ordinal(ip),
+        after.ordinal("10.0.0.3".parse().unwrap()),
+    );
+    assert_eq!(after.holder(two), None, "c1's address is free");
+    assert_eq!(
+        after.holder(three),
+        Some(&other()),
+        "c2's allocation survived"
+    );
+}
+
 fn conflict_on(key: &str) -> trellis_store::Error {
     trellis_store::Error::Conflict {
         key: key.into(),

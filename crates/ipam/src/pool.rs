@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use trellis_types::{InvalidInput, check_prefix};
+use trellis_types::{InvalidInput, PoolName, check_prefix};
 
 /// Default block size for IPv4 pools: /26, 64 addresses.
 pub const DEFAULT_BLOCK_V4: u8 = 26;
@@ -162,23 +162,10 @@ impl Pool {
     }
 }
 
-/// Checks a pool name: it becomes one segment of a store key.
+/// Checks a pool name: it becomes one segment of a store key. The rule is
+/// [`PoolName`]'s.
 pub(crate) fn check_name(field: &'static str, name: &str) -> Result<(), InvalidInput> {
-    if name.is_empty() || name.len() > 63 {
-        return Err(InvalidInput::new(
-            field,
-            name,
-            "pool name must be 1 to 63 bytes long",
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
-        let reason = format!("pool name may only hold [A-Za-z0-9_.-], found {c:?}");
-        return Err(InvalidInput::new(field, name, reason));
-    }
-    Ok(())
+    PoolName::parse(field, name).map(drop)
 }
 
 fn overlaps(a: IpNet, b: IpNet) -> bool {

@@ -38,13 +38,26 @@ pub(crate) fn allocations_in<'a>(
     pool: &'a str,
     block: &'a Block,
 ) -> impl Iterator<Item = Allocation> + 'a {
-    block.handles.iter().map(move |(ord, h)| Allocation {
+    block
+        .handles
+        .iter()
+        .map(move |(ord, h)| allocation_at(pool, block, *ord, h))
+}
+
+/// The allocation of `ordinal` in `block` of `pool`, held by `handle`.
+pub(crate) fn allocation_at(
+    pool: &str,
+    block: &Block,
+    ordinal: u32,
+    handle: &Handle,
+) -> Allocation {
+    Allocation {
         pool: pool.to_owned(),
-        ip: block.ip(*ord),
-        handle: h.clone(),
+        ip: block.ip(ordinal),
+        handle: handle.clone(),
         block_host: block.host.clone(),
-        borrower: block.borrowers.get(ord).cloned(),
-    })
+        borrower: block.borrowers.get(&ordinal).cloned(),
+    }
 }
 
 /// How a pool's addresses are spent. `reserved + used + free == capacity`,
@@ -75,7 +88,9 @@ impl Ipam {
     /// Like [`Ipam::release`], and commits `extra` with it: the block writes
     /// and the caller's writes all land, or none does (one store
     /// transaction). A conflict on one of `extra`'s keys fails with
-    /// [`Error::Precondition`].
+    /// [`Error::Precondition`]. Reads every block of every pool; a caller
+    /// that knows which addresses the handle holds uses
+    /// [`Ipam::release_addresses_with`], which reads only their blocks.
     pub async fn release_with(
         &self,
         handle: &Handle,

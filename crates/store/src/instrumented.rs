@@ -7,7 +7,7 @@ use crate::{Error, Expect, KvStore, Listing, MemoryStore, Op, Versioned, WatchSt
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A memory store that counts `get`s and commits (each `put_if`,
+/// A memory store that counts `get`s, `list`s and commits (each `put_if`,
 /// `delete_if` or `txn` call is one), and fails every commit that touches a
 /// key under [`InstrumentedStore::refusing`]'s prefix with a backend error.
 #[derive(Default)]
@@ -15,6 +15,7 @@ pub struct InstrumentedStore {
     inner: MemoryStore,
     refuse: Option<String>,
     gets: AtomicUsize,
+    lists: AtomicUsize,
     commits: AtomicUsize,
 }
 
@@ -31,6 +32,12 @@ impl InstrumentedStore {
     /// `get` calls so far.
     pub fn gets(&self) -> usize {
         self.gets.load(Ordering::Relaxed)
+    }
+
+    /// `list` calls so far: a read of every key under a prefix, which a
+    /// count of `get`s alone does not show.
+    pub fn lists(&self) -> usize {
+        self.lists.load(Ordering::Relaxed)
     }
 
     /// Commit calls so far (refused ones included).
@@ -73,6 +80,7 @@ impl KvStore for InstrumentedStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, Error> {
+        self.lists.fetch_add(1, Ordering::Relaxed);
         self.inner.list(prefix).await
     }
 
@@ -112,6 +120,7 @@ mod tests {
         s.put_if("nope", b"4".to_vec(), Expect::Absent)
             .await
             .unwrap();
-        assert_eq!((s.gets(), s.commits()), (2, 4));
+        assert!(s.list("yes").await.unwrap().entries.is_empty());
+        assert_eq!((s.gets(), s.lists(), s.commits()), (2, 1, 4));
     }
 }

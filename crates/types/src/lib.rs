@@ -5,12 +5,23 @@
 //! path, and no bare `String`/`u16` crosses a crate boundary for these roles. Each
 //! constructor returns [`InvalidInput`], which names the field and the value, so
 //! the gRPC edge can map it to `INVALID_ARGUMENT` without guessing.
+//!
+//! Design decision: names that become a segment of a store key
+//! ([`NodeName`], [`NetworkName`], [`PoolName`]) are types of their own, not
+//! strings checked where a key is built. A store prefix selects a subtree by
+//! `/`-separated segment, so a name that slipped through unchecked could make
+//! a key or a listing mean another subtree; with the type, a function that
+//! takes a `PoolName` cannot be handed one that was never checked, and each
+//! rule lives in one place. These names parse with `str::parse` and
+//! deserialise from plain strings, validated either way.
 
 mod names;
 mod ports;
+mod scoped;
 
 pub use names::{ContainerId, Handle, IfName, NetnsPath};
 pub use ports::{PortMapping, Protocol};
+pub use scoped::{IpFamily, NetworkName, NodeName, PoolName};
 
 use std::fmt;
 

@@ -4,6 +4,7 @@ mod alloc;
 mod pools;
 mod props;
 mod race;
+mod release;
 mod routed;
 mod util;
 mod with;
