@@ -252,3 +252,59 @@ async fn garbage_collect_keeps_only_the_valid_endpoints() {
     assert_healthy(&agent, &[&eps[0]]).await;
     reach(&host, &eps[0], &ns[0]);
 }
+
+/// Two nodes (each a host namespace with its own agent) share one store, as
+/// the store and IPAM are built for: each sees, reconciles and collects only
+/// its own endpoints, and each may publish the same host port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_a_store_each_keep_to_their_own() {
+    require_root();
+    let store: std::sync::Arc<dyn trellis_store::KvStore> =
+        std::sync::Arc::new(trellis_store::MemoryStore::new());
+    let (h1, h2) = (Netns::new("h1"), Netns::new("h2"));
+    let a1 = util::node_on(&h1, store.clone(), "node1").await;
+    let a2 = util::node_on(&h2, store.clone(), "node2").await;
+    let spec = util::routed_spec("r", &["10.246.0.0/16"]);
+    a1.create_network(spec).await.unwrap();
+    // node2 learns the definition from the store, and plumbs it when it
+    // reconciles.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while a2.network("r").is_err() {
+        assert!(std::time::Instant::now() < deadline, "node2 never saw network r");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    a2.reconcile().await.unwrap();
+
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let port = [(Protocol::Tcp, 8088, 80)];
+    let ep1 = attach(&a1, "r", "c1", &c1, &port).await;
+    let ep2 = attach(&a2, "r", "c2", &c2, &port).await;
+    assert_ne!(ep1.addresses, ep2.addresses);
+    let mine = |eps: Vec<Endpoint>| -> Vec<Handle> { eps.iter().map(|e| e.request.handle()).collect() };
+    assert_eq!(mine(a1.endpoints().await.unwrap()), vec![ep1.request.handle()]);
+    assert_eq!(mine(a2.endpoints().await.unwrap()), vec![ep2.request.handle()]);
+    let (b1, b2) = (
+        a1.ipam().owned_blocks("r.v4").await.unwrap(),
+        a2.ipam().owned_blocks("r.v4").await.unwrap(),
+    );
+    assert!(!b1.is_empty() && !b2.is_empty() && b1 != b2, "{b1:?} {b2:?}");
+
+    // node1's reconcile and GC leave node2's endpoint alone (before, node1
+    // would have plumbed c2 into its own host, and GC would have detached it).
+    let r = a1.reconcile().await.unwrap();
+    assert_eq!(r, ReconcileReport::default());
+    let gc = a1.garbage_collect(&[ep1.request.handle()]).await.unwrap();
+    assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
+    assert_eq!(mine(a2.endpoints().await.unwrap()), vec![ep2.request.handle()]);
+    assert_healthy(&a2, &[&ep2]).await;
+    assert_healthy(&a1, &[&ep1]).await;
+    assert!(!h1.ip("-o link show").contains(ep2.host_ifname.as_str()));
+    reach(&h1, &ep1, &c1);
+    reach(&h2, &ep2, &c2);
+
+    // node2's GC with nothing valid removes its own endpoint only.
+    let gc = a2.garbage_collect(&[]).await.unwrap();
+    assert_eq!(gc.removed.first(), Some(&ep2.request.handle()), "{gc:?}");
+    assert_eq!(mine(a1.endpoints().await.unwrap()), vec![ep1.request.handle()]);
+    assert_healthy(&a1, &[&ep1]).await;
+}

@@ -14,9 +14,15 @@ pub async fn agent_in(host: &Netns) -> Agent {
 
 /// An agent whose host is the namespace `host`, recording into `store`.
 pub async fn agent_on(host: &Netns, store: Arc<dyn KvStore>) -> Agent {
+    node_on(host, store, "node1").await
+}
+
+/// The agent of node `node`, whose host is the namespace `host`, recording
+/// into `store` (which other nodes may share).
+pub async fn node_on(host: &Netns, store: Arc<dyn KvStore>, node: &str) -> Agent {
     let path = NetnsPath::parse("netns", &host.path_str()).unwrap();
     let be = Backends::kernel(Some(&path), store).await.unwrap();
-    Agent::open(be, "node1").await.unwrap()
+    Agent::open(be, node).await.unwrap()
 }
 
 /// A bridge network spec with masquerade on.

@@ -14,7 +14,7 @@
 
 use crate::agent::Agent;
 use crate::events::Event;
-use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
+use crate::model::{AttachRequest, Endpoint, Network, NetworkMode, pool_name};
 use crate::node::{self, NodeState, Port, diff};
 use crate::plan;
 use crate::records::teardown_result;
@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use trellis_ipam::Want;
 use trellis_link::host_veth_name;
-use trellis_types::{ContainerId, Handle, IfName};
+use trellis_types::{ContainerId, Handle, IfName, PoolName};
 
 impl Agent {
     /// Attaches a container to a network and returns the endpoint. The same
@@ -77,7 +77,8 @@ impl Agent {
         if let Err(e) = self.converge_new(&ep, net, &port).await {
             self.converge_to_nothing(&ep, port).await;
             let forget = vec![self.records.delete_op(&handle)];
-            if let Err(e) = self.ipam.release_with(&handle, forget).await {
+            let held = recorded_addresses(&ep);
+            if let Err(e) = self.ipam.release_addresses_with(&handle, &held, forget).await {
                 tracing::warn!(error = %e, %handle, "rollback of a failed attach kept its addresses");
             }
             self.ports.release(&handle);
@@ -215,11 +216,16 @@ impl Agent {
             let errors = failed.iter().map(|(_, e)| e.to_string()).collect();
             return teardown_result(format!("endpoint {handle}"), errors);
         }
-        // The addresses and the record go in one commit.
-        let forget = vec![self.records.delete_op(&handle)];
-        self.ipam.release_with(&handle, forget).await?;
-        self.ports.release(&handle);
+        // No record, no addresses: the two are only ever committed together.
         if let Some(ep) = record {
+            // The addresses and the record go in one commit, reading only
+            // the blocks the record names.
+            let forget = vec![self.records.delete_op(&handle)];
+            let held = recorded_addresses(&ep);
+            self.ipam
+                .release_addresses_with(&handle, &held, forget)
+                .await?;
+            self.ports.release(&handle);
             self.emit(Event::EndpointDetached(ep));
         }
         Ok(())
@@ -238,4 +244,15 @@ impl Agent {
         }
         self.records.endpoint(&handle).await
     }
+}
+
+/// The (pool, address) pairs an endpoint's record says it holds.
+fn recorded_addresses(ep: &Endpoint) -> Vec<(PoolName, IpAddr)> {
+    ep.addresses
+        .iter()
+        .filter_map(|a| {
+            let pool = pool_name(&ep.request.network, &IpNet::from(a.addr()));
+            PoolName::parse("pool", &pool).ok().map(|p| (p, a.addr()))
+        })
+        .collect()
 }
