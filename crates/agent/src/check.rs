@@ -9,7 +9,8 @@ use crate::agent::Agent;
 use crate::model::{Endpoint, Network, NetworkMode};
 use crate::reconcile::parse_mac;
 use std::collections::HashSet;
-use trellis_link::{LinkSummary, Ns, ROUTED_HOST_MAC, format_mac};
+use trellis_link::{LinkDetail, LinkSummary, Ns, format_mac};
+use trellis_route::ROUTED_HOST_MAC;
 use trellis_route::routed::host_prefix;
 use trellis_types::{ContainerId, Handle, IfName};
 
@@ -80,7 +81,7 @@ impl Agent {
             .filter(|r| r.dev.as_ref() == Some(name))
             .map(|r| r.dst)
             .collect();
-        let neighbours = self.be.inspect.neighbours(name).await?;
+        let neighbours = self.be.routes.list_neighbours(&Ns::Host, name).await?;
         let mac = parse_mac(&ep.mac);
         for a in &ep.addresses {
             let dst = host_prefix(a.addr());
@@ -89,7 +90,7 @@ impl Agent {
             }
             if !neighbours
                 .iter()
-                .any(|(ip, m)| *ip == a.addr() && Some(*m) == mac)
+                .any(|n| n.ip == a.addr() && Some(n.mac) == mac)
             {
                 problems.push(format!(
                     "neighbour {} lladdr {} dev {name} is missing",
@@ -113,7 +114,9 @@ impl Agent {
             return Ok(());
         }
         let ns = Ns::Path(req.netns.clone());
-        let Some((link, addresses)) = self.be.inspect.link(&ns, &req.ifname).await? else {
+        let Some(LinkDetail { link, addresses }) =
+            self.be.links.link_detail(&ns, &req.ifname).await?
+        else {
             problems.push(format!(
                 "container interface {} is missing in netns {}",
                 req.ifname, req.netns

@@ -15,9 +15,8 @@ use crate::model::{AttachRequest, Network};
 use crate::plan::ContainerPlan;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use trellis_link::Ns;
-use trellis_link::{ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, VethInfo, VethSpec};
-use trellis_route::{Route, RoutedEndpoint};
+use trellis_link::{Ns, VethInfo, VethSpec};
+use trellis_route::{ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, Route, RoutedEndpoint};
 use trellis_types::IfName;
 
 /// The containers' gateways for a network with these pools.
