@@ -270,7 +270,10 @@ async fn nodes_sharing_a_store_each_keep_to_their_own() {
     // reconciles.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while a2.network("r").is_err() {
-        assert!(std::time::Instant::now() < deadline, "node2 never saw network r");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node2 never saw network r"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     a2.reconcile().await.unwrap();
@@ -280,14 +283,24 @@ async fn nodes_sharing_a_store_each_keep_to_their_own() {
     let ep1 = attach(&a1, "r", "c1", &c1, &port).await;
     let ep2 = attach(&a2, "r", "c2", &c2, &port).await;
     assert_ne!(ep1.addresses, ep2.addresses);
-    let mine = |eps: Vec<Endpoint>| -> Vec<Handle> { eps.iter().map(|e| e.request.handle()).collect() };
-    assert_eq!(mine(a1.endpoints().await.unwrap()), vec![ep1.request.handle()]);
-    assert_eq!(mine(a2.endpoints().await.unwrap()), vec![ep2.request.handle()]);
+    let mine =
+        |eps: Vec<Endpoint>| -> Vec<Handle> { eps.iter().map(|e| e.request.handle()).collect() };
+    assert_eq!(
+        mine(a1.endpoints().await.unwrap()),
+        vec![ep1.request.handle()]
+    );
+    assert_eq!(
+        mine(a2.endpoints().await.unwrap()),
+        vec![ep2.request.handle()]
+    );
     let (b1, b2) = (
         a1.ipam().owned_blocks("r.v4").await.unwrap(),
         a2.ipam().owned_blocks("r.v4").await.unwrap(),
     );
-    assert!(!b1.is_empty() && !b2.is_empty() && b1 != b2, "{b1:?} {b2:?}");
+    assert!(
+        !b1.is_empty() && !b2.is_empty() && b1 != b2,
+        "{b1:?} {b2:?}"
+    );
 
     // node1's reconcile and GC leave node2's endpoint alone (before, node1
     // would have plumbed c2 into its own host, and GC would have detached it).
@@ -295,7 +308,10 @@ async fn nodes_sharing_a_store_each_keep_to_their_own() {
     assert_eq!(r, ReconcileReport::default());
     let gc = a1.garbage_collect(&[ep1.request.handle()]).await.unwrap();
     assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
-    assert_eq!(mine(a2.endpoints().await.unwrap()), vec![ep2.request.handle()]);
+    assert_eq!(
+        mine(a2.endpoints().await.unwrap()),
+        vec![ep2.request.handle()]
+    );
     assert_healthy(&a2, &[&ep2]).await;
     assert_healthy(&a1, &[&ep1]).await;
     assert!(!h1.ip("-o link show").contains(ep2.host_ifname.as_str()));
@@ -305,6 +321,9 @@ async fn nodes_sharing_a_store_each_keep_to_their_own() {
     // node2's GC with nothing valid removes its own endpoint only.
     let gc = a2.garbage_collect(&[]).await.unwrap();
     assert_eq!(gc.removed.first(), Some(&ep2.request.handle()), "{gc:?}");
-    assert_eq!(mine(a1.endpoints().await.unwrap()), vec![ep1.request.handle()]);
+    assert_eq!(
+        mine(a1.endpoints().await.unwrap()),
+        vec![ep1.request.handle()]
+    );
     assert_healthy(&a1, &[&ep1]).await;
 }

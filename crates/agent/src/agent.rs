@@ -1,7 +1,6 @@
 //! The agent: its backends, and the registry of networks and endpoints.
 
 use crate::events::{CAPACITY, Event};
-use crate::inspect::Inspect;
 use crate::model::{Endpoint, EndpointFilter, Network};
 use crate::records::Records;
 use crate::watch::{NetworkMap, NetworkWatch};
@@ -32,8 +31,6 @@ pub struct Backends {
     pub hostfw: Arc<dyn HostFirewall>,
     /// Where IPAM and the agent's records live.
     pub store: Arc<dyn KvStore>,
-    /// Read-only views of kernel state that `check` compares records with.
-    pub inspect: Arc<dyn Inspect>,
 }
 
 /// The node core: creates networks and attaches containers to them.
@@ -84,7 +81,8 @@ impl Agent {
         }
         let events = broadcast::channel(CAPACITY).0;
         let networks = NetworkMap::default();
-        let watch = crate::watch::follow(be.store.clone(), networks.clone(), events.clone()).await?;
+        let watch =
+            crate::watch::follow(be.store.clone(), networks.clone(), events.clone()).await?;
         Ok(Agent {
             ipam: Ipam::new(be.store.clone(), node),
             node: node.to_owned(),

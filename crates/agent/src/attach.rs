@@ -78,7 +78,11 @@ impl Agent {
             self.converge_to_nothing(&ep, port).await;
             let forget = vec![self.records.delete_op(&handle)];
             let held = recorded_addresses(&ep);
-            if let Err(e) = self.ipam.release_addresses_with(&handle, &held, forget).await {
+            if let Err(e) = self
+                .ipam
+                .release_addresses_with(&handle, &held, forget)
+                .await
+            {
                 tracing::warn!(error = %e, %handle, "rollback of a failed attach kept its addresses");
             }
             self.ports.release(&handle);

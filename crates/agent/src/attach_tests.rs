@@ -146,7 +146,6 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
         nat: Arc::new(nat),
         hostfw: Arc::new(hostfw()),
         store: Arc::new(MemoryStore::new()),
-        inspect: Arc::new(crate::inspect::MockInspect::new()),
     }
 }
 

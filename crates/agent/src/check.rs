@@ -32,8 +32,8 @@ impl Agent {
         if self.be.links.check_netns(&ep.request.netns).is_err() {
             problems.push(format!("netns {} is gone", ep.request.netns));
         }
-        let want = node::desired(&[net], std::slice::from_ref(&ep), &[], None)
-            .slice(&ep.host_ifname);
+        let want =
+            node::desired(&[net], std::slice::from_ref(&ep), &[], None).slice(&ep.host_ifname);
         let be = &self.be;
         let have = node::observe_port(&*be.links, &*be.routes, &*be.nat, &want).await?;
         problems.extend(diff(&want, &have).iter().flat_map(|c| c.problems()));

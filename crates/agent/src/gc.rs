@@ -12,10 +12,10 @@
 //! themselves: their veths are not judged and their published ports are
 //! neither added nor taken.
 
+use crate::Error;
 use crate::agent::Agent;
 use crate::model::{Endpoint, NetworkMode};
 use crate::node::{self, diff};
-use crate::Error;
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashSet};
 use trellis_link::host_veth_name;
@@ -143,7 +143,8 @@ impl Agent {
                 let mut fresh = ep.clone();
                 fresh.mac = mac;
                 if let Err(e) = self.records.put_endpoint(&fresh).await {
-                    c.errors.push(format!("record of {}: {e}", ep.request.handle()));
+                    c.errors
+                        .push(format!("record of {}: {e}", ep.request.handle()));
                 }
             }
         }
@@ -151,7 +152,12 @@ impl Agent {
 
     /// Releases this node's allocations that no record (nor an attach under
     /// way) explains.
-    async fn release_leaks(&self, records: &[Endpoint], inflight: &HashSet<Handle>, c: &mut Converged) {
+    async fn release_leaks(
+        &self,
+        records: &[Endpoint],
+        inflight: &HashSet<Handle>,
+        c: &mut Converged,
+    ) {
         let wanted: HashSet<Handle> = records
             .iter()
             .map(|e| e.request.handle())
@@ -195,4 +201,3 @@ impl Agent {
         Ok(blocks)
     }
 }
-

@@ -1,9 +1,8 @@
 //! The real backends, aimed at a host namespace.
 
-use crate::inspect::NetlinkInspect;
 use crate::{Backends, Error};
 use std::sync::Arc;
-use trellis_link::{NetlinkLinks, Sockets};
+use trellis_link::{LinkError, NetlinkLinks, Sockets};
 use trellis_nat::NftNat;
 use trellis_route::NetlinkRoutes;
 use trellis_store::KvStore;
@@ -15,9 +14,10 @@ impl Backends {
     /// shared by links and routes; NAT keeps its own nf_tables socket.
     pub async fn kernel(host: Option<&NetnsPath>, store: Arc<dyn KvStore>) -> Result<Self, Error> {
         let sockets = match host {
-            Some(path) => Sockets::in_netns(path).await?,
-            None => Sockets::current().await?,
-        };
+            Some(path) => Sockets::in_netns(path).await,
+            None => Sockets::current().await,
+        }
+        .map_err(LinkError::from)?;
         let nat = match host {
             Some(path) => NftNat::in_netns(path)?,
             None => NftNat::current()?,
@@ -26,8 +26,7 @@ impl Backends {
         let nat = Arc::new(nat);
         Ok(Backends {
             links: Arc::new(NetlinkLinks::new(sockets.clone())),
-            routes: Arc::new(NetlinkRoutes::new(sockets.clone())),
-            inspect: Arc::new(NetlinkInspect::new(sockets)),
+            routes: Arc::new(NetlinkRoutes::new(sockets)),
             hostfw: nat.clone(),
             nat,
             store,

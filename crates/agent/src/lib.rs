@@ -46,7 +46,6 @@ mod events;
 mod gc;
 mod guard;
 mod host;
-pub mod inspect;
 mod kernel;
 pub mod model;
 mod network;
@@ -67,7 +66,6 @@ pub use error::{Error, ErrorClass};
 pub use events::Event;
 pub use gc::GcReport;
 pub use host::HostPolicy;
-pub use inspect::{Inspect, NetlinkInspect};
 pub use model::{
     AttachRequest, Endpoint, EndpointFilter, Network, NetworkMode, NetworkSpec, PortSpec,
 };

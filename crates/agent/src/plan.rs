@@ -13,6 +13,7 @@ use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use trellis_link::{ContainerRoute, Families, container_mac, format_mac, host_veth_name};
+use trellis_route::routed::container_routes;
 use trellis_types::PortMapping;
 
 /// What the container side of an endpoint gets.
@@ -48,7 +49,7 @@ pub(crate) fn container_plan(net: &Network, ips: &[IpAddr]) -> ContainerPlan {
                 .iter()
                 .map(|&ip| with_len(ip, if ip.is_ipv4() { 32 } else { 128 }))
                 .collect(),
-            routes: ContainerRoute::routed_defaults(Families::of(ips.iter().copied())),
+            routes: container_routes(Families::of(ips.iter().copied())),
             ipv6,
         },
     }

@@ -62,11 +62,6 @@ impl Records {
         Ok(old.entries.len())
     }
 
-    /// The key prefix of this node's endpoint records.
-    pub(crate) fn endpoints_prefix(&self) -> &str {
-        &self.endpoints
-    }
-
     pub(crate) async fn put_network(&self, net: &Network) -> Result<(), Error> {
         self.put(&format!("{NETWORKS}/{}", net.spec.name), net, Expect::Any)
             .await
@@ -95,7 +90,11 @@ impl Records {
     /// already), for the store transaction that takes its addresses.
     pub(crate) fn create_op(&self, ep: &Endpoint) -> Op {
         let bytes = serde_json::to_vec(ep).expect("records serialise");
-        Op::put(self.endpoint_key(&ep.request.handle()), bytes, Expect::Absent)
+        Op::put(
+            self.endpoint_key(&ep.request.handle()),
+            bytes,
+            Expect::Absent,
+        )
     }
 
     /// The write that forgets an endpoint, for the store transaction that

@@ -14,8 +14,8 @@ use crate::agent::Agent;
 use crate::model::Network;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use trellis_link::{Ns, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6};
-use trellis_route::Route;
+use trellis_link::Ns;
+use trellis_route::{ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, Route};
 
 /// The containers' gateways for a network with these pools.
 pub(crate) fn gateways(subnets: &[IpNet]) -> Vec<IpAddr> {

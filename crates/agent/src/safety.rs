@@ -32,11 +32,8 @@ use crate::Error;
 use crate::model::PortSpec;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use trellis_link::{
-    HostAddress, Listener, NetnsId, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ReservedNetns,
-    is_host_veth_name,
-};
-use trellis_route::{HostRoute, RTPROT_TRELLIS};
+use trellis_link::{HostAddress, Listener, NetnsId, ReservedNetns, is_host_veth_name};
+use trellis_route::{HostRoute, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, RTPROT_TRELLIS};
 use trellis_types::{IfName, InvalidInput, NetnsPath};
 
 /// What the host uses, as read before a network is created.

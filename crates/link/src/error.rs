@@ -2,35 +2,8 @@
 
 use nix::errno::Errno;
 use std::io;
+use trellis_netlink::{KernelError, NetnsError};
 use trellis_types::InvalidInput;
-
-/// A netlink request the kernel refused (or that never got an answer).
-///
-/// Carries the operation (`"create veth"`) and what it was applied to
-/// (`"tr0123456789abc"`) so that a log line alone says what failed.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {subject}: {source}")]
-pub struct KernelError {
-    /// What trellis asked for, lowercase (`"add address"`).
-    pub op: &'static str,
-    /// What it was asked for: an interface, an address, a route.
-    pub subject: String,
-    /// The kernel's answer (an errno) or the socket failure.
-    #[source]
-    pub source: io::Error,
-}
-
-impl KernelError {
-    /// The errno the kernel answered with, if the failure was a kernel answer.
-    pub fn errno(&self) -> Option<Errno> {
-        self.source.raw_os_error().map(Errno::from_raw)
-    }
-
-    /// Whether the kernel answered with `errno`.
-    pub fn is(&self, errno: Errno) -> bool {
-        self.errno() == Some(errno)
-    }
-}
 
 /// How many ports a Linux bridge takes (`BR_MAX_PORTS` is 1024, port 0 is
 /// never used).
@@ -97,6 +70,26 @@ impl LinkError {
             LinkError::Kernel(k) => k.errno(),
             LinkError::Io { source, .. } => source.raw_os_error().map(Errno::from_raw),
             _ => None,
+        }
+    }
+}
+
+/// A namespace that could not be opened or entered, or work in it that
+/// failed, is the same [`LinkError`] it always was: bad input naming the
+/// field, or I/O naming what trellis was doing.
+impl From<NetnsError> for LinkError {
+    fn from(e: NetnsError) -> Self {
+        match e {
+            NetnsError::Invalid(e) => LinkError::Invalid(e),
+            NetnsError::Io {
+                op,
+                subject,
+                source,
+            } => LinkError::Io {
+                op,
+                subject,
+                source,
+            },
         }
     }
 }

@@ -20,9 +20,8 @@
 //! then, and turning it off would cut it off).
 
 use crate::naming::is_host_veth_name;
-use crate::routed::Families;
-use crate::sysctl::SysctlKey;
 use std::io;
+use trellis_netlink::{Families, SysctlKey};
 use trellis_types::IfName;
 
 /// The devconf directories that are not interfaces.

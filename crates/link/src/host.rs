@@ -12,6 +12,7 @@
 //! namespace's tables; `/proc/net` would show the process's). The parsing is
 //! a pure function over the text, tested without a kernel.
 
+use crate::error::LinkError;
 use ipnet::IpNet;
 use nix::errno::Errno;
 use std::fmt;
@@ -20,7 +21,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
-use trellis_types::Protocol;
+use trellis_netlink::netns::open_netns;
+use trellis_types::{InvalidInput, NetnsPath, Protocol};
 
 /// The identity of a namespace: the nsfs device and inode of its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +51,20 @@ impl NetnsId {
             ino: meta.ino(),
         })
     }
+}
+
+/// Opens `path` as [`trellis_netlink::netns::open_netns`] does (an
+/// [`InvalidInput`] naming `netns` if it is not a network namespace) and
+/// returns the identity of the namespace behind it.
+pub fn netns_identity(path: &NetnsPath) -> Result<NetnsId, LinkError> {
+    let fd = open_netns(path)?;
+    NetnsId::of(&fd).map_err(|e| {
+        LinkError::Invalid(InvalidInput::new(
+            "netns",
+            path,
+            format!("cannot stat: {e}"),
+        ))
+    })
 }
 
 impl fmt::Display for NetnsId {

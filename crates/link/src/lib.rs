@@ -1,11 +1,18 @@
-//! Network namespaces, bridges, veth pairs, addresses and per-interface
-//! sysctls, over rtnetlink.
+//! Network namespaces' links: bridges, veth pairs, addresses and
+//! per-interface sysctls, over rtnetlink.
 //!
 //! Design decisions:
 //!
 //! * **The OS behind a trait.** [`Links`] is narrow and object-safe; the agent
 //!   holds a `dyn Links`. [`NetlinkLinks`] is the real thing; `MockLinks`
 //!   (feature `mock`) is for downstream unit tests.
+//! * **A sibling of trellis-route, not its base.** The plumbing both need —
+//!   namespaces and their threads, the host socket ([`Sockets`]), requests as
+//!   data and their one executor, kernel errors, link lookup — is
+//!   trellis-netlink's. This crate holds only the builders of links and
+//!   addresses ([`msg`]) and re-exports the netlink types its API speaks
+//!   ([`Ns`], [`LinkRef`], [`LinkSummary`], [`Mac`], …). Routes, neighbours
+//!   and routed host ports are trellis-route's.
 //! * **"Host" is a namespace you choose.** The daemon runs in the host's netns,
 //!   but tests must never touch the machine's own, so [`NetlinkLinks`] is built
 //!   either for the current namespace or for the one at a path, and every
@@ -14,7 +21,7 @@
 //!   operation opens a netlink socket *inside* the container's namespace on a
 //!   dedicated `std::thread` (`setns`, create socket, exit); sockets stay bound
 //!   to the namespace they were born in. Tokio workers never `setns`. Nothing
-//!   per container is cached beyond the call. See [`netns`].
+//!   per container is cached beyond the call. See [`trellis_netlink::netns`].
 //! * **The peer is born where it lives.** A veth's container end is created
 //!   directly inside the container's namespace under its final name (one
 //!   `RTM_NEWLINK` whose `VETH_INFO_PEER` carries `IFLA_NET_NS_FD`), with the
@@ -23,9 +30,9 @@
 //!   peer cannot be set up in that request — the kernel applies its flags
 //!   before the ends are linked and `veth_open` says `ENOTCONN` — so it comes
 //!   up with its addresses, in [`Links::setup_container_iface`].)
-//! * **Requests are data.** [`msg`] builds [`nl::Request`] values with pure
-//!   functions (unit-tested by value); [`nl`] is the one executor, which
-//!   pipelines a batch on one socket.
+//! * **Requests are data.** [`msg`] builds [`trellis_netlink::nl::Request`]
+//!   values with pure functions (unit-tested by value); trellis-netlink's
+//!   executor pipelines a batch on one socket.
 //! * **Own what you install.** Host veths are named [`host_veth_name`]
 //!   (`tr` + 13 hex digits of a hash of container id and interface), so leak
 //!   checks and detaches find them without state. Bridges get a fixed MAC
@@ -34,16 +41,12 @@
 //!   the links into a private device group and deletes the group in one
 //!   request: the kernel then pays a teardown's RCU grace periods once for
 //!   the batch instead of once per veth (~20 ms each).
-//! * **Routed mode in one batch.** [`Links::setup_routed_host_port`] sets a
-//!   host port's IPv4 knobs over rtnetlink (`IFLA_INET_CONF`,
-//!   `RTM_SETNEIGHTBL`), adds its gateway addresses and switches off IPv6
-//!   address autoconfiguration in one pipelined batch on the host socket;
-//!   only IPv6's `accept_ra`/`forwarding` need `/proc/sys`, written without
-//!   a thread when the host is the process's own namespace. See [`routed`]
-//!   for the kernel rules behind each knob (and the no-default-route pitfall).
 //! * **One container session.** [`Links::setup_container`] brings `lo` and
 //!   the interface up, adds the addresses and the container's routes over
 //!   the one socket opened inside the container's namespace.
+//! * **Reads for `check` are here too.** [`Links::link_detail`] reads a link
+//!   with its addresses, in any namespace, so that the agent compares records
+//!   with the kernel through this trait and never speaks netlink itself.
 //! * **Bad input is caught before anything changes**: a netns path is opened
 //!   and checked (nsfs, `net:[…]`) before any request is sent, and a failure
 //!   is an [`trellis_types::InvalidInput`] naming the field `netns`.
@@ -55,35 +58,22 @@ mod host_read;
 pub mod msg;
 mod naming;
 mod netlink;
-pub mod netns;
-pub mod nl;
-pub mod routed;
 mod spec;
-mod sysctl;
 
-#[cfg(test)]
-mod msg_routed_tests;
 #[cfg(test)]
 mod msg_tests;
 
-pub use error::{BRIDGE_MAX_PORTS, KernelError, LinkError};
+pub use error::{BRIDGE_MAX_PORTS, LinkError};
 pub use host::{HostAddress, Listener, NetnsId, ReservedNetns, WantedPort};
 pub use naming::{HOST_VETH_PREFIX, bridge_mac, container_mac, host_veth_name, is_host_veth_name};
 pub use netlink::NetlinkLinks;
-pub use netns::Sockets;
-pub use routed::{Families, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, ROUTED_HOST_MAC, RoutedHostPort};
-pub use spec::{
-    BridgeSpec, ContainerIface, ContainerRoute, LinkRef, LinkSummary, Mac, Ns, VethInfo, VethSpec,
-    format_mac,
+pub use spec::{BridgeSpec, ContainerIface, LinkDetail, VethInfo, VethSpec};
+// The netlink types this crate's API speaks, so that its users need not
+// depend on trellis-netlink themselves.
+pub use trellis_netlink::{
+    ContainerRoute, Families, KernelError, LinkRef, LinkSummary, Mac, NetnsError, Ns,
+    RTPROT_TRELLIS, Sockets, SysctlKey, format_mac,
 };
-pub use sysctl::SysctlKey;
-
-/// The route protocol number (`rtm_protocol`) of every route trellis installs
-/// (shown as `proto 116` by `ip route`; free in iproute2's `rt_protos` and in
-/// the kernel's `RTPROT_*` list, and clear of BIRD 12, Zebra 11, FRR's
-/// 186–198 and Calico's 80). Defined here, where container routes are
-/// built, and re-exported by trellis-route.
-pub const RTPROT_TRELLIS: u8 = 116;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -137,18 +127,9 @@ pub trait Links: Send + Sync {
         routes: &[ContainerRoute],
     ) -> Result<(), LinkError>;
 
-    /// Makes a host veth end a routed-mode port: `forwarding=1`,
-    /// `proxy_arp=1`, `neigh proxy_delay=0` and the gateway `169.254.1.1/32
-    /// scope host` (IPv4); `addr_gen_mode=none`, the gateway
-    /// `fe80::ecee:eeff:feee:eeee/64` without DAD, `accept_ra=0` and
-    /// `forwarding=1` (IPv6). Idempotent. Run it before the container end
-    /// comes up. The per-container route and neighbour are trellis-route's
-    /// (`Routes::setup_routed_host` does this and them in one batch).
-    async fn setup_routed_host_port(&self, port: &RoutedHostPort) -> Result<(), LinkError>;
-
     /// Turns on the host-wide forwarding switches for `families`
     /// (`ipv4/ip_forward`, `ipv6/conf/all/forwarding`): once per network,
-    /// not per endpoint. Before IPv6 forwarding goes on, interfaces that
+    /// not per endpoint, for bridge and routed networks alike. Before IPv6 forwarding goes on, interfaces that
     /// accept router advertisements (`accept_ra=1`) get `accept_ra=2`, except
     /// trellis's host veths and `own_bridges` (see [`forwarding`]).
     async fn enable_host_forwarding(
@@ -179,6 +160,10 @@ pub trait Links: Send + Sync {
         ns: &Ns,
         prefix: &str,
     ) -> Result<Vec<LinkSummary>, LinkError>;
+
+    /// The link `name` in `ns` with its addresses; `None` if there is no
+    /// such link. A read only (`check` compares records with it).
+    async fn link_detail(&self, ns: &Ns, name: &IfName) -> Result<Option<LinkDetail>, LinkError>;
 
     /// Writes `/proc/sys/net/<key>` as seen from `ns`.
     async fn set_sysctl(&self, ns: &Ns, key: &SysctlKey, value: &str) -> Result<(), LinkError>;

@@ -1,23 +1,24 @@
-//! Pure builders: what trellis asks the kernel for, as [`Request`] values.
-
-mod routed;
-pub use routed::*;
+//! Pure builders: what trellis-link asks the kernel for, as [`Request`]
+//! values (the shared ones, an address and a tagged route's shape, are
+//! [`trellis_netlink::msg`]'s).
 
 use crate::naming;
-use crate::nl::{CHANGE, CREATE_EXCL, CREATE_REPLACE, DUMP, GET, Request};
-use crate::spec::{BridgeSpec, LinkRef, LinkSummary, Mac, VethSpec};
+use crate::spec::{BridgeSpec, VethSpec};
 use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage as M;
-use netlink_packet_route::address::{AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InetDevConf, InfoBridgePort, InfoData,
     InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
     LinkMessage,
 };
+use netlink_packet_route::route::{RouteScope, RouteType};
 use nix::errno::Errno;
-use rtnetlink::AddressMessageBuilder;
-use std::net::IpAddr;
 use std::os::fd::RawFd;
+use trellis_netlink::lookup::link_message;
+use trellis_netlink::msg::route_message;
+use trellis_netlink::nl::{CHANGE, CREATE_EXCL, CREATE_REPLACE, DUMP, Request};
+use trellis_netlink::{ContainerRoute, LinkRef, LinkSummary, Mac};
 
 /// Errnos that mean a link is already gone.
 pub const GONE: &[Errno] = &[Errno::ENODEV];
@@ -45,13 +46,6 @@ fn indexed(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
     msg
-}
-
-fn by_ref(link: &LinkRef) -> LinkMessage {
-    match link {
-        LinkRef::Index(i) => indexed(*i),
-        LinkRef::Name(n) => named(n.as_str()),
-    }
 }
 
 /// Creates a bridge, up, with its MAC fixed (given or derived from the name).
@@ -110,35 +104,6 @@ pub fn bridge_update(existing: &LinkSummary, spec: &BridgeSpec) -> Option<Reques
         CHANGE,
         M::SetLink(msg),
     ))
-}
-
-/// Adds (or refreshes) an address on interface `index`; idempotent.
-///
-/// IPv6 addresses get `IFA_F_NODAD`: trellis's addresses are unique by
-/// construction (IPAM, a bridge's or routed port's gateway), and duplicate
-/// address detection would keep them `tentative` — unusable, with
-/// `connect()` failing `EADDRNOTAVAIL` — for a second or more
-/// (`addrconf_dad_begin`, one `retrans_time` per `dad_transmits`).
-pub fn address_add(index: u32, subject: &str, addr: IpNet) -> Request {
-    let mut msg: AddressMessage = match addr.addr() {
-        IpAddr::V4(a) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
-            .index(index)
-            .address(a, addr.prefix_len())
-            .build(),
-        IpAddr::V6(a) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
-            .index(index)
-            .address(a, addr.prefix_len())
-            .build(),
-    };
-    if addr.addr().is_ipv6() {
-        msg.header.flags |= AddressHeaderFlags::Nodad;
-    }
-    Request::new(
-        "add address",
-        format!("{addr} on {subject}"),
-        CREATE_REPLACE,
-        M::NewAddress(msg),
-    )
 }
 
 /// Creates a veth pair in one request: the host end named, up, enslaved to
@@ -225,7 +190,7 @@ pub fn set_up(link: &LinkRef) -> Request {
         "set up",
         link.to_string(),
         CHANGE,
-        M::SetLink(up(by_ref(link))),
+        M::SetLink(up(link_message(link))),
     )
 }
 
@@ -255,44 +220,47 @@ pub fn delete_group(group: u32) -> Request {
     .done_if(GONE)
 }
 
-/// Gets one link.
-pub fn get_link(link: &LinkRef) -> Request {
-    Request::new("get link", link.to_string(), GET, M::GetLink(by_ref(link)))
-}
-
-/// Dumps all links.
-pub fn dump_links() -> Request {
-    Request::new("list links", "", DUMP, M::GetLink(LinkMessage::default()))
-}
-
-/// Reads the parts of a link message trellis cares about.
-pub fn summarise(msg: &LinkMessage) -> LinkSummary {
-    let mut s = LinkSummary {
-        index: msg.header.index,
-        name: String::new(),
-        kind: None,
-        mac: None,
-        mtu: None,
-        up: msg.header.flags.contains(LinkFlags::Up),
-        master: None,
-        link: None,
+/// A container route on interface `oif` (create or replace), tagged
+/// [`trellis_netlink::RTPROT_TRELLIS`]: `scope link` without a gateway,
+/// `global` with one.
+pub fn container_route_add(route: &ContainerRoute, oif: u32) -> Request {
+    let scope = match route.via {
+        None => RouteScope::Link,
+        Some(_) => RouteScope::Universe,
     };
-    for attr in &msg.attributes {
+    let msg = route_message(route.dst, route.via, Some(oif), scope, RouteType::Unicast);
+    Request::new(
+        "add route",
+        route.to_string(),
+        CREATE_REPLACE,
+        M::NewRoute(msg),
+    )
+}
+
+/// Dumps the addresses of every link (the kernel filters a dump by link only
+/// under strict checking, so the caller picks its link's out). `subject`
+/// names what the caller is after, for errors.
+pub fn dump_addresses(subject: &str) -> Request {
+    Request::new(
+        "list addresses",
+        subject,
+        DUMP,
+        M::GetAddress(AddressMessage::default()),
+    )
+}
+
+/// The local address of an address message, with its prefix length:
+/// `IFA_LOCAL` where there is one (on a point-to-point link `IFA_ADDRESS` is
+/// the peer's), else `IFA_ADDRESS` (IPv6 gives only that).
+pub fn local_address(a: &AddressMessage) -> Option<IpNet> {
+    let mut local = None;
+    let mut address = None;
+    for attr in &a.attributes {
         match attr {
-            LinkAttribute::IfName(n) => s.name = n.clone(),
-            LinkAttribute::Address(a) => s.mac = <Mac>::try_from(a.as_slice()).ok(),
-            LinkAttribute::Mtu(m) => s.mtu = Some(*m),
-            LinkAttribute::Controller(m) => s.master = Some(*m),
-            LinkAttribute::Link(l) => s.link = Some(*l),
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    if let LinkInfo::Kind(k) = info {
-                        s.kind = Some(k.to_string());
-                    }
-                }
-            }
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
             _ => {}
         }
     }
-    s
+    IpNet::new(local.or(address)?, a.header.prefix_len).ok()
 }

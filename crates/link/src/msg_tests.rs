@@ -1,13 +1,16 @@
 //! Golden-value tests of the pure builders in `msg`.
 
 use crate::msg::*;
-use crate::nl::{CHANGE, CREATE_EXCL};
-use crate::{BridgeSpec, LinkRef, LinkSummary, VethSpec, bridge_mac};
+use crate::{
+    BridgeSpec, ContainerRoute, LinkRef, LinkSummary, RTPROT_TRELLIS, VethSpec, bridge_mac,
+};
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
 };
+use netlink_packet_route::route::{RouteAttribute, RouteProtocol, RouteScope};
 use nix::errno::Errno;
+use trellis_netlink::nl::{CHANGE, CREATE_EXCL, CREATE_REPLACE};
 use trellis_types::{IfName, NetnsPath};
 
 fn ifn(s: &str) -> IfName {
@@ -144,12 +147,45 @@ fn deletes_are_idempotent_and_groups_batch() {
 }
 
 #[test]
-fn address_add_is_create_or_replace_with_broadcast_for_v4() {
-    let req = address_add(3, "eth0", "10.0.0.2/24".parse().unwrap());
-    assert_eq!(req.flags, crate::nl::CREATE_REPLACE);
-    let M::NewAddress(a) = req.message else {
+fn container_routes_are_tagged_and_scoped_by_their_gateway() {
+    let gw = "169.254.1.1".parse().unwrap();
+    let on_link = container_route_add(&ContainerRoute::on_link(gw), 3);
+    assert_eq!(
+        (on_link.op, on_link.subject.as_str(), on_link.flags),
+        ("add route", "169.254.1.1/32 scope link", CREATE_REPLACE)
+    );
+    let M::NewRoute(m) = on_link.message else {
         panic!()
     };
-    assert_eq!((a.header.index, a.header.prefix_len), (3, 24));
-    assert_eq!(a.attributes.len(), 3, "address, local, broadcast: {a:?}");
+    assert_eq!(
+        (m.header.scope, m.header.protocol, m.header.table),
+        (RouteScope::Link, RouteProtocol::Other(RTPROT_TRELLIS), 254)
+    );
+    let M::NewRoute(m) = container_route_add(&ContainerRoute::default_via(gw), 3).message else {
+        panic!()
+    };
+    assert_eq!(m.header.scope, RouteScope::Universe);
+    assert_eq!(
+        m.attributes,
+        vec![
+            RouteAttribute::Gateway("169.254.1.1".parse::<std::net::Ipv4Addr>().unwrap().into()),
+            RouteAttribute::Oif(3),
+        ]
+    );
+}
+
+#[test]
+fn the_local_address_is_read_back_before_the_peer() {
+    use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+    let mut a = AddressMessage::default();
+    a.header.prefix_len = 24;
+    a.attributes = vec![
+        AddressAttribute::Address("10.0.0.9".parse().unwrap()),
+        AddressAttribute::Local("10.0.0.2".parse().unwrap()),
+    ];
+    assert_eq!(local_address(&a), Some("10.0.0.2/24".parse().unwrap()));
+    a.attributes.remove(1);
+    assert_eq!(local_address(&a), Some("10.0.0.9/24".parse().unwrap()));
+    a.attributes.clear();
+    assert_eq!(local_address(&a), None);
 }

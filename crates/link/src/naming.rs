@@ -8,7 +8,7 @@
 //! unlikely (≈ n²/2⁵³). The hash is FNV-1a with a splitmix64 finaliser: tiny,
 //! stable across Rust releases (unlike `DefaultHasher`), and well mixed.
 
-use crate::spec::Mac;
+use trellis_netlink::Mac;
 use trellis_types::{ContainerId, IfName};
 
 /// Prefix of every host-side veth trellis creates.

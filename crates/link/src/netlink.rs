@@ -1,21 +1,24 @@
 //! [`NetlinkLinks`]: the real [`Links`], over rtnetlink.
 
-use crate::error::{KernelError, LinkError};
+use crate::error::LinkError;
 use crate::host::{HostAddress, Listener, NetnsId, ReservedNetns, WantedPort};
-use crate::netns::{Sockets, check_netns, netns_identity, open_netns};
-use crate::routed::{self, Families, RoutedHostPort};
-use crate::spec::{
-    BridgeSpec, ContainerIface, ContainerRoute, LinkRef, LinkSummary, Ns, VethInfo, VethSpec,
-};
-use crate::sysctl::SysctlKey;
-use crate::{Links, host_read, msg, naming, nl};
+use crate::host::{netns_identity, reserved_netns};
+use crate::spec::{BridgeSpec, ContainerIface, LinkDetail, VethInfo, VethSpec};
+use crate::{Links, host_read, msg, naming};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use trellis_netlink::msg::address_add;
+use trellis_netlink::netns::{check_netns, open_netns};
+use trellis_netlink::{
+    ContainerRoute, Families, KernelError, LinkRef, LinkSummary, NetnsError, Ns, Sockets,
+    SysctlKey, lookup, nl,
+};
 use trellis_types::{IfName, NetnsPath};
 
 /// The real [`Links`]: one long-lived netlink socket in the host namespace,
@@ -23,6 +26,8 @@ use trellis_types::{IfName, NetnsPath};
 #[derive(Clone, Debug)]
 pub struct NetlinkLinks {
     sockets: Sockets,
+    /// Namespaces never to be taken for a container's (read once, here).
+    reserved: Arc<Vec<ReservedNetns>>,
 }
 
 impl NetlinkLinks {
@@ -38,7 +43,8 @@ impl NetlinkLinks {
 
     /// Builds on existing sockets (to share them with trellis-route).
     pub fn new(sockets: Sockets) -> Self {
-        Self { sockets }
+        let reserved = Arc::new(reserved_netns(sockets.host_netns()));
+        Self { sockets, reserved }
     }
 
     /// The sockets, to hand to trellis-route.
@@ -49,14 +55,7 @@ impl NetlinkLinks {
 
 /// Gets one link; `None` if it does not exist.
 async fn get(handle: &rtnetlink::Handle, link: &LinkRef) -> Result<Option<LinkSummary>, LinkError> {
-    match nl::fetch(handle, msg::get_link(link)).await {
-        Ok(msgs) => Ok(msgs.iter().find_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => Some(msg::summarise(l)),
-            _ => None,
-        })),
-        Err(e) if e.is(Errno::ENODEV) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(lookup::find_link(handle, link).await?)
 }
 
 async fn must_get(handle: &rtnetlink::Handle, link: &LinkRef) -> Result<LinkSummary, LinkError> {
@@ -140,7 +139,7 @@ impl NetlinkLinks {
                 .await
             {
                 // No IPv6 in this kernel at all: nothing to switch off.
-                Err(LinkError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(NetnsError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
                 other => other?,
             }
             reqs.push(msg::set_up(&LinkRef::Name(spec.host_name.clone())));
@@ -173,7 +172,7 @@ impl Links for NetlinkLinks {
         reqs.extend(
             spec.gateway
                 .iter()
-                .map(|a| msg::address_add(index, spec.name.as_str(), *a)),
+                .map(|a| address_add(index, spec.name.as_str(), *a)),
         );
         nl::apply(host, reqs).await?;
         Ok(index)
@@ -184,7 +183,7 @@ impl Links for NetlinkLinks {
     }
 
     fn reserved_netns(&self) -> Vec<ReservedNetns> {
-        self.sockets.reserved().to_vec()
+        self.reserved.to_vec()
     }
 
     async fn host_addresses(&self) -> Result<Vec<HostAddress>, LinkError> {
@@ -263,7 +262,7 @@ impl Links for NetlinkLinks {
             iface
                 .addresses
                 .iter()
-                .map(|a| msg::address_add(index, &subject, *a)),
+                .map(|a| address_add(index, &subject, *a)),
         );
         reqs.push(msg::set_up(&LinkRef::Index(index)));
         reqs.extend(routes.iter().map(|r| msg::container_route_add(r, index)));
@@ -272,36 +271,23 @@ impl Links for NetlinkLinks {
             .map_err(|e| missing_as_not_found(e, &iface.link))
     }
 
-    async fn setup_routed_host_port(&self, port: &RoutedHostPort) -> Result<(), LinkError> {
-        let knobs = routed::proc_knobs(port)?
-            .into_iter()
-            .map(|(k, v)| (k, v.to_owned()))
-            .collect();
-        let link = LinkRef::Index(port.index);
-        let (netlink, proc) = tokio::join!(
-            nl::apply(self.sockets.host(), msg::routed_port(port)),
-            self.sockets.write_sysctls(&Ns::Host, knobs),
-        );
-        netlink.map_err(|e| missing_as_not_found(e, &link))?;
-        proc
-    }
-
     async fn enable_host_forwarding(
         &self,
         families: Families,
         own_bridges: &[IfName],
     ) -> Result<(), LinkError> {
         let own = own_bridges.to_vec();
-        self.sockets
-            .run_here_or_in(&Ns::Host, move || crate::forwarding::enable(families, &own))
-            .await
-            .map_err(|e| e.into_link_error("turn forwarding on", &Ns::Host))
+        let enable = move || crate::forwarding::enable(families, &own);
+        Ok(self
+            .sockets
+            .run_here_or_in(&Ns::Host, "turn forwarding on", enable)
+            .await?)
     }
 
     async fn add_address(&self, ns: &Ns, link: &LinkRef, addr: IpNet) -> Result<(), LinkError> {
         let handle = self.sockets.handle(ns).await?;
         let index = index_of(&handle, link).await?;
-        let req = msg::address_add(index, &link.to_string(), addr);
+        let req = address_add(index, &link.to_string(), addr);
         nl::apply(&handle, vec![req])
             .await
             .map_err(|e| missing_as_not_found(e, link))
@@ -354,19 +340,31 @@ impl Links for NetlinkLinks {
         prefix: &str,
     ) -> Result<Vec<LinkSummary>, LinkError> {
         let handle = self.sockets.handle(ns).await?;
-        let msgs = nl::fetch(&handle, msg::dump_links()).await?;
-        Ok(msgs
+        let mut links = lookup::list_links(&handle).await?;
+        links.retain(|s| s.name.starts_with(prefix));
+        Ok(links)
+    }
+
+    async fn link_detail(&self, ns: &Ns, name: &IfName) -> Result<Option<LinkDetail>, LinkError> {
+        let handle = self.sockets.handle(ns).await?;
+        let Some(link) = get(&handle, &LinkRef::Name(name.clone())).await? else {
+            return Ok(None);
+        };
+        let answers = nl::fetch(&handle, msg::dump_addresses(name.as_str())).await?;
+        let addresses = answers
             .iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(msg::summarise(l)),
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == link.index => {
+                    msg::local_address(a)
+                }
                 _ => None,
             })
-            .filter(|s| s.name.starts_with(prefix))
-            .collect())
+            .collect();
+        Ok(Some(LinkDetail { link, addresses }))
     }
 
     async fn set_sysctl(&self, ns: &Ns, key: &SysctlKey, value: &str) -> Result<(), LinkError> {
         let writes = vec![(key.clone(), value.to_owned())];
-        self.sockets.write_sysctls(ns, writes).await
+        Ok(self.sockets.write_sysctls(ns, writes).await?)
     }
 }

@@ -1,49 +1,10 @@
-//! What callers ask for: bridges, veth pairs, link references, namespaces.
+//! What callers ask for (bridges, veth pairs, a container's interface) and
+//! what they get back. Namespaces, link references and link summaries are
+//! trellis-netlink's, shared with trellis-route.
 
 use ipnet::IpNet;
-use std::fmt;
-use std::net::IpAddr;
+use trellis_netlink::{LinkRef, LinkSummary, Mac};
 use trellis_types::{IfName, NetnsPath};
-
-/// A MAC address (EUI-48).
-pub type Mac = [u8; 6];
-
-/// Which network namespace an operation runs in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Ns {
-    /// The host namespace the implementation was built for
-    /// ([`crate::NetlinkLinks::current`] or [`crate::NetlinkLinks::in_netns`]).
-    Host,
-    /// Another namespace, usually a container's, opened for this call only.
-    Path(NetnsPath),
-}
-
-impl fmt::Display for Ns {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ns::Host => f.write_str("host netns"),
-            Ns::Path(p) => write!(f, "netns {p}"),
-        }
-    }
-}
-
-/// An interface, by index or by name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum LinkRef {
-    /// By interface index (in the namespace the operation runs in).
-    Index(u32),
-    /// By name.
-    Name(IfName),
-}
-
-impl fmt::Display for LinkRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LinkRef::Index(i) => write!(f, "ifindex {i}"),
-            LinkRef::Name(n) => write!(f, "{n:?}"),
-        }
-    }
-}
 
 /// A Linux bridge as trellis wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,88 +78,13 @@ pub struct ContainerIface {
     pub ipv6: bool,
 }
 
-/// A route inside a container, through the interface being configured
-/// ([`crate::Links::setup_container`]); tagged [`crate::RTPROT_TRELLIS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ContainerRoute {
-    /// Destination prefix, without host bits (`0.0.0.0/0` is the default route).
-    pub dst: IpNet,
-    /// Gateway; `None` makes a `scope link` route (the destination is on the link).
-    pub via: Option<IpAddr>,
-}
-
-impl ContainerRoute {
-    /// `<ip>/32` (`/128`) `scope link`: the gateway is on the link even though
-    /// no address of the container covers it (routed mode's `169.254.1.1`).
-    pub fn on_link(ip: IpAddr) -> Self {
-        let len = if ip.is_ipv4() { 32 } else { 128 };
-        Self {
-            dst: IpNet::new(ip, len).expect("host prefix length"),
-            via: None,
-        }
-    }
-
-    /// `default via <gw>`.
-    pub fn default_via(gw: IpAddr) -> Self {
-        let dst = match gw {
-            IpAddr::V4(_) => IpNet::V4(Default::default()),
-            IpAddr::V6(_) => IpNet::V6(Default::default()),
-        };
-        Self { dst, via: Some(gw) }
-    }
-
-    /// The routes of a routed-mode container for `families`: `169.254.1.1
-    /// scope link` and `default via 169.254.1.1`; `default via
-    /// fe80::ecee:eeff:feee:eeee` (a link-local gateway needs no on-link
-    /// route: the interface is given with it).
-    pub fn routed_defaults(families: crate::Families) -> Vec<Self> {
-        let mut routes = Vec::new();
-        if families.v4 {
-            let gw = IpAddr::V4(crate::ROUTED_GATEWAY_V4);
-            routes.extend([Self::on_link(gw), Self::default_via(gw)]);
-        }
-        if families.v6 {
-            routes.push(Self::default_via(IpAddr::V6(crate::ROUTED_GATEWAY_V6)));
-        }
-        routes
-    }
-}
-
-impl fmt::Display for ContainerRoute {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.dst)?;
-        match self.via {
-            Some(via) => write!(f, " via {via}"),
-            None => f.write_str(" scope link"),
-        }
-    }
-}
-
-/// One interface as a listing reports it.
+/// A link with its addresses, as [`crate::Links::link_detail`] reads them:
+/// what `check` compares an endpoint's record with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkSummary {
-    /// Interface index.
-    pub index: u32,
-    /// Name.
-    pub name: String,
-    /// `IFLA_INFO_KIND` (`"bridge"`, `"veth"`), `None` for physical devices and `lo`.
-    pub kind: Option<String>,
-    /// Hardware address, if it is an Ethernet-like one.
-    pub mac: Option<Mac>,
-    /// MTU.
-    pub mtu: Option<u32>,
-    /// Administratively up (`IFF_UP`).
-    pub up: bool,
-    /// Index of the bridge it is enslaved to.
-    pub master: Option<u32>,
-    /// `IFLA_LINK`: for a veth, the peer's index (in the peer's namespace).
-    pub link: Option<u32>,
-}
-
-/// Formats a MAC as `02:aa:bb:cc:dd:ee`.
-pub fn format_mac(mac: &Mac) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+pub struct LinkDetail {
+    /// The link.
+    pub link: LinkSummary,
+    /// Its addresses with their prefix lengths (the local address of each,
+    /// `IFA_LOCAL` where the kernel gives one).
+    pub addresses: Vec<IpNet>,
 }

@@ -201,6 +201,68 @@ async fn container_side_operations_and_sysctls_happen_in_the_right_netns() {
 }
 
 #[tokio::test]
+async fn link_detail_reads_a_link_and_only_its_own_addresses_in_either_namespace() {
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    let br = lab.links.ensure_bridge(&bridge("br0")).await.unwrap();
+    let info = lab
+        .links
+        .create_veth(&veth("tr0000000000009", &c, "eth0", Some(br)))
+        .await
+        .unwrap();
+    let mine: Vec<ipnet::IpNet> = vec![
+        "192.168.169.9/24".parse().unwrap(),
+        "fd00::9/64".parse().unwrap(),
+    ];
+    let iface = ContainerIface {
+        netns: nspath(&c),
+        link: LinkRef::Index(info.container_ifindex),
+        addresses: mine.clone(),
+        ipv6: false,
+    };
+    lab.links.setup_container_iface(&iface).await.unwrap();
+
+    let detail = lab.links.link_detail(&at(&c), &ifn("eth0")).await.unwrap();
+    let LinkDetail { link, addresses } = detail.expect("eth0 is in the container");
+    assert_eq!(
+        (link.index, link.name.as_str(), link.up, link.mac),
+        (
+            info.container_ifindex,
+            "eth0",
+            true,
+            Some(info.container_mac)
+        )
+    );
+    // Not lo's 127.0.0.1, and no link-local (`ipv6: false`).
+    let mut addresses = addresses;
+    addresses.sort();
+    assert_eq!(addresses, mine);
+
+    let bridge_side = lab.links.link_detail(&Ns::Host, &ifn("br0")).await.unwrap();
+    let bridge_side = bridge_side.expect("br0 is on the host");
+    assert_eq!(bridge_side.link.kind.as_deref(), Some("bridge"));
+    assert!(
+        bridge_side
+            .addresses
+            .contains(&"192.168.169.1/24".parse().unwrap()),
+        "{bridge_side:?}"
+    );
+
+    for (ns, name) in [(at(&c), "nope0"), (Ns::Host, "eth0")] {
+        let none = lab.links.link_detail(&ns, &ifn(name)).await.unwrap();
+        assert_eq!(none, None, "{name} in {ns}");
+    }
+    let bad = Ns::Path(
+        trellis_types::NetnsPath::parse("netns", "/run/netns/trellis-does-not-exist").unwrap(),
+    );
+    let err = lab.links.link_detail(&bad, &ifn("eth0")).await.unwrap_err();
+    assert!(
+        matches!(&err, LinkError::Invalid(i) if i.field == "netns"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn bad_netns_path_is_a_typed_error_and_leaves_nothing_behind() {
     let lab = Lab::new().await;
     let file = tempfile::NamedTempFile::new().unwrap();

@@ -1,5 +1,7 @@
-//! The netlink socket: one `NETLINK_NETFILTER` socket, opened once (in a given
-//! network namespace if asked), used for batches and for reads.
+//! The netlink socket: one `NETLINK_NETFILTER` socket, opened once by the
+//! nf_tables thread (in the namespace that thread was born in) and used,
+//! only on that thread, for batches and for reads ([`crate::worker`] says
+//! why: the reads block).
 //!
 //! nfnetlink handles a batch synchronously inside `send()`: by the time it
 //! returns, the kernel has committed or aborted the batch and queued every
@@ -11,7 +13,6 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use nix::sys::socket::{setsockopt, sockopt::ReceiveTimeout, sockopt::SndBufForce};
 use nix::sys::time::{TimeVal, TimeValLike};
 use std::io;
-use std::path::Path;
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -95,7 +96,8 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Opens a socket in the calling thread's network namespace.
+    /// Opens a socket in the calling thread's network namespace (a socket
+    /// belongs to the namespace it was created in).
     pub(crate) fn open() -> io::Result<Self> {
         let mut sock = Socket::new(NETLINK_NETFILTER)?;
         sock.bind_auto()?;
@@ -115,21 +117,6 @@ impl Conn {
         })
     }
 
-    /// Opens a socket inside the network namespace at `path`. A socket belongs
-    /// to the namespace it was created in, so a short-lived thread enters the
-    /// namespace, creates it, and exits; no other thread changes namespace.
-    pub(crate) fn open_in(path: &Path) -> io::Result<Self> {
-        let path = path.to_owned();
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path)?;
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(io::Error::from)?;
-            Self::open()
-        })
-        .join()
-        .map_err(|_| io::Error::other("netns thread panicked"))?
-    }
-
     fn next_seq(&mut self, n: usize) -> u32 {
         let s = self.seq;
         self.seq = self.seq.wrapping_add(n as u32 + 2);
@@ -137,7 +124,15 @@ impl Conn {
     }
 
     /// Discards replies left over from an earlier, interrupted exchange.
+    /// Every exchange starts here, so this is where debug builds (every
+    /// test) check that socket I/O happens on the nf_tables thread and never
+    /// on a caller's, such as a tokio worker.
     fn drain(&mut self) {
+        debug_assert_eq!(
+            std::thread::current().name(),
+            Some(crate::worker::THREAD),
+            "nf_tables socket I/O off the nf_tables thread"
+        );
         loop {
             self.buf.clear();
             if self

@@ -73,6 +73,18 @@
 //! nfnetlink batch, which the kernel applies atomically: a `publish` of several
 //! ports either adds all of them or none.
 //!
+//! **The socket lives on a thread of its own, never on the runtime's.**
+//! Reading an answer blocks (a dump, or up to a 5 s timeout if the kernel says
+//! nothing), and the [`Nat`] methods are `async`: done inline, every task and
+//! timer of the calling tokio worker would wait with them — on a current-thread
+//! runtime, all of them. So each [`NftNat`] owns one thread (`trellis-nft`),
+//! born in the table's namespace through trellis-netlink's `spawn_in` (the one
+//! `setns` in trellis), which opens the socket, serves jobs from a channel one
+//! at a time (so read-check-write sequences such as `publish` are serialised)
+//! and answers each through a oneshot; planning and encoding run there too.
+//! The thread ends when the `NftNat` is dropped. Construction alone waits, as
+//! briefly as opening a socket does.
+//!
 //! **Rules that never change.** `ensure_table` sends, in one batch: create the
 //! table, chains and sets if missing, flush every chain, append the rules. It is
 //! idempotent, repairs drifted rules, and keeps the elements. `sync` goes
@@ -106,7 +118,7 @@
 //! **Desired state as data.** `layout` describes the skeleton, `elems` the
 //! elements, `plan` turns operations into lists of messages; all of it is pure
 //! and tested against golden values without a kernel. `NftNat` is the one place
-//! that sends them.
+//! that sends them, from its thread.
 
 mod check;
 mod conn;
@@ -122,6 +134,7 @@ mod parse;
 mod plan;
 mod pools;
 mod wire;
+mod worker;
 
 pub use error::Error;
 #[cfg(any(test, feature = "mock"))]

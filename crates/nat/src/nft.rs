@@ -5,9 +5,11 @@ use crate::elems::{self, Elem, fam_of};
 use crate::layout::{Fam, INTERNAL, PASS, TABLE};
 use crate::plan::{self, Op};
 use crate::wire::{Attrs, Message, MsgType, NFPROTO_INET, NFTA_LIST_ELEM, nlm};
+use crate::worker::Worker;
 use crate::{Error, Nat, NatState, NetworkNat, RoutedPool, check, parse};
 use async_trait::async_trait;
-use std::sync::{Mutex, MutexGuard};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use trellis_types::{IfName, NetnsPath, PortMapping};
 
 const ENOENT: i32 = 2;
@@ -15,12 +17,15 @@ const EEXIST: i32 = 17;
 
 /// trellis's NAT table in one network namespace, over one netlink socket.
 ///
-/// The socket is opened once and kept (behind a mutex, which also serialises
-/// read-check-write sequences such as `unpublish`). Each call is one short
-/// exchange with the kernel (tens of microseconds), done inline rather than on a
-/// blocking pool: it never waits on anything but the kernel's immediate answer.
+/// The socket is opened once and kept by a thread of the `NftNat`'s own
+/// (`trellis-nft`), which does every send and receive: the `async` methods
+/// hand it a job and await the answer, so no tokio worker (on any runtime,
+/// current-thread included) ever waits on the kernel. Jobs run one at a
+/// time, which also serialises read-check-write sequences such as
+/// `unpublish`. The thread ends when the `NftNat` is dropped (the crate
+/// docs say why it exists).
 pub struct NftNat {
-    conn: Mutex<Conn>,
+    worker: Worker,
 }
 
 impl std::fmt::Debug for NftNat {
@@ -56,33 +61,36 @@ fn elems_request(kind: MsgType, flags: u16, set: &str, key: Option<&[u8]>) -> Me
 }
 
 impl NftNat {
-    /// Opens the table's socket in the calling thread's network namespace.
+    /// Opens the table's socket in the calling thread's network namespace,
+    /// on the `NftNat`'s own thread (which starts there).
     pub fn current() -> Result<Self, Error> {
-        let conn = Conn::open().map_err(|source| Error::Io {
+        let worker = Worker::start(None).map_err(|source| Error::Io {
             op: "open netlink socket",
             source,
         })?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { worker })
     }
 
-    /// Opens the table's socket inside the network namespace at `netns`; the
-    /// calling thread does not change namespace.
+    /// Opens the table's socket inside the network namespace at `netns`, on
+    /// the `NftNat`'s own thread, which enters it for good; the calling
+    /// thread does not change namespace.
     pub fn in_netns(netns: &NetnsPath) -> Result<Self, Error> {
-        let conn = Conn::open_in(netns.as_path()).map_err(|source| Error::Io {
+        let failed = |source| Error::Io {
             op: "open netlink socket in netns",
             source,
-        })?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        };
+        let ns = std::fs::File::open(netns.as_path()).map_err(failed)?;
+        let worker = Worker::start(Some(Arc::new(OwnedFd::from(ns)))).map_err(failed)?;
+        Ok(Self { worker })
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Conn> {
-        // A panic while holding the lock leaves no half-done kernel state (every
-        // change is one batch), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `job` with the socket, on the nf_tables thread.
+    pub(crate) async fn run<T, F>(&self, op: &'static str, job: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, Error> + Send + 'static,
+    {
+        self.worker.run(op, job).await
     }
 
     pub(crate) fn apply(conn: &mut Conn, ops: &[Op]) -> Result<(), Failure> {
@@ -193,7 +201,7 @@ impl NftNat {
         Ok(out)
     }
 
-    fn publish_locked(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
+    fn publish_on(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
         check::no_duplicate_ports(ports)?;
         let mut on_address = None;
         for m in ports {
@@ -212,9 +220,10 @@ impl NftNat {
     /// privileged tests can prove that the kernel's own refusal (EEXIST under
     /// `NLM_F_EXCL`) is mapped to [`Error::PortInUse`] and aborts the whole batch.
     #[doc(hidden)]
-    pub fn publish_unchecked(&self, ports: &[PortMapping]) -> Result<(), Error> {
-        let mut conn = self.lock();
-        Self::publish_batch(&mut conn, ports)
+    pub async fn publish_unchecked(&self, ports: &[PortMapping]) -> Result<(), Error> {
+        let ports = ports.to_vec();
+        self.run("publish", move |conn| Self::publish_batch(conn, &ports))
+            .await
     }
 
     fn publish_batch(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
@@ -238,7 +247,7 @@ impl NftNat {
         }
     }
 
-    fn unpublish_locked(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
+    fn unpublish_on(conn: &mut Conn, ports: &[PortMapping]) -> Result<(), Error> {
         let mut present = Vec::new();
         for m in ports {
             let found = Self::get_mapping(conn, m)?;
@@ -249,7 +258,7 @@ impl NftNat {
         Self::apply(conn, &plan::unpublish(&present)).map_err(|f| kernel("unpublish", f))
     }
 
-    fn add_network_locked(conn: &mut Conn, net: &NetworkNat) -> Result<(), Error> {
+    fn add_network_on(conn: &mut Conn, net: &NetworkNat) -> Result<(), Error> {
         check::network(net)?;
         let existing = Self::networks(conn)?;
         check::no_overlap(net, &existing)?;
@@ -282,7 +291,7 @@ impl NftNat {
         Ok(out)
     }
 
-    fn set_reach_locked(conn: &mut Conn, pairs: &[(IfName, IfName)]) -> Result<(), Error> {
+    fn set_reach_on(conn: &mut Conn, pairs: &[(IfName, IfName)]) -> Result<(), Error> {
         let want = plan::reach_elems(pairs);
         let have = plan::reach_elems(&Self::reach(conn)?);
         let add: Vec<_> = want.iter().filter(|p| !have.contains(p)).cloned().collect();
@@ -303,7 +312,7 @@ impl NftNat {
         Self::apply(conn, &ops).map_err(|f| kernel("set reach", f))
     }
 
-    fn remove_network_locked(conn: &mut Conn, net: &NetworkNat) -> Result<(), Error> {
+    fn remove_network_on(conn: &mut Conn, net: &NetworkNat) -> Result<(), Error> {
         let existing = Self::networks(conn)?;
         let Some(old) = existing
             .iter()
@@ -318,71 +327,101 @@ impl NftNat {
 
 #[async_trait]
 impl Nat for NftNat {
+    // Every call does all of its work in the job, planning included: a
+    // `sync` of thousands of ports is milliseconds of encoding, which would
+    // stall the caller's runtime as surely as a read.
+
     async fn ensure_table(&self) -> Result<(), Error> {
-        let ops = plan::skeleton();
-        Self::apply(&mut self.lock(), &ops).map_err(|f| kernel("ensure table", f))
+        self.run("ensure table", |conn| {
+            Self::apply(conn, &plan::skeleton()).map_err(|f| kernel("ensure table", f))
+        })
+        .await
     }
 
     async fn sync(&self, state: &NatState) -> Result<(), Error> {
-        check::state(state)?;
-        let ops = plan::sync(state);
-        Self::apply(&mut self.lock(), &ops).map_err(|f| kernel("sync", f))
+        let state = state.clone();
+        self.run("sync", move |conn| {
+            check::state(&state)?;
+            Self::apply(conn, &plan::sync(&state)).map_err(|f| kernel("sync", f))
+        })
+        .await
     }
 
     async fn add_network(&self, net: &NetworkNat) -> Result<(), Error> {
-        Self::add_network_locked(&mut self.lock(), net)
+        let net = net.clone();
+        self.run("add network", move |conn| Self::add_network_on(conn, &net))
+            .await
     }
 
     async fn remove_network(&self, net: &NetworkNat) -> Result<(), Error> {
-        Self::remove_network_locked(&mut self.lock(), net)
+        let net = net.clone();
+        self.run("remove network", move |conn| {
+            Self::remove_network_on(conn, &net)
+        })
+        .await
     }
 
     async fn list_networks(&self) -> Result<Vec<NetworkNat>, Error> {
-        Self::networks(&mut self.lock())
+        self.run("list networks", Self::networks).await
     }
 
     async fn add_pool(&self, pool: &RoutedPool) -> Result<(), Error> {
-        Self::add_pool_locked(&mut self.lock(), pool)
+        let pool = *pool;
+        self.run("add pool", move |conn| Self::add_pool_on(conn, &pool))
+            .await
     }
 
     async fn remove_pool(&self, pool: &RoutedPool) -> Result<(), Error> {
-        Self::remove_pool_locked(&mut self.lock(), pool)
+        let pool = *pool;
+        self.run("remove pool", move |conn| Self::remove_pool_on(conn, &pool))
+            .await
     }
 
     async fn list_pools(&self) -> Result<Vec<RoutedPool>, Error> {
-        Self::pools(&mut self.lock())
+        self.run("list pools", Self::pools).await
     }
 
     async fn set_reach(&self, pairs: &[(IfName, IfName)]) -> Result<(), Error> {
-        Self::set_reach_locked(&mut self.lock(), pairs)
+        let pairs = pairs.to_vec();
+        self.run("set reach", move |conn| Self::set_reach_on(conn, &pairs))
+            .await
     }
 
     async fn list_reach(&self) -> Result<Vec<(IfName, IfName)>, Error> {
-        Self::reach(&mut self.lock())
+        self.run("list reach", Self::reach).await
     }
 
     async fn publish(&self, ports: &[PortMapping]) -> Result<(), Error> {
-        Self::publish_locked(&mut self.lock(), ports)
+        let ports = ports.to_vec();
+        self.run("publish", move |conn| Self::publish_on(conn, &ports))
+            .await
     }
 
     async fn unpublish(&self, ports: &[PortMapping]) -> Result<(), Error> {
-        Self::unpublish_locked(&mut self.lock(), ports)
+        let ports = ports.to_vec();
+        self.run("unpublish", move |conn| Self::unpublish_on(conn, &ports))
+            .await
     }
 
     async fn list_published(&self) -> Result<Vec<PortMapping>, Error> {
-        let mut conn = self.lock();
-        let mut out = Vec::new();
-        for f in Fam::ALL {
-            out.extend(Self::mappings(&mut conn, f)?);
-        }
-        out.sort();
-        Ok(out)
+        self.run("list published ports", |conn| {
+            let mut out = Vec::new();
+            for f in Fam::ALL {
+                out.extend(Self::mappings(conn, f)?);
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
     }
 
     async fn remove_all(&self) -> Result<(), Error> {
-        match Self::apply(&mut self.lock(), &[Op::DelTable]) {
-            Ok(()) | Err(Failure::Kernel { errno: ENOENT, .. }) => Ok(()),
-            Err(f) => Err(kernel("remove all", f)),
-        }
+        self.run("remove all", |conn| {
+            match Self::apply(conn, &[Op::DelTable]) {
+                Ok(()) | Err(Failure::Kernel { errno: ENOENT, .. }) => Ok(()),
+                Err(f) => Err(kernel("remove all", f)),
+            }
+        })
+        .await
     }
 }

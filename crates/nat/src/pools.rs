@@ -24,7 +24,7 @@ impl NftNat {
         Ok(out)
     }
 
-    pub(crate) fn add_pool_locked(conn: &mut Conn, pool: &RoutedPool) -> Result<(), Error> {
+    pub(crate) fn add_pool_on(conn: &mut Conn, pool: &RoutedPool) -> Result<(), Error> {
         check::pool(pool)?;
         let existing = Self::pools(conn)?;
         check::no_pool_overlap(pool, &existing)?;
@@ -55,7 +55,7 @@ impl NftNat {
         Self::apply(conn, &ops).map_err(|f| kernel("add pool", f))
     }
 
-    pub(crate) fn remove_pool_locked(conn: &mut Conn, pool: &RoutedPool) -> Result<(), Error> {
+    pub(crate) fn remove_pool_on(conn: &mut Conn, pool: &RoutedPool) -> Result<(), Error> {
         let existing = Self::pools(conn)?;
         let Some(old) = existing.iter().find(|e| e.cidr == pool.cidr) else {
             return Ok(());

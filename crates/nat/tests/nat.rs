@@ -3,6 +3,7 @@
 //! without root.
 
 mod util;
+mod worker;
 
 use std::time::{Duration, Instant};
 use trellis_nat::{Error, Nat, NatState};
@@ -115,7 +116,7 @@ async fn a_published_host_port_is_refused_and_nothing_changes() {
     ];
     for (how, res) in [
         ("checked before sending", nat.publish(&batch).await),
-        ("refused by the kernel", nat.publish_unchecked(&batch)),
+        ("refused by the kernel", nat.publish_unchecked(&batch).await),
         ("same mapping again", nat.publish(&[web]).await),
     ] {
         match res {

@@ -1,6 +1,6 @@
 //! Errors of trellis-route.
 
-use trellis_link::{KernelError, LinkError};
+use trellis_netlink::{KernelError, NetnsError};
 use trellis_types::InvalidInput;
 
 /// Everything that can go wrong in trellis-route.
@@ -18,10 +18,11 @@ pub enum RouteError {
         /// The namespace looked in.
         ns: String,
     },
-    /// The namespace could not be opened or entered (a bad `netns` is
-    /// [`LinkError::Invalid`] naming the field).
+    /// The namespace could not be opened or entered, or the work in it (a
+    /// `/proc/sys` write) failed; a bad `netns` is [`NetnsError::Invalid`]
+    /// naming the field.
     #[error(transparent)]
-    Netns(#[from] LinkError),
+    Netns(#[from] NetnsError),
     /// The kernel refused a request.
     #[error(transparent)]
     Kernel(#[from] KernelError),

@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 use std::fmt;
 use std::net::IpAddr;
-use trellis_link::Mac;
+use trellis_netlink::{Mac, format_mac};
 use trellis_types::IfName;
 
 /// How far a route reaches (`rtm_scope`).
@@ -167,7 +167,7 @@ impl fmt::Display for Neighbour {
             f,
             "{} lladdr {} dev {}",
             self.ip,
-            trellis_link::format_mac(&self.mac),
+            format_mac(&self.mac),
             self.dev
         )
     }

@@ -1,4 +1,8 @@
-//! Pure builders and parsers: routes and neighbours as netlink messages.
+//! Pure builders and parsers: routes and neighbours as netlink messages, and
+//! a routed host port's knobs and gateways ([`routed_port`] and its parts).
+
+mod port;
+pub use port::*;
 
 use crate::RTPROT_TRELLIS;
 use crate::model::{HostRoute, Neighbour, Route, RouteKind, Scope};
@@ -14,20 +18,15 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage as M};
 use nix::errno::Errno;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use trellis_link::nl::{CHANGE, CREATE_REPLACE, DUMP, Request};
+use trellis_netlink::Mac;
+use trellis_netlink::msg::{family, route_message};
+use trellis_netlink::nl::{CHANGE, CREATE_REPLACE, DUMP, Request};
 use trellis_types::{IfName, InvalidInput};
 
 /// Errnos that mean a route is already gone.
 pub const ROUTE_GONE: &[Errno] = &[Errno::ESRCH, Errno::ENOENT];
 /// Errnos that mean a neighbour entry is already gone.
 pub const NEIGH_GONE: &[Errno] = &[Errno::ENOENT];
-
-fn family(ip: IpAddr) -> AddressFamily {
-    match ip {
-        IpAddr::V4(_) => AddressFamily::Inet,
-        IpAddr::V6(_) => AddressFamily::Inet6,
-    }
-}
 
 /// Checks a route before anything is sent: no host bits in `dst`, `via` of
 /// the same family, nothing to forward through on a blackhole.
@@ -71,7 +70,7 @@ fn message(route: &Route, oif: Option<u32>) -> RouteMessage {
         RouteKind::Unreachable => RouteType::Unreachable,
         RouteKind::Prohibit => RouteType::Prohibit,
     };
-    let mut msg = trellis_link::msg::route_message(route.dst, route.via, oif, scope, kind);
+    let mut msg = route_message(route.dst, route.via, oif, scope, kind);
     if let Some(metric) = route.metric {
         msg.attributes.push(RouteAttribute::Priority(metric));
     }
@@ -242,4 +241,40 @@ pub fn neighbour_delete(n: &Neighbour, ifindex: u32) -> Request {
         M::DelNeighbour(msg),
     )
     .done_if(NEIGH_GONE)
+}
+
+/// Dumps the neighbour entries of every device and family (the kernel
+/// filters a neighbour dump by device only under strict checking, so the
+/// caller picks its device's out). `dev` names what the caller is after,
+/// for errors.
+pub fn dump_neighbours(dev: &IfName) -> Request {
+    Request::new(
+        "list neighbours",
+        dev.as_str(),
+        DUMP,
+        M::GetNeighbour(NeighbourMessage::default()),
+    )
+}
+
+/// Reads back a neighbour entry on `dev` (the device the caller resolved
+/// `msg`'s ifindex to); `None` for one without an IP or a MAC (an entry
+/// still `INCOMPLETE`, or one that `FAILED`).
+pub fn parse_neighbour(msg: &NeighbourMessage, dev: &IfName) -> Option<Neighbour> {
+    let mut ip = None;
+    let mut mac = None;
+    for attr in &msg.attributes {
+        match attr {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(*a)),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                ip = Some(IpAddr::V6(*a))
+            }
+            NeighbourAttribute::LinkLayerAddress(l) => mac = Mac::try_from(l.as_slice()).ok(),
+            _ => {}
+        }
+    }
+    Some(Neighbour {
+        ip: ip?,
+        mac: mac?,
+        dev: dev.clone(),
+    })
 }

@@ -9,7 +9,7 @@ use netlink_packet_route::route::{
 };
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use trellis_link::nl::{CHANGE, CREATE_REPLACE};
+use trellis_netlink::nl::{CHANGE, CREATE_REPLACE};
 use trellis_types::IfName;
 
 fn ifn(s: &str) -> IfName {

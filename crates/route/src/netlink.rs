@@ -7,12 +7,12 @@ use crate::routed::{self, RoutedEndpoint};
 use crate::{Routes, msg};
 use async_trait::async_trait;
 use netlink_packet_route::RouteNetlinkMessage;
-use nix::errno::Errno;
 use std::collections::HashMap;
-use trellis_link::{LinkRef, Ns, Sockets, nl};
+use trellis_netlink::{LinkRef, Ns, Sockets, lookup, nl};
 use trellis_types::{IfName, NetnsPath};
 
-/// The real [`Routes`], sharing trellis-link's sockets.
+/// The real [`Routes`], on the [`Sockets`] trellis-link's implementation
+/// uses too (one host socket for both).
 #[derive(Clone, Debug)]
 pub struct NetlinkRoutes {
     sockets: Sockets,
@@ -46,16 +46,8 @@ async fn resolve<'a>(
         if out.contains_key(name) {
             continue;
         }
-        let req = trellis_link::msg::get_link(&LinkRef::Name(name.clone()));
-        let index = match nl::fetch(handle, req).await {
-            Ok(msgs) => msgs.iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
-                _ => None,
-            }),
-            Err(e) if e.is(Errno::ENODEV) => None,
-            Err(e) => return Err(e.into()),
-        };
-        out.insert(name.clone(), index);
+        let found = lookup::find_link(handle, &LinkRef::Name(name.clone())).await?;
+        out.insert(name.clone(), found.map(|l| l.index));
     }
     Ok(out)
 }
@@ -71,17 +63,8 @@ fn must(devs: &HashMap<IfName, Option<u32>>, dev: &IfName, ns: &Ns) -> Result<u3
 }
 
 async fn link_names(handle: &rtnetlink::Handle) -> Result<HashMap<u32, String>, RouteError> {
-    let msgs = nl::fetch(handle, trellis_link::msg::dump_links()).await?;
-    Ok(msgs
-        .iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => {
-                let s = trellis_link::msg::summarise(l);
-                Some((s.index, s.name))
-            }
-            _ => None,
-        })
-        .collect())
+    let links = lookup::list_links(handle).await?;
+    Ok(links.into_iter().map(|l| (l.index, l.name)).collect())
 }
 
 #[async_trait]
@@ -166,10 +149,27 @@ impl Routes for NetlinkRoutes {
         Ok(nl::apply(&handle, reqs).await?)
     }
 
+    async fn list_neighbours(&self, ns: &Ns, dev: &IfName) -> Result<Vec<Neighbour>, RouteError> {
+        let handle = self.sockets.handle(ns).await?;
+        let Some(link) = lookup::find_link(&handle, &LinkRef::Name(dev.clone())).await? else {
+            return Ok(Vec::new());
+        };
+        let answers = nl::fetch(&handle, msg::dump_neighbours(dev)).await?;
+        Ok(answers
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) if n.header.ifindex == link.index => {
+                    msg::parse_neighbour(n, dev)
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn setup_routed_host(&self, endpoint: &RoutedEndpoint) -> Result<(), RouteError> {
         let reqs = routed::routed_host(endpoint)?;
         // The IPv6 /proc knobs (none for IPv4-only) go alongside the batch.
-        let knobs = trellis_link::routed::proc_knobs(&endpoint.port())?
+        let knobs = routed::proc_knobs(&endpoint.port())?
             .into_iter()
             .map(|(k, v)| (k, v.to_owned()))
             .collect();

@@ -7,7 +7,7 @@ mod routed;
 mod util;
 
 use std::time::{Duration, Instant};
-use trellis_link::{ContainerIface, LinkError, LinkRef, Links, VethSpec};
+use trellis_link::{ContainerIface, LinkRef, Links, VethSpec, format_mac};
 use trellis_route::*;
 use trellis_testlab::{Netns, TcpServer, seen_ip, tcp_request};
 use util::{Lab, at, ifn, nspath};
@@ -171,6 +171,77 @@ async fn routed_mode_shapes_host_routes_and_permanent_neighbours() {
 }
 
 #[tokio::test]
+async fn neighbours_are_read_back_with_their_macs_in_any_namespace() {
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    lab.attach("tr0000000000004", &c, "192.168.169.4/24").await;
+    let ours = Neighbour {
+        ip: "192.168.169.50".parse().unwrap(),
+        mac: [2, 0, 0, 0, 0, 0x50],
+        dev: ifn("eth0"),
+    };
+    lab.routes
+        .add_neighbours(&at(&c), std::slice::from_ref(&ours))
+        .await
+        .unwrap();
+    // Someone else's entry is listed too: this is a read of the kernel.
+    c.ip("neigh add fd00::51 lladdr 02:00:00:00:00:51 dev eth0");
+    let mut seen = lab
+        .routes
+        .list_neighbours(&at(&c), &ifn("eth0"))
+        .await
+        .unwrap();
+    seen.sort_by_key(|n| n.ip);
+    let theirs = Neighbour {
+        ip: "fd00::51".parse().unwrap(),
+        mac: [2, 0, 0, 0, 0, 0x51],
+        dev: ifn("eth0"),
+    };
+    assert_eq!(seen, [ours, theirs]);
+
+    // On the host, the container's entry as the host learnt it (ARP, for
+    // a connection to the container), on the bridge and not on its port.
+    let server = TcpServer::start(&c, "192.168.169.4:7072".parse().unwrap(), "ctr");
+    tcp_request(&lab.host, server.addr()).unwrap();
+    let on_host = lab
+        .routes
+        .list_neighbours(&Ns::Host, &ifn("br0"))
+        .await
+        .unwrap();
+    let mac = c.ip("link show eth0");
+    assert!(
+        on_host
+            .iter()
+            .any(|n| n.ip.to_string() == "192.168.169.4" && mac.contains(&format_mac(&n.mac))),
+        "{on_host:?} vs {mac}"
+    );
+    assert!(
+        lab.routes
+            .list_neighbours(&Ns::Host, &ifn("tr0000000000004"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "entries of the bridge are not its port's"
+    );
+
+    let gone = ifn("nope0");
+    assert!(
+        lab.routes
+            .list_neighbours(&Ns::Host, &gone)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        lab.routes
+            .list_neighbours(&at(&c), &gone)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn missing_devices_and_bad_netns_are_typed_errors() {
     let lab = Lab::new().await;
     let err = lab
@@ -194,7 +265,7 @@ async fn missing_devices_and_bad_netns_are_typed_errors() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RouteError::Netns(LinkError::Invalid(i)) if i.field == "netns"),
+        matches!(&err, RouteError::Netns(NetnsError::Invalid(i)) if i.field == "netns"),
         "{err}"
     );
     let mut r = default_route();

@@ -16,7 +16,7 @@ fn sock(ip: &str, port: u16) -> SocketAddr {
 async fn two_routed_pods_reach_each_other_and_the_host_without_a_default_route() {
     let lab = RoutedLab::new().await;
     let (a, b) = (Netns::new("pa"), Netns::new("pb"));
-    lab.attach("tr00000000000a1", &a, &["10.8.0.2"]).await;
+    let a_veth = lab.attach("tr00000000000a1", &a, &["10.8.0.2"]).await;
     lab.attach("tr00000000000b1", &b, &["10.8.0.3"]).await;
     assert!(
         !lab.host.ip("route").contains("default"),
@@ -62,6 +62,19 @@ async fn two_routed_pods_reach_each_other_and_the_host_without_a_default_route()
     );
     let host_neigh = lab.host.ip(&format!("neigh show dev {port}"));
     assert!(host_neigh.contains("10.8.0.2 lladdr") && host_neigh.contains("PERMANENT"));
+    // What `check` reads back: the permanent entry, with the container's MAC
+    // (beside whatever else the kernel holds, such as IPv6 multicast).
+    let listed = lab
+        .routes
+        .list_neighbours(&Ns::Host, &ifn(port))
+        .await
+        .unwrap();
+    let want = Neighbour {
+        ip: "10.8.0.2".parse().unwrap(),
+        mac: a_veth.container_mac,
+        dev: ifn(port),
+    };
+    assert!(listed.contains(&want), "{listed:?}");
     let link = lab.host.ip(&format!("link show {port}"));
     assert!(link.contains("link/ether ee:ee:ee:ee:ee:ee"), "{link}");
 }

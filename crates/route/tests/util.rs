@@ -2,12 +2,9 @@
 //! it, and containers attached to a bridge in it or routed from it.
 
 use std::net::IpAddr;
-use trellis_link::{
-    BridgeSpec, ContainerIface, ContainerRoute, Families, LinkRef, Links, NetlinkLinks, Ns,
-    ROUTED_HOST_MAC, VethInfo, VethSpec,
-};
-use trellis_route::routed::host_prefix;
-use trellis_route::{NetlinkRoutes, RoutedEndpoint, Routes};
+use trellis_link::{BridgeSpec, ContainerIface, LinkRef, Links, NetlinkLinks, VethInfo, VethSpec};
+use trellis_route::routed::{container_routes, host_prefix};
+use trellis_route::{Families, NetlinkRoutes, Ns, ROUTED_HOST_MAC, RoutedEndpoint, Routes};
 use trellis_testlab::Netns;
 use trellis_types::{IfName, NetnsPath};
 
@@ -157,7 +154,7 @@ impl RoutedLab {
             addresses: ips.iter().map(|&ip| host_prefix(ip)).collect(),
             ipv6: true,
         };
-        let routes = ContainerRoute::routed_defaults(Families::of(ips));
+        let routes = container_routes(Families::of(ips));
         self.links
             .setup_container(&iface, &routes)
             .await

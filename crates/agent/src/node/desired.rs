@@ -9,9 +9,9 @@ use crate::plan::container_plan;
 use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use trellis_link::ROUTED_HOST_MAC;
 use trellis_nat::NatState;
 use trellis_route::PeerRoute;
+use trellis_route::ROUTED_HOST_MAC;
 use trellis_route::routed::host_prefix;
 
 /// The node state `networks` and `endpoints` want, with a blackhole per

@@ -166,7 +166,9 @@ impl fmt::Display for Change {
                 why.join("; ")
             ),
             Change::SetPeerRoutes(r) => write!(f, "peer routes {}", list(r)),
-            Change::SyncNat(_) => f.write_str("nftables elements (networks, pools, published ports)"),
+            Change::SyncNat(_) => {
+                f.write_str("nftables elements (networks, pools, published ports)")
+            }
             Change::RemoveNat => f.write_str("nftables table removed"),
             Change::Publish(p) => write!(f, "nftables elements: publish {}", mappings(p)),
         }
@@ -361,7 +363,11 @@ fn port_changes(want: &Port, have: Option<&Port>, out: &mut Vec<Change>) {
             why.push(format!("container interface {ifname} lacks address {a}"));
         }
         let routes: BTreeSet<_> = h.routes.iter().map(|r| (r.dst, r.via)).collect();
-        for r in w.routes.iter().filter(|r| !routes.contains(&(r.dst, r.via))) {
+        for r in w
+            .routes
+            .iter()
+            .filter(|r| !routes.contains(&(r.dst, r.via)))
+        {
             why.push(format!("container route {r} dev {ifname} is missing"));
         }
         if !why.is_empty() {

@@ -44,7 +44,11 @@ fn bridge_net() -> Network {
 }
 
 fn routed_net() -> Network {
-    let spec = spec("r", NetworkMode::Routed, &["10.247.0.0/16", "fd00:247::/48"]);
+    let spec = spec(
+        "r",
+        NetworkMode::Routed,
+        &["10.247.0.0/16", "fd00:247::/48"],
+    );
     Network {
         gateways: crate::routed::gateways(&spec.subnets),
         spec,
@@ -123,7 +127,10 @@ fn indent(lines: &[String]) -> String {
 }
 
 fn veth(w: &World, container: &str) -> IfName {
-    let ep = w.endpoints.iter().find(|e| e.request.container.as_str() == container);
+    let ep = w
+        .endpoints
+        .iter()
+        .find(|e| e.request.container.as_str() == container);
     ep.unwrap().host_ifname.clone()
 }
 
@@ -148,12 +155,19 @@ fn desired_state_of_a_bridge_and_a_routed_endpoint() {
 
     let p1 = &d.ports[&veth(&w, "p1")];
     assert_eq!(p1.host.master, None);
-    assert_eq!(p1.host.mac, Some(trellis_link::ROUTED_HOST_MAC));
+    assert_eq!(p1.host.mac, Some(trellis_route::ROUTED_HOST_MAC));
     assert!(p1.host.routed && p1.host.ipv6);
     let routes: Vec<String> = p1.host_routes.iter().map(ToString::to_string).collect();
     assert_eq!(routes, ["10.247.0.5/32", "fd00:247::5/128"]);
     assert_eq!(p1.neighbours.len(), 2);
-    let routes: Vec<String> = p1.container.as_ref().unwrap().routes.iter().map(ToString::to_string).collect();
+    let routes: Vec<String> = p1
+        .container
+        .as_ref()
+        .unwrap()
+        .routes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         routes,
         [
@@ -370,7 +384,9 @@ fn container_routes_compare_by_destination_and_gateway() {
     let mut o = as_observed(&d);
     let c1 = veth(&w, "c1");
     let c = o.ports.get_mut(&c1).unwrap().container.as_mut().unwrap();
-    c.routes = vec![ContainerRoute::default_via("192.168.172.254".parse().unwrap())];
+    c.routes = vec![ContainerRoute::default_via(
+        "192.168.172.254".parse().unwrap(),
+    )];
     let changes = diff(&d, &o);
     assert_eq!(changes.len(), 1);
     assert_eq!(

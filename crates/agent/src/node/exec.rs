@@ -128,7 +128,10 @@ impl Executor<'_> {
     /// side in one batch before the container end comes up, then the
     /// container side in one session inside its namespace.
     async fn create_port(&self, port: &Port) -> Result<VethInfo, Error> {
-        let c = port.container.as_ref().expect("a port to make has a container end");
+        let c = port
+            .container
+            .as_ref()
+            .expect("a port to make has a container end");
         let spec = VethSpec {
             host_name: port.host.name.clone(),
             container_netns: c.netns.clone(),

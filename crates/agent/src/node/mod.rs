@@ -38,7 +38,6 @@
 mod desired;
 mod diff;
 mod exec;
-#[cfg(any())]
 mod observe;
 
 #[cfg(test)]
@@ -47,7 +46,6 @@ mod diff_tests;
 pub use desired::{desired, port};
 pub use diff::{Change, diff};
 pub use exec::{Applied, Executor};
-#[cfg(any())]
 pub use observe::{observe, observe_port};
 
 use ipnet::IpNet;

@@ -11,8 +11,9 @@ use super::desired::normalise;
 use super::{Bridge, ContainerEnd, HostEnd, NodeState, Port};
 use crate::Error;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use trellis_link::{ContainerRoute, LinkSummary, Links, Ns, ROUTED_HOST_MAC, is_host_veth_name};
+use trellis_link::{ContainerRoute, LinkSummary, Links, Ns, is_host_veth_name};
 use trellis_nat::{Nat, NatState};
+use trellis_route::ROUTED_HOST_MAC;
 use trellis_route::{Route, RouteKind, Routes};
 use trellis_types::IfName;
 
@@ -67,20 +68,26 @@ pub async fn observe_port(
 ) -> Result<NodeState, Error> {
     let mut st = NodeState::default();
     for name in want.bridges.keys() {
-        let found = links.list_links_with_prefix(&Ns::Host, name.as_str()).await?;
+        let found = links
+            .list_links_with_prefix(&Ns::Host, name.as_str())
+            .await?;
         if let Some(l) = found.iter().find(|l| l.name == name.as_str()) {
             st.bridges
                 .insert(name.clone(), read_bridge(links, name, l).await?);
         }
     }
     for (name, port) in &want.ports {
-        let found = links.list_links_with_prefix(&Ns::Host, name.as_str()).await?;
+        let found = links
+            .list_links_with_prefix(&Ns::Host, name.as_str())
+            .await?;
         let Some(l) = found.iter().find(|l| l.name == name.as_str()) else {
             continue;
         };
         let mut names = HashMap::new();
         if let Some(bridge) = &port.host.master
-            && let Some(b) = links.list_links_with_prefix(&Ns::Host, bridge.as_str()).await?
+            && let Some(b) = links
+                .list_links_with_prefix(&Ns::Host, bridge.as_str())
+                .await?
                 .iter()
                 .find(|b| b.name == bridge.as_str())
         {

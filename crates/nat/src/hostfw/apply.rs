@@ -108,7 +108,7 @@ fn send(conn: &mut Conn, plan: Plan) -> Result<(Vec<String>, bool), Error> {
 }
 
 impl NftNat {
-    fn admit_locked(conn: &mut Conn, admitted: &[Admitted]) -> Result<Vec<String>, Error> {
+    fn admit_on(conn: &mut Conn, admitted: &[Admitted]) -> Result<Vec<String>, Error> {
         // Twice at most: a second plan only after the host's ruleset changed
         // under the first one.
         let mut last = Vec::new();
@@ -131,11 +131,16 @@ impl NftNat {
 #[async_trait]
 impl HostFirewall for NftNat {
     async fn admit(&self, admitted: &[Admitted]) -> Result<Vec<String>, Error> {
-        Self::admit_locked(&mut self.lock(), admitted)
+        let admitted = admitted.to_vec();
+        self.run("amend the host's forward chains", move |conn| {
+            Self::admit_on(conn, &admitted)
+        })
+        .await
     }
 
     async fn check_admitted(&self, admitted: &[Admitted]) -> Result<Vec<String>, Error> {
-        let plan = diff::plan(admitted, &observe_host(&mut self.lock())?);
+        let observed = self.run("list the host's chains", observe_host).await?;
+        let plan = diff::plan(admitted, &observed);
         let mut out = plan.warnings;
         out.extend(plan.chains.iter().map(ChainPlan::describe));
         Ok(out)

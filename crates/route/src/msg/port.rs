@@ -1,5 +1,6 @@
-//! Builders for routed mode (Calico's model): the per-interface knobs of a
-//! host port, its gateway addresses, and routes tagged [`RTPROT_TRELLIS`].
+//! Builders for a routed host port (Calico's model): its per-interface
+//! knobs and its gateway addresses. See [`crate::routed`] for the kernel
+//! rules behind each.
 //!
 //! Everything here is one netlink message per concern, so a host port is
 //! configured in one pipelined batch on the host socket, with no thread:
@@ -16,10 +17,7 @@
 //!   time: the host end has no carrier until the container end comes up, and
 //!   `addrconf_notify` only makes the EUI-64 link-local at carrier-up.
 
-use crate::RTPROT_TRELLIS;
-use crate::nl::{CHANGE, CREATE_REPLACE, Request};
 use crate::routed::{ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, RoutedHostPort};
-use crate::spec::ContainerRoute;
 use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage as M;
@@ -30,68 +28,13 @@ use netlink_packet_route::link::{
 use netlink_packet_route::neighbour_table::{
     NeighbourTableAttribute, NeighbourTableMessage, NeighbourTableParameter,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
 use std::net::IpAddr;
+use trellis_netlink::msg::address_add;
+use trellis_netlink::nl::{CHANGE, Request};
 
-fn family(ip: IpAddr) -> AddressFamily {
-    match ip {
-        IpAddr::V4(_) => AddressFamily::Inet,
-        IpAddr::V6(_) => AddressFamily::Inet6,
-    }
-}
-
-/// A route message in the main table, tagged [`RTPROT_TRELLIS`]: the one
-/// shape every trellis route starts from (trellis-route builds on it).
-pub fn route_message(
-    dst: IpNet,
-    via: Option<IpAddr>,
-    oif: Option<u32>,
-    scope: RouteScope,
-    kind: RouteType,
-) -> RouteMessage {
-    let mut msg = RouteMessage::default();
-    let h = &mut msg.header;
-    h.address_family = family(dst.addr());
-    h.destination_prefix_length = dst.prefix_len();
-    h.table = RouteHeader::RT_TABLE_MAIN;
-    h.protocol = RouteProtocol::from(RTPROT_TRELLIS);
-    h.scope = scope;
-    h.kind = kind;
-    if dst.prefix_len() > 0 {
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(dst.addr())));
-    }
-    if let Some(via) = via {
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::from(via)));
-    }
-    if let Some(oif) = oif {
-        msg.attributes.push(RouteAttribute::Oif(oif));
-    }
-    msg
-}
-
-/// A container route on interface `oif` (create or replace): `scope link`
-/// without a gateway, `global` with one.
-pub fn container_route_add(route: &ContainerRoute, oif: u32) -> Request {
-    let scope = match route.via {
-        None => RouteScope::Link,
-        Some(_) => RouteScope::Universe,
-    };
-    let msg = route_message(route.dst, route.via, Some(oif), scope, RouteType::Unicast);
-    Request::new(
-        "add route",
-        route.to_string(),
-        CREATE_REPLACE,
-        M::NewRoute(msg),
-    )
-}
-
-/// Like [`super::address_add`], with an explicit scope.
+/// Like [`trellis_netlink::msg::address_add`], with an explicit scope.
 pub fn address_add_scoped(index: u32, subject: &str, addr: IpNet, scope: AddressScope) -> Request {
-    let mut req = super::address_add(index, subject, addr);
+    let mut req = address_add(index, subject, addr);
     if let M::NewAddress(msg) = &mut req.message {
         msg.header.scope = scope;
     }

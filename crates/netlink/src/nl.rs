@@ -1,8 +1,10 @@
 //! Netlink requests as data, and the one executor that applies them.
 //!
-//! Builders elsewhere in the crate (and in trellis-route) are pure functions
-//! returning [`Request`] values; unit tests compare those values. Only this
-//! module talks to a socket.
+//! The builders of trellis-link and trellis-route (and the few shared ones in
+//! [`crate::msg`] and [`crate::lookup`]) are pure functions returning
+//! [`Request`] values; unit tests compare those values. Only this module
+//! talks to a socket: [`apply`] pipelines a batch on one socket and
+//! [`fetch`] reads, retrying the kernel's `EBUSY` for a dump.
 
 use crate::error::KernelError;
 use futures::StreamExt;

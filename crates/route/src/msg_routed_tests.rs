@@ -1,14 +1,13 @@
-//! Golden-value tests of the routed-mode builders in `msg`.
+//! Golden-value tests of the routed host port's builders in `msg`.
 
 use crate::msg::*;
-use crate::nl::{CHANGE, CREATE_REPLACE};
-use crate::{ContainerRoute, Families, RTPROT_TRELLIS, RoutedHostPort};
+use crate::{Families, RoutedHostPort};
 use netlink_packet_core::Emitable;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage as M;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressScope};
 use netlink_packet_route::neighbour_table::{NeighbourTableAttribute, NeighbourTableParameter};
-use netlink_packet_route::route::{RouteAttribute, RouteProtocol, RouteScope};
+use trellis_netlink::nl::{CHANGE, CREATE_REPLACE};
 use trellis_types::IfName;
 
 fn port(families: Families) -> RoutedHostPort {
@@ -122,47 +121,4 @@ fn gateways_are_addresses_of_the_port_scope_host_and_without_dad() {
         .map(|r| r.op)
         .collect();
     assert_eq!(v6, ["set routed knobs on", "add address"]);
-}
-
-#[test]
-fn container_addresses_v6_skip_dad_and_routes_are_tagged() {
-    let M::NewAddress(m) = address_add(3, "eth0", "fd00:8::2/128".parse().unwrap()).message else {
-        panic!()
-    };
-    assert!(m.header.flags.contains(AddressHeaderFlags::Nodad));
-    let M::NewAddress(m) = address_add(3, "eth0", "10.8.0.2/32".parse().unwrap()).message else {
-        panic!()
-    };
-    assert!(m.header.flags.is_empty());
-
-    let routes = ContainerRoute::routed_defaults(Families::DUAL);
-    let shown: Vec<String> = routes.iter().map(|r| r.to_string()).collect();
-    assert_eq!(
-        shown,
-        [
-            "169.254.1.1/32 scope link",
-            "0.0.0.0/0 via 169.254.1.1",
-            "::/0 via fe80::ecee:eeff:feee:eeee"
-        ]
-    );
-    let req = container_route_add(&routes[0], 3);
-    assert_eq!(req.flags, CREATE_REPLACE);
-    let M::NewRoute(m) = req.message else {
-        panic!()
-    };
-    assert_eq!(
-        (m.header.scope, m.header.protocol, m.header.table),
-        (RouteScope::Link, RouteProtocol::Other(RTPROT_TRELLIS), 254)
-    );
-    let M::NewRoute(m) = container_route_add(&routes[1], 3).message else {
-        panic!()
-    };
-    assert_eq!(m.header.scope, RouteScope::Universe);
-    assert_eq!(
-        m.attributes,
-        vec![
-            RouteAttribute::Gateway("169.254.1.1".parse::<std::net::Ipv4Addr>().unwrap().into()),
-            RouteAttribute::Oif(3),
-        ]
-    );
 }

@@ -1,7 +1,10 @@
-//! Network sysctl keys, validated so that a key can never escape `/proc/sys/net`.
+//! Network sysctl keys, validated so that a key can never escape
+//! `/proc/sys/net`, and written as a given namespace sees them (what
+//! netlink cannot set: IPv6's per-interface `accept_ra` and `forwarding`,
+//! `disable_ipv6`).
 
-use crate::error::LinkError;
-use crate::netns::Sockets;
+use crate::error::NetnsError;
+use crate::sockets::Sockets;
 use crate::spec::Ns;
 use std::fmt;
 use std::io;
@@ -74,39 +77,30 @@ impl Sockets {
         &self,
         ns: &Ns,
         writes: Vec<(SysctlKey, String)>,
-    ) -> Result<(), LinkError> {
-        write_all(self, ns, writes).await
-    }
-}
-
-async fn write_all(
-    sockets: &Sockets,
-    ns: &Ns,
-    writes: Vec<(SysctlKey, String)>,
-) -> Result<(), LinkError> {
-    if writes.is_empty() {
-        return Ok(());
-    }
-    let subject = match writes.as_slice() {
-        [(key, _)] => format!("{key} in {ns}"),
-        _ => ns.to_string(),
-    };
-    sockets
-        .run_here_or_in(ns, move || {
+    ) -> Result<(), NetnsError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let subject = match writes.as_slice() {
+            [(key, _)] => format!("{key} in {ns}"),
+            _ => ns.to_string(),
+        };
+        self.run_here_or_in(ns, "write sysctl", move || {
             writes.iter().try_for_each(|(key, value)| {
                 std::fs::write(key.proc_path(), value)
                     .map_err(|e| io::Error::new(e.kind(), format!("{key}: {e}")))
             })
         })
         .await
-        .map_err(|e| match e.into_link_error("write sysctl", ns) {
-            LinkError::Io { op, source, .. } => LinkError::Io {
+        .map_err(|e| match e {
+            NetnsError::Io { op, source, .. } => NetnsError::Io {
                 op,
                 subject,
                 source,
             },
             other => other,
         })
+    }
 }
 
 #[cfg(test)]
