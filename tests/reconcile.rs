@@ -262,6 +262,12 @@ async fn nodes_sharing_a_store_each_keep_to_their_own() {
     let store: std::sync::Arc<dyn trellis_store::KvStore> =
         std::sync::Arc::new(trellis_store::MemoryStore::new());
     let (h1, h2) = (Netns::new("h1"), Netns::new("h2"));
+    for (h, addr) in [(&h1, "192.0.2.1/32"), (&h2, "192.0.2.2/32")] {
+        // A host address to reach containers from (a routed port's own
+        // gateway address is host-scoped).
+        h.ip("link set lo up");
+        h.ip(&format!("addr add {addr} dev lo"));
+    }
     let a1 = util::node_on(&h1, store.clone(), "node1").await;
     let a2 = util::node_on(&h2, store.clone(), "node2").await;
     let spec = util::routed_spec("r", &["10.246.0.0/16"]);
