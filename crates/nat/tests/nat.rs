@@ -46,6 +46,10 @@ const SKELETON: &[&str] = &[
     "iifname != \"lo\" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat drop",
 ];
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn ensure_table_is_idempotent_keeps_elements_and_matches_the_documented_layout() {
     let (ns, nat) = lab("ensure");
@@ -63,6 +67,10 @@ async fn ensure_table_is_idempotent_keeps_elements_and_matches_the_documented_la
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn publish_and_unpublish_are_reflected_in_the_ruleset() {
     let (ns, nat) = lab("publish");
@@ -102,6 +110,10 @@ async fn publish_and_unpublish_are_reflected_in_the_ruleset() {
     assert_eq!(nat.list_published().await.unwrap(), [dns]);
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn a_published_host_port_is_refused_and_nothing_changes() {
     let (ns, nat) = lab("dup");
@@ -148,6 +160,10 @@ async fn a_published_host_port_is_refused_and_nothing_changes() {
     assert_eq!(nat.list_published().await.unwrap(), [web]);
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn networks_are_elements_and_overlaps_are_refused() {
     let (ns, nat) = lab("nets");
@@ -191,6 +207,10 @@ async fn networks_are_elements_and_overlaps_are_refused() {
     assert!(elems(&ns, "own4").is_empty());
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
     let (ns, nat) = lab("sync");
@@ -223,6 +243,10 @@ async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
     assert!(!ns.exec_ok(&["nft", "list", "ruleset"]).contains("trellis"));
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn publish_and_unpublish_one_port_beside_five_thousand_others() {
     let (_ns, nat) = lab("perf");
@@ -253,16 +277,28 @@ async fn publish_and_unpublish_one_port_beside_five_thousand_others() {
     assert!(!left.contains(&m), "the last unpublish took effect");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn published_ports_hairpin_and_masquerade_carry_traffic() {
     util::traffic().await;
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn routed_pools_masquerade_only_to_the_world_with_nat_outgoing() {
     util::routed().await;
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn routed_pools_are_elements_only_and_overlaps_are_refused() {
     let (ns, nat) = lab("pools");
