@@ -252,10 +252,14 @@ impl FakeKernel {
         self.read(|m| m.ns(&must(m, ns)).by_name(name).cloned())
     }
 
-    /// The link `name` of `ns` with its addresses, as `check` reads it.
+    /// The link `name` of `ns` with its addresses, as `check` reads it;
+    /// `None` if there is no such link (or no such namespace).
     pub fn link_detail(&self, ns: &Ns, name: &IfName) -> Option<(LinkSummary, Vec<IpNet>)> {
-        self.link(ns, name.as_str())
-            .map(|l| (l.summary(), l.addresses.clone()))
+        self.read(|m| {
+            let k = m.resolve(ns).ok()?;
+            let l = m.ns(&k).by_name(name.as_str())?;
+            Some((l.summary(), l.addresses.clone()))
+        })
     }
 
     /// trellis's routes in `ns`, as `Routes::list_routes` reports them.

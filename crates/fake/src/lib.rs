@@ -71,4 +71,6 @@ mod veth;
 
 pub use faults::{Call, METHODS};
 pub use kernel::{FakeKernel, NsSnapshot, Snapshot};
+/// The kernel's answers that failures are injected as (re-exported from nix).
+pub use nix::errno::Errno;
 pub use state::{FakeLink, LinkKind, RTPROT_KERNEL};
