@@ -43,6 +43,10 @@ fn ports_out_of_range_are_refused_naming_the_field() {
     assert_eq!(e.field, "host_port");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_networks_and_attaches_change_nothing() {
     require_root();
@@ -173,6 +177,10 @@ fn tempfile_path() -> String {
 /// Fixed addresses, labels, and the field (or `taken`) the refusal names.
 type BadCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_fixed_addresses_and_labels_change_nothing() {
     require_root();

@@ -70,6 +70,10 @@ fn route_loopback_via(ns: &Netns, via: IpAddr) {
     ns.sysctl("net.ipv4.conf.eth0.route_localnet", "1");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_networks_are_kept_apart_internal_is_cut_off_and_reach_opens_one_way() {
     require_root();
@@ -170,6 +174,10 @@ async fn bridge_networks_are_kept_apart_internal_is_cut_off_and_reach_opens_one_
     assert_eq!(after.diff(&before), "", "host changed");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ports_on_one_host_address_and_localhost_without_opening_the_hosts_loopback() {
     require_root();

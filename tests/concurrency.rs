@@ -16,6 +16,10 @@ use util::{agent_in, bridge_spec, request};
 
 const N: usize = 100;
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_attaches_all_succeed_and_are_reachable() {
     require_root();

@@ -84,6 +84,10 @@ const SEED_RULES: [&str; 2] = [
     r#"oifname "tdocker0" accept comment "trellis:seed""#,
 ];
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iptables_nft_forward_drop_is_amended_and_restored() {
     require_root();
@@ -124,6 +128,10 @@ async fn iptables_nft_forward_drop_is_amended_and_restored() {
     assert_eq!(lab.host.read_sysctl("net.ipv4.ip_forward"), "1");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_inet_forward_drop_with_routed_dual_stack() {
     require_root();
@@ -169,6 +177,10 @@ async fn debian_inet_forward_drop_with_routed_dual_stack() {
     assert_eq!(lab.host.read_sysctl("net.ipv6.conf.all.forwarding"), "1");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_host_left_alone_nothing_is_touched() {
     require_root();
@@ -190,6 +202,10 @@ async fn with_the_host_left_alone_nothing_is_touched() {
     assert_eq!(nft(&lab.host, "list table ip filter"), before);
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_names_the_chains_trellis_cannot_amend() {
     require_root();

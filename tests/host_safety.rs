@@ -284,6 +284,10 @@ async fn settled(agent: &Agent, lab: &Lab, c1: &Netns) -> State {
     panic!("the host did not settle");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_would_hurt_the_host_are_refused_and_change_nothing() {
     require_root();
@@ -380,6 +384,10 @@ fn reserved_namespaces_are_known(links: &dyn Links, lab: &Lab, aliases: &[String
     assert!(!reserved.iter().any(|r| r.id == id(&lab.router.path_str())));
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_under_a_route_via_a_gateway_is_accepted_with_a_warning() {
     require_root();

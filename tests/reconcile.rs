@@ -48,6 +48,10 @@ fn reach(host: &Netns, ep: &Endpoint, ns: &Netns) {
     tcp_request(host, addr).unwrap_or_else(|e| panic!("host reaches {addr}: {e}"));
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_what_was_broken_and_reconcile_repairs_it() {
     require_root();
@@ -139,6 +143,10 @@ fn ghost() -> Handle {
     Handle::new(c, IfName::parse("ifname", "eth0").unwrap())
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_removes_what_no_record_explains() {
     require_root();
@@ -210,6 +218,10 @@ async fn reconcile_removes_what_no_record_explains() {
     assert_eq!(agent.reconcile().await.unwrap(), ReconcileReport::default());
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collect_keeps_only_the_valid_endpoints() {
     require_root();

@@ -20,6 +20,10 @@ async fn open(lab: &SeedLab, path: &std::path::Path) -> Agent {
     agent_on(&lab.host, Arc::new(RedbStore::open(path).unwrap())).await
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn restarting_disturbs_no_running_container() {
     require_root();

@@ -15,6 +15,10 @@ fn v4(ip: std::net::Ipv4Addr) -> IpAddr {
     IpAddr::V4(ip)
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_docker_bridge_network_end_to_end() {
     require_root();

@@ -20,6 +20,10 @@ fn addr(ep: &Endpoint, v6: bool) -> IpAddr {
         .expect("an address of that family")
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_calico_routed_pods_end_to_end() {
     require_root();
@@ -105,6 +109,10 @@ async fn seed_calico_routed_pods_end_to_end() {
 /// Calico users' pitfall: the kernel answers proxy-ARP only for targets it has
 /// a route to, so a host without a default route used to leave pods unable to
 /// resolve 169.254.1.1. trellis's routed ports answer anyway.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_pods_work_on_a_host_without_a_default_route() {
     require_root();

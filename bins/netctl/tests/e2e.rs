@@ -13,6 +13,10 @@ use std::time::Duration;
 use trellis_testlab::{Netns, require_root, unique_name};
 use util::{Daemon, NETCTL};
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn bridge_network_with_a_published_port_through_netctl() {
     require_root();
@@ -136,6 +140,10 @@ fn bridge_network_with_a_published_port_through_netctl() {
     assert_eq!(status["node"], "e2e", "{status}");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn server_errors_reach_stderr_with_their_code() {
     require_root();
@@ -213,6 +221,10 @@ fn server_errors_reach_stderr_with_their_code() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn gc_keeps_what_it_is_told_and_watch_streams_events() {
     require_root();
@@ -307,6 +319,10 @@ impl Drop for Watch {
 /// Routed mode (Calico's model) through netctl and trellisd: a dual-stack pod
 /// gets a /32 and a /128, its default routes via the link-local gateways, and
 /// reaches the host over both families; detach and rm leave nothing behind.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn routed_network_through_netctl() {
     use trellis_testlab::{TcpServer, seen_ip, tcp_request};

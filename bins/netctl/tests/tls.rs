@@ -180,6 +180,10 @@ fn failed(out: &Output, what: &str) -> (i32, String) {
     (out.status.code().expect("exited"), stderr(out))
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn netctl_reaches_trellisd_over_tls_and_refuses_an_unknown_server() {
     require_root();
@@ -246,6 +250,10 @@ fn netctl_reaches_trellisd_over_tls_and_refuses_an_unknown_server() {
     assert!(err.starts_with("error: "), "{err}");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn with_a_client_ca_trellisd_serves_only_clients_with_a_certificate() {
     require_root();

@@ -53,6 +53,10 @@ async fn attach_one(agent: &mut AgentClient<tonic::transport::Channel>, c: &Netn
     agent.attach(req).await.expect("attach").into_inner()
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
     require_root();
@@ -128,6 +132,10 @@ async fn serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
     drop(ns);
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn recovers_from_a_crash_and_refuses_a_second_daemon() {
     require_root();

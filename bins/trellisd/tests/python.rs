@@ -70,6 +70,10 @@ fn generate_stubs(venv: &Path, out: &Path) {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn grpcio_with_default_options_does_a_full_round_trip() {
     require_root();

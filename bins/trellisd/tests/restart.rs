@@ -66,6 +66,10 @@ fn wait_for(counts: &Counts, at_least: u64) {
     }
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn restarting_the_daemon_disturbs_no_running_container() {
     require_root();

@@ -48,6 +48,10 @@ async fn read_frame(s: &mut UnixStream) -> (u8, u8, u32, Vec<u8>) {
     (head[3], head[4], stream, payload)
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_bytes_with_a_socket_path_authority_get_an_answer() {
     let h = Harness::start().await;

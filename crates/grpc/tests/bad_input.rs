@@ -101,6 +101,10 @@ async fn setup(h: &Harness, c1: &Netns, tiny: &Netns) {
     }
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_refused_and_change_nothing() {
     let h = Harness::start().await;

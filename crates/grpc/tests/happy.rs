@@ -12,6 +12,10 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use trellis_proto::v1 as pb;
 use trellis_testlab::Netns;
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_says_serving_and_reflection_lists_the_agent() {
     let h = Harness::start().await;
@@ -44,6 +48,10 @@ async fn health_says_serving_and_reflection_lists_the_agent() {
     h.stop().await;
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_attach_list_detach_delete_round_trip() {
     let h = Harness::start().await;

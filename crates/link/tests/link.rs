@@ -30,6 +30,10 @@ fn veth(host_name: &str, c: &Netns, peer: &str, master: Option<u32>) -> VethSpec
     }
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn bridge_is_idempotent_and_keeps_its_mac_as_ports_come_and_go() {
     let lab = Lab::new().await;
@@ -74,6 +78,10 @@ async fn bridge_is_idempotent_and_keeps_its_mac_as_ports_come_and_go() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn peer_is_born_in_the_container_and_reaches_the_gateway() {
     let lab = Lab::new().await;
@@ -143,6 +151,10 @@ async fn peer_is_born_in_the_container_and_reaches_the_gateway() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn container_side_operations_and_sysctls_happen_in_the_right_netns() {
     let lab = Lab::new().await;
@@ -200,6 +212,10 @@ async fn container_side_operations_and_sysctls_happen_in_the_right_netns() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn link_detail_reads_a_link_and_only_its_own_addresses_in_either_namespace() {
     let lab = Lab::new().await;
@@ -294,6 +310,10 @@ async fn bad_netns_path_is_a_typed_error_and_leaves_nothing_behind() {
     }
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn taken_names_and_non_bridges_are_distinct_errors() {
     let lab = Lab::new().await;
@@ -326,6 +346,10 @@ async fn taken_names_and_non_bridges_are_distinct_errors() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn batched_delete_removes_all_and_ignores_missing() {
     const N: usize = 16;
@@ -381,6 +405,10 @@ async fn batched_delete_removes_all_and_ignores_missing() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn per_call_container_sockets_are_closed_after_the_call() {
     let lab = Lab::new().await;
@@ -397,6 +425,10 @@ async fn per_call_container_sockets_are_closed_after_the_call() {
     assert!(after < before + 40, "fds {before} → {after}: sockets leak");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn batched_delete_beats_one_by_one() {
     const N: usize = 8;
@@ -442,6 +474,10 @@ async fn batched_delete_beats_one_by_one() {
 /// host end (a bridge port) has `disable_ipv6` set before it comes up, the
 /// container end gets no link-local address. Yet both are up, the port is in
 /// hairpin mode, and IPv4 flows. With IPv6 kept, both ends get link-locals.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn ipv6_stays_silent_where_it_is_not_wanted() {
     let lab = Lab::new().await;
@@ -515,6 +551,10 @@ async fn ipv6_stays_silent_where_it_is_not_wanted() {
 
 /// A Linux bridge takes 1023 ports; the 1024th veth is refused with an error
 /// that names the bridge and says why, and leaves no half-made veth behind.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn a_full_bridge_is_a_clear_error_and_leaves_nothing() {
     let lab = Lab::new().await;
@@ -536,6 +576,10 @@ async fn a_full_bridge_is_a_clear_error_and_leaves_nothing() {
     assert!(!c.ip("link show").contains("e_more"));
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn host_ports_held_by_sockets_are_found_by_a_bind_probe() {
     let lab = Lab::new().await;

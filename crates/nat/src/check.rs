@@ -1,4 +1,7 @@
 //! Input checks that need no kernel: they run before anything is sent.
+//!
+//! Public so that another implementation of [`crate::Nat`] (trellis-fake's
+//! in-memory one) refuses exactly what [`crate::NftNat`] refuses.
 
 use crate::{Error, NatState, NetworkNat, RoutedPool};
 use trellis_types::{InvalidInput, PortMapping, check_prefix};
@@ -7,7 +10,7 @@ use trellis_types::{InvalidInput, PortMapping, check_prefix};
 /// ([`PortMapping::clashes_with`]).
 /// A host address must be of the container address's family, and an
 /// address (`0.0.0.0` means every address: leave `host_ip` unset).
-pub(crate) fn no_duplicate_ports(ports: &[PortMapping]) -> Result<(), Error> {
+pub fn no_duplicate_ports(ports: &[PortMapping]) -> Result<(), Error> {
     for (i, m) in ports.iter().enumerate() {
         if let Some(h) = m.host_ip
             && (h.is_ipv4() != m.container_ip.is_ipv4() || h.is_unspecified())
@@ -33,14 +36,14 @@ pub(crate) fn no_duplicate_ports(ports: &[PortMapping]) -> Result<(), Error> {
 }
 
 /// Checks a network on its own: a subnet without host bits.
-pub(crate) fn network(net: &NetworkNat) -> Result<(), Error> {
+pub fn network(net: &NetworkNat) -> Result<(), Error> {
     check_prefix("subnet", net.subnet)?;
     Ok(())
 }
 
 /// Refuses `net` if its subnet overlaps another network in `existing` (the same
 /// subnet on the same bridge is the same network, not an overlap).
-pub(crate) fn no_overlap(net: &NetworkNat, existing: &[NetworkNat]) -> Result<(), Error> {
+pub fn no_overlap(net: &NetworkNat, existing: &[NetworkNat]) -> Result<(), Error> {
     let clash = existing.iter().find(|e| {
         let same = e.subnet == net.subnet && e.bridge == net.bridge;
         let overlap =
@@ -59,7 +62,7 @@ pub(crate) fn no_overlap(net: &NetworkNat, existing: &[NetworkNat]) -> Result<()
 }
 
 /// Checks a routed pool on its own: a prefix without host bits.
-pub(crate) fn pool(p: &RoutedPool) -> Result<(), Error> {
+pub fn pool(p: &RoutedPool) -> Result<(), Error> {
     check_prefix("cidr", p.cidr)?;
     Ok(())
 }
@@ -68,7 +71,7 @@ pub(crate) fn pool(p: &RoutedPool) -> Result<(), Error> {
 /// prefix is the same pool: an update of `nat_outgoing`). Overlapping
 /// intervals would also be refused by the kernel, but without naming the
 /// pool in the way.
-pub(crate) fn no_pool_overlap(p: &RoutedPool, existing: &[RoutedPool]) -> Result<(), Error> {
+pub fn no_pool_overlap(p: &RoutedPool, existing: &[RoutedPool]) -> Result<(), Error> {
     let clash = existing.iter().find(|e| {
         e.cidr != p.cidr
             && (e.cidr.contains(&p.cidr.network()) || p.cidr.contains(&e.cidr.network()))
@@ -86,7 +89,7 @@ pub(crate) fn no_pool_overlap(p: &RoutedPool, existing: &[RoutedPool]) -> Result
 
 /// Checks a whole state: every network and pool, no overlaps (a pool listed
 /// twice is an overlap too), no duplicate ports.
-pub(crate) fn state(s: &NatState) -> Result<(), Error> {
+pub fn state(s: &NatState) -> Result<(), Error> {
     for (i, n) in s.networks.iter().enumerate() {
         network(n)?;
         no_overlap(n, &s.networks[..i])?;

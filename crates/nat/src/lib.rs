@@ -120,7 +120,7 @@
 //! and tested against golden values without a kernel. `NftNat` is the one place
 //! that sends them, from its thread.
 
-mod check;
+pub mod check;
 mod conn;
 mod elems;
 mod error;

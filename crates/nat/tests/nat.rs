@@ -47,6 +47,10 @@ const SKELETON: &[&str] = &[
     "iifname != \"lo\" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat drop",
 ];
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn ensure_table_is_idempotent_keeps_elements_and_matches_the_documented_layout() {
     let (ns, nat) = lab("ensure");
@@ -64,6 +68,10 @@ async fn ensure_table_is_idempotent_keeps_elements_and_matches_the_documented_la
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn publish_and_unpublish_are_reflected_in_the_ruleset() {
     let (ns, nat) = lab("publish");
@@ -103,6 +111,10 @@ async fn publish_and_unpublish_are_reflected_in_the_ruleset() {
     assert_eq!(nat.list_published().await.unwrap(), [dns]);
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn a_published_host_port_is_refused_and_nothing_changes() {
     let (ns, nat) = lab("dup");
@@ -149,6 +161,10 @@ async fn a_published_host_port_is_refused_and_nothing_changes() {
     assert_eq!(nat.list_published().await.unwrap(), [web]);
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn networks_are_elements_and_overlaps_are_refused() {
     let (ns, nat) = lab("nets");
@@ -192,6 +208,10 @@ async fn networks_are_elements_and_overlaps_are_refused() {
     assert!(elems(&ns, "own4").is_empty());
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
     let (ns, nat) = lab("sync");
@@ -224,6 +244,10 @@ async fn sync_replaces_everything_and_remove_all_leaves_no_table() {
     assert!(!ns.exec_ok(&["nft", "list", "ruleset"]).contains("trellis"));
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn publish_and_unpublish_one_port_beside_five_thousand_others() {
     let (_ns, nat) = lab("perf");
@@ -254,16 +278,28 @@ async fn publish_and_unpublish_one_port_beside_five_thousand_others() {
     assert!(!left.contains(&m), "the last unpublish took effect");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn published_ports_hairpin_and_masquerade_carry_traffic() {
     util::traffic().await;
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn routed_pools_masquerade_only_to_the_world_with_nat_outgoing() {
     util::routed().await;
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn routed_pools_are_elements_only_and_overlaps_are_refused() {
     let (ns, nat) = lab("pools");

@@ -9,6 +9,10 @@ fn sock(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().unwrap(), port)
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn an_owned_block_is_blackholed_but_its_endpoints_and_borrowed_addresses_work() {
     let lab = RoutedLab::new().await;
@@ -59,6 +63,10 @@ fn peer(block: &str, via: &str) -> PeerRoute {
     }
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn peer_routes_are_set_declaratively_and_nothing_else_is_touched() {
     let lab = RoutedLab::new().await;

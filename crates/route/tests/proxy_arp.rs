@@ -51,6 +51,10 @@ fn mac_of(ns: &Netns, dev: &str) -> String {
     words.next().expect("a MAC").to_owned()
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn seed_lab_client_reaches_the_server_through_a_gateway_that_does_not_exist() {
     let lab = SeedProxyArpLab::build();
@@ -84,6 +88,10 @@ fn gateway_resolved(pod: &Netns) -> bool {
     neigh.contains("lladdr ee:ee:ee:ee:ee:ee")
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn a_host_without_a_default_route_answers_for_169_254_1_1_all_the_same() {
     let lab = RoutedLab::new().await;

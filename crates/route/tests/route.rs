@@ -16,6 +16,10 @@ fn default_route() -> Route {
     Route::default_via("192.168.169.1".parse().unwrap(), ifn("eth0"))
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn container_default_route_via_the_bridge_gateway_reaches_beyond_the_subnet() {
     let lab = Lab::new().await;
@@ -45,6 +49,10 @@ async fn container_default_route_via_the_bridge_gateway_reaches_beyond_the_subne
     assert_eq!(seen_ip(&reply).to_string(), "192.168.169.2", "{reply}");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn only_trellis_routes_are_listed_and_deletes_are_idempotent() {
     let lab = Lab::new().await;
@@ -90,6 +98,10 @@ async fn only_trellis_routes_are_listed_and_deletes_are_idempotent() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn routed_mode_shapes_host_routes_and_permanent_neighbours() {
     let lab = Lab::new().await;
@@ -170,6 +182,10 @@ async fn routed_mode_shapes_host_routes_and_permanent_neighbours() {
     assert!(lab.routes.list_routes(&Ns::Host).await.unwrap().is_empty());
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn neighbours_are_read_back_with_their_macs_in_any_namespace() {
     let lab = Lab::new().await;
@@ -288,6 +304,10 @@ async fn missing_devices_and_bad_netns_are_typed_errors() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn twelve_attaches_each_get_their_default_route() {
     const N: usize = 12;

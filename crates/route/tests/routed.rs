@@ -12,6 +12,10 @@ fn sock(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse().unwrap(), port)
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn two_routed_pods_reach_each_other_and_the_host_without_a_default_route() {
     let lab = RoutedLab::new().await;
@@ -79,6 +83,10 @@ async fn two_routed_pods_reach_each_other_and_the_host_without_a_default_route()
     assert!(link.contains("link/ether ee:ee:ee:ee:ee:ee"), "{link}");
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn dual_stack_pods_talk_over_ipv6_at_once_without_waiting_for_dad() {
     let lab = RoutedLab::new().await;
@@ -140,6 +148,10 @@ async fn dual_stack_pods_talk_over_ipv6_at_once_without_waiting_for_dad() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn deleting_the_veth_leaves_no_route_neighbour_or_interface() {
     let lab = RoutedLab::new().await;

@@ -36,8 +36,10 @@ pub struct Netns {
 
 impl Netns {
     /// Creates a fresh namespace whose name ends in `role` (for readable
-    /// failures), with `lo` up.
+    /// failures), with `lo` up. Calls [`crate::require_root`] first, so that a
+    /// test building a namespace is held to the tiers even if it forgot to.
     pub fn new(role: &str) -> Self {
+        crate::require_root();
         let name = format!("{}-{role}", unique_name("tl"));
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };

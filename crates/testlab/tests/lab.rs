@@ -2,6 +2,10 @@
 
 use trellis_testlab::{Netns, TcpServer, require_root, seen_ip, tcp_request};
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn namespaces_are_removed_on_drop_even_after_a_panic() {
     require_root();
@@ -16,6 +20,10 @@ fn namespaces_are_removed_on_drop_even_after_a_panic() {
     assert!(!path.exists(), "{} still exists", path.display());
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn two_namespaces_talk_over_a_veth_and_the_server_sees_the_client() {
     require_root();
@@ -34,6 +42,10 @@ fn two_namespaces_talk_over_a_veth_and_the_server_sees_the_client() {
     assert!(tcp_request(&a, "10.9.0.2:7001".parse().unwrap()).is_err());
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn the_seed_lab_routes_the_host_to_the_external_server_and_the_pc_to_the_host() {
     use trellis_testlab::seed::{EXTERNAL_IP, HOST_IP, PC_IP, SeedLab};
@@ -49,6 +61,10 @@ fn the_seed_lab_routes_the_host_to_the_external_server_and_the_pc_to_the_host() 
     assert!(tcp_request(&lab.pc, (EXTERNAL_IP, 80).into()).is_err());
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[test]
 fn the_seed_lab_routes_ipv6_too() {
     use trellis_testlab::seed::{HOST_IP6, SeedLab};

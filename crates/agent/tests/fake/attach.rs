@@ -1,0 +1,144 @@
+//! Attach and detach on the fake kernel: what an attach makes, that a detach
+//! takes all of it away again, and that a failure half-way is undone.
+
+use crate::util::{agent, bridge_network, container, host, request, routed_network};
+use trellis_agent::Error;
+use trellis_fake::Errno;
+use trellis_link::Ns;
+
+#[tokio::test]
+async fn attach_then_detach_of_a_bridge_endpoint_leaves_the_kernel_as_it_was() {
+    let kernel = host();
+    let c1 = container(&kernel, "/run/netns/c1").await;
+    let agent = agent(&kernel).await;
+    agent.create_network(bridge_network()).await.unwrap();
+    let before = kernel.snapshot();
+
+    let req = request("web", "c1", &c1, Some(8081));
+    let ep = agent.attach(req.clone()).await.unwrap();
+
+    let host_end = kernel.link(&Ns::Host, ep.host_ifname.as_str()).unwrap();
+    let bridge = kernel.link(&Ns::Host, "trellis0").unwrap();
+    assert_eq!(
+        host_end.master,
+        Some(bridge.index),
+        "enslaved to the bridge"
+    );
+    let eth0 = kernel.link(&Ns::Path(c1.clone()), "eth0").unwrap();
+    assert!(eth0.up);
+    assert_eq!(eth0.addresses, ep.addresses);
+    let routes = kernel.routes(&Ns::Path(c1.clone()));
+    assert!(
+        routes.iter().any(|r| r.dst.prefix_len() == 0),
+        "a default route: {routes:?}"
+    );
+    assert_eq!(kernel.nat().unwrap().ports, ep.ports);
+    let problems = agent.check(&req.container, &req.ifname).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+
+    agent.detach(&req.container, &req.ifname).await.unwrap();
+    assert_eq!(kernel.snapshot(), before);
+}
+
+#[tokio::test]
+async fn a_failed_publish_undoes_the_whole_attach() {
+    let kernel = host();
+    let c1 = container(&kernel, "/run/netns/c1").await;
+    let agent = agent(&kernel).await;
+    agent.create_network(bridge_network()).await.unwrap();
+    let before = kernel.snapshot();
+    kernel.take_calls();
+
+    kernel.fail_next("publish", Errno::ENOBUFS);
+    let err = agent
+        .attach(request("web", "c1", &c1, Some(8081)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Nat(_)), "{err}");
+    assert_eq!(
+        kernel.snapshot(),
+        before,
+        "the veth made before publish is gone again"
+    );
+    let writes: Vec<&str> = kernel.writes().iter().map(|c| c.method).collect();
+    assert!(
+        writes.contains(&"create_veth") && writes.contains(&"delete_link"),
+        "{writes:?}"
+    );
+    assert!(
+        agent.endpoints().await.unwrap().is_empty(),
+        "no record left"
+    );
+    // The address and the port were released: the same attach now works.
+    agent
+        .attach(request("web", "c1", &c1, Some(8081)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn attach_then_detach_of_a_routed_endpoint_leaves_only_its_block() {
+    let kernel = host();
+    let c1 = container(&kernel, "/run/netns/c1").await;
+    let agent = agent(&kernel).await;
+    agent.create_network(routed_network()).await.unwrap();
+    let req = request("pods", "c1", &c1, None);
+    let ep = agent.attach(req.clone()).await.unwrap();
+    let routes = kernel.routes(&Ns::Host);
+    let addr = ep.addresses[0];
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dst == addr && r.dev.as_ref() == Some(&ep.host_ifname)),
+        "{routes:?}"
+    );
+    assert_eq!(kernel.neighbours(&Ns::Host).len(), 1);
+    let problems = agent.check(&req.container, &req.ifname).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+
+    agent.detach(&req.container, &req.ifname).await.unwrap();
+    assert!(kernel.link(&Ns::Host, ep.host_ifname.as_str()).is_none());
+    assert!(kernel.neighbours(&Ns::Host).is_empty());
+    let left: Vec<_> = kernel.routes(&Ns::Host);
+    assert!(
+        left.iter()
+            .all(|r| r.kind == trellis_route::RouteKind::Blackhole),
+        "only the block's blackhole may stay: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn check_names_a_lost_container_route_and_reconcile_puts_it_back() {
+    use trellis_route::Routes;
+    let kernel = host();
+    let c1 = container(&kernel, "/run/netns/c1").await;
+    let agent = agent(&kernel).await;
+    agent.create_network(bridge_network()).await.unwrap();
+    let req = request("web", "c1", &c1, Some(8081));
+    agent.attach(req.clone()).await.unwrap();
+
+    let inside = Ns::Path(c1.clone());
+    let lost = kernel.routes(&inside);
+    kernel.delete_routes(&inside, &lost).await.unwrap();
+    let problems = agent.check(&req.container, &req.ifname).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("container route 0.0.0.0/0"),
+        "{problems:?}"
+    );
+
+    kernel.take_calls();
+    let report = agent.reconcile().await.unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(kernel.routes(&inside), lost);
+    assert!(
+        agent
+            .check(&req.container, &req.ifname)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The repair re-plumbs the endpoint: a new veth pair, not just the route.
+    let writes: Vec<&str> = kernel.writes().iter().map(|c| c.method).collect();
+    assert!(writes.contains(&"create_veth"), "{writes:?}");
+}
