@@ -57,6 +57,9 @@ fn restarting_disturbs_no_running_container() {
     let (before, report) = std::thread::scope(|s| {
         s.spawn(|| tcp_traffic(&lab.pc, published, &stop, &via_port));
         s.spawn(|| tcp_traffic(&p1, pod.addr(), &stop, &pod_to_pod));
+        // A failure below must still stop the traffic, or the scope would
+        // wait for it forever.
+        let _stop = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(500));
         let before = (via_port.get().0, pod_to_pod.get().0);
         // The restart: the old agent and its store go away entirely.
@@ -92,5 +95,14 @@ fn restarting_disturbs_no_running_container() {
             ok > ok_before + 5,
             "{what}: too little traffic after the restart ({ok_before} -> {ok})"
         );
+    }
+}
+
+/// Sets the flag when dropped, also while a panic unwinds.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }

@@ -9,13 +9,17 @@
 //! restart) is replaced by a fresh listing and a new watch. Changes made
 //! elsewhere are announced as events; the agent's own are announced by the
 //! call that made them, and arrive here as no-ops.
+//!
+//! The task holds the store only weakly (the stream it reads holds no
+//! database): dropping the agent closes its store at once, so a restart in
+//! the same process can open the same redb file again.
 
 use crate::events::Event;
 use crate::model::Network;
 use crate::records::{NETWORKS, decode};
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -40,17 +44,24 @@ pub(crate) async fn follow(
     events: broadcast::Sender<Event>,
 ) -> Result<NetworkWatch, crate::Error> {
     let from = relist(&*store, &map, &events).await?;
+    let store = Arc::downgrade(&store);
     Ok(NetworkWatch(tokio::spawn(run(store, map, events, from))))
 }
 
 async fn run(
-    store: Arc<dyn KvStore>,
+    store: Weak<dyn KvStore>,
     map: NetworkMap,
     events: broadcast::Sender<Event>,
     mut from: u64,
 ) {
     loop {
-        match store.watch(NETWORKS, from).await {
+        // Gone with the agent: nothing left to follow.
+        let Some(strong) = store.upgrade() else {
+            return;
+        };
+        let watched = strong.watch(NETWORKS, from).await;
+        drop(strong);
+        match watched {
             Ok(mut stream) => {
                 while let Some(event) = stream.next().await {
                     match event {
@@ -68,7 +79,10 @@ async fn run(
             Err(e) => tracing::warn!(error = %e, "cannot watch network definitions"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        match relist(&*store, &map, &events).await {
+        let Some(strong) = store.upgrade() else {
+            return;
+        };
+        match relist(&*strong, &map, &events).await {
             Ok(rev) => from = rev,
             Err(e) => tracing::warn!(error = %e, "cannot list network definitions"),
         }

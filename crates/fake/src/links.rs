@@ -10,10 +10,11 @@ use ipnet::IpNet;
 use nix::errno::Errno;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use trellis_link::{
-    BridgeSpec, ContainerIface, ContainerRoute, Families, HostAddress, KernelError, LinkError,
-    LinkRef, LinkSummary, Links, Listener, NetnsId, Ns, ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6,
-    ReservedNetns, RoutedHostPort, SysctlKey, VethInfo, VethSpec, WantedPort, bridge_mac,
+    BridgeSpec, ContainerIface, ContainerRoute, Families, HostAddress, KernelError, LinkDetail,
+    LinkError, LinkRef, LinkSummary, Links, Listener, NetnsId, Ns, ReservedNetns, SysctlKey,
+    VethInfo, VethSpec, WantedPort, bridge_mac,
 };
+use trellis_route::{ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, RoutedHostPort};
 use trellis_types::{IfName, NetnsPath};
 
 /// An injected failure, as the kernel's refusal of the call.
@@ -253,10 +254,14 @@ impl Links for FakeKernel {
         })
     }
 
-    async fn setup_routed_host_port(&self, port: &RoutedHostPort) -> Result<(), LinkError> {
-        let s = port.name.to_string();
-        self.call("setup_routed_host_port", s, fault, |m| {
-            setup_routed_host_port_on(m, port)
+    async fn link_detail(&self, ns: &Ns, name: &IfName) -> Result<Option<LinkDetail>, LinkError> {
+        let s = format!("{name} in {ns}");
+        self.call("link_detail", s, fault, |m| {
+            let k = m.resolve(ns)?;
+            Ok(m.ns(&k).by_name(name.as_str()).map(|l| LinkDetail {
+                link: l.summary(),
+                addresses: l.addresses.clone(),
+            }))
         })
     }
 

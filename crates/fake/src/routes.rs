@@ -8,10 +8,12 @@ use crate::state::{Installed, Neigh, effective_metric};
 use async_trait::async_trait;
 use nix::errno::Errno;
 use trellis_link::{LinkError, Ns, RTPROT_TRELLIS};
+use trellis_netlink::NetnsError;
 use trellis_route::{
     HostRoute, Neighbour, PeerRoute, PeerRouteChanges, Route, RouteError, RoutedEndpoint, Routes,
     msg, peer,
 };
+use trellis_types::IfName;
 
 fn fault(op: &'static str, subject: String, errno: Errno) -> RouteError {
     kernel_error(op, subject, errno).into()
@@ -19,7 +21,7 @@ fn fault(op: &'static str, subject: String, errno: Errno) -> RouteError {
 
 fn resolve(m: &Machine, ns: &Ns) -> Result<String, RouteError> {
     m.resolve(ns)
-        .map_err(|e| RouteError::Netns(LinkError::Invalid(e)))
+        .map_err(|e| RouteError::Netns(NetnsError::Invalid(e)))
 }
 
 /// Installs `route` in namespace `k`, tagged trellis's (create or replace:
@@ -111,13 +113,33 @@ fn peer_routes(m: &Machine) -> Vec<PeerRoute> {
 fn setup_routed_host(m: &mut Machine, ep: &RoutedEndpoint) -> Result<(), RouteError> {
     // Checks the endpoint (at least one address) as the real batch does.
     trellis_route::routed::routed_host(ep)?;
-    links::setup_routed_host_port_on(m, &ep.port())?;
+    links::setup_routed_host_port_on(m, &ep.port()).map_err(|e| match e {
+        LinkError::Kernel(k) => RouteError::Kernel(k),
+        LinkError::Invalid(i) => RouteError::Invalid(i),
+        other => RouteError::NoSuchDevice {
+            dev: ep.host_if.to_string(),
+            ns: other.to_string(),
+        },
+    })?;
     add_routes(m, &Ns::Host, &ep.host_routes())?;
     add_neighbours(m, &Ns::Host, &ep.neighbours())
 }
 
 #[async_trait]
 impl Routes for FakeKernel {
+    async fn list_neighbours(&self, ns: &Ns, dev: &IfName) -> Result<Vec<Neighbour>, RouteError> {
+        let s = format!("{dev} in {ns}");
+        self.call("list_neighbours", s, fault, |m| {
+            let k = resolve(m, ns)?;
+            Ok(m.ns(&k)
+                .neighbours
+                .iter()
+                .map(|n| n.neighbour.clone())
+                .filter(|n| n.dev == *dev)
+                .collect())
+        })
+    }
+
     async fn add_routes(&self, ns: &Ns, routes: &[Route]) -> Result<(), RouteError> {
         let s = format!("{} routes in {ns}", routes.len());
         self.call("add_routes", s, fault, |m| add_routes(m, ns, routes))

@@ -138,7 +138,13 @@ async fn check_names_a_lost_container_route_and_reconcile_puts_it_back() {
             .unwrap()
             .is_empty()
     );
-    // The repair re-plumbs the endpoint: a new veth pair, not just the route.
+    // The repair is made in place: the container side is set up again
+    // (addresses refreshed, routes create-or-replace); the veth pair, and
+    // the container's connections through it, stay.
     let writes: Vec<&str> = kernel.writes().iter().map(|c| c.method).collect();
-    assert!(writes.contains(&"create_veth"), "{writes:?}");
+    assert!(writes.contains(&"setup_container"), "{writes:?}");
+    assert!(
+        !writes.contains(&"create_veth") && !writes.contains(&"delete_link"),
+        "{writes:?}"
+    );
 }

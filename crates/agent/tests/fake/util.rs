@@ -1,41 +1,12 @@
 //! An agent whose backends are one fake kernel and an in-memory store.
 
-use async_trait::async_trait;
-use ipnet::IpNet;
-use std::net::IpAddr;
 use std::sync::Arc;
-use trellis_agent::{
-    Agent, AttachRequest, Backends, Error, Inspect, NetworkMode, NetworkSpec, PortSpec,
-};
+use trellis_agent::{Agent, AttachRequest, Backends, NetworkMode, NetworkSpec, PortSpec};
 use trellis_fake::FakeKernel;
-use trellis_link::{LinkRef, LinkSummary, Links, Mac, Ns};
+use trellis_link::{LinkRef, Links, Ns};
 use trellis_route::Route;
 use trellis_store::MemoryStore;
 use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
-
-/// `Inspect` over the fake. (When `Links::link_detail` and
-/// `Routes::list_neighbours` replace `Inspect`, this goes.)
-struct FakeInspect(FakeKernel);
-
-#[async_trait]
-impl Inspect for FakeInspect {
-    async fn link(
-        &self,
-        ns: &Ns,
-        name: &IfName,
-    ) -> Result<Option<(LinkSummary, Vec<IpNet>)>, Error> {
-        Ok(self.0.link_detail(ns, name))
-    }
-
-    async fn neighbours(&self, dev: &IfName) -> Result<Vec<(IpAddr, Mac)>, Error> {
-        let all = self.0.neighbours(&Ns::Host);
-        Ok(all
-            .into_iter()
-            .filter(|n| &n.dev == dev)
-            .map(|n| (n.ip, n.mac))
-            .collect())
-    }
-}
 
 /// A host as a small server has it: `eth0` on 10.1.253.101/24 with a
 /// static default route, and nothing of trellis's.
@@ -68,7 +39,6 @@ pub async fn agent(kernel: &FakeKernel) -> Agent {
         nat: Arc::new(kernel.clone()),
         hostfw: Arc::new(kernel.clone()),
         store: Arc::new(MemoryStore::new()),
-        inspect: Arc::new(FakeInspect(kernel.clone())),
     };
     let agent = Agent::open(be, "node1").await.unwrap();
     agent.reconcile().await.unwrap();

@@ -94,7 +94,7 @@ async fn container_routes_need_a_reachable_gateway_so_their_order_matters() {
     k.create_veth(&veth("tr0000000000001", &c1, None))
         .await
         .unwrap();
-    let gw = trellis_link::ROUTED_GATEWAY_V4.into();
+    let gw = trellis_route::ROUTED_GATEWAY_V4.into();
     let wrong = [ContainerRoute::default_via(gw), ContainerRoute::on_link(gw)];
     let before = k.snapshot();
     let err = k.setup_container(&iface(&c1, "10.8.0.5/32"), &wrong).await;
