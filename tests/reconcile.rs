@@ -268,6 +268,10 @@ async fn garbage_collect_keeps_only_the_valid_endpoints() {
 /// Two nodes (each a host namespace with its own agent) share one store, as
 /// the store and IPAM are built for: each sees, reconciles and collects only
 /// its own endpoints, and each may publish the same host port.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_sharing_a_store_each_keep_to_their_own() {
     require_root();
