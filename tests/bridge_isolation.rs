@@ -83,7 +83,7 @@ async fn bridge_networks_are_kept_apart_internal_is_cut_off_and_reach_opens_one_
     let before = Snapshot::settled(&lab.host);
     let agent = agent_in(&lab.host).await;
     let mut d = bridge_spec("d", "192.168.40.0/24", "tiso-d");
-    d.reach = vec!["a".into(), "not-yet".into()];
+    d.reach = vec!["a".parse().unwrap(), "not-yet".parse().unwrap()];
     let mut i = bridge_spec("i", "192.168.30.0/24", "tiso-i");
     i.internal = true;
     for spec in [

@@ -28,7 +28,7 @@ pub async fn node_on(host: &Netns, store: Arc<dyn KvStore>, node: &str) -> Agent
 /// A bridge network spec with masquerade on.
 pub fn bridge_spec(name: &str, subnet: &str, bridge: &str) -> NetworkSpec {
     NetworkSpec {
-        name: name.into(),
+        name: name.parse().unwrap(),
         subnets: vec![subnet.parse().unwrap()],
         gateway: None,
         mode: NetworkMode::Bridge {
@@ -49,7 +49,7 @@ pub fn request(
     ports: &[(Protocol, u32, u32)],
 ) -> AttachRequest {
     AttachRequest {
-        network: network.into(),
+        network: network.parse().unwrap(),
         container: ContainerId::parse("container_id", id).unwrap(),
         netns: NetnsPath::parse("netns", &ns.path_str()).unwrap(),
         ifname: IfName::parse("ifname", "eth0").unwrap(),
@@ -91,7 +91,7 @@ pub async fn store_dump(agent: &Agent) -> Vec<(String, Vec<u8>)> {
 /// A routed network spec over `pools` with outgoing NAT on.
 pub fn routed_spec(name: &str, pools: &[&str]) -> NetworkSpec {
     NetworkSpec {
-        name: name.into(),
+        name: name.parse().unwrap(),
         subnets: pools.iter().map(|p| p.parse().unwrap()).collect(),
         gateway: None,
         mode: NetworkMode::Routed,

@@ -94,7 +94,7 @@ fn network_spec(mode: Mode) -> Result<NetworkSpec> {
         Mode::Routed => NetworkMode::Routed,
     };
     Ok(NetworkSpec {
-        name: "bench".into(),
+        name: "bench".parse().unwrap(),
         subnets: vec![format!("{SUBNET_BASE}/16").parse()?],
         gateway: None,
         mode,
@@ -124,7 +124,7 @@ pub fn trellis(rt: &Runtime, count: usize, store: StoreKind, mode: Mode) -> Resu
         let mut ids = Vec::with_capacity(count);
         for (i, c) in lab.containers.iter().enumerate() {
             let req = AttachRequest {
-                network: "bench".into(),
+                network: "bench".parse().unwrap(),
                 container: ContainerId::parse("container", &format!("bench{i}"))?,
                 netns: NetnsPath::parse("netns", &c.path_str())?,
                 ifname: eth0.clone(),

@@ -36,7 +36,7 @@ async fn bridge() -> Result<()> {
     .await?;
     let net = agent
         .create_network(NetworkSpec {
-            name: "seed".into(),
+            name: "seed".parse().unwrap(),
             subnets: vec!["192.168.169.0/24".parse()?],
             gateway: None,
             mode: NetworkMode::Bridge {
@@ -120,7 +120,7 @@ async fn bridge() -> Result<()> {
 
 async fn attach(agent: &Agent, id: &str, ns: &Netns, ports: Vec<PortSpec>) -> Result<Endpoint> {
     let req = AttachRequest {
-        network: "seed".into(),
+        network: "seed".parse().unwrap(),
         container: ContainerId::parse("container_id", id)?,
         netns: NetnsPath::parse("netns", &ns.path_str())?,
         ifname: IfName::parse("ifname", "eth0")?,

@@ -290,16 +290,11 @@ fn resolve_tcp(args: &Args, f: FileTcp) -> Result<Option<Tcp>> {
     Ok(Some(Tcp { listen, tls }))
 }
 
-/// Node names: 1..=63 bytes of `[A-Za-z0-9_.-]` (a host name fits).
+/// Node names are store keys (`nodes/<node>/…`): the one rule is
+/// [`trellis_types::NodeName`]'s (1..=63 bytes of `[A-Za-z0-9_.-]`, not `.`
+/// or `..`; a host name fits).
 fn check_node(node: &str) -> Result<()> {
-    let ok = (1..=63).contains(&node.len())
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    ensure!(
-        ok,
-        "node name {node:?} must be 1..=63 bytes of [A-Za-z0-9_.-]"
-    );
+    trellis_types::NodeName::parse("node", node)?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use trellis_link::Links;
 use trellis_nat::{HostFirewall, Nat};
 use trellis_route::Routes;
 use trellis_store::KvStore;
-use trellis_types::Handle;
+use trellis_types::{Handle, NodeName};
 
 /// The kernel-facing parts the agent drives, injected so that tests can use
 /// mocks and the lab can aim them at a namespace of their own.
@@ -41,7 +41,7 @@ pub struct Backends {
 /// claimed in a short critical section, and kernel objects are per container.
 pub struct Agent {
     pub(crate) be: Backends,
-    pub(crate) node: String,
+    pub(crate) node: NodeName,
     pub(crate) ipam: Ipam,
     pub(crate) records: Records,
     /// The network definitions, kept true by a watch of the store.
@@ -69,11 +69,14 @@ impl Agent {
     /// definitions in the store from then on) and this node's endpoints
     /// (their published ports are claimed again). Changes nothing in the
     /// kernel; run [`Agent::reconcile`] next.
+    /// A node name that cannot be a store key (see [`NodeName`]) is
+    /// [`Error::Invalid`].
     pub async fn open(be: Backends, node: &str) -> Result<Self, Error> {
-        let records = Records::new(be.store.clone(), node);
+        let node = NodeName::parse("node", node)?;
+        let records = Records::new(be.store.clone(), &node);
         let adopted = records.adopt_legacy().await?;
         if adopted > 0 {
-            tracing::info!(adopted, node, "endpoint records moved under this node");
+            tracing::info!(adopted, %node, "endpoint records moved under this node");
         }
         let ports = Ports::default();
         for ep in records.endpoints().await? {
@@ -84,8 +87,8 @@ impl Agent {
         let watch =
             crate::watch::follow(be.store.clone(), networks.clone(), events.clone()).await?;
         Ok(Agent {
-            ipam: Ipam::new(be.store.clone(), node),
-            node: node.to_owned(),
+            ipam: Ipam::new(be.store.clone(), node.as_str()),
+            node,
             be,
             records,
             networks,
@@ -103,7 +106,7 @@ impl Agent {
 
     /// The node this agent serves.
     pub fn node(&self) -> &str {
-        &self.node
+        self.node.as_str()
     }
 
     /// The store the agent records into.

@@ -113,7 +113,7 @@ async fn endpoints_are_listed_by_network_container_and_labels() {
     f.container = Some(request("c", 1).container);
     assert_eq!(ids(agent.list_endpoints(&f).await.unwrap()), ["c"]);
     let f = EndpointFilter {
-        network: Some("other".into()),
+        network: Some("other".parse().unwrap()),
         ..Default::default()
     };
     assert!(agent.list_endpoints(&f).await.unwrap().is_empty());

@@ -31,7 +31,7 @@ impl Agent {
     /// request twice returns the same endpoint; the same container interface
     /// with other settings is [`Error::EndpointExists`].
     pub async fn attach(&self, req: AttachRequest) -> Result<Endpoint, Error> {
-        let net = self.network(&req.network)?;
+        let net = self.network(req.network.as_str())?;
         crate::validate::check_request(&req, &net)?;
         let handle = req.handle();
         // Marked under way before the record is read: the record is written
@@ -133,7 +133,7 @@ impl Agent {
     async fn new_blocks(&self, net: &Network) -> Result<BTreeSet<IpNet>, Error> {
         let mut blocks = BTreeSet::new();
         for (pool, _) in net.pools() {
-            blocks.extend(self.ipam.owned_blocks(&pool).await?);
+            blocks.extend(self.ipam.owned_blocks(pool.as_str()).await?);
         }
         let known = self.blackholed.lock().expect("blackholed lock");
         blocks.retain(|b| !known.contains(b));
@@ -201,7 +201,7 @@ impl Agent {
         let port = match &record {
             Some(ep) => {
                 slice.nat.ports = ep.ports.clone();
-                match self.network(&ep.request.network) {
+                match self.network(ep.request.network.as_str()) {
                     Ok(net) => node::port(ep, &net),
                     Err(_) => Port::named(veth.clone()),
                 }
@@ -254,9 +254,9 @@ impl Agent {
 fn recorded_addresses(ep: &Endpoint) -> Vec<(PoolName, IpAddr)> {
     ep.addresses
         .iter()
-        .filter_map(|a| {
+        .map(|a| {
             let pool = pool_name(&ep.request.network, &IpNet::from(a.addr()));
-            PoolName::parse("pool", &pool).ok().map(|p| (p, a.addr()))
+            (pool, a.addr())
         })
         .collect()
 }

@@ -174,7 +174,7 @@ fn veth_or(fail: Fail) -> Result<VethInfo, LinkError> {
 
 pub(crate) fn request(id: &str, port: u32) -> AttachRequest {
     AttachRequest {
-        network: "n".into(),
+        network: "n".parse().unwrap(),
         container: ContainerId::parse("container_id", id).unwrap(),
         netns: NetnsPath::parse("netns", "/run/netns/x").unwrap(),
         ifname: IfName::parse("ifname", "eth0").unwrap(),
@@ -202,7 +202,7 @@ fn network_spec(routed: bool) -> NetworkSpec {
         }
     };
     NetworkSpec {
-        name: "n".into(),
+        name: "n".parse().unwrap(),
         subnets: vec!["10.5.0.0/24".parse().unwrap()],
         gateway: None,
         mode,
@@ -315,7 +315,7 @@ async fn an_attach_and_a_detach_each_commit_to_the_store_once() {
     let agent = Agent::open(be, "node").await.unwrap();
     for routed in [false, true] {
         let mut spec = network_spec(routed);
-        spec.name = format!("n{}", u8::from(routed));
+        spec.name = format!("n{}", u8::from(routed)).parse().unwrap();
         spec.subnets = if routed {
             vec![
                 "10.6.0.0/24".parse().unwrap(),

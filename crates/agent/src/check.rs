@@ -24,7 +24,7 @@ impl Agent {
             .endpoint(container, ifname)
             .await?
             .ok_or_else(|| Error::EndpointNotFound(handle.to_string()))?;
-        let Ok(net) = self.network(&ep.request.network) else {
+        let Ok(net) = self.network(ep.request.network.as_str()) else {
             let why = format!("network {:?} is not defined", ep.request.network);
             return Ok(vec![why]);
         };

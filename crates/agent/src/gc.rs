@@ -173,7 +173,7 @@ impl Agent {
         // Allocations of other hosts (a shared store) are theirs to judge.
         let handles: BTreeSet<Handle> = leaks
             .into_iter()
-            .filter(|a| a.host() == self.node)
+            .filter(|a| self.node == a.host())
             .map(|a| a.handle)
             .collect();
         for h in handles {
@@ -195,7 +195,7 @@ impl Agent {
                 continue;
             }
             for (pool, _) in net.pools() {
-                blocks.extend(self.ipam.refresh_owned_blocks(&pool).await?);
+                blocks.extend(self.ipam.refresh_owned_blocks(pool.as_str()).await?);
             }
         }
         Ok(blocks)

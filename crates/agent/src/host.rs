@@ -52,7 +52,7 @@ pub(crate) fn admitted(nets: &[Network]) -> Vec<Admitted> {
         let fam = Families::of(net.spec.subnets.iter().map(IpNet::addr));
         match &net.spec.mode {
             NetworkMode::Bridge { bridge } => out.push(Admitted::Bridge {
-                network: net.spec.name.clone(),
+                network: net.spec.name.to_string(),
                 bridge: bridge.clone(),
                 v4: fam.v4,
                 v6: fam.v6,
@@ -156,7 +156,7 @@ mod tests {
         };
         Network {
             spec: NetworkSpec {
-                name: name.into(),
+                name: name.parse().unwrap(),
                 subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
                 gateway: None,
                 mode,

@@ -4,7 +4,10 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use trellis_types::{ContainerId, Handle, IfName, InvalidInput, NetnsPath, PortMapping, Protocol};
+use trellis_types::{
+    ContainerId, Handle, IfName, InvalidInput, NetnsPath, NetworkName, PoolName, PortMapping,
+    Protocol,
+};
 
 /// How a network reaches its containers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +29,7 @@ pub enum NetworkMode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     /// The network's name: 1..=60 bytes of `[A-Za-z0-9_.-]`.
-    pub name: String,
+    pub name: NetworkName,
     /// Bridge or routed.
     pub mode: NetworkMode,
     /// The address pools, at most one per family; host bits must be clear.
@@ -52,7 +55,7 @@ pub struct NetworkSpec {
     /// otherwise. Names of networks that do not exist (yet) take effect when
     /// they are created.
     #[serde(default)]
-    pub reach: Vec<String>,
+    pub reach: Vec<NetworkName>,
 }
 
 impl NetworkSpec {
@@ -83,7 +86,7 @@ pub struct Network {
 
 impl Network {
     /// The IPAM pool of each subnet: `<network>.v4`, `<network>.v6`.
-    pub fn pools(&self) -> Vec<(String, IpNet)> {
+    pub fn pools(&self) -> Vec<(PoolName, IpNet)> {
         self.spec
             .subnets
             .iter()
@@ -93,11 +96,8 @@ impl Network {
 }
 
 /// The IPAM pool name of a network's subnet.
-pub fn pool_name(network: &str, subnet: &IpNet) -> String {
-    match subnet {
-        IpNet::V4(_) => format!("{network}.v4"),
-        IpNet::V6(_) => format!("{network}.v6"),
-    }
+pub fn pool_name(network: &NetworkName, subnet: &IpNet) -> PoolName {
+    PoolName::of(network, *subnet)
 }
 
 /// A port to publish for an endpoint: the container address is filled in by
@@ -166,7 +166,7 @@ impl PortSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachRequest {
     /// The network.
-    pub network: String,
+    pub network: NetworkName,
     /// The container.
     pub container: ContainerId,
     /// The container's network namespace.
@@ -217,7 +217,7 @@ pub struct Endpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointFilter {
     /// Only endpoints of this network.
-    pub network: Option<String>,
+    pub network: Option<NetworkName>,
     /// Only endpoints of this container.
     pub container: Option<ContainerId>,
     /// Only endpoints carrying all of these labels.

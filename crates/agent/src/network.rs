@@ -23,11 +23,11 @@ impl Agent {
     /// network's name, subnet or bridge is refused and changes nothing.
     pub async fn create_network(&self, spec: NetworkSpec) -> Result<Network, Error> {
         let mut net = self.validate_network(spec)?;
-        if let Ok(existing) = self.network(&net.spec.name) {
+        if let Ok(existing) = self.network(net.spec.name.as_str()) {
             return if (&existing.spec, &existing.gateways) == (&net.spec, &net.gateways) {
                 Ok(existing)
             } else {
-                Err(Error::NetworkExists(net.spec.name))
+                Err(Error::NetworkExists(net.spec.name.to_string()))
             };
         }
         if let Some(bridge) = net.spec.bridge()
@@ -103,7 +103,7 @@ impl Agent {
                 _ => Reserve::None,
             };
             let spec = PoolSpec {
-                name: pool.clone(),
+                name: pool.to_string(),
                 cidr,
                 block_prefix_len: None,
                 reserve,
@@ -114,14 +114,14 @@ impl Agent {
                 }
                 return Err(rename_pool_fields(e));
             }
-            made.push(pool);
+            made.push(pool.to_string());
         }
         Ok(())
     }
 
     async fn delete_pools(&self, net: &Network) -> Result<(), Error> {
         for (pool, _) in net.pools() {
-            match self.ipam.delete_pool(&pool).await {
+            match self.ipam.delete_pool(pool.as_str()).await {
                 Ok(()) | Err(trellis_ipam::Error::PoolNotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -181,12 +181,11 @@ impl Agent {
                 note(self.remove_blackholes(net).await);
             }
         }
-        note(self.records.delete_network(&net.spec.name).await);
+        note(self.records.delete_network(net.spec.name.as_str()).await);
         teardown_result(format!("network {:?}", net.spec.name), errors)
     }
 
     fn validate_network(&self, mut spec: NetworkSpec) -> Result<Network, Error> {
-        check_network_name(&spec.name)?;
         check_subnets(&spec)?;
         check_isolation(&spec)?;
         check_mtu(&spec)?;
@@ -238,7 +237,6 @@ fn check_isolation(spec: &NetworkSpec) -> Result<(), InvalidInput> {
         }
     }
     for (i, r) in spec.reach.iter().enumerate() {
-        check_network_name(r).map_err(|e| InvalidInput::new("reach", r, e.reason))?;
         if *r == spec.name || spec.reach[..i].contains(r) {
             let why = "names the network itself or another entry twice";
             return Err(InvalidInput::new("reach", r, why));
@@ -249,22 +247,6 @@ fn check_isolation(spec: &NetworkSpec) -> Result<(), InvalidInput> {
         return Err(InvalidInput::new("reach", spec.reach.join(","), why));
     }
     Ok(())
-}
-
-fn check_network_name(name: &str) -> Result<(), InvalidInput> {
-    let ok = (1..=60).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidInput::new(
-            "name",
-            name,
-            "network name must be 1 to 60 bytes of [A-Za-z0-9_.-]",
-        ))
-    }
 }
 
 fn check_subnets(spec: &NetworkSpec) -> Result<(), InvalidInput> {
@@ -405,7 +387,7 @@ pub(crate) fn reach_pairs(networks: &[Network]) -> Vec<(IfName, IfName)> {
             n.spec
                 .reach
                 .iter()
-                .filter_map(move |r| Some((from.clone(), bridge_of(r)?.clone())))
+                .filter_map(move |r| Some((from.clone(), bridge_of(r.as_str())?.clone())))
         })
         .filter(|(a, b)| a != b)
         .collect();

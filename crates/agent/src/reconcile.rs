@@ -48,7 +48,7 @@ impl Agent {
         // Attaches under way are theirs to finish (or undo).
         for ep in self.endpoints().await? {
             let req = &ep.request;
-            if self.network(&req.network).is_ok() && self.is_container_netns(&req.netns) {
+            if self.network(req.network.as_str()).is_ok() && self.is_container_netns(&req.netns) {
                 continue;
             }
             let h = req.handle();

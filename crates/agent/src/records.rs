@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use trellis_store::{Expect, KvStore, Op};
-use trellis_types::Handle;
+use trellis_types::{Handle, NodeName};
 
 /// Where network definitions live (shared by every node).
 pub(crate) const NETWORKS: &str = "agent/networks";
@@ -36,7 +36,7 @@ pub(crate) struct Records {
 
 impl Records {
     /// The records of node `node` in `store`.
-    pub(crate) fn new(store: Arc<dyn KvStore>, node: &str) -> Self {
+    pub(crate) fn new(store: Arc<dyn KvStore>, node: &NodeName) -> Self {
         Self {
             store,
             endpoints: format!("nodes/{node}/endpoints"),

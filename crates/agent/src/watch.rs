@@ -24,9 +24,10 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use trellis_store::{KvStore, WatchEvent};
+use trellis_types::NetworkName;
 
 /// The networks by name, shared with the watch that keeps them.
-pub(crate) type NetworkMap = Arc<RwLock<HashMap<String, Network>>>;
+pub(crate) type NetworkMap = Arc<RwLock<HashMap<NetworkName, Network>>>;
 
 /// The task following the store; stopped when the agent goes.
 pub(crate) struct NetworkWatch(JoinHandle<()>);
@@ -123,7 +124,7 @@ fn apply(map: &NetworkMap, events: &broadcast::Sender<Event>, e: WatchEvent) {
         WatchEvent::Put { key, value, .. } => match decode::<Network>(&key, &value) {
             Ok(net) => {
                 let name = net.spec.name.clone();
-                if current.get(&name) != Some(&net) {
+                if current.get(name.as_str()) != Some(&net) {
                     current.insert(name, net.clone());
                     let _ = events.send(Event::NetworkCreated(net));
                 }

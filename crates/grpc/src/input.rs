@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use trellis_agent::{AttachRequest, EndpointFilter, NetworkMode, NetworkSpec, PortSpec};
 use trellis_proto::v1 as pb;
-use trellis_types::{ContainerId, Handle, IfName, InvalidInput, NetnsPath, Protocol};
+use trellis_types::{ContainerId, Handle, IfName, InvalidInput, NetnsPath, NetworkName, Protocol};
 
 /// Longest string accepted in any field, in bytes.
 pub const MAX_TEXT: usize = 4096;
@@ -63,14 +63,14 @@ fn bounded<T>(field: &'static str, items: &[T], max: usize) -> Result<()> {
 }
 
 /// A network's name (as `field`), as given to Get/Delete/Attach.
-pub fn network_name(field: &'static str, s: &str) -> Result<String> {
-    Ok(required(field, s)?.to_owned())
+pub fn network_name(field: &'static str, s: &str) -> Result<NetworkName> {
+    Ok(NetworkName::parse(field, required(field, s)?)?)
 }
 
 /// A network spec.
 pub fn network_spec(spec: Option<pb::NetworkSpec>) -> Result<NetworkSpec> {
     let spec = spec.ok_or_else(|| InvalidInput::new("spec", "", "spec is required"))?;
-    let name = text("name", &spec.name)?.to_owned();
+    let name = NetworkName::parse("name", text("name", &spec.name)?)?;
     bounded("subnets", &spec.subnets, MAX_ADDRESSES)?;
     let subnets = spec
         .subnets
@@ -87,7 +87,7 @@ pub fn network_spec(spec: Option<pb::NetworkSpec>) -> Result<NetworkSpec> {
     let reach = spec
         .reach
         .iter()
-        .map(|r| Ok(text("reach", r)?.to_owned()))
+        .map(|r| Ok(NetworkName::parse("reach", text("reach", r)?)?))
         .collect::<Result<Vec<_>>>()?;
     Ok(NetworkSpec {
         name,
@@ -220,7 +220,7 @@ pub fn labels(labels: HashMap<String, String>) -> Result<BTreeMap<String, String
 pub fn filter(r: pb::ListEndpointsRequest) -> Result<EndpointFilter> {
     let network = match text("network", &r.network)? {
         "" => None,
-        n => Some(n.to_owned()),
+        n => Some(NetworkName::parse("network", n)?),
     };
     let container = match text("container_id", &r.container_id)? {
         "" => None,

@@ -18,7 +18,7 @@ pub fn network(n: Network, endpoints: usize) -> pb::Network {
     };
     pb::Network {
         spec: Some(pb::NetworkSpec {
-            name: s.name,
+            name: s.name.into(),
             mode: mode.into(),
             subnets: texts(&s.subnets),
             gateway: s.gateway.map(|g| g.to_string()).unwrap_or_default(),
@@ -26,7 +26,7 @@ pub fn network(n: Network, endpoints: usize) -> pb::Network {
             outgoing_nat: s.masquerade,
             mtu: s.mtu.unwrap_or(0),
             internal: s.internal,
-            reach: s.reach,
+            reach: s.reach.into_iter().map(String::from).collect(),
         }),
         gateways: texts(&n.gateways),
         endpoints: u32::try_from(endpoints).unwrap_or(u32::MAX),
@@ -52,7 +52,7 @@ fn port(p: &PortMapping) -> pb::PortMapping {
 pub fn endpoint(ep: Endpoint) -> pb::Endpoint {
     let r = ep.request;
     pb::Endpoint {
-        network: r.network,
+        network: r.network.into(),
         container_id: r.container.as_str().to_owned(),
         ifname: r.ifname.as_str().to_owned(),
         netns: r.netns.as_path().display().to_string(),

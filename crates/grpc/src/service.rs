@@ -44,7 +44,7 @@ impl AgentService {
     }
 
     /// Endpoint counts by network.
-    async fn counts(&self) -> Result<HashMap<String, usize>, Status> {
+    async fn counts(&self) -> Result<HashMap<trellis_types::NetworkName, usize>, Status> {
         let mut counts = HashMap::new();
         for ep in self.agent.endpoints().await.map_err(status)? {
             *counts.entry(ep.request.network).or_default() += 1;
@@ -53,7 +53,11 @@ impl AgentService {
     }
 
     async fn network_reply(&self, n: trellis_agent::Network) -> Result<pb::Network, Status> {
-        let count = self.counts().await?.remove(&n.spec.name).unwrap_or(0);
+        let count = self
+            .counts()
+            .await?
+            .remove(n.spec.name.as_str())
+            .unwrap_or(0);
         Ok(output::network(n, count))
     }
 }
@@ -70,7 +74,7 @@ impl pb::Agent for AgentService {
 
     async fn get_network(&self, req: Request<pb::GetNetworkRequest>) -> Reply<pb::Network> {
         let name = input::network_name("name", &req.get_ref().name).map_err(invalid)?;
-        let net = self.agent.network(&name).map_err(status)?;
+        let net = self.agent.network(name.as_str()).map_err(status)?;
         Ok(Response::new(self.network_reply(net).await?))
     }
 
@@ -84,7 +88,7 @@ impl pb::Agent for AgentService {
             .networks()
             .into_iter()
             .map(|n| {
-                let count = counts.remove(&n.spec.name).unwrap_or(0);
+                let count = counts.remove(n.spec.name.as_str()).unwrap_or(0);
                 output::network(n, count)
             })
             .collect();
@@ -96,7 +100,10 @@ impl pb::Agent for AgentService {
         req: Request<pb::DeleteNetworkRequest>,
     ) -> Reply<pb::DeleteNetworkResponse> {
         let name = input::network_name("name", &req.get_ref().name).map_err(invalid)?;
-        self.agent.delete_network(&name).await.map_err(status)?;
+        self.agent
+            .delete_network(name.as_str())
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::DeleteNetworkResponse {}))
     }
 

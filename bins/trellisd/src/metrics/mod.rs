@@ -221,10 +221,14 @@ impl Metrics {
         let s = &self.state;
         let networks = agent.networks();
         let endpoints = agent.endpoints().await?;
-        let mut per_network: BTreeMap<String, i64> =
-            networks.iter().map(|n| (n.spec.name.clone(), 0)).collect();
+        let mut per_network: BTreeMap<String, i64> = networks
+            .iter()
+            .map(|n| (n.spec.name.to_string(), 0))
+            .collect();
         for ep in &endpoints {
-            *per_network.entry(ep.request.network.clone()).or_default() += 1;
+            *per_network
+                .entry(ep.request.network.to_string())
+                .or_default() += 1;
         }
         s.networks.set(clamp(networks.len() as u128));
         for family in [&s.capacity, &s.used, &s.free, &s.blocks] {
@@ -236,7 +240,7 @@ impl Metrics {
         }
         for net in &networks {
             for (pool, _) in net.pools() {
-                let u = match agent.ipam().usage(&pool).await {
+                let u = match agent.ipam().usage(pool.as_str()).await {
                     Ok(u) => u,
                     Err(e) => {
                         tracing::warn!(%pool, error = %e, "metrics: cannot read IPAM usage");
@@ -245,8 +249,8 @@ impl Metrics {
                     }
                 };
                 let l = PoolLabels {
-                    network: net.spec.name.clone(),
-                    pool,
+                    network: net.spec.name.to_string(),
+                    pool: pool.into(),
                 };
                 s.capacity.get_or_create(&l).set(clamp(u.capacity));
                 s.used.get_or_create(&l).set(clamp(u.used));

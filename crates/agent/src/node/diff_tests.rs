@@ -16,7 +16,7 @@ fn ifname(s: &str) -> IfName {
 
 fn spec(name: &str, mode: NetworkMode, subnets: &[&str]) -> NetworkSpec {
     NetworkSpec {
-        name: name.into(),
+        name: name.parse().unwrap(),
         mode,
         subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
         gateway: None,

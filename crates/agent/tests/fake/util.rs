@@ -47,7 +47,7 @@ pub async fn agent(kernel: &FakeKernel) -> Agent {
 
 pub fn bridge_network() -> NetworkSpec {
     NetworkSpec {
-        name: "web".into(),
+        name: "web".parse().unwrap(),
         mode: NetworkMode::Bridge {
             bridge: IfName::parse("bridge", "trellis0").unwrap(),
         },
@@ -62,7 +62,7 @@ pub fn bridge_network() -> NetworkSpec {
 
 pub fn routed_network() -> NetworkSpec {
     NetworkSpec {
-        name: "pods".into(),
+        name: "pods".parse().unwrap(),
         mode: NetworkMode::Routed,
         subnets: vec!["10.244.0.0/16".parse().unwrap()],
         ..bridge_network()
@@ -76,7 +76,7 @@ pub fn request(
     port: Option<u32>,
 ) -> AttachRequest {
     AttachRequest {
-        network: network.into(),
+        network: network.parse().unwrap(),
         container: ContainerId::parse("container_id", container).unwrap(),
         netns: netns.clone(),
         ifname: IfName::parse("ifname", "eth0").unwrap(),
