@@ -42,8 +42,9 @@
 //! the code under test as `Arc<dyn Links>` and so on; break it on cue
 //! ([`FakeKernel::fail_next`], [`FakeKernel::fail_on`]: the call fails with
 //! the errno as the kernel's answer and changes nothing); then read the
-//! result ([`FakeKernel::calls`], [`FakeKernel::snapshot`],
-//! [`FakeKernel::trellis_leftovers`], [`FakeKernel::links`], …).
+//! result ([`FakeKernel::calls`], [`FakeKernel::snapshot`] and what
+//! [`Snapshot::diff`] finds changed, [`FakeKernel::trellis_leftovers`],
+//! [`FakeKernel::links`], …).
 //!
 //! # What it does not model
 //!
@@ -60,6 +61,7 @@
 //! - The host firewall's chains: only whether one drops by policy
 //!   ([`FakeKernel::set_host_firewall_drops`]) and what trellis admits.
 
+mod diff;
 mod faults;
 mod kernel;
 mod links;

@@ -1,7 +1,9 @@
 //! A gRPC C-core client's bytes, as grpcio 1.85.3 wrote them (its socket
 //! path percent-encoded as `:authority`), answered by `serve_unix`: the
 //! call succeeds instead of ending in RST_STREAM(PROTOCOL_ERROR). The
-//! Python client itself runs in trellisd's tests; this one needs no Python.
+//! Python client itself runs in trellisd's tests; this one needs no Python,
+//! and no root: only the socket matters, so the agent runs on the fake
+//! kernel (unprivileged tier).
 
 use crate::util::Harness;
 use std::time::Duration;
@@ -48,13 +50,9 @@ async fn read_frame(s: &mut UnixStream) -> (u8, u8, u32, Vec<u8>) {
     (head[3], head[4], stream, payload)
 }
 
-#[cfg_attr(
-    not(feature = "privileged"),
-    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
-)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_bytes_with_a_socket_path_authority_get_an_answer() {
-    let h = Harness::start().await;
+    let h = Harness::fake().await;
     let mut s = UnixStream::connect(h.path("trellis.sock")).await.unwrap();
     let request = [
         PREFACE.to_vec(),

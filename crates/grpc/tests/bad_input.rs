@@ -1,15 +1,26 @@
 //! Bad input over gRPC (issue 4 item 8): each malformed request gets the
 //! right status code, a message naming the field or object at fault, and
-//! changes nothing — not the host namespace (links, addresses, routes,
-//! nftables) and not the store (IPAM and records).
+//! changes nothing — not the kernel and not the store (IPAM and records).
+//!
+//! Which tier proves what:
+//! - The whole table runs on the fake kernel (unprivileged): that the edge
+//!   validates, converts and maps every refusal to its code and field, and
+//!   that a refused request changes nothing of the fake's whole state
+//!   (every namespace, NAT, host firewall, listeners) or the store.
+//! - The cases whose refusal is the kernel's answer ([`netns_cases`]: a
+//!   netns path that is a file, a mount namespace, missing, or the host's
+//!   own) run again on real namespaces (privileged). The fake refuses every
+//!   path it does not know alike ("no such network namespace in the fake
+//!   kernel") and knows the host's by a registered path, not by inode, so
+//!   there these cases prove the edge's mapping only; every other case gets
+//!   the same code and message on both kernels.
 
-use crate::cases::{attach_cases, endpoint_cases, network_cases};
-use crate::util::{Harness, State, attach, bridge, create, tcp};
+use crate::cases::{Case, attach_cases, endpoint_cases, netns_cases, network_cases};
+use crate::util::{Container, Harness, attach, bridge, create, tcp};
 use tonic::Status;
 use tonic::transport::Channel;
 use trellis_proto::v1 as pb;
 use trellis_proto::v1::AgentClient;
-use trellis_testlab::Netns;
 
 /// One RPC of the table.
 pub enum Call {
@@ -81,11 +92,11 @@ async fn run(c: &mut AgentClient<Channel>, call: Call) -> Result<(), Status> {
     }
 }
 
-/// One valid bridge network with a published port and a fixed address, and
-/// a tiny /29 network filled to the last address.
-async fn setup(h: &Harness, c1: &Netns, tiny: &Netns) {
-    h.host.ip("link add eth0 type veth peer name eth0p");
-    h.host.ip("addr add 10.3.0.5/24 dev eth0");
+/// One valid bridge network with a published port and a fixed address, a
+/// tiny /29 network filled to the last address, and a host device `eth0`
+/// with 10.3.0.5/24 that is not trellis's.
+async fn setup(h: &Harness, c1: &Container, tiny: &Container) {
+    h.add_host_device("eth0", "10.3.0.5/24");
     let mut c = h.client.clone();
     create(&mut c, bridge("n1", "192.168.169.0/24", "tbr1")).await;
     let mut req = attach("n1", "c1", c1);
@@ -101,25 +112,12 @@ async fn setup(h: &Harness, c1: &Netns, tiny: &Netns) {
     }
 }
 
-#[cfg_attr(
-    not(feature = "privileged"),
-    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
-)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_requests_are_refused_and_change_nothing() {
-    let h = Harness::start().await;
-    let (c1, tiny, c9) = (
-        Netns::new("bad-c1"),
-        Netns::new("bad-tiny"),
-        Netns::new("bad-c9"),
-    );
-    setup(&h, &c1, &tiny).await;
-    let before: State = h.settled_state().await;
-    let c9_links = c9.ip("-o link show");
-    let mut cases = network_cases();
-    cases.extend(attach_cases(&h, &c9));
-    cases.extend(endpoint_cases());
-    assert!(cases.len() >= 25, "only {} cases", cases.len());
+/// Runs `cases` one after the other against the settled state; what went
+/// wrong, one line each: a case accepted, refused with another code or
+/// without its word, or one that changed the kernel, the store or `c9`.
+async fn refuse_all(h: &Harness, c9: &Container, cases: Vec<Case>) -> Vec<String> {
+    let before = h.settled_state().await;
+    let c9_links = h.links_in(c9);
     let mut client = h.client.clone();
     let mut failures = Vec::new();
     for (what, call, code, word) in cases {
@@ -136,15 +134,48 @@ async fn malformed_requests_are_refused_and_change_nothing() {
         if after != before {
             let diff = after.diff(&before);
             failures.push(format!(
-                "{what}: changed the host or the store:\n    {diff}"
+                "{what}: changed the kernel or the store:\n    {diff}"
             ));
         }
-        assert_eq!(
-            c9.ip("-o link show"),
-            c9_links,
-            "{what}: the container got a link"
-        );
+        if h.links_in(c9) != c9_links {
+            failures.push(format!("{what}: the container's links changed"));
+        }
     }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_and_change_nothing() {
+    let h = Harness::fake().await;
+    let (c1, tiny, c9) = (
+        h.container("c1").await,
+        h.container("tiny").await,
+        h.container("c9").await,
+    );
+    setup(&h, &c1, &tiny).await;
+    let mut cases = network_cases();
+    cases.extend(attach_cases(&h, &c9));
+    cases.extend(endpoint_cases());
+    assert!(cases.len() >= 25, "only {} cases", cases.len());
+    let failures = refuse_all(&h, &c9, cases).await;
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    h.stop().await;
+}
+
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netns_paths_the_kernel_refuses_are_invalid_and_change_nothing() {
+    let h = Harness::start().await;
+    let c9 = h.container("c9").await;
+    create(
+        &mut h.client.clone(),
+        bridge("n1", "192.168.169.0/24", "tbr1"),
+    )
+    .await;
+    let failures = refuse_all(&h, &c9, netns_cases(&h, &c9)).await;
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     h.stop().await;
 }

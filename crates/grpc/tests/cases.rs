@@ -3,10 +3,9 @@
 //! the object at fault).
 
 use crate::bad_input::Call;
-use crate::util::{Harness, attach, bridge, tcp};
+use crate::util::{Container, Harness, attach, bridge, tcp};
 use tonic::Code;
 use trellis_proto::v1 as pb;
-use trellis_testlab::Netns;
 
 /// What it is, the call, the code, the word.
 pub type Case = (&'static str, Call, Code, &'static str);
@@ -93,28 +92,53 @@ pub fn network_cases() -> Vec<Case> {
     ]
 }
 
-/// Attach, as container c9 in `c9` unless said otherwise.
-pub fn attach_cases(h: &Harness, c9: &Netns) -> Vec<Case> {
-    let a = |f: &dyn Fn(&mut pb::AttachRequest)| {
-        let mut r = attach("n1", "c9", c9);
-        f(&mut r);
-        Call::Attach(r)
-    };
+/// An attach to n1 as container c9 in `c9`, changed by `f`.
+fn attach_c9(c9: &Container, f: &dyn Fn(&mut pb::AttachRequest)) -> Call {
+    let mut r = attach("n1", "c9", c9);
+    f(&mut r);
+    Call::Attach(r)
+}
+
+/// Attach with a netns path that the kernel refuses (its check, not the
+/// edge's parse): a file, a mount namespace, the host's own, a missing one.
+pub fn netns_cases(h: &Harness, c9: &Container) -> Vec<Case> {
+    let netns = |p: &str| attach_c9(c9, &|r| r.netns = p.into());
+    let file = h.path("not-a-netns");
+    std::fs::write(&file, "").unwrap();
+    vec![
+        bad("netns is a file", "netns", netns(&file.to_string_lossy())),
+        bad("netns is a mount ns", "netns", netns("/proc/self/ns/mnt")),
+        bad(
+            "netns is the host's",
+            "host network namespace",
+            netns(&h.host_netns()),
+        ),
+        bad(
+            "netns missing",
+            "netns",
+            netns("/run/netns/trellis-nonexistent"),
+        ),
+    ]
+}
+
+/// Attach, as container c9 in `c9` unless said otherwise; the
+/// [`netns_cases`] among them.
+pub fn attach_cases(h: &Harness, c9: &Container) -> Vec<Case> {
+    let a = |f: &dyn Fn(&mut pb::AttachRequest)| attach_c9(c9, f);
     let netns = |p: &str| a(&|r| r.netns = p.into());
     let ports = |p: Vec<pb::PortMapping>| a(&move |r| r.ports = p.clone());
     let fixed = |ip: &str| a(&|r| r.fixed_addresses = vec![ip.into()]);
     let labels = |n: usize, k: &str, v: &str| {
         a(&|r| r.labels = (0..n).map(|i| (format!("{k}{i}"), v.to_owned())).collect())
     };
-    let file = h.path("not-a-netns");
-    std::fs::write(&file, "").unwrap();
     let unspecified = pb::PortMapping {
         protocol: 0,
         ..tcp(8090, 80)
     };
     let mut other = attach("n1", "c1", c9);
     other.ports = vec![tcp(8082, 80)];
-    vec![
+    let mut cases = netns_cases(h, c9);
+    cases.extend([
         (
             "unknown network",
             a(&|r| r.network = "nope".into()),
@@ -139,19 +163,7 @@ pub fn attach_cases(h: &Harness, c9: &Netns) -> Vec<Case> {
         ),
         bad("empty netns", "netns", netns("")),
         bad("relative netns", "netns", netns("run/netns/x")),
-        bad("netns is a file", "netns", netns(&file.to_string_lossy())),
-        bad("netns is a mount ns", "netns", netns("/proc/self/ns/mnt")),
-        bad(
-            "netns is the host's",
-            "host network namespace",
-            netns(&h.host.path_str()),
-        ),
         bad("ifname lo", "ifname", a(&|r| r.ifname = "lo".into())),
-        bad(
-            "netns missing",
-            "netns",
-            netns("/run/netns/trellis-nonexistent"),
-        ),
         bad(
             "ifname with '/'",
             "ifname",
@@ -214,7 +226,8 @@ pub fn attach_cases(h: &Harness, c9: &Netns) -> Vec<Case> {
             Code::ResourceExhausted,
             "tiny",
         ),
-    ]
+    ]);
+    cases
 }
 
 /// Detach, GetEndpoint, ListEndpoints, Check, GarbageCollect.
