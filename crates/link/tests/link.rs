@@ -278,6 +278,10 @@ async fn link_detail_reads_a_link_and_only_its_own_addresses_in_either_namespace
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn bad_netns_path_is_a_typed_error_and_leaves_nothing_behind() {
     let lab = Lab::new().await;
