@@ -1,11 +1,18 @@
-//! The node core: the attach/detach pipeline over IPAM, links, routes and NAT.
+//! The node core: networks and endpoints over IPAM, links, routes and NAT.
+//!
+//! ```text
+//! request ─▶ records + IPAM (one store commit) ─▶ desired NodeState ─┐
+//!                                                                     ├─ diff ─▶ Executor ─▶ kernel
+//!                                        kernel ─▶ observed NodeState ─┘
+//! ```
 //!
 //! Design decisions:
 //!
 //! * **Kernel-facing parts are injected** ([`Backends`]: `dyn Links`,
-//!   `dyn Routes`, `dyn Nat`, `dyn KvStore`). The daemon aims them at the host
-//!   namespace, the lab and the tests at a namespace of their own, and unit
-//!   tests at mocks that fail on cue.
+//!   `dyn Routes`, `dyn Nat`, `dyn HostFirewall`, `dyn KvStore`). The daemon
+//!   aims them at the host namespace, the lab and the privileged tests at a
+//!   namespace of their own, and logic tests at `trellis-fake`'s in-memory
+//!   kernel (which holds state and fails on cue).
 //! * **Desired state as data, one diff, one executor** (see [`node`]): what
 //!   the records want of the node is a value ([`node::NodeState`], computed
 //!   by the pure [`node::desired`]); the kernel is read into the same shape
@@ -25,6 +32,11 @@
 //!   of attaches on one block does not burn its CAS retries on each other);
 //!   host ports are claimed in a short critical section; everything else is
 //!   per container. Concurrent attaches run concurrently.
+//! * **Records are scoped by node**:
+//!   endpoints live under `nodes/<node>/endpoints`, so agents of several
+//!   nodes sharing one store each see, claim host ports for, reconcile and
+//!   collect only their own. Network definitions are shared, and the agent
+//!   follows them with a store watch rather than a copy taken at open.
 //! * **Restart disturbs nothing.** Opening an agent only reads records;
 //!   [`Agent::reconcile`] then applies the node's diff, which adds and
 //!   replaces what is missing or drifted and removes what trellis owns but no

@@ -64,7 +64,7 @@ fn bounded<T>(field: &'static str, items: &[T], max: usize) -> Result<()> {
 
 /// A network's name (as `field`), as given to Get/Delete/Attach.
 pub fn network_name(field: &'static str, s: &str) -> Result<NetworkName> {
-    Ok(NetworkName::parse(field, required(field, s)?)?)
+    NetworkName::parse(field, required(field, s)?)
 }
 
 /// A network spec.
@@ -87,7 +87,7 @@ pub fn network_spec(spec: Option<pb::NetworkSpec>) -> Result<NetworkSpec> {
     let reach = spec
         .reach
         .iter()
-        .map(|r| Ok(NetworkName::parse("reach", text("reach", r)?)?))
+        .map(|r| NetworkName::parse("reach", text("reach", r)?))
         .collect::<Result<Vec<_>>>()?;
     Ok(NetworkSpec {
         name,

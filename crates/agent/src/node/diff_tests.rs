@@ -360,8 +360,10 @@ fn slices_attach_and_detach_one_endpoint() {
     assert!(slice.bridges.contains_key(&ifname("tbrb")));
     // Attach: make the port, publish its ports; the bridge is the
     // network's, and is taken as there.
-    let mut there = NodeState::default();
-    there.bridges = slice.bridges.clone();
+    let there = NodeState {
+        bridges: slice.bridges.clone(),
+        ..NodeState::default()
+    };
     let attach = diff(&slice, &there);
     let fresh = matches!(&attach[0], Change::CreatePort { replace: false, .. });
     assert!(fresh, "{attach:?}");
