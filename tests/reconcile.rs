@@ -348,4 +348,10 @@ async fn nodes_sharing_a_store_each_keep_to_their_own() {
         vec![ep1.request.handle()]
     );
     assert_healthy(&a1, &[&ep1]).await;
+
+    // node2 has no endpoint left, node1 has one: the shared definition is
+    // not deleted under it.
+    let e = a2.delete_network("r").await.unwrap_err();
+    assert!(e.to_string().contains("endpoint"), "{e}");
+    assert!(a2.network("r").is_ok() && a1.network("r").is_ok());
 }

@@ -62,7 +62,9 @@ impl Agent {
         let Ok(net) = self.network(name) else {
             return Ok(());
         };
-        let attached = self.records.endpoints().await?;
+        // Every node's: a definition is shared, and deleting it under
+        // another node's endpoints would have that node detach them.
+        let attached = self.records.endpoints_of_every_node().await?;
         let n = attached
             .iter()
             .filter(|e| e.request.network == name)

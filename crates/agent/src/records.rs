@@ -24,6 +24,8 @@ use trellis_types::{Handle, NodeName};
 
 /// Where network definitions live (shared by every node).
 pub(crate) const NETWORKS: &str = "agent/networks";
+/// Where each node's records live (`nodes/<node>/…`).
+const NODES: &str = "nodes";
 /// Where endpoint records lived before they were scoped by node.
 const LEGACY_ENDPOINTS: &str = "agent/endpoints";
 
@@ -39,7 +41,7 @@ impl Records {
     pub(crate) fn new(store: Arc<dyn KvStore>, node: &NodeName) -> Self {
         Self {
             store,
-            endpoints: format!("nodes/{node}/endpoints"),
+            endpoints: format!("{NODES}/{node}/endpoints"),
         }
     }
 
@@ -76,6 +78,18 @@ impl Records {
 
     pub(crate) async fn endpoints(&self) -> Result<Vec<Endpoint>, Error> {
         self.list(&self.endpoints).await
+    }
+
+    /// The endpoints of every node sharing the store (a network is only
+    /// deleted when none has one on it).
+    pub(crate) async fn endpoints_of_every_node(&self) -> Result<Vec<Endpoint>, Error> {
+        let listing = self.store.list(NODES).await?;
+        listing
+            .entries
+            .iter()
+            .filter(|(k, _)| k.split('/').nth(2) == Some("endpoints"))
+            .map(|(k, v)| decode(k, &v.value))
+            .collect()
     }
 
     pub(crate) async fn endpoint(&self, h: &Handle) -> Result<Option<Endpoint>, Error> {

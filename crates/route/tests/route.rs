@@ -257,6 +257,10 @@ async fn neighbours_are_read_back_with_their_macs_in_any_namespace() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn missing_devices_and_bad_netns_are_typed_errors() {
     let lab = Lab::new().await;

@@ -44,6 +44,10 @@ fn nf_sockets(ns: &Netns) -> usize {
         .count()
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn a_current_thread_runtime_keeps_ticking_while_nat_waits_on_the_kernel() {
     assert_eq!(
@@ -101,6 +105,10 @@ async fn a_current_thread_runtime_keeps_ticking_while_nat_waits_on_the_kernel() 
     assert_eq!(nat.list_published().await.unwrap().len(), 5000);
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn dropping_the_nat_ends_its_thread_and_closes_its_socket() {
     let (ns, nat) = lab("drop");
@@ -122,6 +130,10 @@ async fn dropping_the_nat_ends_its_thread_and_closes_its_socket() {
     }
 }
 
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
 #[tokio::test]
 async fn errors_keep_their_wording_across_the_thread() {
     let (_ns, nat) = lab("errors");
