@@ -19,7 +19,7 @@ use crate::node::{self, diff};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashSet};
 use trellis_link::host_veth_name;
-use trellis_types::Handle;
+use trellis_types::{Handle, PortMapping};
 
 /// What [`Agent::garbage_collect`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,7 +71,7 @@ impl Agent {
     pub(crate) async fn converge(&self) -> Result<Converged, Error> {
         let mut c = Converged::default();
         let records = self.records.endpoints().await?;
-        let inflight = self.inflight.lock().expect("inflight lock").clone();
+        let mut inflight = self.inflight.lock().expect("inflight lock").clone();
         let blocks = match self.owned_routed_blocks().await {
             Ok(blocks) => blocks,
             Err(e) => {
@@ -80,10 +80,11 @@ impl Agent {
                 return Ok(c);
             }
         };
-        let (busy, settled): (Vec<&Endpoint>, Vec<&Endpoint>) = records
+        let settled: Vec<Endpoint> = records
             .iter()
-            .partition(|e| inflight.contains(&e.request.handle()));
-        let settled: Vec<Endpoint> = settled.into_iter().cloned().collect();
+            .filter(|e| !inflight.contains(&e.request.handle()))
+            .cloned()
+            .collect();
         let mut want = node::desired(&self.networks(), &settled, &blocks, None);
         let be = &self.be;
         let mut have = match node::observe(&*be.links, &*be.routes, &*be.nat, &want).await {
@@ -93,14 +94,31 @@ impl Agent {
                 return Ok(c);
             }
         };
+        // Endpoints attached or detached while the kernel was read are not
+        // judged by this round: a record is written before its veth is made
+        // and deleted after it is gone, so a second listing catches every
+        // attach whose veth was observed, and every detach that took one.
+        let later = self.records.endpoints().await?;
+        inflight.extend(self.inflight.lock().expect("inflight lock").iter().cloned());
+        let before: HashSet<Handle> = records.iter().map(|e| e.request.handle()).collect();
+        let after: HashSet<Handle> = later.iter().map(|e| e.request.handle()).collect();
+        inflight.extend(before.symmetric_difference(&after).cloned());
         for h in &inflight {
-            have.ports.remove(&host_veth_name(&h.container, &h.ifname));
+            let veth = host_veth_name(&h.container, &h.ifname);
+            want.ports.remove(&veth);
+            have.ports.remove(&veth);
         }
-        for ep in busy {
-            let published = ep.ports.iter().filter(|p| have.nat.ports.contains(p));
-            want.nat.ports.extend(published.copied());
+        // Their published ports stay as they are: neither added nor taken.
+        for ep in records.iter().chain(&later) {
+            if inflight.contains(&ep.request.handle()) {
+                let mine = |p: &PortMapping| ep.ports.contains(p);
+                want.nat.ports.retain(|p| !mine(p));
+                let published = have.nat.ports.iter().filter(|p| mine(p));
+                want.nat.ports.extend(published.copied());
+            }
         }
         want.nat.ports.sort();
+        want.nat.ports.dedup();
         if !(want.nat.networks.is_empty() && want.nat.pools.is_empty())
             && let Err(e) = be.nat.ensure_table().await
         {
@@ -171,11 +189,25 @@ impl Agent {
             }
         };
         // Allocations of other hosts (a shared store) are theirs to judge.
-        let handles: BTreeSet<Handle> = leaks
+        let mut handles: BTreeSet<Handle> = leaks
             .into_iter()
             .filter(|a| self.node == a.host())
             .map(|a| a.handle)
             .collect();
+        // An attach that committed after `records` was listed is no leak: its
+        // record went in with its addresses, so a listing taken now has it.
+        match self.records.endpoints().await {
+            Ok(now) => {
+                for ep in now {
+                    handles.remove(&ep.request.handle());
+                }
+            }
+            Err(e) => {
+                c.errors.push(format!("list records: {e}"));
+                return;
+            }
+        }
+        handles.retain(|h| !self.is_inflight(h));
         for h in handles {
             match self.ipam.release(&h).await {
                 Ok(_) => {

@@ -148,3 +148,73 @@ async fn check_names_a_lost_container_route_and_reconcile_puts_it_back() {
         "{writes:?}"
     );
 }
+
+/// Garbage collection racing attaches and detaches judges none of them:
+/// every endpoint attached is whole afterwards (veth, addresses, published
+/// port), nothing valid is removed, and what was detached is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collection_racing_attaches_and_detaches_takes_nothing_it_should_not() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let kernel = host();
+    let agent = Arc::new(agent(&kernel).await);
+    agent.create_network(bridge_network()).await.unwrap();
+    let mut requests = Vec::new();
+    for i in 0..24 {
+        let netns = container(&kernel, &format!("/run/netns/r{i}")).await;
+        requests.push(request("web", &format!("r{i}"), &netns, Some(9000 + i)));
+    }
+    let valid: Vec<_> = requests.iter().map(|r| r.handle()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let collector = tokio::spawn({
+        let (agent, stop, valid) = (agent.clone(), stop.clone(), valid.clone());
+        async move {
+            let mut rounds = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let gc = agent.garbage_collect(&valid).await.unwrap();
+                assert!(gc.removed.is_empty(), "collected a valid endpoint: {gc:?}");
+                assert!(gc.errors.is_empty(), "{gc:?}");
+                rounds += 1;
+                tokio::task::yield_now().await;
+            }
+            rounds
+        }
+    });
+    let tasks: Vec<_> = requests
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, req)| {
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                agent.attach(req.clone()).await.unwrap();
+                if i % 3 == 0 {
+                    agent.detach(&req.container, &req.ifname).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let rounds = collector.await.unwrap();
+    assert!(rounds > 0);
+    for (i, req) in requests.iter().enumerate() {
+        let ep = agent.endpoint(&req.container, &req.ifname).await.unwrap();
+        if i % 3 == 0 {
+            assert_eq!(ep, None, "{}", req.container);
+            continue;
+        }
+        let ep = ep.unwrap_or_else(|| panic!("{} lost its record", req.container));
+        let problems = agent.check(&req.container, &req.ifname).await.unwrap();
+        assert!(problems.is_empty(), "{}: {problems:?}", req.container);
+        let held = agent.ipam().addresses_of(&req.handle()).await.unwrap();
+        assert_eq!(held.len(), ep.addresses.len(), "{}", req.container);
+    }
+    // One last collection with everything settled changes nothing.
+    let before = kernel.snapshot();
+    let gc = agent.garbage_collect(&valid).await.unwrap();
+    assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
+    assert_eq!(kernel.snapshot(), before);
+}
