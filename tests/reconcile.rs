@@ -79,6 +79,8 @@ async fn check_names_what_was_broken_and_reconcile_repairs_it() {
     nft(&host, "delete", "{ tcp . 8086 }");
     host.ip(&format!("route del {addr2}/32 dev {veth2}"));
     host.ip(&format!("neigh del {addr2} dev {veth2}"));
+    let knob = format!("net.ipv4.conf.{veth2}.proxy_arp");
+    host.exec_ok(&["sysctl", "-qw", &format!("{knob}=0")]);
     let p = problems(&agent, &ep1).await;
     assert!(has(&p, "bridge tbrb is missing"), "{p:?}");
     assert!(has(&p, "published port 8086/tcp"), "{p:?}");
@@ -88,6 +90,10 @@ async fn check_names_what_was_broken_and_reconcile_repairs_it() {
         "{p:?}"
     );
     assert!(has(&p, &format!("neighbour {addr2}")), "{p:?}");
+    assert!(
+        has(&p, &format!("host veth {veth2} has proxy_arp off")),
+        "{p:?}"
+    );
 
     let r = agent.reconcile().await.unwrap();
     assert!(r.errors.is_empty() && r.detached.is_empty(), "{r:?}");
@@ -96,6 +102,7 @@ async fn check_names_what_was_broken_and_reconcile_repairs_it() {
     assert!(has(&r.repaired, "host routes of p1/eth0"), "{r:?}");
     assert!(has(&r.repaired, "nftables"), "{r:?}");
     assert_healthy(&agent, &[&ep1, &ep2]).await;
+    assert_eq!(host.exec_ok(&["sysctl", "-n", &knob]).trim(), "1");
     reach(&host, &ep1, &c1);
     let nft_rules = host.exec_ok(&["nft", "list", "table", "inet", "trellis"]);
     assert!(nft_rules.contains("8086"), "{nft_rules}");

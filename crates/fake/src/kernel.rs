@@ -257,8 +257,9 @@ impl FakeKernel {
     pub fn link_detail(&self, ns: &Ns, name: &IfName) -> Option<(LinkSummary, Vec<IpNet>)> {
         self.read(|m| {
             let k = m.resolve(ns).ok()?;
-            let l = m.ns(&k).by_name(name.as_str())?;
-            Some((l.summary(), l.addresses.clone()))
+            let ns = m.ns(&k);
+            let l = ns.by_name(name.as_str())?;
+            Some((ns.summary(l), l.addresses.clone()))
         })
     }
 

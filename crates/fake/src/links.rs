@@ -258,8 +258,9 @@ impl Links for FakeKernel {
         let s = format!("{name} in {ns}");
         self.call("link_detail", s, fault, |m| {
             let k = m.resolve(ns)?;
-            Ok(m.ns(&k).by_name(name.as_str()).map(|l| LinkDetail {
-                link: l.summary(),
+            let ns = m.ns(&k);
+            Ok(ns.by_name(name.as_str()).map(|l| LinkDetail {
+                link: ns.summary(l),
                 addresses: l.addresses.clone(),
             }))
         })
@@ -341,10 +342,12 @@ impl Links for FakeKernel {
         let s = ns_subject(ns, &format!("{prefix}*"));
         self.call("list_links_with_prefix", s, fault, |m| {
             let k = resolve(m, ns)?;
-            let links = m.ns(&k).links.values();
-            Ok(links
+            let ns = m.ns(&k);
+            Ok(ns
+                .links
+                .values()
                 .filter(|l| l.name.as_str().starts_with(prefix))
-                .map(FakeLink::summary)
+                .map(|l| ns.summary(l))
                 .collect())
         })
     }

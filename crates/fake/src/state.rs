@@ -94,6 +94,7 @@ impl FakeLink {
             up: self.up,
             master: self.master,
             link,
+            inet: None,
         }
     }
 
@@ -151,6 +152,24 @@ impl NsState {
             routes: Vec::new(),
             neighbours: Vec::new(),
             sysctls: BTreeMap::new(),
+        }
+    }
+
+    /// `l` as a link dump reports it here: with its IPv4 settings, read from
+    /// the sysctls written in this namespace (never written reads as off:
+    /// the fake holds no defaults).
+    pub fn summary(&self, l: &FakeLink) -> LinkSummary {
+        let on = |knob: &str| {
+            let key = format!("ipv4/conf/{}/{knob}", l.name);
+            self.sysctls.get(&key).is_some_and(|v| v == "1")
+        };
+        LinkSummary {
+            inet: Some(trellis_netlink::InetConf {
+                forwarding: on("forwarding"),
+                proxy_arp: on("proxy_arp"),
+                route_localnet: on("route_localnet"),
+            }),
+            ..l.summary()
         }
     }
 

@@ -71,7 +71,7 @@ pub use spec::{BridgeSpec, ContainerIface, LinkDetail, VethInfo, VethSpec};
 // The netlink types this crate's API speaks, so that its users need not
 // depend on trellis-netlink themselves.
 pub use trellis_netlink::{
-    ContainerRoute, Families, KernelError, LinkRef, LinkSummary, Mac, NetnsError, Ns,
+    ContainerRoute, Families, InetConf, KernelError, LinkRef, LinkSummary, Mac, NetnsError, Ns,
     RTPROT_TRELLIS, Sockets, SysctlKey, format_mac,
 };
 

@@ -57,6 +57,7 @@ fn bridge_update_sends_only_what_differs() {
         up: true,
         master: None,
         link: None,
+        inet: None,
     };
     assert_eq!(
         bridge_update(&existing, &spec),

@@ -55,7 +55,7 @@ mod sysctl;
 
 pub use error::{KernelError, NetnsError};
 pub use sockets::Sockets;
-pub use spec::{ContainerRoute, Families, LinkRef, LinkSummary, Mac, Ns, format_mac};
+pub use spec::{ContainerRoute, Families, InetConf, LinkRef, LinkSummary, Mac, Ns, format_mac};
 pub use sysctl::SysctlKey;
 
 /// The route protocol number (`rtm_protocol`) of every route trellis installs

@@ -7,9 +7,11 @@
 
 use crate::error::KernelError;
 use crate::nl::{self, DUMP, GET, Request};
-use crate::spec::{LinkRef, LinkSummary, Mac};
+use crate::spec::{InetConf, LinkRef, LinkSummary, Mac};
 use netlink_packet_route::RouteNetlinkMessage as M;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    AfSpecInet, AfSpecUnspec, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use nix::errno::Errno;
 
 /// A link message that names `link` (by index or `IFLA_IFNAME`) and nothing
@@ -51,6 +53,7 @@ pub fn summarise(msg: &LinkMessage) -> LinkSummary {
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
         link: None,
+        inet: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -59,6 +62,7 @@ pub fn summarise(msg: &LinkMessage) -> LinkSummary {
             LinkAttribute::Mtu(m) => s.mtu = Some(*m),
             LinkAttribute::Controller(m) => s.master = Some(*m),
             LinkAttribute::Link(l) => s.link = Some(*l),
+            LinkAttribute::AfSpecUnspec(specs) => s.inet = inet_conf(specs).or(s.inet),
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(k) = info {
@@ -70,6 +74,21 @@ pub fn summarise(msg: &LinkMessage) -> LinkSummary {
         }
     }
     s
+}
+
+/// The IPv4 settings in a link's `IFLA_AF_SPEC`.
+fn inet_conf(specs: &[AfSpecUnspec]) -> Option<InetConf> {
+    specs.iter().find_map(|s| match s {
+        AfSpecUnspec::Inet(inet) => inet.iter().find_map(|i| match i {
+            AfSpecInet::DevConf(c) => Some(InetConf {
+                forwarding: c.forwarding != 0,
+                proxy_arp: c.proxy_arp != 0,
+                route_localnet: c.route_localnet != 0,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
 }
 
 /// Gets one link in the namespace of `handle`; `None` if it does not exist
@@ -135,6 +154,12 @@ mod tests {
                 netlink_packet_route::link::InfoKind::Veth,
             )]),
         ]);
+        let mut conf = netlink_packet_route::link::InetDevConf::default();
+        (conf.forwarding, conf.proxy_arp) = (1, 1);
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::DevConf(conf),
+            ])]));
         assert_eq!(
             summarise(&msg),
             LinkSummary {
@@ -146,6 +171,11 @@ mod tests {
                 up: true,
                 master: Some(3),
                 link: Some(2),
+                inet: Some(InetConf {
+                    forwarding: true,
+                    proxy_arp: true,
+                    route_localnet: false,
+                }),
             }
         );
     }

@@ -74,6 +74,23 @@ pub struct LinkSummary {
     pub master: Option<u32>,
     /// `IFLA_LINK`: for a veth, the peer's index (in the peer's namespace).
     pub link: Option<u32>,
+    /// Its IPv4 settings, as every link dump reports them
+    /// (`IFLA_AF_SPEC`/`AF_INET`); `None` when the kernel sent none.
+    pub inet: Option<InetConf>,
+}
+
+/// The per-interface IPv4 settings trellis relies on, read back from a link
+/// dump (the `net.ipv4.conf.<if>.*` sysctls, without a `/proc` read per
+/// interface): what lets `observe` see a routed port's knobs or a bridge's
+/// `route_localnet` switched off by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InetConf {
+    /// `forwarding`.
+    pub forwarding: bool,
+    /// `proxy_arp`.
+    pub proxy_arp: bool,
+    /// `route_localnet`.
+    pub route_localnet: bool,
 }
 
 /// Which address families an endpoint or network uses: what decides the

@@ -39,6 +39,7 @@ pub fn desired(
                         addresses: spec.gateway.into_iter().collect(),
                         mtu: net.spec.mtu,
                         up: true,
+                        inet: None,
                     },
                 );
                 st.nat.networks.push(bridge_nat(net));
@@ -85,6 +86,7 @@ pub fn port(ep: &Endpoint, net: &Network) -> Port {
             mtu: net.spec.mtu,
             up: true,
             routed,
+            inet: None,
             ipv6: routed && net.spec.subnets.iter().any(|s| matches!(s, IpNet::V6(_))),
         },
         container: Some(ContainerEnd {

@@ -283,6 +283,9 @@ fn bridge_faults(want: &Bridge, have: Option<&Bridge>) -> Vec<String> {
     if want.up && !have.up {
         why.push(format!("bridge {name} is down"));
     }
+    if have.inet.is_some_and(|c| !c.route_localnet) {
+        why.push(format!("bridge {name} has route_localnet off"));
+    }
     why
 }
 
@@ -339,6 +342,15 @@ fn port_changes(want: &Port, have: Option<&Port>, out: &mut Vec<Change>) {
         out.push(Change::SetHostUp(name.clone()));
     }
     let mut routed = Vec::new();
+    if want.host.routed
+        && let Some(c) = have.host.inet
+    {
+        for (knob, on) in [("forwarding", c.forwarding), ("proxy_arp", c.proxy_arp)] {
+            if !on {
+                routed.push(format!("host veth {name} has {knob} off"));
+            }
+        }
+    }
     for dst in want.host_routes.difference(&have.host_routes) {
         routed.push(format!("host route {dst} dev {name} is missing"));
     }

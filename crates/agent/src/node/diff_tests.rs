@@ -396,3 +396,41 @@ fn container_routes_compare_by_destination_and_gateway() {
         ["container route 0.0.0.0/0 via 192.168.172.1 dev eth0 is missing"]
     );
 }
+
+#[test]
+fn knobs_switched_off_by_hand_are_put_back() {
+    let w = world();
+    let d = w.desired();
+    let mut o = as_observed(&d);
+    let (c1, p1) = (veth(&w, "c1"), veth(&w, "p1"));
+    let on = trellis_link::InetConf {
+        forwarding: true,
+        proxy_arp: true,
+        route_localnet: true,
+    };
+    // As read back when all is well: nothing to do.
+    o.bridges.get_mut(&ifname("tbrb")).unwrap().inet = Some(on);
+    for p in o.ports.values_mut() {
+        p.host.inet = Some(on);
+    }
+    assert_eq!(diff(&d, &o), Vec::new());
+    // proxy_arp off on the routed port, route_localnet off on the bridge; a
+    // bridge port's settings are not trellis's to judge.
+    o.ports.get_mut(&p1).unwrap().host.inet = Some(trellis_link::InetConf {
+        proxy_arp: false,
+        ..on
+    });
+    o.ports.get_mut(&c1).unwrap().host.inet = Some(trellis_link::InetConf::default());
+    o.bridges.get_mut(&ifname("tbrb")).unwrap().inet = Some(trellis_link::InetConf {
+        route_localnet: false,
+        ..on
+    });
+    let want = format!(
+        "bridge tbrb
+  bridge tbrb has route_localnet off
+host routes of p1/eth0
+  host veth {p1} has proxy_arp off
+"
+    );
+    assert_eq!(golden(&diff(&d, &o)), want);
+}

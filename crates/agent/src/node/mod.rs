@@ -51,7 +51,7 @@ pub use observe::{observe, observe_port};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use trellis_link::{ContainerRoute, Mac};
+use trellis_link::{ContainerRoute, InetConf, Mac};
 use trellis_nat::NatState;
 use trellis_route::PeerRoute;
 use trellis_types::{Handle, IfName, NetnsPath};
@@ -83,6 +83,10 @@ pub struct Bridge {
     pub mtu: Option<u32>,
     /// Administratively up.
     pub up: bool,
+    /// Its IPv4 settings as observed (`route_localnet` must be on: ports
+    /// published on `127.0.0.1` reach containers through it); `None` in a
+    /// desired state and when the kernel reported none.
+    pub inet: Option<InetConf>,
 }
 
 /// One endpoint's veth pair and what hangs off it.
@@ -116,6 +120,7 @@ impl Port {
                 mtu: None,
                 up: true,
                 routed: false,
+                inet: None,
                 ipv6: false,
             },
             container: None,
@@ -142,9 +147,12 @@ pub struct HostEnd {
     /// Administratively up.
     pub up: bool,
     /// A routed port: proxy-ARP and forwarding on, the link-local gateway
-    /// addresses. Desired only: these knobs are re-asserted with the port's
-    /// routes, not read back.
+    /// addresses (re-asserted with the port's routes and neighbours).
     pub routed: bool,
+    /// Its IPv4 settings as observed (a routed port's `forwarding` and
+    /// `proxy_arp` must be on); `None` in a desired state and when the
+    /// kernel reported none.
+    pub inet: Option<InetConf>,
     /// Whether the host end speaks IPv6 (routed ports of dual-stack
     /// networks). Desired only.
     pub ipv6: bool,

@@ -121,6 +121,7 @@ async fn read_bridge(links: &dyn Links, name: &IfName, l: &LinkSummary) -> Resul
         addresses,
         mtu: l.mtu,
         up: l.up,
+        inet: l.inet,
     })
 }
 
@@ -178,6 +179,7 @@ async fn read_port(
             mtu: l.mtu,
             up: l.up,
             routed: l.mac == Some(ROUTED_HOST_MAC),
+            inet: l.inet,
             ipv6: false,
         },
         container,
