@@ -207,6 +207,9 @@ async fn neighbours_are_read_back_with_their_macs_in_any_namespace() {
         .list_neighbours(&at(&c), &ifn("eth0"))
         .await
         .unwrap();
+    // The kernel's own multicast entries (`ff02::16`, for MLD) come and go
+    // with IPv6 timing; they are not what this test is about.
+    seen.retain(|n| !n.ip.is_multicast());
     seen.sort_by_key(|n| n.ip);
     let theirs = Neighbour {
         ip: "fd00::51".parse().unwrap(),
@@ -236,7 +239,8 @@ async fn neighbours_are_read_back_with_their_macs_in_any_namespace() {
             .list_neighbours(&Ns::Host, &ifn("tr0000000000004"))
             .await
             .unwrap()
-            .is_empty(),
+            .iter()
+            .all(|n| n.ip.is_multicast()),
         "entries of the bridge are not its port's"
     );
 
