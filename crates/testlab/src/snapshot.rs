@@ -19,8 +19,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads the state of `ns`. Flags that the kernel flips on its own a
-    /// moment after a change (carrier, DAD) are left out, so that a snapshot
-    /// differs only when something was added, removed or reconfigured.
+    /// moment after a change (carrier, DAD), and the local routes of IPv6
+    /// link-local addresses (which come with DAD's end), are left out, so
+    /// that a snapshot differs only when something was added, removed or
+    /// reconfigured.
     pub fn take(ns: &Netns) -> Self {
         let lines = |s: String| {
             s.lines()
@@ -41,7 +43,13 @@ impl Snapshot {
         Snapshot {
             links,
             addresses: lines(ns.ip("-o addr show")),
-            routes: lines(ns.ip("route show table all")),
+            // The local-table routes of IPv6 link-local addresses follow
+            // DAD and carrier, not anything trellis does; the addresses
+            // themselves are compared above.
+            routes: lines(ns.ip("route show table all"))
+                .into_iter()
+                .filter(|r| !(r.starts_with("local fe80:") && r.contains("table local")))
+                .collect(),
             nft: ns.exec_ok(&["nft", "list", "ruleset"]),
         }
     }
