@@ -10,12 +10,18 @@
 use super::desired::normalise;
 use super::{Bridge, ContainerEnd, HostEnd, NodeState, Port};
 use crate::Error;
+use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use trellis_link::{ContainerRoute, LinkSummary, Links, Ns, is_host_veth_name};
 use trellis_nat::{Nat, NatState};
 use trellis_route::ROUTED_HOST_MAC;
 use trellis_route::{Route, RouteKind, Routes};
 use trellis_types::IfName;
+
+/// How many ports `observe` reads at once: enough to overlap the kernel
+/// round trips and namespace sessions of a large node, few enough not to
+/// open hundreds of namespace threads together.
+const PARALLEL_READS: usize = 16;
 
 /// The kernel's state of what `scope` names, and of everything trellis
 /// tagged: every `tr…` veth, every blackhole, the whole NAT table; peer
@@ -42,12 +48,24 @@ pub async fn observe(
         .map(|r| r.dst)
         .collect();
     let mut by_dev = host_routes_by_dev(&installed);
-    for l in all.iter().filter(|l| is_host_veth_name(&l.name)) {
-        let Ok(name) = IfName::parse("ifname", &l.name) else {
-            continue;
-        };
-        let want = scope.ports.get(&name);
-        let port = read_port(links, routes, l, &names, want, by_dev.remove(&name)).await?;
+    // Each port costs a neighbour dump (routed) and a session inside its
+    // container: independent reads, made a bounded number at a time.
+    let reads = all
+        .iter()
+        .filter(|l| is_host_veth_name(&l.name))
+        .filter_map(|l| Some((l, IfName::parse("ifname", &l.name).ok()?)))
+        .map(|(l, name)| {
+            let (want, on_dev) = (scope.ports.get(&name), by_dev.remove(&name));
+            let names = &names;
+            async move {
+                let port = read_port(links, routes, l, names, want, on_dev).await?;
+                Ok::<_, Error>((name, port))
+            }
+        })
+        .collect::<Vec<_>>();
+    let mut reads = futures::stream::iter(reads).buffer_unordered(PARALLEL_READS);
+    while let Some(read) = reads.next().await {
+        let (name, port) = read?;
         st.ports.insert(name, port);
     }
     if scope.peer_routes.is_some() {
