@@ -23,7 +23,18 @@ impl TcpServer {
     /// Listens on `addr` inside `ns` and answers each connection with
     /// `"<tag> <peer-address>\n"`.
     pub fn start(ns: &Netns, addr: SocketAddr, tag: &str) -> Self {
-        let listener = ns.enter(move || TcpListener::bind(addr));
+        // An IPv6 address is not bindable until its duplicate address
+        // detection ends (a second or two after it is added): wait for it.
+        let mut tries = 0;
+        let listener = loop {
+            match ns.enter(move || TcpListener::bind(addr)) {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other,
+            }
+        };
         let listener = listener.unwrap_or_else(|e| panic!("bind {addr} in {}: {e}", ns.name()));
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
