@@ -33,6 +33,24 @@ pub struct Backends {
     pub store: Arc<dyn KvStore>,
 }
 
+impl Backends {
+    /// Backends that are all one object, which serves as links, routes, NAT
+    /// and host firewall at once (as `trellis-fake`'s in-memory kernel does),
+    /// recording into `store`.
+    pub fn on<K>(kernel: K, store: Arc<dyn KvStore>) -> Self
+    where
+        K: Links + Routes + Nat + HostFirewall + Clone + 'static,
+    {
+        Backends {
+            links: Arc::new(kernel.clone()),
+            routes: Arc::new(kernel.clone()),
+            nat: Arc::new(kernel.clone()),
+            hostfw: Arc::new(kernel),
+            store,
+        }
+    }
+}
+
 /// The node core: creates networks and attaches containers to them.
 ///
 /// Every method may run concurrently with every other. Nothing is serialised

@@ -14,7 +14,7 @@
 
 use crate::agent::Agent;
 use crate::events::Event;
-use crate::model::{AttachRequest, Endpoint, Network, NetworkMode, pool_name};
+use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
 use crate::node::{self, NodeState, Port, diff};
 use crate::plan;
 use crate::records::teardown_result;
@@ -196,19 +196,14 @@ impl Agent {
             return Err(Error::Busy(handle.to_string()));
         }
         let record = self.records.endpoint(&handle).await?;
+        // What the slice holds is named by the veth and the record's ports:
+        // the port removes as a whole.
         let veth = host_veth_name(container, ifname);
         let mut slice = NodeState::default();
-        let port = match &record {
-            Some(ep) => {
-                slice.nat.ports = ep.ports.clone();
-                match self.network(ep.request.network.as_str()) {
-                    Ok(net) => node::port(ep, &net),
-                    Err(_) => Port::named(veth.clone()),
-                }
-            }
-            None => Port::named(veth.clone()),
-        };
-        slice.ports.insert(veth, port);
+        if let Some(ep) = &record {
+            slice.nat.ports = ep.ports.clone();
+        }
+        slice.ports.insert(veth.clone(), Port::named(veth));
         let failed = self
             .executor()
             .apply(diff(&NodeState::default(), &slice))
@@ -254,9 +249,6 @@ impl Agent {
 fn recorded_addresses(ep: &Endpoint) -> Vec<(PoolName, IpAddr)> {
     ep.addresses
         .iter()
-        .map(|a| {
-            let pool = pool_name(&ep.request.network, &IpNet::from(a.addr()));
-            (pool, a.addr())
-        })
+        .map(|a| (PoolName::of(&ep.request.network, a.addr()), a.addr()))
         .collect()
 }

@@ -221,13 +221,7 @@ async fn on_fake(routed: bool, store: Arc<dyn KvStore>) -> (Agent, FakeKernel) {
     let netns = kernel.add_netns("/run/netns/x");
     let lo = LinkRef::Name(IfName::parse("ifname", "lo").unwrap());
     kernel.set_up(&Ns::Path(netns), &lo).await.unwrap();
-    let be = Backends {
-        links: Arc::new(kernel.clone()),
-        routes: Arc::new(kernel.clone()),
-        nat: Arc::new(kernel.clone()),
-        hostfw: Arc::new(kernel.clone()),
-        store,
-    };
+    let be = Backends::on(kernel.clone(), store);
     let agent = Agent::open(be, "node").await.unwrap();
     agent.reconcile().await.unwrap();
     agent.create_network(network_spec(routed)).await.unwrap();

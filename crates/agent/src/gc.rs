@@ -137,35 +137,9 @@ impl Agent {
         for (change, e) in &applied.failed {
             c.errors.push(format!("{change}: {e}"));
         }
-        self.record_macs(&settled, &applied.macs, &mut c).await;
         *self.blackholed.lock().expect("blackholed lock") = want.blackholes.into_iter().collect();
         self.release_leaks(&records, &inflight, &mut c).await;
         Ok(c)
-    }
-
-    /// A veth made again carries the MAC the kernel gave its container end;
-    /// the record follows it (it is derived from the name, so it rarely
-    /// differs).
-    async fn record_macs(
-        &self,
-        records: &[Endpoint],
-        macs: &[(trellis_types::IfName, trellis_link::Mac)],
-        c: &mut Converged,
-    ) {
-        for (name, mac) in macs {
-            let mac = trellis_link::format_mac(mac);
-            let Some(ep) = records.iter().find(|e| e.host_ifname == *name) else {
-                continue;
-            };
-            if ep.mac != mac {
-                let mut fresh = ep.clone();
-                fresh.mac = mac;
-                if let Err(e) = self.records.put_endpoint(&fresh).await {
-                    c.errors
-                        .push(format!("record of {}: {e}", ep.request.handle()));
-                }
-            }
-        }
     }
 
     /// Releases this node's allocations that no record (nor an attach under

@@ -117,12 +117,6 @@ impl Records {
         Op::delete(self.endpoint_key(h), Expect::Any)
     }
 
-    /// Rewrites an endpoint's record (a repair changed its MAC or ifindex).
-    pub(crate) async fn put_endpoint(&self, ep: &Endpoint) -> Result<(), Error> {
-        self.put(&self.endpoint_key(&ep.request.handle()), ep, Expect::Any)
-            .await
-    }
-
     fn endpoint_key(&self, h: &Handle) -> String {
         format!("{}/{}/{}", self.endpoints, h.container, h.ifname)
     }

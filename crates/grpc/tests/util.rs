@@ -74,13 +74,7 @@ impl Harness {
     pub async fn fake() -> Self {
         let kernel = FakeKernel::new();
         let host_path = kernel.add_host_netns_path("/run/netns/grpc-host");
-        let be = Backends {
-            links: Arc::new(kernel.clone()),
-            routes: Arc::new(kernel.clone()),
-            nat: Arc::new(kernel.clone()),
-            hostfw: Arc::new(kernel.clone()),
-            store: Arc::new(MemoryStore::new()),
-        };
+        let be = Backends::on(kernel.clone(), Arc::new(MemoryStore::new()));
         Self::serve(be, Kernel::Fake { kernel, host_path }).await
     }
 

@@ -115,7 +115,7 @@ pub(crate) fn normalise(st: &mut NatState) {
 }
 
 /// `02:00:…` → bytes.
-pub(crate) fn parse_mac(s: &str) -> Option<trellis_link::Mac> {
+fn parse_mac(s: &str) -> Option<trellis_link::Mac> {
     let bytes: Vec<u8> = s
         .split(':')
         .map(|b| u8::from_str_radix(b, 16).ok())

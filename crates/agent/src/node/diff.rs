@@ -404,8 +404,9 @@ fn nat_changes(want: &NatState, have: &NatState) -> NatChanges {
     if want == have {
         return c;
     }
-    let skeleton = |s: &NatState| (s.networks.clone(), s.pools.clone(), s.reach.clone());
-    if skeleton(want) != skeleton(have) {
+    let skeleton_differs =
+        want.networks != have.networks || want.pools != have.pools || want.reach != have.reach;
+    if skeleton_differs {
         if *want == NatState::default() {
             c.rest.push(Change::RemoveNat);
         } else {

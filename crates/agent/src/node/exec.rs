@@ -10,10 +10,9 @@ use super::{Change, Port};
 use crate::Error;
 use crate::guard::refused;
 use ipnet::IpNet;
-use trellis_link::{BridgeSpec, ContainerIface, LinkRef, Links, Mac, Ns, VethInfo, VethSpec};
+use trellis_link::{BridgeSpec, ContainerIface, LinkRef, Links, Mac, Ns, VethSpec};
 use trellis_nat::Nat;
 use trellis_route::{Route, RoutedEndpoint, Routes};
-use trellis_types::IfName;
 
 /// Applies changes through the kernel traits.
 #[derive(Clone, Copy)]
@@ -33,8 +32,6 @@ pub struct Applied {
     pub done: Vec<Change>,
     /// The changes that failed, with why.
     pub failed: Vec<(Change, Error)>,
-    /// The container MACs of the veths made (a record may need the new one).
-    pub macs: Vec<(IfName, Mac)>,
 }
 
 impl Executor<'_> {
@@ -43,12 +40,7 @@ impl Executor<'_> {
         let mut a = Applied::default();
         for c in changes {
             match self.one(&c).await {
-                Ok(made) => {
-                    if let (Some(v), Change::CreatePort { port, .. }) = (made, &c) {
-                        a.macs.push((port.host.name.clone(), v.container_mac));
-                    }
-                    a.done.push(c);
-                }
+                Ok(()) => a.done.push(c),
                 Err(e) => a.failed.push((c, e)),
             }
         }
@@ -63,8 +55,8 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// One change; a port made returns its veth.
-    async fn one(&self, c: &Change) -> Result<Option<VethInfo>, Error> {
+    /// One change.
+    async fn one(&self, c: &Change) -> Result<(), Error> {
         let host = Ns::Host;
         match c {
             Change::Unpublish(p) => self.nat.unpublish(p).await?,
@@ -94,7 +86,7 @@ impl Executor<'_> {
                     // A repair: what is left of the port goes first.
                     self.links.delete_link(&port.host.name).await?;
                 }
-                return self.create_port(port).await.map(Some);
+                self.create_port(port).await?;
             }
             Change::SetHostUp(name) => {
                 let link = LinkRef::Name(name.clone());
@@ -121,13 +113,15 @@ impl Executor<'_> {
             Change::RemoveNat => self.nat.remove_all().await?,
             Change::Publish(p) => self.nat.publish(p).await?,
         }
-        Ok(None)
+        Ok(())
     }
 
     /// A veth with its peer born inside the container, then (routed) the host
     /// side in one batch before the container end comes up, then the
     /// container side in one session inside its namespace.
-    async fn create_port(&self, port: &Port) -> Result<VethInfo, Error> {
+    /// The container end gets the record's MAC (`VethSpec::container_mac`),
+    /// so a port made again keeps it and its record stays true.
+    async fn create_port(&self, port: &Port) -> Result<(), Error> {
         let c = port
             .container
             .as_ref()
@@ -158,7 +152,7 @@ impl Executor<'_> {
             ipv6: c.ipv6,
         };
         self.links.setup_container(&iface, &c.routes).await?;
-        Ok(veth)
+        Ok(())
     }
 
     async fn routed_host(&self, port: &Port, index: u32, mac: Mac) -> Result<(), Error> {

@@ -77,40 +77,27 @@ pub async fn observe(
 
 /// The kernel's state of one port that `want` describes: the port (if its
 /// host veth exists), its bridge, and the published ports among `want`'s.
-/// A handful of reads, whatever the size of the node.
+/// A handful of reads (one link dump for the host's side), whatever the
+/// size of the node.
 pub async fn observe_port(
     links: &dyn Links,
     routes: &dyn Routes,
     nat: &dyn Nat,
     want: &NodeState,
 ) -> Result<NodeState, Error> {
+    let all = links.list_links_with_prefix(&Ns::Host, "").await?;
+    let names: HashMap<u32, &str> = all.iter().map(|l| (l.index, l.name.as_str())).collect();
     let mut st = NodeState::default();
     for name in want.bridges.keys() {
-        let found = links
-            .list_links_with_prefix(&Ns::Host, name.as_str())
-            .await?;
-        if let Some(l) = found.iter().find(|l| l.name == name.as_str()) {
+        if let Some(l) = all.iter().find(|l| l.name == name.as_str()) {
             st.bridges
                 .insert(name.clone(), read_bridge(links, name, l).await?);
         }
     }
     for (name, port) in &want.ports {
-        let found = links
-            .list_links_with_prefix(&Ns::Host, name.as_str())
-            .await?;
-        let Some(l) = found.iter().find(|l| l.name == name.as_str()) else {
+        let Some(l) = all.iter().find(|l| l.name == name.as_str()) else {
             continue;
         };
-        let mut names = HashMap::new();
-        if let Some(bridge) = &port.host.master
-            && let Some(b) = links
-                .list_links_with_prefix(&Ns::Host, bridge.as_str())
-                .await?
-                .iter()
-                .find(|b| b.name == bridge.as_str())
-        {
-            names.insert(b.index, bridge.as_str());
-        }
         let on_dev = if port.host.routed {
             host_routes_by_dev(&routes.list_routes(&Ns::Host).await?).remove(name)
         } else {

@@ -33,13 +33,7 @@ pub async fn container(kernel: &FakeKernel, path: &str) -> NetnsPath {
 
 /// An agent on `kernel`, reconciled (so ready), with a fresh store.
 pub async fn agent(kernel: &FakeKernel) -> Agent {
-    let be = Backends {
-        links: Arc::new(kernel.clone()),
-        routes: Arc::new(kernel.clone()),
-        nat: Arc::new(kernel.clone()),
-        hostfw: Arc::new(kernel.clone()),
-        store: Arc::new(MemoryStore::new()),
-    };
+    let be = Backends::on(kernel.clone(), Arc::new(MemoryStore::new()));
     let agent = Agent::open(be, "node1").await.unwrap();
     agent.reconcile().await.unwrap();
     agent

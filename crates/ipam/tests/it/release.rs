@@ -2,7 +2,7 @@
 //! named blocks, commits with the caller's writes, and frees nothing that
 //! another handle holds.
 
-use crate::util::{bridge, handle, ip, ipam, revision, spec};
+use crate::util::{bridge, dual_stack, handle, ip, ipam, revision, spec};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -136,13 +136,7 @@ async fn a_conflict_on_the_callers_key_releases_nothing() {
 
 #[tokio::test]
 async fn another_handles_address_is_left_alone() {
-    let (store, ipam) = ipam();
-    ipam.create_pool(bridge("n.v4", "10.1.0.0/24", None, "10.1.0.1"))
-        .await
-        .unwrap();
-    ipam.create_pool(spec("n.v6", "fd00:1::/64", None, Reserve::None))
-        .await
-        .unwrap();
+    let (store, ipam) = dual_stack().await;
     let mine = ipam
         .allocate_with(
             &handle("c1"),

@@ -41,6 +41,19 @@ pub fn ipam() -> (Arc<MemoryStore>, Ipam) {
     (store, ipam)
 }
 
+/// An allocator with pools `n.v4` (a bridge /24, gateway `10.1.0.1`) and
+/// `n.v6` (a /64), as a dual-stack network has them.
+pub async fn dual_stack() -> (Arc<MemoryStore>, Ipam) {
+    let (store, ipam) = ipam();
+    ipam.create_pool(bridge("n.v4", "10.1.0.0/24", None, "10.1.0.1"))
+        .await
+        .unwrap();
+    ipam.create_pool(spec("n.v6", "fd00:1::/64", None, Reserve::None))
+        .await
+        .unwrap();
+    (store, ipam)
+}
+
 /// The store's current revision: unchanged means nothing was written.
 pub async fn revision(store: &MemoryStore) -> u64 {
     store.list("").await.unwrap().revision

@@ -1,25 +1,11 @@
 //! `allocate_with` / `release_with`: addresses of several pools and the
 //! caller's own writes committed as one, on a real store.
 
-use crate::util::{bridge, handle, ip, ipam, revision, spec};
+use crate::util::{dual_stack, handle, ip, revision, spec};
 use futures::StreamExt;
 use std::time::Duration;
 use trellis_ipam::{Error, Reserve, Want};
 use trellis_store::{Expect, KvStore as _, Op, WatchEvent};
-
-async fn dual_stack() -> (
-    std::sync::Arc<trellis_store::MemoryStore>,
-    trellis_ipam::Ipam,
-) {
-    let (store, ipam) = ipam();
-    ipam.create_pool(bridge("n.v4", "10.1.0.0/24", None, "10.1.0.1"))
-        .await
-        .unwrap();
-    ipam.create_pool(spec("n.v6", "fd00:1::/64", None, Reserve::None))
-        .await
-        .unwrap();
-    (store, ipam)
-}
 
 fn record(ips: &[std::net::IpAddr]) -> Vec<Op> {
     let value = format!("{ips:?}").into_bytes();
