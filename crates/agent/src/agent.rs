@@ -2,6 +2,7 @@
 
 use crate::events::{CAPACITY, Event};
 use crate::model::{Endpoint, EndpointFilter, Network};
+use crate::reaper::Reaper;
 use crate::records::Records;
 use crate::watch::{NetworkMap, NetworkWatch};
 use crate::{Error, HostPolicy, Ports};
@@ -80,6 +81,8 @@ pub struct Agent {
     pub(crate) host: HostPolicy,
     /// Serialises host firewall changes; holds the last one's warnings.
     pub(crate) hostfw_warnings: tokio::sync::Mutex<Vec<String>>,
+    /// Deletes retired veths in batches, off the requests' path.
+    pub(crate) reaper: Reaper,
 }
 
 impl Agent {
@@ -107,7 +110,6 @@ impl Agent {
         Ok(Agent {
             ipam: Ipam::new(be.store.clone(), node.as_str()),
             node,
-            be,
             records,
             networks,
             _watch: watch,
@@ -119,6 +121,8 @@ impl Agent {
             reconciled: AtomicBool::new(false),
             host: HostPolicy::default(),
             hostfw_warnings: tokio::sync::Mutex::default(),
+            reaper: Reaper::start(be.links.clone()),
+            be,
         })
     }
 
@@ -181,7 +185,16 @@ impl Agent {
             links: &*self.be.links,
             routes: &*self.be.routes,
             nat: &*self.be.nat,
+            reaper: &self.reaper,
         }
+    }
+
+    /// Waits until the veths detached so far are deleted from the kernel,
+    /// not only retired (a detach answers once its veth is out of the way;
+    /// the kernel's slow teardown follows in batches). For a clean stop,
+    /// and for tests that compare the host before and after.
+    pub async fn settle(&self) {
+        self.reaper.settle().await;
     }
 
     /// The allocation lock of `pool` (created on first use).

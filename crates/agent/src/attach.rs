@@ -15,7 +15,7 @@
 use crate::agent::Agent;
 use crate::events::Event;
 use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
-use crate::node::{self, NodeState, Port, diff};
+use crate::node::{self, ContainerEnd, NodeState, Port, diff};
 use crate::plan;
 use crate::records::teardown_result;
 use crate::{Error, Inflight};
@@ -126,6 +126,9 @@ impl Agent {
         for (change, e) in self.executor().apply(undo).await.failed {
             tracing::warn!(error = %e, %change, "rollback of a failed attach left an error");
         }
+        // A failure leaves nothing, not even a retired veth (the error
+        // path can wait for the kernel's teardown).
+        self.reaper.settle().await;
     }
 
     /// The blocks of a routed network this node owns that have no blackhole
@@ -181,9 +184,12 @@ impl Agent {
         })
     }
 
-    /// Detaches a container interface: unpublishes its ports, deletes its veth
-    /// (the container end, and the host routes and neighbours on it, go with
-    /// it), then releases its addresses and forgets it in one store commit.
+    /// Detaches a container interface: unpublishes its ports, retires its
+    /// veth (both ends down and renamed out of the way, the container end's
+    /// addresses removed, the host routes and neighbours gone with the host
+    /// end; the kernel's slow delete follows in a batch, see
+    /// [`crate::reaper`]), then releases its addresses and forgets it in one
+    /// store commit. The same interface can be attached again at once.
     /// Unknown is done (CNI DEL semantics); an attach of it under way is
     /// [`Error::Busy`]. Goes on past kernel failures and
     /// reports them all; the addresses and the record are kept when anything
@@ -196,14 +202,19 @@ impl Agent {
             return Err(Error::Busy(handle.to_string()));
         }
         let record = self.records.endpoint(&handle).await?;
-        // What the slice holds is named by the veth and the record's ports:
-        // the port removes as a whole.
+        // What the slice holds is named by the veth and the record's ports
+        // (and where its container end is): the port removes as a whole.
         let veth = host_veth_name(container, ifname);
         let mut slice = NodeState::default();
+        let mut port = Port::named(veth.clone());
         if let Some(ep) = &record {
             slice.nat.ports = ep.ports.clone();
+            port.container = Some(ContainerEnd::at(
+                ep.request.netns.clone(),
+                ep.request.ifname.clone(),
+            ));
         }
-        slice.ports.insert(veth.clone(), Port::named(veth));
+        slice.ports.insert(veth, port);
         let failed = self
             .executor()
             .apply(diff(&NodeState::default(), &slice))

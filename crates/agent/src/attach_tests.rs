@@ -97,13 +97,16 @@ fn backends_gated(fail: Fail, seen: Arc<Mutex<Seen>>, gate: Option<Gate>) -> Bac
         .expect_enable_host_forwarding()
         .returning(|_, _| Ok(()));
     let s = seen.clone();
-    links.expect_delete_link().returning(move |n| {
+    links.expect_retire_veth().returning(move |n, _| {
         if fail == Fail::Unplug {
-            return Err(LinkError::Kernel(kernel("delete link")));
+            return Err(LinkError::Kernel(kernel("take out of service")));
         }
         s.lock().unwrap().deleted.push(n.to_string());
-        Ok(())
+        Ok(Some(trellis_link::retired_name()))
     });
+    links.expect_delete_links().returning(|_| Ok(()));
+    // Bridges (a network's delete).
+    links.expect_delete_link().returning(|_| Ok(()));
     let mut routes = MockRoutes::new();
     routes.expect_add_routes().returning(|_, _| Ok(()));
     routes.expect_delete_routes().returning(|_, _| Ok(()));
@@ -246,6 +249,7 @@ async fn a_failure_at_each_step_leaves_nothing_behind() {
             let r = request("c0", 9000);
             agent.attach(r.clone()).await.unwrap();
             agent.detach(&r.container, &r.ifname).await.unwrap();
+            agent.settle().await;
         }
         let before = kernel.snapshot();
         kernel.fail_next(step, Errno::EIO);
@@ -432,7 +436,7 @@ async fn a_failed_detach_keeps_the_record_and_the_addresses_for_a_retry() {
     let (agent, kernel) = on_fake(false, Arc::new(MemoryStore::new())).await;
     let req = request("c1", 8081);
     let ep = agent.attach(req.clone()).await.unwrap();
-    kernel.fail_next("delete_link", Errno::EIO);
+    kernel.fail_next("retire_veth", Errno::EIO);
     let err = agent.detach(&req.container, &req.ifname).await.unwrap_err();
     assert!(matches!(err, Error::Teardown { .. }), "{err}");
     assert_eq!(
@@ -454,4 +458,18 @@ async fn a_failed_detach_keeps_the_record_and_the_addresses_for_a_retry() {
     assert_eq!(agent.ipam().usage("n.v4").await.unwrap().used, 0);
     let veth = kernel.link(&Ns::Host, ep.host_ifname.as_str());
     assert!(veth.is_none(), "{veth:?}");
+    agent.settle().await;
+    let host = &kernel.snapshot().namespaces["host"];
+    assert!(
+        host.links
+            .iter()
+            .all(|l| l.kind != trellis_fake::LinkKind::Bridge || l.name.as_str() == "tbr"),
+        "{host:?}"
+    );
+    assert!(
+        host.links
+            .iter()
+            .all(|l| !l.name.as_str().starts_with("tr") || l.name.as_str() == "tbr"),
+        "a retired veth was never deleted: {host:?}"
+    );
 }

@@ -64,6 +64,7 @@ mod network;
 pub mod node;
 mod plan;
 mod ports;
+mod reaper;
 mod reconcile;
 mod records;
 pub mod routed;

@@ -58,6 +58,12 @@ impl Agent {
             }
         }
         let c = self.converge().await?;
+        // Deletions a crash interrupted: retired veths not yet deleted.
+        match self.reaper.sweep(&*self.be.links).await {
+            Ok(0) => {}
+            Ok(n) => r.removed.push(format!("{n} retired veths")),
+            Err(e) => r.errors.push(format!("retired veths: {e}")),
+        }
         r.removed.extend(c.removed);
         r.repaired.extend(c.repaired);
         r.errors.extend(c.errors);

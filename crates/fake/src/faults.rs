@@ -21,6 +21,7 @@ pub const METHODS: &[&str] = &[
     "enable_host_forwarding",
     "add_address",
     "set_up",
+    "retire_veth",
     "delete_link",
     "delete_links",
     "link_exists",

@@ -11,8 +11,8 @@ use nix::errno::Errno;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use trellis_link::{
     BridgeSpec, ContainerIface, ContainerRoute, Families, HostAddress, KernelError, LinkDetail,
-    LinkError, LinkRef, LinkSummary, Links, Listener, NetnsId, Ns, ReservedNetns, SysctlKey,
-    VethInfo, VethSpec, WantedPort, bridge_mac,
+    LinkError, LinkRef, LinkSummary, Links, Listener, NetnsId, Ns, ReservedNetns, RetireEnd,
+    SysctlKey, VethInfo, VethSpec, WantedPort, bridge_mac, retired_name,
 };
 use trellis_route::{ROUTED_GATEWAY_V4, ROUTED_GATEWAY_V6, RoutedHostPort};
 use trellis_types::{IfName, NetnsPath};
@@ -303,6 +303,30 @@ impl Links for FakeKernel {
             let i = index_of(m, &k, link)?;
             m.ns_mut(&k).links.get_mut(&i).expect("resolved").set_up();
             Ok(())
+        })
+    }
+
+    async fn retire_veth(
+        &self,
+        host: &IfName,
+        container: Option<RetireEnd>,
+    ) -> Result<Option<IfName>, LinkError> {
+        self.call("retire_veth", host.to_string(), fault, |m| {
+            let Some(link) = m.host().by_name(host.as_str()).cloned() else {
+                return Ok(None);
+            };
+            if let (Some(end), LinkKind::Veth { peer_index, .. }) = (&container, &link.kind)
+                && let Ok(k) = m.resolve(&Ns::Path(end.netns.clone()))
+                && m.ns(&k)
+                    .links
+                    .get(peer_index)
+                    .is_some_and(|p| p.name == end.ifname)
+            {
+                m.retire_link(&k, *peer_index, &retired_name(), true);
+            }
+            let to = retired_name();
+            m.retire_link("", link.index, &to, false);
+            Ok(Some(to))
         })
     }
 

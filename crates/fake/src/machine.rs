@@ -174,6 +174,44 @@ impl Machine {
         self.remove_one(k, index);
     }
 
+    /// Takes a link out of service as `ip link set down nomaster` then a
+    /// rename does: its routes and neighbours go (IPv4 and IPv6 alike drop
+    /// the routes of a device that goes down), it leaves its bridge and
+    /// takes the name `to`; `flush` also removes its addresses.
+    pub fn retire_link(&mut self, k: &str, index: u32, to: &trellis_types::IfName, flush: bool) {
+        let ns = self.ns_mut(k);
+        let Some(link) = ns.links.get_mut(&index) else {
+            return;
+        };
+        let old = std::mem::replace(&mut link.name, to.clone());
+        link.up = false;
+        link.master = None;
+        link.hairpin = false;
+        if flush {
+            link.addresses.clear();
+        }
+        ns.routes.retain(|i| i.route.dev.as_ref() != Some(&old));
+        ns.neighbours.retain(|n| n.neighbour.dev != old);
+        // Per-interface sysctls follow the device to its new name.
+        let moved: Vec<(String, String)> = ns
+            .sysctls
+            .iter()
+            .filter_map(|(k, v)| {
+                let parts: Vec<&str> = k.splitn(4, '/').collect();
+                (parts.len() == 4
+                    && matches!(parts[0], "ipv4" | "ipv6")
+                    && matches!(parts[1], "conf" | "neigh")
+                    && parts[2] == old.as_str())
+                .then(|| (k.clone(), v.clone()))
+            })
+            .collect();
+        for (k, v) in moved {
+            ns.sysctls.remove(&k);
+            let renamed = k.replacen(&format!("/{old}/"), &format!("/{to}/"), 1);
+            ns.sysctls.insert(renamed, v);
+        }
+    }
+
     fn remove_one(&mut self, k: &str, index: u32) {
         let ns = self.ns_mut(k);
         if let Some(link) = ns.links.remove(&index) {

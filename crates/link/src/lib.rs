@@ -65,9 +65,12 @@ mod msg_tests;
 
 pub use error::{BRIDGE_MAX_PORTS, LinkError};
 pub use host::{HostAddress, Listener, NetnsId, ReservedNetns, WantedPort};
-pub use naming::{HOST_VETH_PREFIX, bridge_mac, container_mac, host_veth_name, is_host_veth_name};
+pub use naming::{
+    HOST_VETH_PREFIX, RETIRED_PREFIX, bridge_mac, container_mac, host_veth_name, is_host_veth_name,
+    is_retired_name, retired_name,
+};
 pub use netlink::NetlinkLinks;
-pub use spec::{BridgeSpec, ContainerIface, LinkDetail, VethInfo, VethSpec};
+pub use spec::{BridgeSpec, ContainerIface, LinkDetail, RetireEnd, VethInfo, VethSpec};
 // The netlink types this crate's API speaks, so that its users need not
 // depend on trellis-netlink themselves.
 pub use trellis_netlink::{
@@ -143,6 +146,22 @@ pub trait Links: Send + Sync {
 
     /// Sets a link administratively up.
     async fn set_up(&self, ns: &Ns, link: &LinkRef) -> Result<(), LinkError>;
+
+    /// Takes the host veth `host` out of the way at once, so that its names
+    /// and addresses can be used again before the kernel's slow teardown of
+    /// it: the host end down and off its bridge (its routes and neighbours
+    /// go with that), then renamed to a fresh [`retired_name`]. With
+    /// `container`, and when the link there is this veth's peer, the
+    /// container end first goes down, loses its addresses and is renamed
+    /// likewise. Returns the host end's new name, for [`Links::delete_links`]
+    /// to finish with; `None` if there was no such link. A container end
+    /// whose namespace is gone, or whose interface is not this veth's peer,
+    /// is left alone (it goes with the host end).
+    async fn retire_veth(
+        &self,
+        host: &IfName,
+        container: Option<RetireEnd>,
+    ) -> Result<Option<IfName>, LinkError>;
 
     /// Deletes a host link (a veth takes its peer with it). Already gone is done.
     async fn delete_link(&self, name: &IfName) -> Result<(), LinkError>;

@@ -199,6 +199,28 @@ pub fn delete(name: &str) -> Request {
     Request::new("delete link", name, CHANGE, M::DelLink(named(name))).done_if(GONE)
 }
 
+/// Takes link `index` out of service ahead of its deletion: down (its
+/// routes and neighbours go with that) and off its bridge, in one request.
+pub fn retire(index: u32, subject: &str) -> Request {
+    let mut msg = indexed(index);
+    msg.header.change_mask |= LinkFlags::Up;
+    msg.attributes.push(LinkAttribute::Controller(0));
+    Request::new("take out of service", subject, CHANGE, M::SetLink(msg)).done_if(GONE)
+}
+
+/// Renames link `index` (it must be down: the kernel refuses to rename a
+/// link that is up).
+pub fn rename(index: u32, subject: &str, to: &str) -> Request {
+    let mut msg = indexed(index);
+    msg.attributes.push(LinkAttribute::IfName(to.to_owned()));
+    Request::new(
+        "rename",
+        format!("{subject} to {to}"),
+        CHANGE,
+        M::SetLink(msg),
+    )
+}
+
 /// Puts a link into device group `group` (the first half of a batched delete).
 pub fn set_group(name: &str, group: u32) -> Request {
     let mut msg = named(name);

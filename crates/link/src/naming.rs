@@ -41,6 +41,44 @@ pub fn host_veth_name(container: &ContainerId, ifname: &IfName) -> IfName {
     IfName::parse("host_ifname", &name).expect("tr + 13 hex digits is a valid interface name")
 }
 
+/// Prefix of a retired link: a veth taken out of the way by
+/// [`crate::Links::retire_veth`], waiting for its batched deletion.
+pub const RETIRED_PREFIX: &str = "trx";
+const RETIRED_DIGITS: usize = IfName::MAX_LEN - RETIRED_PREFIX.len();
+
+/// A fresh name for a retired link: `trx` + 12 hex digits, from a counter
+/// seeded once per process with the clock and the pid, so two retirements
+/// (in this process, or one before a crash) practically never pick the same
+/// name; a clash is `EEXIST`, and the retirement tries the next.
+pub fn retired_name() -> IfName {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut n = NEXT.load(Ordering::Relaxed);
+    if n == 0 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let seed = fnv1a(&[&now.to_le_bytes(), &std::process::id().to_le_bytes()]) | 1;
+        // Whoever seeds first wins; the others use its seed.
+        let _ = NEXT.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let hex = format!("{n:016x}");
+    let name = format!("{RETIRED_PREFIX}{}", &hex[16 - RETIRED_DIGITS..]);
+    IfName::parse("ifname", &name).expect("trx + 12 hex digits is a valid interface name")
+}
+
+/// Whether `name` has the shape [`retired_name`] produces: what reconcile
+/// deletes when a crash interrupted a batched deletion.
+pub fn is_retired_name(name: &str) -> bool {
+    name.len() == IfName::MAX_LEN
+        && name.starts_with(RETIRED_PREFIX)
+        && name[RETIRED_PREFIX.len()..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Whether `name` has the shape [`host_veth_name`] produces (used by leak checks
 /// to tell trellis's veths from a bridge that happens to start with `tr`).
 pub fn is_host_veth_name(name: &str) -> bool {
@@ -94,6 +132,27 @@ mod tests {
             host_veth_name(&cid("ab"), &ifn("c")),
             host_veth_name(&cid("a"), &ifn("bc"))
         );
+    }
+
+    #[test]
+    fn retired_names_are_distinct_and_never_taken_for_a_host_veth() {
+        let (a, b) = (retired_name(), retired_name());
+        assert_ne!(a, b);
+        for n in [&a, &b] {
+            assert!(is_retired_name(n.as_str()), "{n}");
+            assert!(!is_host_veth_name(n.as_str()), "{n}");
+        }
+        let veth = host_veth_name(&cid("c1"), &ifn("eth0"));
+        assert!(!is_retired_name(veth.as_str()));
+        for name in [
+            "trx",
+            "trx0123456789a",
+            "trx0123456789abc",
+            "trx0123456789aZ",
+            "tbx0123456789ab",
+        ] {
+            assert!(!is_retired_name(name), "{name}");
+        }
     }
 
     #[test]

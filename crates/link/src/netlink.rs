@@ -3,7 +3,7 @@
 use crate::error::LinkError;
 use crate::host::{HostAddress, Listener, NetnsId, ReservedNetns, WantedPort};
 use crate::host::{netns_identity, reserved_netns};
-use crate::spec::{BridgeSpec, ContainerIface, LinkDetail, VethInfo, VethSpec};
+use crate::spec::{BridgeSpec, ContainerIface, LinkDetail, RetireEnd, VethInfo, VethSpec};
 use crate::{Links, host_read, msg, naming};
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use trellis_netlink::msg::address_add;
+use trellis_netlink::msg::{address_add, address_del};
 use trellis_netlink::netns::{check_netns, open_netns};
 use trellis_netlink::{
     ContainerRoute, Families, KernelError, LinkRef, LinkSummary, NetnsError, Ns, Sockets,
@@ -120,6 +120,62 @@ impl NetlinkLinks {
                 name: format!("{} in {}", spec.container_name, spec.container_netns),
             },
         }
+    }
+
+    /// Renames the down link `index` in the namespace of `handle` to a fresh
+    /// retired name, trying another on the rare clash; the name it took.
+    async fn rename_retired(
+        handle: &rtnetlink::Handle,
+        index: u32,
+        subject: &str,
+        mut first: Vec<nl::Request>,
+    ) -> Result<IfName, LinkError> {
+        for _ in 0..3 {
+            let name = naming::retired_name();
+            first.push(msg::rename(index, subject, name.as_str()));
+            match nl::apply(handle, std::mem::take(&mut first)).await {
+                Err(e) if e.is(Errno::EEXIST) => continue,
+                other => return other.map(|()| name).map_err(Into::into),
+            }
+        }
+        Err(LinkError::AlreadyExists {
+            name: format!("a retired name for {subject}"),
+        })
+    }
+
+    /// The container end of a veth being retired: down, without addresses,
+    /// renamed, if it is there and is the peer of host link `host_index`.
+    async fn retire_container_end(
+        &self,
+        end: &RetireEnd,
+        peer: u32,
+        host_index: u32,
+    ) -> Result<(), LinkError> {
+        let ns = Ns::Path(end.netns.clone());
+        let handle = match self.sockets.handle(&ns).await {
+            Ok(h) => h,
+            // The namespace is gone (or is no namespace): its end went, or
+            // goes, with the host end.
+            Err(NetnsError::Invalid(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(link) = get(&handle, &LinkRef::Index(peer)).await? else {
+            return Ok(());
+        };
+        if link.name != end.ifname.as_str() || link.link != Some(host_index) {
+            return Ok(());
+        }
+        let subject = format!("{} in {}", end.ifname, end.netns);
+        let answers = nl::fetch(&handle, msg::dump_addresses(&subject)).await?;
+        let mut reqs = vec![msg::retire(peer, &subject)];
+        reqs.extend(answers.iter().filter_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) if a.header.index == peer => {
+                msg::local_address(a).map(|ip| address_del(peer, &subject, ip))
+            }
+            _ => None,
+        }));
+        Self::rename_retired(&handle, peer, &subject, reqs).await?;
+        Ok(())
     }
 
     /// The host end of a new veth: IPv6 off before it comes up (unless the
@@ -298,6 +354,24 @@ impl Links for NetlinkLinks {
         nl::apply(&handle, vec![msg::set_up(link)])
             .await
             .map_err(|e| missing_as_not_found(e, link))
+    }
+
+    async fn retire_veth(
+        &self,
+        host: &IfName,
+        container: Option<RetireEnd>,
+    ) -> Result<Option<IfName>, LinkError> {
+        let socket = self.sockets.host();
+        let Some(link) = get(socket, &LinkRef::Name(host.clone())).await? else {
+            return Ok(None);
+        };
+        if let (Some(end), Some(peer)) = (container, link.link) {
+            self.retire_container_end(&end, peer, link.index).await?;
+        }
+        let first = vec![msg::retire(link.index, host.as_str())];
+        Self::rename_retired(socket, link.index, host.as_str(), first)
+            .await
+            .map(Some)
     }
 
     async fn delete_link(&self, name: &IfName) -> Result<(), LinkError> {

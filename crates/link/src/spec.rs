@@ -60,6 +60,15 @@ pub struct VethInfo {
     pub container_mac: Mac,
 }
 
+/// Where the container end of a veth to retire is ([`crate::Links::retire_veth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetireEnd {
+    /// The container's network namespace.
+    pub netns: NetnsPath,
+    /// The interface's name inside it.
+    pub ifname: IfName,
+}
+
 /// The container side of an attach, configured over one netlink socket opened
 /// inside the container's namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,18 @@ pub fn address_add(index: u32, subject: &str, addr: IpNet) -> Request {
     )
 }
 
+/// Removes an address from interface `index`; one already gone is done.
+pub fn address_del(index: u32, subject: &str, addr: IpNet) -> Request {
+    let mut req = address_add(index, subject, addr);
+    req.op = "remove address";
+    req.flags = crate::nl::CHANGE;
+    req.message = match req.message {
+        M::NewAddress(m) => M::DelAddress(m),
+        other => other,
+    };
+    req.done_if(&[nix::errno::Errno::EADDRNOTAVAIL, nix::errno::Errno::ENODEV])
+}
+
 /// A route message in the main table, tagged [`RTPROT_TRELLIS`]: the one
 /// shape every trellis route starts from, so that whichever crate builds a
 /// route, reconcile finds it by its tag.

@@ -30,9 +30,9 @@ use trellis_types::{IfName, PortMapping};
 pub enum Change {
     /// Remove published ports (before the containers they lead to go).
     Unpublish(Vec<PortMapping>),
-    /// Delete veths (with their container ends, routes and neighbours), in
-    /// one kernel teardown.
-    DeletePorts(Vec<IfName>),
+    /// Delete veths (with their container ends, routes and neighbours): the
+    /// executor retires them at once and the reaper deletes them in batches.
+    DeletePorts(Vec<Port>),
     /// Delete trellis's routes that nothing explains.
     DeleteRoutes(Vec<Route>),
     /// Create a bridge, or bring it in line (addresses, MTU, up).
@@ -89,9 +89,9 @@ impl Change {
                 .iter()
                 .map(|p| format!("published port {} is not wanted", mapping(p)))
                 .collect(),
-            Change::DeletePorts(names) => names
+            Change::DeletePorts(ports) => ports
                 .iter()
-                .map(|n| format!("veth {n} is not wanted"))
+                .map(|p| format!("veth {} is not wanted", p.host.name))
                 .collect(),
             Change::DeleteRoutes(routes) => routes
                 .iter()
@@ -125,7 +125,10 @@ impl Change {
     /// Each object the change concerns, for reports (`veth tr…`, `route …`).
     pub fn objects(&self) -> Vec<String> {
         match self {
-            Change::DeletePorts(names) => names.iter().map(|n| format!("veth {n}")).collect(),
+            Change::DeletePorts(ports) => ports
+                .iter()
+                .map(|p| format!("veth {}", p.host.name))
+                .collect(),
             Change::DeleteRoutes(routes) => routes.iter().map(|r| format!("route {r}")).collect(),
             Change::AddBlackholes(blocks) => blocks
                 .iter()
@@ -146,7 +149,10 @@ impl fmt::Display for Change {
         };
         match self {
             Change::Unpublish(p) => write!(f, "nftables elements: unpublish {}", mappings(p)),
-            Change::DeletePorts(n) => write!(f, "delete veths {}", list(n)),
+            Change::DeletePorts(p) => {
+                let names: Vec<&IfName> = p.iter().map(|p| &p.host.name).collect();
+                write!(f, "delete veths {}", list(&names))
+            }
             Change::DeleteRoutes(r) => write!(f, "delete routes {}", list(r)),
             Change::EnsureBridge { bridge, .. } => write!(f, "bridge {}", bridge.name),
             Change::AddBlackholes(b) => write!(f, "blackholes {}", list(b)),
@@ -202,11 +208,11 @@ pub fn diff(desired: &NodeState, observed: &NodeState) -> Vec<Change> {
     if let Some(gone) = nat.unpublish {
         out.push(Change::Unpublish(gone));
     }
-    let orphans: Vec<IfName> = observed
+    let orphans: Vec<Port> = observed
         .ports
-        .keys()
-        .filter(|n| !desired.ports.contains_key(*n))
-        .cloned()
+        .iter()
+        .filter(|(n, _)| !desired.ports.contains_key(*n))
+        .map(|(_, p)| p.clone())
         .collect();
     if !orphans.is_empty() {
         out.push(Change::DeletePorts(orphans));

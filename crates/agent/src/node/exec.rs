@@ -9,8 +9,10 @@
 use super::{Change, Port};
 use crate::Error;
 use crate::guard::refused;
+use crate::reaper::Reaper;
+use futures::StreamExt;
 use ipnet::IpNet;
-use trellis_link::{BridgeSpec, ContainerIface, LinkRef, Links, Mac, Ns, VethSpec};
+use trellis_link::{BridgeSpec, ContainerIface, LinkRef, Links, Mac, Ns, RetireEnd, VethSpec};
 use trellis_nat::Nat;
 use trellis_route::{Route, RoutedEndpoint, Routes};
 
@@ -23,6 +25,8 @@ pub struct Executor<'a> {
     pub routes: &'a dyn Routes,
     /// trellis's NAT table.
     pub nat: &'a dyn Nat,
+    /// Where retired veths go to be deleted in batches.
+    pub(crate) reaper: &'a Reaper,
 }
 
 /// What [`Executor::apply`] did.
@@ -60,10 +64,7 @@ impl Executor<'_> {
         let host = Ns::Host;
         match c {
             Change::Unpublish(p) => self.nat.unpublish(p).await?,
-            Change::DeletePorts(names) => match names.as_slice() {
-                [one] => self.links.delete_link(one).await?,
-                many => self.links.delete_links(many).await?,
-            },
+            Change::DeletePorts(ports) => self.retire(ports).await?,
             Change::DeleteRoutes(r) => self.routes.delete_routes(&host, r).await?,
             Change::EnsureBridge { bridge, .. } => {
                 let spec = BridgeSpec {
@@ -84,7 +85,7 @@ impl Executor<'_> {
             Change::CreatePort { port, replace, .. } => {
                 if *replace {
                     // A repair: what is left of the port goes first.
-                    self.links.delete_link(&port.host.name).await?;
+                    self.retire(std::slice::from_ref(port)).await?;
                 }
                 self.create_port(port).await?;
             }
@@ -114,6 +115,46 @@ impl Executor<'_> {
             Change::Publish(p) => self.nat.publish(p).await?,
         }
         Ok(())
+    }
+
+    /// Retires the ports' veths — out of the way at once, names and
+    /// addresses free — and queues them for the reaper's batched delete
+    /// (see [`crate::reaper`]). Goes on past failures; reports the first.
+    async fn retire(&self, ports: &[Port]) -> Result<(), Error> {
+        /// Retirements under way at once (each is a host round trip, plus a
+        /// namespace session when the container end is known).
+        const AT_ONCE: usize = 32;
+        let mut retired = Vec::with_capacity(ports.len());
+        let mut first_error: Option<trellis_link::LinkError> = None;
+        // Boxed as `Send` futures: a stream of borrowing closures trips
+        // the compiler's higher-ranked `Send` inference in spawned callers.
+        let links = self.links;
+        let retirements: Vec<
+            futures::future::BoxFuture<
+                '_,
+                Result<Option<trellis_types::IfName>, trellis_link::LinkError>,
+            >,
+        > = ports
+            .iter()
+            .map(|p| {
+                let end = p.container.as_ref().map(|c| RetireEnd {
+                    netns: c.netns.clone(),
+                    ifname: c.ifname.clone(),
+                });
+                Box::pin(links.retire_veth(&p.host.name, end)) as futures::future::BoxFuture<'_, _>
+            })
+            .collect();
+        let mut each = futures::stream::iter(retirements).buffer_unordered(AT_ONCE);
+        while let Some(r) = each.next().await {
+            match r {
+                Ok(name) => retired.extend(name),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.reaper.submit(retired);
+        first_error.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// A veth with its peer born inside the container, then (routed) the host

@@ -178,6 +178,22 @@ pub struct ContainerEnd {
     pub ipv6: bool,
 }
 
+impl ContainerEnd {
+    /// A container end known only by where it is (a detach: enough to
+    /// retire it).
+    pub fn at(netns: NetnsPath, ifname: IfName) -> Self {
+        ContainerEnd {
+            netns,
+            ifname,
+            mac: None,
+            up: false,
+            addresses: BTreeSet::new(),
+            routes: Vec::new(),
+            ipv6: false,
+        }
+    }
+}
+
 impl NodeState {
     /// The part of the state that concerns one port: that port, its bridge,
     /// and the published ports that lead to its addresses.
