@@ -33,6 +33,13 @@ use trellis_store::RedbStore;
 /// Runs the daemon described by `cfg` until `shutdown` completes: opens the
 /// store, opens the agent on the host's namespace, binds, serves, and removes
 /// the socket on the way out.
+///
+/// It serves as soon as the agent is open, and reconciles the node in the
+/// background meanwhile (`Status` says `ready=false` until that is done):
+/// a node with a thousand containers must not refuse attaches and detaches
+/// for the seconds a full convergence takes after every restart. Requests
+/// and the convergence may run at once; the convergence leaves alone what
+/// requests made or took meanwhile (see `trellis_agent`'s `converge`).
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let agent = Arc::new(open_agent(&cfg).await?);
     let metrics = Arc::new(metrics::Metrics::new());
@@ -43,16 +50,69 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
         socket = %cfg.socket.display(),
         tcp = ?cfg.tcp.as_ref().map(|t| t.listen),
         metrics = ?cfg.metrics,
-        "trellisd ready"
+        "trellisd serving; reconciling in the background"
     );
     notify::notify("READY=1");
-    let served = server::serve(services, listeners, metrics, Some(agent), async {
+    let reconciling = tokio::spawn(reconcile(agent.clone()));
+    let served = server::serve(services, listeners, metrics, Some(agent.clone()), async {
         shutdown.await;
         notify::notify("STOPPING=1");
     })
     .await;
+    // An unfinished reconcile is safe to stop: the next start does it again.
+    reconciling.abort();
+    // Retired veths still queued for deletion go before the process does,
+    // so a clean stop leaves none (a crash leaves them to the next start).
+    if tokio::time::timeout(SETTLE, agent.settle()).await.is_err() {
+        tracing::warn!(grace = ?SETTLE, "retired veths still being deleted at exit; the next start sweeps them");
+    }
     fs::remove_socket(&cfg.socket);
     served
+}
+
+/// How long a clean stop waits for queued deletions.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Start-up reconciliation: records whose netns is gone are detached,
+/// trellis's kernel objects with no record are removed, missing pieces put
+/// back. Failures of single items are reported, not fatal.
+/// A failure of the whole (the store unreadable) is tried again, with a
+/// growing pause, until it succeeds.
+async fn reconcile(agent: Arc<Agent>) {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(500);
+    loop {
+        match agent.reconcile().await {
+            Ok(report) => {
+                report_reconcile(&agent, &report, started);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?pause, "start-up reconciliation failed; not ready");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn report_reconcile(
+    agent: &Agent,
+    report: &trellis_agent::ReconcileReport,
+    started: std::time::Instant,
+) {
+    for e in &report.errors {
+        tracing::warn!(error = %e, "reconcile");
+    }
+    tracing::info!(
+        networks = agent.networks().len(),
+        detached = report.detached.len(),
+        removed = report.removed.len(),
+        repaired = report.repaired.len(),
+        errors = report.errors.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "reconciled: ready"
+    );
 }
 
 async fn open_agent(cfg: &Config) -> Result<Agent> {
@@ -69,21 +129,10 @@ async fn open_agent(cfg: &Config) -> Result<Agent> {
             forwarding: cfg.host.forwarding,
             firewall: cfg.host.firewall,
         });
-    // Before serving: records whose netns is gone are detached, trellis's
-    // kernel objects with no record are removed, missing pieces put back.
-    // Failures of single items are reported, not fatal.
-    let report = agent.reconcile().await.context("reconcile")?;
-    for e in &report.errors {
-        tracing::warn!(error = %e, "reconcile");
-    }
     tracing::info!(
         networks = agent.networks().len(),
-        detached = report.detached.len(),
-        removed = report.removed.len(),
-        repaired = report.repaired.len(),
-        errors = report.errors.len(),
         store = %path.display(),
-        "agent opened and reconciled"
+        "agent opened"
     );
     Ok(agent)
 }

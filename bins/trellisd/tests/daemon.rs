@@ -127,7 +127,11 @@ async fn serves_health_and_metrics_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exit {status}:\n{}", d.log());
     assert!(!d.socket.exists(), "socket left behind");
     let log = d.log();
-    assert!(log.contains(r#""message":"trellisd ready""#), "{log}");
+    assert!(
+        log.contains(r#""message":"trellisd serving; reconciling in the background""#),
+        "{log}"
+    );
+    assert!(log.contains(r#""message":"reconciled: ready""#), "{log}");
     assert!(log.contains(r#""message":"shutting down""#), "{log}");
     drop(ns);
 }

@@ -26,7 +26,7 @@ impl crate::Agent {
     pub async fn status(&self) -> Status {
         let mut reasons = Vec::new();
         if !self.reconciled.load(Ordering::Acquire) {
-            reasons.push("start-up reconciliation has not run yet".to_owned());
+            reasons.push("start-up reconciliation has not finished yet".to_owned());
         }
         let endpoints = match self.endpoints().await {
             Ok(eps) => eps.len(),

@@ -36,6 +36,7 @@ pub const METHODS: &[&str] = &[
     "delete_neighbours",
     "setup_routed_host",
     "list_neighbours",
+    "list_all_neighbours",
     "list_peer_routes",
     "set_peer_routes",
     // Nat
@@ -68,6 +69,7 @@ const READS: &[&str] = &[
     "list_links_with_prefix",
     "link_detail",
     "list_neighbours",
+    "list_all_neighbours",
     "list_routes",
     "host_routes",
     "list_peer_routes",

@@ -140,6 +140,17 @@ impl Routes for FakeKernel {
         })
     }
 
+    async fn list_all_neighbours(&self, ns: &Ns) -> Result<Vec<Neighbour>, RouteError> {
+        self.call("list_all_neighbours", ns.to_string(), fault, |m| {
+            let k = resolve(m, ns)?;
+            Ok(m.ns(&k)
+                .neighbours
+                .iter()
+                .map(|n| n.neighbour.clone())
+                .collect())
+        })
+    }
+
     async fn add_routes(&self, ns: &Ns, routes: &[Route]) -> Result<(), RouteError> {
         let s = format!("{} routes in {ns}", routes.len());
         self.call("add_routes", s, fault, |m| add_routes(m, ns, routes))

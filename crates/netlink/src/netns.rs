@@ -3,11 +3,12 @@
 //! The rule: never `setns` on a thread trellis does not own, above all a
 //! tokio worker (the worker would stay in the other namespace and every later
 //! task on it would be confused). Work that needs a namespace runs on a
-//! dedicated `std::thread` that [`spawn_in`] starts: it enters the namespace,
-//! does the work (for netlink: creates the socket — a socket stays bound to
-//! the namespace it was created in) and either exits (trellis-link's and
-//! trellis-route's per-call sockets) or lives on there for good
-//! (trellis-nat's nf_tables thread). [`spawn_in`] is the one place in trellis
+//! `std::thread` of trellis's own: one of a few long-lived workers that enter
+//! the namespace for one job (for netlink: creating the socket — a socket
+//! stays bound to the namespace it was created in) and return home after it
+//! (trellis-link's and trellis-route's per-call sockets), or a dedicated
+//! thread that [`spawn_in`] starts and that lives on there for good
+//! (trellis-nat's nf_tables thread). This module is the one place in trellis
 //! that calls `setns`.
 
 use crate::error::NetnsError;
@@ -106,8 +107,9 @@ impl NsError {
     }
 }
 
-/// Runs `work` on a fresh thread that has entered `netns` (or stays where the
-/// process is, for `None`), and awaits its result without blocking the runtime.
+/// Runs `work` inside `netns` (or where the process is, for `None`) on a
+/// thread of trellis's own, and awaits its result without blocking the
+/// runtime: on one of the [`workers`] when it can, else on a fresh thread.
 pub(crate) async fn on_netns_thread<T, F>(
     netns: Option<Arc<OwnedFd>>,
     work: F,
@@ -117,17 +119,101 @@ where
     F: FnOnce() -> io::Result<T> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    spawn_in("trellis-netns", netns, move |entered| {
+    let job = move |entered: Result<(), Errno>| {
         let result = match entered {
             Ok(()) => work().map_err(NsError::Work),
             Err(e) => Err(NsError::Enter(e)),
         };
         // The receiver may be gone if the caller was cancelled; nothing to do.
         let _ = tx.send(result);
-    })
-    .map_err(NsError::Work)?;
+    };
+    if let Some(job) = workers::run(netns.clone(), Box::new(job)) {
+        spawn_in("trellis-netns", netns, job).map_err(NsError::Work)?;
+    }
     rx.await
         .unwrap_or_else(|_| Err(NsError::Work(io::Error::other("netns thread panicked"))))
+}
+
+/// Long-lived namespace workers: a few threads that enter a namespace for
+/// one job and come back, so that a container-side session costs no thread
+/// start (an attach, a detach and every port of a node-wide observe have
+/// one).
+///
+/// A worker keeps a handle on the namespace it started in and returns to it
+/// after every job, panicking job or not; a worker that cannot return ends
+/// (it never takes a job in a namespace it was not sent to), and when none
+/// is left, jobs go to fresh threads again.
+mod workers {
+    use super::Errno;
+    use nix::sched::CloneFlags;
+    use std::fs::File;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::sync::mpsc::{Receiver, Sender, channel};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    /// How many workers: namespace sessions are short (a socket opened, a
+    /// few `/proc/sys` writes), a few threads keep up with any burst.
+    const WORKERS: usize = 4;
+
+    type Job = Box<dyn FnOnce(Result<(), Errno>) + Send>;
+    type Queue = (Option<Arc<OwnedFd>>, Job);
+
+    static POOL: OnceLock<Option<Mutex<Sender<Queue>>>> = OnceLock::new();
+
+    /// Hands `job` to a worker; gives it back if there is none.
+    pub(super) fn run(netns: Option<Arc<OwnedFd>>, job: Job) -> Option<Job> {
+        let Some(pool) = POOL.get_or_init(start).as_ref() else {
+            return Some(job);
+        };
+        let Ok(tx) = pool.lock() else {
+            return Some(job);
+        };
+        match tx.send((netns, job)) {
+            Ok(()) => None,
+            // Every worker has ended.
+            Err(back) => Some(back.0.1),
+        }
+    }
+
+    fn start() -> Option<Mutex<Sender<Queue>>> {
+        let (tx, rx) = channel::<Queue>();
+        let rx = Arc::new(Mutex::new(rx));
+        let mut started = 0;
+        for i in 0..WORKERS {
+            let Ok(home) = File::open("/proc/thread-self/ns/net") else {
+                break;
+            };
+            let rx = rx.clone();
+            let home = OwnedFd::from(home);
+            let spawned = std::thread::Builder::new()
+                .name(format!("trellis-netns-{i}"))
+                .spawn(move || work(&rx, &home));
+            started += usize::from(spawned.is_ok());
+        }
+        (started > 0).then(|| Mutex::new(tx))
+    }
+
+    fn work(rx: &Mutex<Receiver<Queue>>, home: &OwnedFd) {
+        loop {
+            let next = match rx.lock() {
+                Ok(rx) => rx.recv(),
+                Err(_) => return,
+            };
+            let Ok((netns, job)) = next else { return };
+            let entered = match &netns {
+                Some(fd) => nix::sched::setns(fd.as_fd(), CloneFlags::CLONE_NEWNET),
+                None => Ok(()),
+            };
+            drop(netns);
+            let away = entered.is_ok();
+            // A panicking job must not leave the worker in its namespace.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(entered)));
+            if away && nix::sched::setns(home.as_fd(), CloneFlags::CLONE_NEWNET).is_err() {
+                tracing::error!("a namespace worker could not return home; it ends");
+                return;
+            }
+        }
+    }
 }
 
 /// Checks that `path` is a network namespace by entering it on a throwaway

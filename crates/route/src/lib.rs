@@ -105,6 +105,11 @@ pub trait Routes: Send + Sync {
     /// gone has none. A read only (`check` compares records with it).
     async fn list_neighbours(&self, ns: &Ns, dev: &IfName) -> Result<Vec<Neighbour>, RouteError>;
 
+    /// The neighbours with a MAC on every link of `ns`, from one link dump
+    /// and one neighbour dump however many links there are (what a
+    /// node-wide observe reads, instead of a dump per port).
+    async fn list_all_neighbours(&self, ns: &Ns) -> Result<Vec<Neighbour>, RouteError>;
+
     /// Sets up the host side of a routed endpoint in one batch on the host
     /// socket: the port (`forwarding=1`, `proxy_arp=1`, `neigh proxy_delay=0`
     /// and the gateway `169.254.1.1/32 scope host` for IPv4;

@@ -247,10 +247,10 @@ pub fn neighbour_delete(n: &Neighbour, ifindex: u32) -> Request {
 /// filters a neighbour dump by device only under strict checking, so the
 /// caller picks its device's out). `dev` names what the caller is after,
 /// for errors.
-pub fn dump_neighbours(dev: &IfName) -> Request {
+pub fn dump_neighbours(subject: &str) -> Request {
     Request::new(
         "list neighbours",
-        dev.as_str(),
+        subject,
         DUMP,
         M::GetNeighbour(NeighbourMessage::default()),
     )

@@ -154,12 +154,31 @@ impl Routes for NetlinkRoutes {
         let Some(link) = lookup::find_link(&handle, &LinkRef::Name(dev.clone())).await? else {
             return Ok(Vec::new());
         };
-        let answers = nl::fetch(&handle, msg::dump_neighbours(dev)).await?;
+        let answers = nl::fetch(&handle, msg::dump_neighbours(dev.as_str())).await?;
         Ok(answers
             .iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewNeighbour(n) if n.header.ifindex == link.index => {
                     msg::parse_neighbour(n, dev)
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn list_all_neighbours(&self, ns: &Ns) -> Result<Vec<Neighbour>, RouteError> {
+        let handle = self.sockets.handle(ns).await?;
+        let names: std::collections::HashMap<u32, IfName> = lookup::list_links(&handle)
+            .await?
+            .into_iter()
+            .filter_map(|l| Some((l.index, IfName::parse("ifname", &l.name).ok()?)))
+            .collect();
+        let answers = nl::fetch(&handle, msg::dump_neighbours(&ns.to_string())).await?;
+        Ok(answers
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => {
+                    msg::parse_neighbour(n, names.get(&n.header.ifindex)?)
                 }
                 _ => None,
             })

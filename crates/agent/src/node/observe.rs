@@ -12,7 +12,8 @@ use super::{Bridge, ContainerEnd, HostEnd, NodeState, Port};
 use crate::Error;
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use trellis_link::{ContainerRoute, LinkSummary, Links, Ns, is_host_veth_name};
+use std::net::IpAddr;
+use trellis_link::{ContainerRoute, LinkSummary, Links, Mac, Ns, is_host_veth_name};
 use trellis_nat::{Nat, NatState};
 use trellis_route::ROUTED_HOST_MAC;
 use trellis_route::{Route, RouteKind, Routes};
@@ -48,17 +49,29 @@ pub async fn observe(
         .map(|r| r.dst)
         .collect();
     let mut by_dev = host_routes_by_dev(&installed);
-    // Each port costs a neighbour dump (routed) and a session inside its
-    // container: independent reads, made a bounded number at a time.
+    // The host side is one dump per kind of object (links, routes,
+    // neighbours), whatever the number of ports.
+    let mut neighbours_by_dev: BTreeMap<IfName, BTreeSet<(IpAddr, Mac)>> = BTreeMap::new();
+    if scope.ports.values().any(|p| p.host.routed) {
+        for n in routes.list_all_neighbours(&Ns::Host).await? {
+            neighbours_by_dev
+                .entry(n.dev)
+                .or_default()
+                .insert((n.ip, n.mac));
+        }
+    }
+    // Each port's container side is a session inside its namespace:
+    // independent reads, made a bounded number at a time.
     let reads = all
         .iter()
         .filter(|l| is_host_veth_name(&l.name))
         .filter_map(|l| Some((l, IfName::parse("ifname", &l.name).ok()?)))
         .map(|(l, name)| {
             let (want, on_dev) = (scope.ports.get(&name), by_dev.remove(&name));
+            let neighbours = Some(neighbours_by_dev.remove(&name).unwrap_or_default());
             let names = &names;
             async move {
-                let port = read_port(links, routes, l, names, want, on_dev).await?;
+                let port = read_port(links, routes, l, names, want, on_dev, neighbours).await?;
                 Ok::<_, Error>((name, port))
             }
         })
@@ -103,7 +116,7 @@ pub async fn observe_port(
         } else {
             None
         };
-        let observed = read_port(links, routes, l, &names, Some(port), on_dev).await?;
+        let observed = read_port(links, routes, l, &names, Some(port), on_dev, None).await?;
         st.ports.insert(name.clone(), observed);
     }
     if !want.nat.ports.is_empty() {
@@ -145,7 +158,8 @@ fn host_routes_by_dev(installed: &[Route]) -> BTreeMap<IfName, BTreeSet<ipnet::I
 }
 
 /// A host veth as found, with its container end and neighbours when `want`
-/// says where to look.
+/// says where to look (`neighbours`: already read, else read here).
+#[allow(clippy::too_many_arguments)]
 async fn read_port(
     links: &dyn Links,
     routes: &dyn Routes,
@@ -153,6 +167,7 @@ async fn read_port(
     names: &HashMap<u32, &str>,
     want: Option<&Port>,
     host_routes: Option<BTreeSet<ipnet::IpNet>>,
+    neighbours: Option<BTreeSet<(IpAddr, Mac)>>,
 ) -> Result<Port, Error> {
     let name = IfName::parse("ifname", &l.name)?;
     let master = l
@@ -160,15 +175,15 @@ async fn read_port(
         .and_then(|i| names.get(&i))
         .and_then(|n| IfName::parse("master", n).ok());
     let routed = want.is_some_and(|w| w.host.routed);
-    let neighbours = if routed {
-        routes
+    let neighbours = match neighbours {
+        _ if !routed => BTreeSet::new(),
+        Some(known) => known,
+        None => routes
             .list_neighbours(&Ns::Host, &name)
             .await?
             .into_iter()
             .map(|n| (n.ip, n.mac))
-            .collect()
-    } else {
-        BTreeSet::new()
+            .collect(),
     };
     let container = match want.and_then(|w| w.container.as_ref()) {
         Some(c) => read_container(links, routes, c).await?,
