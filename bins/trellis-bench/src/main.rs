@@ -85,7 +85,8 @@ const USAGE: &str =
   routed   routed mode beside CNI ptp+host-local
   grpc     the trellisd binary over its unix socket beside CNI bridge(+portmap) and
            netavark: attach p50/p99 at 1, 100 and N endpoints (S probes each,
-           default N = 1000, S = 100), detach, 100 concurrent attaches, RSS at N";
+           default N = 1000, S = 100), detach, 100 concurrent attaches then
+           detaches, RSS at N, the kernel's own floor";
 
 fn number(
     it: &mut dyn Iterator<Item = &str>,
@@ -330,9 +331,9 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
     let binary = trellisd::locate(explicit)?;
     print_header(&format!(
         "trellis-bench grpc: attach p50/p99 at endpoint levels {:?} ({samples} probes each), \
-         detach, {} concurrent attaches and RSS at {max}",
+         detach, {c} concurrent attaches and {c} concurrent detaches, RSS at {max}",
         grpc::levels(max),
-        grpc::CONCURRENT
+        c = grpc::CONCURRENT
     ));
     println!("trellisd: {}", binary.display());
     println!(
@@ -354,6 +355,8 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
 
     let mut lines = Vec::new();
     let mut notes = Vec::new();
+    // trellisd's curves, to set against the kernel floor after it has run.
+    let mut trellisd_curves = Vec::new();
     for (who, port, name) in GRPC_CURVES {
         eprintln!("running: {name}, up to {max} endpoints ...");
         let t = Instant::now();
@@ -383,17 +386,30 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
                 lines.extend(l);
                 notes.extend(n);
                 notes.push(fill_note(name, &curve.fill));
+                if who == Who::Trellisd {
+                    trellisd_curves.push((name, curve));
+                }
             }
             Err(e) => notes.push(format!("{name}: skipped: {e:#}")),
         }
     }
     eprintln!("running: kernel floor, up to {max} bridge ports ...");
     match floor::kernel_fill(&rt, &containers) {
-        Ok(times) => notes.push(fill_note(
-            "kernel floor (trellis-link only: veth made, enslaved, up, container side \
-             addressed and routed; no daemon, IPAM or store)",
-            &times,
-        )),
+        Ok(times) => {
+            notes.push(fill_note(
+                "kernel floor (trellis-link only: veth made, enslaved, up, container side \
+                 addressed and routed; no daemon, IPAM or store)",
+                &times,
+            ));
+            if let Some(f) = floor::Floor::of(&times) {
+                notes.push(f.note());
+                notes.extend(
+                    trellisd_curves
+                        .iter()
+                        .filter_map(|(name, curve)| floor::gaps(name, curve, &f)),
+                );
+            }
+        }
         Err(e) => notes.push(format!("kernel floor: skipped: {e:#}")),
     }
     println!();

@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 use tonic::transport::Channel;
 use trellis_proto::v1::{
     AgentClient, AttachRequest, CreateNetworkRequest, DetachRequest, NetworkMode, NetworkSpec,
-    PortMapping, Protocol,
+    PortMapping, Protocol, StatusRequest,
 };
 use trellis_testlab::Netns;
 
@@ -178,6 +178,14 @@ pub fn attach_request(slot: &Slot) -> AttachRequest {
     }
 }
 
+/// The request detaching `slot`.
+pub fn detach_request(slot: &Slot) -> DetachRequest {
+    DetachRequest {
+        container_id: slot.id.clone(),
+        ifname: "eth0".into(),
+    }
+}
+
 /// trellisd with one bridge network, as a [`Peer`].
 pub struct Trellisd<'a> {
     rt: &'a Runtime,
@@ -193,6 +201,23 @@ impl<'a> Trellisd<'a> {
         let daemon = Daemon::start(binary, host)?;
         let client = rt.block_on(async {
             let mut client = trellis_proto::connect_unix(&daemon.socket).await?;
+            // A trellisd that serves while it reconciles answers Status with
+            // ready = false meanwhile; the network is created once it is ready.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !client
+                .status(StatusRequest {})
+                .await
+                .context("Status")?
+                .into_inner()
+                .ready
+            {
+                ensure!(
+                    Instant::now() < deadline,
+                    "trellisd not ready 30 s after it began serving:\n{}",
+                    daemon.log()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let spec = NetworkSpec {
                 name: NETWORK.into(),
                 mode: NetworkMode::Bridge as i32,
@@ -207,6 +232,34 @@ impl<'a> Trellisd<'a> {
             anyhow::Ok(client)
         })?;
         Ok(Trellisd { rt, client, daemon })
+    }
+
+    /// Sends every request of `reqs` at once through `call`, one task each;
+    /// the wall time from the first sent to the last answered.
+    fn concurrently<R, F, Fut>(&self, what: &str, reqs: Vec<R>, call: F) -> Result<Duration>
+    where
+        R: Send + 'static,
+        F: Fn(AgentClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
+    {
+        let client = &self.client;
+        let (took, results) = self.rt.block_on(async {
+            let start = Instant::now();
+            let tasks: Vec<_> = reqs
+                .into_iter()
+                .map(|req| tokio::spawn(call(client.clone(), req)))
+                .collect();
+            let mut results = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                results.push(t.await);
+            }
+            (start.elapsed(), results)
+        });
+        for r in results {
+            r.with_context(|| format!("{what} task"))?
+                .map_err(|e| self.failed(what, e))?;
+        }
+        Ok(took)
     }
 
     fn failed(&self, what: &str, e: tonic::Status) -> anyhow::Error {
@@ -230,10 +283,7 @@ impl Peer for Trellisd<'_> {
     }
 
     fn detach(&mut self, slot: &Slot) -> Result<Duration> {
-        let req = DetachRequest {
-            container_id: slot.id.clone(),
-            ifname: "eth0".into(),
-        };
+        let req = detach_request(slot);
         let start = Instant::now();
         let r = self.rt.block_on(self.client.detach(req));
         let took = start.elapsed();
@@ -242,28 +292,17 @@ impl Peer for Trellisd<'_> {
     }
 
     fn attach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
-        let reqs: Vec<AttachRequest> = slots.iter().map(attach_request).collect();
-        let client = self.client.clone();
-        let (took, results) = self.rt.block_on(async move {
-            let start = Instant::now();
-            let tasks: Vec<_> = reqs
-                .into_iter()
-                .map(|req| {
-                    let mut c = client.clone();
-                    tokio::spawn(async move { c.attach(req).await })
-                })
-                .collect();
-            let mut results = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                results.push(t.await);
-            }
-            (start.elapsed(), results)
-        });
-        for r in results {
-            r.context("attach task")?
-                .map_err(|e| self.failed("concurrent Attach", e))?;
-        }
-        Ok(took)
+        let reqs = slots.iter().map(attach_request).collect();
+        self.concurrently("concurrent Attach", reqs, |mut c, req| async move {
+            c.attach(req).await.map(drop)
+        })
+    }
+
+    fn detach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
+        let reqs = slots.iter().map(detach_request).collect();
+        self.concurrently("concurrent Detach", reqs, |mut c, req| async move {
+            c.detach(req).await.map(drop)
+        })
     }
 
     fn memory(&self) -> Result<Option<(u64, u64)>> {
