@@ -19,11 +19,19 @@
 //!   received. It starts from `--max` endpoints, less what one bridge cannot
 //!   take (a Linux bridge has at most 1023 ports, so at 1000 the last 77 fill
 //!   endpoints are detached first, untimed: 923 → 1023).
+//! * **Concurrent detaches:** right after, those same [`CONCURRENT`]
+//!   containers are detached at once; again wall time from the first request
+//!   sent to the last answer. A peer may answer before the kernel has
+//!   finished deleting the veths (trellisd deletes them in batches shortly
+//!   after answering), so the host's veth count is then watched, untimed for
+//!   the row, for up to [`SETTLE_LIMIT`]: when it is back where the
+//!   concurrent step started, the kernel deletions have finished; that delay
+//!   is reported as a note, and a count that never drops is a failure.
 //!
 //! Between every step nothing else runs: the untimed checks (veth counts)
-//! happen only after the fill and after the concurrent step.
+//! happen only after the fill and after the concurrent steps.
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use trellis_testlab::Netns;
@@ -40,6 +48,9 @@ pub const MID_LEVEL: usize = 100;
 pub const PORT_BASE: usize = 10_000;
 /// The container port every published port points at.
 pub const CONTAINER_PORT: u16 = 80;
+/// How long the veth count may take to drop after the concurrent detaches
+/// have all been answered.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// The endpoint counts at which attach latency is probed: 1, 100 and `max`,
 /// ascending, without duplicates, none above `max`.
@@ -68,6 +79,8 @@ pub enum Step {
     Unfill(usize),
     /// Attach [`CONCURRENT`] more containers at once, wall-timed.
     Concurrent,
+    /// Detach those [`CONCURRENT`] containers at once, wall-timed.
+    ConcurrentDetach,
 }
 
 /// The steps of a curve up to `max` endpoints with `samples` probes per level.
@@ -88,6 +101,7 @@ pub fn plan(max: usize, samples: usize) -> Vec<Step> {
     steps.push(Step::AtMax);
     steps.extend((concurrent_from(max)..max).rev().map(Step::Unfill));
     steps.push(Step::Concurrent);
+    steps.push(Step::ConcurrentDetach);
     steps
 }
 
@@ -119,6 +133,9 @@ pub trait Peer {
     fn detach(&mut self, slot: &Slot) -> Result<Duration>;
     /// Attaches all `slots` at once; the wall time until all are done.
     fn attach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration>;
+    /// Detaches all `slots` (attached) at once; the wall time until all
+    /// are answered.
+    fn detach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration>;
     /// (VmRSS, VmHWM) in KiB of the peer's long-running process, if it has one.
     fn memory(&self) -> Result<Option<(u64, u64)>> {
         Ok(None)
@@ -184,23 +201,29 @@ impl Containers {
     /// and the next curve must neither find an `eth0` nor share the CPU with
     /// that teardown.
     pub fn wait_empty(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(180);
         let mut watch: Vec<&Netns> = vec![&self.probe];
         watch.extend(self.fill.first());
         watch.extend(self.fill.last());
         watch.extend(self.concurrent.last());
-        for ns in watch {
-            while ns.ip("-o link show").lines().count() > 1 {
-                ensure!(
-                    Instant::now() < deadline,
-                    "{} still has links 180 s after its host was deleted",
-                    ns.name()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        Ok(())
+        wait_empty(&watch)
     }
+}
+
+/// Waits (untimed, up to 180 s) until each of `watch` has no link but `lo`
+/// (see [`Containers::wait_empty`]).
+pub fn wait_empty(watch: &[&Netns]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for ns in watch {
+        while ns.ip("-o link show").lines().count() > 1 {
+            ensure!(
+                Instant::now() < deadline,
+                "{} still has links 180 s after its host was deleted",
+                ns.name()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
 
 fn slot(index: usize, id: String, netns: PathBuf, ports: bool) -> Slot {
@@ -228,6 +251,12 @@ pub struct Curve {
     pub concurrent: Option<Result<Duration, String>>,
     /// Endpoints on the host when the concurrent attaches started.
     pub concurrent_from: usize,
+    /// Wall time of the [`CONCURRENT`] detaches at once, or why it failed.
+    pub concurrent_detach: Option<Result<Duration, String>>,
+    /// How long after the last detach answer the host's veth count was back
+    /// to [`Curve::concurrent_from`] (the kernel deletions finished): the
+    /// start of the look that found it, zero if the first look did.
+    pub detach_settled: Option<Duration>,
 }
 
 /// Runs the curve of `peer` on `host`, with `containers`; `ports`: every
@@ -285,9 +314,42 @@ pub fn run(
                 });
                 curve.concurrent = Some(r.map_err(|e| format!("{e:#}")));
             }
+            Step::ConcurrentDetach => {
+                let r = if matches!(curve.concurrent, Some(Ok(_))) {
+                    let slots = containers.concurrent_slots(ports);
+                    peer.detach_concurrently(&slots).and_then(|wall| {
+                        curve.detach_settled = Some(settle(veths, concurrent_from(max))?);
+                        Ok(wall)
+                    })
+                } else {
+                    Err(anyhow!("not run: the concurrent attaches failed"))
+                };
+                curve.concurrent_detach = Some(r.map_err(|e| format!("{e:#}")));
+            }
         }
     }
     Ok(curve)
+}
+
+/// Watches the host's veth count (untimed for the table) until it is
+/// `want`, for up to [`SETTLE_LIMIT`]; when the look that found it started
+/// (zero: the first look did; a look is a whole link dump, ~10 ms at 1000).
+fn settle(veths: &dyn Fn() -> usize, want: usize) -> Result<Duration> {
+    let start = Instant::now();
+    let mut look = Duration::ZERO;
+    loop {
+        let n = veths();
+        if n == want {
+            return Ok(look);
+        }
+        ensure!(
+            n > want && start.elapsed() < SETTLE_LIMIT,
+            "host has {n} veths {:.1} s after the concurrent detaches were answered, expected {want}",
+            start.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        look = start.elapsed();
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +384,11 @@ mod tests {
                     assert!(at_max.is_some(), "concurrent after max");
                     assert_eq!(endpoints, concurrent_from(max));
                     assert!(endpoints + CONCURRENT <= trellis_link::BRIDGE_MAX_PORTS);
+                    endpoints += CONCURRENT;
+                }
+                Step::ConcurrentDetach => {
+                    endpoints -= CONCURRENT;
+                    assert_eq!(endpoints, concurrent_from(max));
                 }
             }
         }
@@ -344,6 +411,21 @@ mod tests {
     }
 
     #[test]
+    fn settling_waits_for_the_count_to_drop_and_refuses_one_below() {
+        let counts = std::cell::RefCell::new(vec![100, 103, 105]);
+        let veths = || {
+            let mut c = counts.borrow_mut();
+            if c.len() > 1 { c.pop().unwrap() } else { c[0] }
+        };
+        let third_look = settle(&veths, 100).unwrap();
+        assert!(third_look >= Duration::from_millis(20), "{third_look:?}");
+        assert!(counts.borrow().len() == 1, "polled until 100");
+        assert_eq!(settle(&|| 100, 100).unwrap(), Duration::ZERO, "first look");
+        let e = settle(&|| 99, 100).unwrap_err().to_string();
+        assert!(e.contains("has 99 veths"), "{e}");
+    }
+
+    #[test]
     fn slots_publish_a_port_per_index_only_when_asked() {
         let s = slot(7, "bench7".into(), "/run/netns/x".into(), true);
         assert_eq!(s.port, Some(10_007));
@@ -351,16 +433,22 @@ mod tests {
     }
 
     #[test]
-    fn plan_ends_with_memory_then_concurrency() {
+    fn plan_ends_with_memory_then_concurrent_attaches_then_detaches() {
         let p = plan(5, 1);
-        assert_eq!(&p[p.len() - 2..], &[Step::AtMax, Step::Concurrent]);
+        assert_eq!(
+            &p[p.len() - 3..],
+            &[Step::AtMax, Step::Concurrent, Step::ConcurrentDetach]
+        );
         let p = plan(1000, 1);
         let tail: Vec<Step> = (923..1000).rev().map(Step::Unfill).collect();
         assert_eq!(
-            &p[p.len() - 79..p.len() - 1],
+            &p[p.len() - 80..p.len() - 2],
             &[&[Step::AtMax][..], &tail].concat()[..]
         );
-        assert_eq!(p.last(), Some(&Step::Concurrent));
+        assert_eq!(
+            &p[p.len() - 2..],
+            &[Step::Concurrent, Step::ConcurrentDetach]
+        );
         assert_eq!(p[0], Step::Probe { level: 1, round: 0 });
     }
 }

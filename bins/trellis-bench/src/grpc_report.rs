@@ -208,25 +208,33 @@ pub fn curve_lines(name: &str, curve: &Curve, judge: &Judge) -> (Vec<Line>, Vec<
     let at = curve.attach.last().map_or(0, |(l, _)| *l);
     let from = curve.concurrent_from;
     let to = from + CONCURRENT;
-    match &curve.concurrent {
-        Some(Ok(wall)) => lines.push(value(
-            format!("{name}: {CONCURRENT} concurrent attaches @{from}→{to}"),
-            wall.as_secs_f64() * 1e3,
-            "ms",
-            "(wall)".into(),
-            &[],
-        )),
-        Some(Err(e)) => {
-            lines.push(Line {
-                label: format!("{name}: {CONCURRENT} concurrent attaches @{from}→{to}"),
-                n: String::new(),
-                p50: "failed".into(),
-                p99: String::new(),
-                target: String::new(),
-                verdict: String::new(),
-            });
-            notes.push(format!("{name}: concurrent attaches failed: {e}"));
+    for (what, arrow, result) in [
+        ("attaches", format!("{from}→{to}"), &curve.concurrent),
+        ("detaches", format!("{to}→{from}"), &curve.concurrent_detach),
+    ] {
+        let label = format!("{name}: {CONCURRENT} concurrent {what} @{arrow}");
+        match result {
+            Some(Ok(wall)) => {
+                let ms = wall.as_secs_f64() * 1e3;
+                lines.push(value(label, ms, "ms", "(wall)".into(), &[]));
+            }
+            Some(Err(e)) => {
+                lines.push(failed(label));
+                notes.push(format!("{name}: concurrent {what} failed: {e}"));
+            }
+            None => {}
         }
+    }
+    match curve.detach_settled {
+        Some(Duration::ZERO) => notes.push(format!(
+            "{name}: kernel deletions finished: the host was back to {from} veths at the first \
+             look after the last of the {CONCURRENT} concurrent detach answers"
+        )),
+        Some(settled) => notes.push(format!(
+            "{name}: kernel deletions finished {:.0} ms after the last of the {CONCURRENT} \
+             concurrent detach answers (the start of the look that found {from} veths)",
+            settled.as_secs_f64() * 1e3
+        )),
         None => {}
     }
     if let Some((rss, hwm)) = curve.memory {
@@ -244,6 +252,18 @@ pub fn curve_lines(name: &str, curve: &Curve, judge: &Judge) -> (Vec<Line>, Vec<
         ));
     }
     (lines, notes)
+}
+
+/// A line for a step that failed (the reason goes in a note).
+fn failed(label: String) -> Line {
+    Line {
+        label,
+        n: String::new(),
+        p50: "failed".into(),
+        p99: String::new(),
+        target: String::new(),
+        verdict: String::new(),
+    }
 }
 
 /// The table: a header and the lines, columns as wide as their widest cell.
@@ -310,13 +330,25 @@ mod tests {
             memory: Some((20_000, 25_000)),
             concurrent: Some(Ok(Duration::from_millis(150))),
             concurrent_from: 923,
+            concurrent_detach: Some(Ok(Duration::from_millis(90))),
+            detach_settled: Some(Duration::from_millis(40)),
         }
     }
 
     #[test]
     fn trellis_lines_carry_targets_and_verdicts() {
         let (lines, notes) = curve_lines("trellisd", &curve(), &Judge::Goals(Goals::issue(false)));
-        assert!(notes.is_empty());
+        assert_eq!(
+            notes,
+            [
+                "trellisd: kernel deletions finished 40 ms after the last of the 100 concurrent \
+                 detach answers (the start of the look that found 923 veths)"
+            ]
+        );
+        let mut at_once = curve();
+        at_once.detach_settled = Some(Duration::ZERO);
+        let (_, notes) = curve_lines("t", &at_once, &Judge::Goals(Goals::issue(false)));
+        assert!(notes[0].contains("at the first look"), "{notes:?}");
         let labels: Vec<&str> = lines.iter().map(|l| l.label.as_str()).collect();
         assert_eq!(
             labels,
@@ -326,6 +358,7 @@ mod tests {
                 "trellisd: attach @1000",
                 "trellisd: detach (probes, all levels)",
                 "trellisd: 100 concurrent attaches @923→1023",
+                "trellisd: 100 concurrent detaches @1023→923",
                 "trellisd: daemon RSS @1000",
             ]
         );
@@ -347,12 +380,16 @@ mod tests {
         );
         assert_eq!(lines[4].p50, "150.0 ms");
         assert_eq!(lines[4].verdict, "");
-        // 20 000 KiB = 20.48 MB.
         assert_eq!(
             (lines[5].p50.as_str(), lines[5].p99.as_str()),
+            ("90.0 ms", "(wall)")
+        );
+        // 20 000 KiB = 20.48 MB.
+        assert_eq!(
+            (lines[6].p50.as_str(), lines[6].p99.as_str()),
             ("20.5 MB", "peak 25.6 MB")
         );
-        assert_eq!(lines[5].verdict, "pass");
+        assert_eq!(lines[6].verdict, "pass");
         assert_eq!(Goals::issue(true).attach_p50, 5.0);
     }
 
@@ -361,8 +398,10 @@ mod tests {
         let mut c = curve();
         c.memory = None;
         c.concurrent = Some(Err("boom".into()));
+        c.concurrent_detach = Some(Err("not run".into()));
+        c.detach_settled = None;
         let (lines, notes) = curve_lines("cni", &c, &Judge::Reference("issue: ~22".into()));
-        assert_eq!(lines.len(), 5, "no memory line without a daemon");
+        assert_eq!(lines.len(), 6, "no memory line without a daemon");
         assert!(
             lines[..3]
                 .iter()
@@ -370,7 +409,14 @@ mod tests {
         );
         assert_eq!(lines[3].target, "");
         assert_eq!(lines[4].p50, "failed");
-        assert_eq!(notes, ["cni: concurrent attaches failed: boom"]);
+        assert_eq!(lines[5].p50, "failed");
+        assert_eq!(
+            notes,
+            [
+                "cni: concurrent attaches failed: boom",
+                "cni: concurrent detaches failed: not run"
+            ]
+        );
     }
 
     #[test]

@@ -45,6 +45,7 @@ mod grpc_report;
 mod netavark;
 mod peers;
 mod report;
+mod restart;
 mod scenarios;
 mod stats;
 mod trellisd;
@@ -56,6 +57,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use trellis_link::BRIDGE_MAX_PORTS;
 use trellis_testlab::require_root;
 
 /// The default number of containers per scenario.
@@ -74,6 +76,11 @@ enum Cli {
         samples: usize,
         trellisd: Option<PathBuf>,
     },
+    /// trellisd restarted with N endpoints, for each N of `counts`.
+    Restart {
+        counts: Vec<usize>,
+        trellisd: Option<PathBuf>,
+    },
     /// Print usage.
     Help,
 }
@@ -81,11 +88,16 @@ enum Cli {
 const USAGE: &str =
     "usage: trellis-bench attach|routed [--count N]   (default N = 200; run as root)
        trellis-bench grpc [--max N] [--samples S] [--trellisd PATH]
+       trellis-bench restart [--counts N,M,...] [--trellisd PATH]
   attach   bridge mode beside CNI bridge+host-local and netavark
   routed   routed mode beside CNI ptp+host-local
   grpc     the trellisd binary over its unix socket beside CNI bridge(+portmap) and
            netavark: attach p50/p99 at 1, 100 and N endpoints (S probes each,
-           default N = 1000, S = 100), detach, 100 concurrent attaches, RSS at N";
+           default N = 1000, S = 100), detach, 100 concurrent attaches then
+           detaches, RSS at N, the kernel's own floor
+  restart  trellisd killed (SIGKILL) and stopped (SIGTERM) with N endpoints, for
+           each N of the counts (default 100,1000): start → serving, start →
+           converged (Status ready)";
 
 fn number(
     it: &mut dyn Iterator<Item = &str>,
@@ -128,12 +140,36 @@ fn parse_grpc<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Cli> {
     })
 }
 
+fn parse_restart<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Cli> {
+    let (mut counts, mut trellisd) = (restart::DEFAULT_COUNTS.to_vec(), None);
+    while let Some(arg) = it.next() {
+        match arg {
+            "--counts" => {
+                let v = it.next().context("--counts needs numbers, e.g. 100,1000")?;
+                counts = v
+                    .split(',')
+                    .map(|n| number(&mut std::iter::once(n), "--counts", 1..=BRIDGE_MAX_PORTS))
+                    .collect::<Result<_>>()?;
+                counts.sort_unstable();
+                counts.dedup();
+            }
+            "--trellisd" => {
+                trellisd = Some(PathBuf::from(it.next().context("--trellisd needs a path")?));
+            }
+            "-h" | "--help" => return Ok(Cli::Help),
+            other => bail!("unknown option {other:?}\n{USAGE}"),
+        }
+    }
+    Ok(Cli::Restart { counts, trellisd })
+}
+
 fn parse(args: &[String]) -> Result<Cli> {
     let mut it = args.iter().map(String::as_str);
     let routed = match it.next() {
         Some("attach") => false,
         Some("routed") => true,
         Some("grpc") => return parse_grpc(it),
+        Some("restart") => return parse_restart(it),
         Some("-h" | "--help" | "help") => return Ok(Cli::Help),
         Some(other) => bail!("unknown benchmark {other:?}\n{USAGE}"),
         None => bail!("no benchmark named\n{USAGE}"),
@@ -175,6 +211,7 @@ fn main() -> Result<()> {
             samples,
             trellisd,
         } => grpc_bench(max, samples, trellisd.as_deref()),
+        Cli::Restart { counts, trellisd } => restart_bench(&counts, trellisd.as_deref()),
     }
 }
 
@@ -330,9 +367,9 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
     let binary = trellisd::locate(explicit)?;
     print_header(&format!(
         "trellis-bench grpc: attach p50/p99 at endpoint levels {:?} ({samples} probes each), \
-         detach, {} concurrent attaches and RSS at {max}",
+         detach, {c} concurrent attaches and {c} concurrent detaches, RSS at {max}",
         grpc::levels(max),
-        grpc::CONCURRENT
+        c = grpc::CONCURRENT
     ));
     println!("trellisd: {}", binary.display());
     println!(
@@ -354,6 +391,8 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
 
     let mut lines = Vec::new();
     let mut notes = Vec::new();
+    // trellisd's curves, to set against the kernel floor after it has run.
+    let mut trellisd_curves = Vec::new();
     for (who, port, name) in GRPC_CURVES {
         eprintln!("running: {name}, up to {max} endpoints ...");
         let t = Instant::now();
@@ -383,17 +422,30 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
                 lines.extend(l);
                 notes.extend(n);
                 notes.push(fill_note(name, &curve.fill));
+                if who == Who::Trellisd {
+                    trellisd_curves.push((name, curve));
+                }
             }
             Err(e) => notes.push(format!("{name}: skipped: {e:#}")),
         }
     }
     eprintln!("running: kernel floor, up to {max} bridge ports ...");
     match floor::kernel_fill(&rt, &containers) {
-        Ok(times) => notes.push(fill_note(
-            "kernel floor (trellis-link only: veth made, enslaved, up, container side \
-             addressed and routed; no daemon, IPAM or store)",
-            &times,
-        )),
+        Ok(times) => {
+            notes.push(fill_note(
+                "kernel floor (trellis-link only: veth made, enslaved, up, container side \
+                 addressed and routed; no daemon, IPAM or store)",
+                &times,
+            ));
+            if let Some(f) = floor::Floor::of(&times) {
+                notes.push(f.note());
+                notes.extend(
+                    trellisd_curves
+                        .iter()
+                        .filter_map(|(name, curve)| floor::gaps(name, curve, &f)),
+                );
+            }
+        }
         Err(e) => notes.push(format!("kernel floor: skipped: {e:#}")),
     }
     println!();
@@ -406,6 +458,32 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
         "total run time {:.0} s (namespaces made once, each curve on a fresh host namespace)",
         run_start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+fn restart_bench(counts: &[usize], explicit: Option<&Path>) -> Result<()> {
+    require_root();
+    let binary = trellisd::locate(explicit)?;
+    print_header(&format!(
+        "trellis-bench restart: trellisd killed (SIGKILL) and stopped (SIGTERM), then started \
+         again, with {counts:?} endpoints"
+    ));
+    println!("trellisd: {}", binary.display());
+    println!(
+        "what: on a fresh host netns, N endpoints are attached (untimed), then trellisd is killed \
+         and started again on the same state, then stopped cleanly and started again. From just \
+         before each spawn: serving = first Status answered on the unix socket (tried every {} ms), \
+         converged = first Status answering ready (every {} ms). After each: N endpoints listed \
+         and the same N veths on the host, or the run fails.",
+        restart::SERVING_POLL.as_millis(),
+        restart::READY_POLL.as_millis()
+    );
+    let run_start = Instant::now();
+    let rt = runtime()?;
+    let outcomes = restart::run(&rt, &binary, counts)?;
+    println!();
+    print!("{}", restart::report(&outcomes));
+    println!("total run time {:.0} s", run_start.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -565,6 +643,50 @@ mod tests {
             }
         );
         assert_eq!(parse(&args(&["grpc", "-h"])).unwrap(), Cli::Help);
+    }
+
+    #[test]
+    fn parses_restart_counts_sorted_and_deduplicated() {
+        assert_eq!(
+            parse(&args(&["restart"])).unwrap(),
+            Cli::Restart {
+                counts: vec![100, 1000],
+                trellisd: None
+            }
+        );
+        assert_eq!(
+            parse(&args(&[
+                "restart",
+                "--counts",
+                "100,20,100",
+                "--trellisd",
+                "/x/trellisd"
+            ]))
+            .unwrap(),
+            Cli::Restart {
+                counts: vec![20, 100],
+                trellisd: Some("/x/trellisd".into())
+            }
+        );
+        assert_eq!(
+            parse(&args(&["restart", "--counts", "7"])).unwrap(),
+            Cli::Restart {
+                counts: vec![7],
+                trellisd: None
+            }
+        );
+        assert_eq!(parse(&args(&["restart", "--help"])).unwrap(), Cli::Help);
+    }
+
+    #[test]
+    fn refuses_restart_counts_it_cannot_run() {
+        for bad in ["", "0", "1024", "100,", "100,x", "-5", "100;1000"] {
+            let e = parse(&args(&["restart", "--counts", bad]));
+            assert!(e.is_err(), "--counts {bad:?} accepted: {e:?}");
+        }
+        assert!(parse(&args(&["restart", "--counts"])).is_err());
+        assert!(parse(&args(&["restart", "--max", "10"])).is_err());
+        assert!(parse(&args(&["restart", "--trellisd"])).is_err());
     }
 
     #[test]

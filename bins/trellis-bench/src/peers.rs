@@ -1,5 +1,7 @@
 //! The peers of the `grpc` benchmark as [`Peer`]s: one exec per operation,
-//! timed from spawn to exit, from a thread inside the host namespace.
+//! timed from spawn to exit, from a thread inside the host namespace. Their
+//! concurrent steps run one thread (one exec) per container, all at once, as
+//! a runtime starting or stopping many containers would.
 
 use crate::grpc::{CONTAINER_PORT, Peer, Slot};
 use crate::{cni, netavark};
@@ -52,6 +54,37 @@ impl<'a> Cni<'a> {
             cni::run_output(self.host, "portmap", "ADD", &cfg, &slot.id, &slot.netns)?;
         Ok((bridge + portmap, Some(prev)))
     }
+
+    /// DEL of `slot`: portmap first (with the bridge's cached result `prev`)
+    /// if the slot publishes a port, then bridge.
+    fn del(&self, slot: &Slot, prev: Option<&serde_json::Value>) -> Result<Duration> {
+        let mut took = Duration::ZERO;
+        if let Some(port) = slot.port {
+            let prev = prev.ok_or_else(|| anyhow!("no cached result for {}", slot.id))?;
+            let cfg = cni::portmap_config(CNI_NAME, port, CONTAINER_PORT, prev);
+            took += cni::run(self.host, "portmap", "DEL", &cfg, &slot.id, &slot.netns)?;
+        }
+        took += cni::run(self.host, "bridge", "DEL", &self.cfg, &slot.id, &slot.netns)?;
+        Ok(took)
+    }
+}
+
+/// Runs `op` for every slot at once, one thread each; the wall time from
+/// the first thread started to the last one done, and each result.
+fn concurrently<T: Send>(
+    slots: &[Slot],
+    op: impl Fn(&Slot) -> Result<T> + Sync,
+) -> (Duration, Vec<Result<T>>) {
+    let op = &op;
+    let start = Instant::now();
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = slots.iter().map(|slot| s.spawn(move || op(slot))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("peer thread panicked"))
+            .collect()
+    });
+    (start.elapsed(), results)
 }
 
 impl Peer for Cni<'_> {
@@ -64,38 +97,29 @@ impl Peer for Cni<'_> {
     }
 
     fn detach(&mut self, slot: &Slot) -> Result<Duration> {
-        let mut took = Duration::ZERO;
-        if let Some(port) = slot.port {
-            let prev = self
-                .results
-                .remove(&slot.id)
-                .ok_or_else(|| anyhow!("no cached result for {}", slot.id))?;
-            let cfg = cni::portmap_config(CNI_NAME, port, CONTAINER_PORT, &prev);
-            took += cni::run(self.host, "portmap", "DEL", &cfg, &slot.id, &slot.netns)?;
-        }
-        took += cni::run(self.host, "bridge", "DEL", &self.cfg, &slot.id, &slot.netns)?;
-        Ok(took)
+        let prev = self.results.remove(&slot.id);
+        self.del(slot, prev.as_ref())
     }
 
     fn attach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
-        let this = &*self;
-        let start = Instant::now();
-        let results: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = slots
-                .iter()
-                .map(|slot| s.spawn(|| this.add(slot)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("CNI thread panicked"))
-                .collect()
-        });
-        let took = start.elapsed();
+        let (took, results) = concurrently(slots, |slot| self.add(slot));
         for (slot, r) in slots.iter().zip(results) {
             if let Some(prev) = r?.1 {
                 self.results.insert(slot.id.clone(), prev);
             }
         }
+        Ok(took)
+    }
+
+    fn detach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
+        let prevs: HashMap<&str, serde_json::Value> = slots
+            .iter()
+            .filter_map(|s| Some((s.id.as_str(), self.results.remove(&s.id)?)))
+            .collect();
+        let this = &*self;
+        let (took, results) =
+            concurrently(slots, |slot| this.del(slot, prevs.get(slot.id.as_str())));
+        results.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(took)
     }
 }
@@ -143,22 +167,14 @@ impl Peer for Netavark<'_> {
     }
 
     fn attach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
-        let this = &*self;
-        let start = Instant::now();
-        let results: Vec<Result<Duration>> = std::thread::scope(|s| {
-            let handles: Vec<_> = slots
-                .iter()
-                .map(|slot| s.spawn(|| this.run("setup", slot)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("netavark thread panicked"))
-                .collect()
-        });
-        let took = start.elapsed();
-        for r in results {
-            r?;
-        }
+        let (took, results) = concurrently(slots, |slot| self.run("setup", slot));
+        results.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(took)
+    }
+
+    fn detach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
+        let (took, results) = concurrently(slots, |slot| self.run("teardown", slot));
+        results.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(took)
     }
 }

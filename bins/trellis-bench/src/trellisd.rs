@@ -5,6 +5,9 @@
 //! The clock of an attach starts before the request is encoded and stops when
 //! the answer is decoded: client, HTTP/2 over the socket, the daemon's
 //! validation, IPAM, kernel work, the fsync'd redb commits, the reply.
+//!
+//! The [`Daemon`] can be killed or stopped and started again on the same
+//! state directory and socket, as a node restarts it (`trellis-bench restart`).
 
 use crate::grpc::{CONTAINER_PORT, Peer, Slot};
 use anyhow::{Context, Result, bail, ensure};
@@ -17,7 +20,7 @@ use tokio::runtime::Runtime;
 use tonic::transport::Channel;
 use trellis_proto::v1::{
     AgentClient, AttachRequest, CreateNetworkRequest, DetachRequest, NetworkMode, NetworkSpec,
-    PortMapping, Protocol,
+    PortMapping, Protocol, StatusRequest,
 };
 use trellis_testlab::Netns;
 
@@ -59,6 +62,8 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
 /// state directory and socket removed with the temporary directory.
 pub struct Daemon {
     child: Child,
+    /// `ip netns exec <host> <binary> …`, to start it again.
+    command: Command,
     socket: PathBuf,
     log: PathBuf,
     // Last: removed after the daemon is dead.
@@ -72,8 +77,9 @@ impl Daemon {
         let dir = tempfile::tempdir().context("tempdir for trellisd")?;
         let socket = dir.path().join("run/trellisd.sock");
         let log = dir.path().join("trellisd.log");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", host.name()])
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", host.name()])
             .arg(binary)
             .args(["--node", "bench", "--state-dir"])
             .arg(dir.path().join("state"))
@@ -81,23 +87,71 @@ impl Daemon {
             .arg(&socket);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("TRELLISD_") || k == "RUST_LOG" {
-                cmd.env_remove(k);
+                command.env_remove(k);
             }
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).context("trellisd log file")?)
-            .spawn()
-            .context("spawn ip netns exec trellisd")?;
+        let child = spawn(&mut command, &log)?;
         let mut d = Daemon {
             child,
+            command,
             socket,
             log,
             _dir: dir,
         };
         d.wait_ready()?;
         Ok(d)
+    }
+
+    /// Starts the daemon again, on the same state directory and socket,
+    /// after [`Daemon::kill`] or [`Daemon::stop`]; returns once it is
+    /// spawned (whoever calls it watches for readiness).
+    pub fn start_again(&mut self) -> Result<()> {
+        ensure!(
+            self.child.try_wait()?.is_some(),
+            "trellisd {} still runs; stop it first",
+            self.child.id()
+        );
+        self.child = spawn(&mut self.command, &self.log)?;
+        Ok(())
+    }
+
+    /// SIGKILL, as a crash or an OOM kill: no shutdown path runs, the stale
+    /// socket stays. Returns once the process is gone.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill().context("SIGKILL trellisd")?;
+        self.child.wait().context("wait for trellisd")?;
+        Ok(())
+    }
+
+    /// SIGTERM, as systemd stops it, and waits (up to 60 s) for it to exit
+    /// on its own.
+    pub fn stop(&mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .context("run kill -TERM")?;
+        ensure!(status.success(), "kill -TERM {pid} failed: {status}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            ensure!(
+                Instant::now() < deadline,
+                "trellisd {pid} still runs 60 s after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Whether the process has exited, and how (its log then says why).
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// The daemon's unix socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -142,6 +196,21 @@ impl Drop for Daemon {
     }
 }
 
+/// Spawns `command` with stderr appended to `log` (one log across restarts).
+fn spawn(command: &mut Command, log: &Path) -> Result<Child> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .context("trellisd log file")?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("spawn ip netns exec trellisd")
+}
+
 /// The value of `field` (in kB) in a /proc/<pid>/status text.
 pub fn kib(status: &str, field: &str) -> Result<u64> {
     let line = status
@@ -178,6 +247,14 @@ pub fn attach_request(slot: &Slot) -> AttachRequest {
     }
 }
 
+/// The request detaching `slot`.
+pub fn detach_request(slot: &Slot) -> DetachRequest {
+    DetachRequest {
+        container_id: slot.id.clone(),
+        ifname: "eth0".into(),
+    }
+}
+
 /// trellisd with one bridge network, as a [`Peer`].
 pub struct Trellisd<'a> {
     rt: &'a Runtime,
@@ -193,6 +270,23 @@ impl<'a> Trellisd<'a> {
         let daemon = Daemon::start(binary, host)?;
         let client = rt.block_on(async {
             let mut client = trellis_proto::connect_unix(&daemon.socket).await?;
+            // A trellisd that serves while it reconciles answers Status with
+            // ready = false meanwhile; the network is created once it is ready.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !client
+                .status(StatusRequest {})
+                .await
+                .context("Status")?
+                .into_inner()
+                .ready
+            {
+                ensure!(
+                    Instant::now() < deadline,
+                    "trellisd not ready 30 s after it began serving:\n{}",
+                    daemon.log()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let spec = NetworkSpec {
                 name: NETWORK.into(),
                 mode: NetworkMode::Bridge as i32,
@@ -207,6 +301,39 @@ impl<'a> Trellisd<'a> {
             anyhow::Ok(client)
         })?;
         Ok(Trellisd { rt, client, daemon })
+    }
+
+    /// The daemon, to stop and start it again.
+    pub fn daemon_mut(&mut self) -> &mut Daemon {
+        &mut self.daemon
+    }
+
+    /// Sends every request of `reqs` at once through `call`, one task each;
+    /// the wall time from the first sent to the last answered.
+    fn concurrently<R, F, Fut>(&self, what: &str, reqs: Vec<R>, call: F) -> Result<Duration>
+    where
+        R: Send + 'static,
+        F: Fn(AgentClient<Channel>, R) -> Fut,
+        Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
+    {
+        let client = &self.client;
+        let (took, results) = self.rt.block_on(async {
+            let start = Instant::now();
+            let tasks: Vec<_> = reqs
+                .into_iter()
+                .map(|req| tokio::spawn(call(client.clone(), req)))
+                .collect();
+            let mut results = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                results.push(t.await);
+            }
+            (start.elapsed(), results)
+        });
+        for r in results {
+            r.with_context(|| format!("{what} task"))?
+                .map_err(|e| self.failed(what, e))?;
+        }
+        Ok(took)
     }
 
     fn failed(&self, what: &str, e: tonic::Status) -> anyhow::Error {
@@ -230,10 +357,7 @@ impl Peer for Trellisd<'_> {
     }
 
     fn detach(&mut self, slot: &Slot) -> Result<Duration> {
-        let req = DetachRequest {
-            container_id: slot.id.clone(),
-            ifname: "eth0".into(),
-        };
+        let req = detach_request(slot);
         let start = Instant::now();
         let r = self.rt.block_on(self.client.detach(req));
         let took = start.elapsed();
@@ -242,28 +366,17 @@ impl Peer for Trellisd<'_> {
     }
 
     fn attach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
-        let reqs: Vec<AttachRequest> = slots.iter().map(attach_request).collect();
-        let client = self.client.clone();
-        let (took, results) = self.rt.block_on(async move {
-            let start = Instant::now();
-            let tasks: Vec<_> = reqs
-                .into_iter()
-                .map(|req| {
-                    let mut c = client.clone();
-                    tokio::spawn(async move { c.attach(req).await })
-                })
-                .collect();
-            let mut results = Vec::with_capacity(tasks.len());
-            for t in tasks {
-                results.push(t.await);
-            }
-            (start.elapsed(), results)
-        });
-        for r in results {
-            r.context("attach task")?
-                .map_err(|e| self.failed("concurrent Attach", e))?;
-        }
-        Ok(took)
+        let reqs = slots.iter().map(attach_request).collect();
+        self.concurrently("concurrent Attach", reqs, |mut c, req| async move {
+            c.attach(req).await.map(drop)
+        })
+    }
+
+    fn detach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
+        let reqs = slots.iter().map(detach_request).collect();
+        self.concurrently("concurrent Detach", reqs, |mut c, req| async move {
+            c.detach(req).await.map(drop)
+        })
     }
 
     fn memory(&self) -> Result<Option<(u64, u64)>> {
