@@ -54,11 +54,11 @@ impl Agent {
     }
 
     /// Claims the host ports, takes the addresses and records the endpoint
-    /// (one store commit), then converges the endpoint's slice. The record
-    /// is durable before any kernel object exists, so a crash at any later
-    /// point leaves a record that reconcile repairs (or removes with its
-    /// container). A failure leaves nothing: not in the kernel, not in the
-    /// store, no claimed port.
+    /// (one store commit), then converges the endpoint's slice while that
+    /// commit is made durable. It answers only once both are done, so an
+    /// answered attach survives a crash; a crash before that leaves what
+    /// reconcile removes or completes. A failure leaves nothing: not in the
+    /// kernel, not in the store, no claimed port.
     async fn plumb(&self, req: &AttachRequest, net: &Network) -> Result<Endpoint, Error> {
         let handle = req.handle();
         // Bad input, and anything that would hurt the host, is refused
@@ -74,7 +74,13 @@ impl Agent {
         };
         let ep = plan::endpoint(req, net, &ips);
         let port = node::port(&ep, net);
-        if let Err(e) = self.converge_new(&ep, net, &port).await {
+        // The allocation and record are committed but not yet durable: the
+        // store's fsync runs beside the kernel work. A crash before both
+        // are done leaves a veth without a record (reconcile removes it) or
+        // a record without a veth (reconcile makes it).
+        let (made, synced) = tokio::join!(self.converge_new(&ep, net, &port), self.be.store.sync());
+        let made = made.and(synced.map_err(Error::from));
+        if let Err(e) = made {
             self.converge_to_nothing(&ep, port).await;
             let forget = vec![self.records.delete_op(&handle)];
             let held = recorded_addresses(&ep);
@@ -170,7 +176,10 @@ impl Agent {
             held.push(lock.lock().await);
         }
         let record = |ips: &[IpAddr]| vec![self.records.create_op(&plan::endpoint(req, net, ips))];
-        let result = self.ipam.allocate_with(&handle, &wants, record).await;
+        let result = self
+            .ipam
+            .allocate_unsynced_with(&handle, &wants, record)
+            .await;
         drop(held);
         result.map_err(|e| match e {
             trellis_ipam::Error::Invalid(mut bad) if bad.field == "ip" => {

@@ -12,6 +12,13 @@
 //! [`trellis_link::Links::delete_links`] (one kernel teardown), then the
 //! next gathering: the busier the node, the bigger the batch.
 //!
+//! The batch lingers: a teardown holds the kernel's rtnl lock for tens of
+//! milliseconds, and an attach that arrives meanwhile waits for it. So the
+//! reaper deletes at most once per [`LINGER`] (sooner once [`BACKLOG`]
+//! links wait, or when asked to [`Reaper::settle`]): under a steady stream
+//! of attaches and detaches one attach in that interval pays one batched
+//! teardown, instead of every attach after a detach paying one.
+//!
 //! A crash loses the queue, not the links: reconcile sweeps every `trx…`
 //! link left in the host namespace ([`Reaper::sweep`]), and a clean stop
 //! waits for the queue ([`Reaper::settle`]).
@@ -19,13 +26,21 @@
 use crate::Error;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
 use trellis_link::{Links, Ns, RETIRED_PREFIX, is_retired_name};
 use trellis_types::IfName;
+
+/// How long retired links gather before a batch is deleted.
+pub(crate) const LINGER: Duration = Duration::from_millis(500);
+/// How many waiting links start a batch at once.
+pub(crate) const BACKLOG: usize = 256;
 
 /// The queue of retired links and the task that deletes them.
 pub(crate) struct Reaper {
     tx: mpsc::UnboundedSender<IfName>,
+    /// Deletes what has gathered now, without lingering.
+    flush: Arc<Notify>,
     /// Names handed in so far.
     queued: AtomicU64,
     /// Names dealt with so far (deleted, or given up on with a warning).
@@ -38,9 +53,23 @@ impl Reaper {
     pub(crate) fn start(links: Arc<dyn Links>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<IfName>();
         let (done_tx, done) = watch::channel(0u64);
+        let flush = Arc::new(Notify::new());
+        let flushed = flush.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
+                let linger = tokio::time::sleep(LINGER);
+                tokio::pin!(linger);
+                while batch.len() < BACKLOG {
+                    tokio::select! {
+                        next = rx.recv() => match next {
+                            Some(name) => batch.push(name),
+                            None => break,
+                        },
+                        () = &mut linger => break,
+                        () = flushed.notified() => break,
+                    }
+                }
                 while let Ok(name) = rx.try_recv() {
                     batch.push(name);
                 }
@@ -53,6 +82,7 @@ impl Reaper {
         });
         Reaper {
             tx,
+            flush,
             queued: AtomicU64::new(0),
             done,
         }
@@ -70,12 +100,24 @@ impl Reaper {
         }
     }
 
-    /// Waits until every link queued before this call has been dealt with.
+    /// Waits until every link queued before this call has been dealt with,
+    /// deleting what has gathered without lingering.
     pub(crate) async fn settle(&self) {
         let target = self.queued.load(Ordering::Acquire);
         let mut done = self.done.clone();
-        // An error means the task ended: nothing more will be dealt with.
-        let _ = done.wait_for(|d| *d >= target).await;
+        loop {
+            if *done.borrow() >= target {
+                return;
+            }
+            // A stored permit: a batch being deleted now is followed at once
+            // by the next; asked again while more batches are needed.
+            self.flush.notify_one();
+            match tokio::time::timeout(Duration::from_millis(100), done.changed()).await {
+                // The task ended: nothing more will be dealt with.
+                Ok(Err(_)) => return,
+                Ok(Ok(())) | Err(_) => {}
+            }
+        }
     }
 
     /// Queues every retired link in the host namespace (those a crash left

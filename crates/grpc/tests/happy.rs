@@ -120,6 +120,8 @@ async fn round_trip(h: Harness) {
     c.detach(detach).await.unwrap();
     let name = pb::DeleteNetworkRequest { name: "web".into() };
     c.delete_network(name).await.unwrap();
+    // Detached veths are deleted in the background; wait for that.
+    h.agent.settle().await;
     let left = h.kernel_state().without_host_forwarding();
     assert!(
         left == empty,

@@ -178,6 +178,31 @@ impl Ipam {
         wants: &[Want],
         extra: impl Fn(&[IpAddr]) -> Vec<Op>,
     ) -> Result<Vec<IpAddr>, Error> {
+        self.allocate_with_as(handle, wants, extra, true).await
+    }
+
+    /// [`Ipam::allocate_with`], committed with
+    /// [`trellis_store::KvStore::txn_unsynced`]: the allocation is visible
+    /// (and held) at once, and durable only after the caller's
+    /// [`trellis_store::KvStore::sync`] — so the caller can overlap the
+    /// store's fsync with its own work. A crash before that sync loses the
+    /// allocation (and `extra`'s writes) whole.
+    pub async fn allocate_unsynced_with(
+        &self,
+        handle: &Handle,
+        wants: &[Want],
+        extra: impl Fn(&[IpAddr]) -> Vec<Op>,
+    ) -> Result<Vec<IpAddr>, Error> {
+        self.allocate_with_as(handle, wants, extra, false).await
+    }
+
+    async fn allocate_with_as(
+        &self,
+        handle: &Handle,
+        wants: &[Want],
+        extra: impl Fn(&[IpAddr]) -> Vec<Op>,
+        synced: bool,
+    ) -> Result<Vec<IpAddr>, Error> {
         let specs = self.check_wants(wants).await?;
         let label = wants.first().map(|w| w.pool.as_str()).unwrap_or_default();
         let (specs, extra) = (&specs, &extra);
@@ -195,7 +220,7 @@ impl Ipam {
                 ips.push(ip);
                 staged.extend(write);
             }
-            self.commit(staged, extra(&ips)).await?;
+            self.commit_as(staged, extra(&ips), synced).await?;
             Ok(Some(ips))
         })
         .await
@@ -227,11 +252,22 @@ impl Ipam {
     /// Commits the staged block writes and the caller's `extra` writes as one
     /// (a lone put needs no transaction), then tells the cache.
     pub(crate) async fn commit(&self, staged: Vec<Staged>, extra: Vec<Op>) -> Result<(), Error> {
+        self.commit_as(staged, extra, true).await
+    }
+
+    /// [`Ipam::commit`]; `synced: false` commits with `txn_unsynced`.
+    async fn commit_as(
+        &self,
+        staged: Vec<Staged>,
+        extra: Vec<Op>,
+        synced: bool,
+    ) -> Result<(), Error> {
         let extra_keys: HashSet<String> = extra.iter().map(|op| op.key().to_owned()).collect();
         let mut ops: Vec<Op> = staged.iter().map(Staged::op).collect();
         ops.extend(extra);
         let written = match ops.as_slice() {
             [] => Ok(()),
+            _ if !synced => self.store.txn_unsynced(ops).await.map(drop),
             [Op::Put { .. }] => match ops.pop() {
                 Some(Op::Put {
                     key,

@@ -241,6 +241,23 @@ pub trait KvStore: Send + Sync {
     /// nothing and returns the current revision.
     async fn txn(&self, ops: Vec<Op>) -> Result<u64, Error>;
 
+    /// [`KvStore::txn`], but it may return before the transaction is
+    /// durable: it is visible to every reader at once, and it survives a
+    /// crash only once a [`KvStore::sync`] that started after it returns
+    /// (a crash before then loses it whole, never half of it). What lets a
+    /// caller overlap a commit's fsync with other work (an attach: with the
+    /// kernel's). Stores without a cheaper path commit durably.
+    async fn txn_unsynced(&self, ops: Vec<Op>) -> Result<u64, Error> {
+        self.txn(ops).await
+    }
+
+    /// Makes every write that returned before this call durable. Calls made
+    /// at once share one flush (group commit). A no-op where every write is
+    /// durable when it returns.
+    async fn sync(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// All entries under `prefix` (a subtree, see [`key_matches`]); an empty
     /// prefix lists everything.
     async fn list(&self, prefix: &str) -> Result<Listing, Error>;
