@@ -260,13 +260,15 @@ pub struct Curve {
 }
 
 /// Runs the curve of `peer` on `host`, with `containers`; `ports`: every
-/// attach publishes one port. `veths` counts the host's veths (untimed check).
+/// attach publishes one port. `veths(with_retired)` counts the host's veths
+/// (untimed check): those of endpoints, plus, when asked, the ones trellisd
+/// has detached and retired (`trx…`) but not yet deleted.
 pub fn run(
     peer: &mut dyn Peer,
     containers: &Containers,
     samples: usize,
     ports: bool,
-    veths: &dyn Fn() -> usize,
+    veths: &dyn Fn(bool) -> usize,
 ) -> Result<Curve> {
     let max = containers.fill.len();
     let mut curve = Curve::default();
@@ -294,7 +296,7 @@ pub fn run(
                 curve.detach.push(d);
             }
             Step::AtMax => {
-                let n = veths();
+                let n = veths(false);
                 ensure!(n == max, "host has {n} veths at max, expected {max}");
                 curve.memory = peer.memory()?;
             }
@@ -307,7 +309,7 @@ pub fn run(
                 let slots = containers.concurrent_slots(ports);
                 curve.concurrent_from = concurrent_from(max);
                 let r = peer.attach_concurrently(&slots).and_then(|wall| {
-                    let n = veths();
+                    let n = veths(false);
                     let want = concurrent_from(max) + CONCURRENT;
                     ensure!(n == want, "host has {n} veths, expected {want}");
                     Ok(wall)
@@ -318,7 +320,8 @@ pub fn run(
                 let r = if matches!(curve.concurrent, Some(Ok(_))) {
                     let slots = containers.concurrent_slots(ports);
                     peer.detach_concurrently(&slots).and_then(|wall| {
-                        curve.detach_settled = Some(settle(veths, concurrent_from(max))?);
+                        let all = || veths(true);
+                        curve.detach_settled = Some(settle(&all, concurrent_from(max))?);
                         Ok(wall)
                     })
                 } else {

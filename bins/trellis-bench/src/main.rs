@@ -397,7 +397,15 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
         eprintln!("running: {name}, up to {max} endpoints ...");
         let t = Instant::now();
         let host = trellis_testlab::Netns::new("bench-host");
-        let veths = || host.ip("-o link show type veth").lines().count();
+        let veths = |with_retired: bool| {
+            host.ip("-o link show type veth")
+                .lines()
+                .filter_map(|l| l.split(": ").nth(1))
+                .filter(|n| {
+                    with_retired || !trellis_link::is_retired_name(n.split('@').next().unwrap_or(n))
+                })
+                .count()
+        };
         let result = (|| {
             let mut peer: Box<dyn grpc::Peer + '_> = match who {
                 Who::Trellisd => Box::new(trellisd::Trellisd::start(&rt, &binary, &host, &subnet)?),
