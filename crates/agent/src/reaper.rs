@@ -112,10 +112,10 @@ impl Reaper {
             // A stored permit: a batch being deleted now is followed at once
             // by the next; asked again while more batches are needed.
             self.flush.notify_one();
-            match tokio::time::timeout(Duration::from_millis(100), done.changed()).await {
+            let waited = tokio::time::timeout(Duration::from_millis(100), done.changed()).await;
+            if let Ok(Err(_)) = waited {
                 // The task ended: nothing more will be dealt with.
-                Ok(Err(_)) => return,
-                Ok(Ok(())) | Err(_) => {}
+                return;
             }
         }
     }
