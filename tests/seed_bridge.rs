@@ -118,6 +118,7 @@ async fn seed_docker_bridge_network_end_to_end() {
         .await
         .unwrap();
     agent.delete_network("seed").await.unwrap();
+    agent.settle().await;
     let after = Snapshot::take(&lab.host);
     assert_eq!(
         before, after,

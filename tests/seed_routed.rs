@@ -86,6 +86,7 @@ async fn seed_calico_routed_pods_end_to_end() {
     for (ep, ns) in [(&ep2, &p2), (&ep1, &p1)] {
         let h = ep.request.handle();
         agent.detach(&h.container, &h.ifname).await.unwrap();
+        agent.settle().await;
         let host_if = ep.host_ifname.as_str();
         assert!(!lab.host.ip("-o link show").contains(host_if));
         assert!(!lab.host.ip("route show table all").contains(host_if));

@@ -139,6 +139,9 @@ impl Agent {
         }
         *self.blackholed.lock().expect("blackholed lock") = want.blackholes.into_iter().collect();
         self.release_leaks(&records, &inflight, &mut c).await;
+        // Not a request's path: what it retired is deleted before it
+        // reports (a veth it reports removed is gone).
+        self.reaper.settle().await;
         Ok(c)
     }
 
