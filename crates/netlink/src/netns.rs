@@ -16,6 +16,7 @@ use crate::spec::Ns;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
+use rtnetlink::sys::AsyncSocket;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -233,11 +234,28 @@ pub(crate) async fn connect(netns: Option<Arc<OwnedFd>>) -> Result<rtnetlink::Ha
     let (conn, handle) = on_netns_thread(netns, move || {
         // The socket registers with the runtime's reactor at creation.
         let _guard = runtime.enter();
-        let (conn, handle, _) = rtnetlink::new_connection()?;
+        let (mut conn, handle, _) = rtnetlink::new_connection()?;
+        grow_receive_buffer(conn.socket_mut().socket_ref());
         Ok((conn, handle))
     })
     .await?;
     // The task ends once every clone of `handle` is dropped.
     tokio::spawn(conn);
     Ok(handle)
+}
+
+/// Receive buffer asked for each netlink socket: the host socket is shared
+/// by every request under way, and answers queued faster than the
+/// connection reads them must not overflow it (the kernel would drop them;
+/// see `nl::WINDOW`).
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Grows a socket's receive buffer to [`RECEIVE_BUFFER`]: past
+/// `net.core.rmem_max` with `SO_RCVBUFFORCE` where trellis may (root),
+/// else up to that limit.
+fn grow_receive_buffer(socket: &rtnetlink::sys::Socket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &RECEIVE_BUFFER);
+    }
 }

@@ -78,9 +78,42 @@ fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "netlink connection closed")
 }
 
-/// Sends every request at once (the kernel handles them in order on the one
-/// socket) and collects each answer. One round trip's latency for the batch.
+/// How many requests of one batch are sent before their answers are read:
+/// a bound on what one batch can queue on the shared host socket at once
+/// (the kernel answers a request inside the `sendmsg` that carries it, and
+/// answers the receive buffer cannot take are dropped: `ENOBUFS`).
+pub const WINDOW: usize = 32;
+
+/// How long one request may wait for its answer. The kernel answers in
+/// microseconds to milliseconds (a batched teardown: tens of them); none at
+/// all means the answer was lost (a receive buffer overrun), and waiting on
+/// would hang the caller for good.
+pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn lost() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no answer from the kernel (lost to a netlink receive buffer overrun?)",
+    )
+}
+
+/// Sends the requests in windows of [`WINDOW`] (the kernel handles them in
+/// order on the one socket) and collects each answer: one round trip's
+/// latency per window.
 pub async fn apply_each(
+    handle: &rtnetlink::Handle,
+    requests: Vec<Request>,
+) -> Vec<Result<(), KernelError>> {
+    let mut results = Vec::with_capacity(requests.len());
+    let mut requests = requests.into_iter().peekable();
+    while requests.peek().is_some() {
+        let window: Vec<Request> = requests.by_ref().take(WINDOW).collect();
+        results.extend(apply_window(handle, window).await);
+    }
+    results
+}
+
+async fn apply_window(
     handle: &rtnetlink::Handle,
     requests: Vec<Request>,
 ) -> Vec<Result<(), KernelError>> {
@@ -99,7 +132,15 @@ pub async fn apply_each(
             continue;
         };
         let mut result = Ok(());
-        while let Some(msg) = stream.next().await {
+        loop {
+            let msg = match tokio::time::timeout(ANSWER_TIMEOUT, stream.next()).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(_) => {
+                    result = Err(req.error(lost()));
+                    break;
+                }
+            };
             if let NetlinkPayload::Error(e) = msg.payload
                 && e.code.is_some()
             {
@@ -152,7 +193,12 @@ async fn fetch_once(
     msg.header.flags = req.flags;
     let mut stream = handle.request(msg).map_err(|_| req.error(closed()))?;
     let mut out = Vec::new();
-    while let Some(msg) = stream.next().await {
+    loop {
+        let msg = match tokio::time::timeout(ANSWER_TIMEOUT, stream.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) => return Err(req.error(lost())),
+        };
         match msg.payload {
             NetlinkPayload::InnerMessage(m) => out.push(m),
             NetlinkPayload::Error(e) if e.code.is_some() => return Err(req.error(e.to_io())),
