@@ -75,6 +75,9 @@ enum Cli {
         max: usize,
         samples: usize,
         trellisd: Option<PathBuf>,
+        /// Run the peers' curves too (`--no-peers`: trellisd's only, e.g.
+        /// to measure an older trellisd beside a run that had them).
+        peers: bool,
     },
     /// trellisd restarted with N endpoints, for each N of `counts`.
     Restart {
@@ -87,7 +90,7 @@ enum Cli {
 
 const USAGE: &str =
     "usage: trellis-bench attach|routed [--count N]   (default N = 200; run as root)
-       trellis-bench grpc [--max N] [--samples S] [--trellisd PATH]
+       trellis-bench grpc [--max N] [--samples S] [--trellisd PATH] [--no-peers]
        trellis-bench restart [--counts N,M,...] [--trellisd PATH]
   attach   bridge mode beside CNI bridge+host-local and netavark
   routed   routed mode beside CNI ptp+host-local
@@ -121,8 +124,10 @@ fn number(
 
 fn parse_grpc<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Cli> {
     let (mut max, mut samples, mut trellisd) = (grpc::DEFAULT_MAX, grpc::DEFAULT_SAMPLES, None);
+    let mut peers = true;
     while let Some(arg) = it.next() {
         match arg {
+            "--no-peers" => peers = false,
             // Host ports 10000 + index stay below 65536, addresses in a /16.
             "--max" => max = number(&mut it, "--max", 1..=50_000)?,
             "--samples" => samples = number(&mut it, "--samples", 1..=10_000)?,
@@ -137,6 +142,7 @@ fn parse_grpc<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Cli> {
         max,
         samples,
         trellisd,
+        peers,
     })
 }
 
@@ -210,7 +216,8 @@ fn main() -> Result<()> {
             max,
             samples,
             trellisd,
-        } => grpc_bench(max, samples, trellisd.as_deref()),
+            peers,
+        } => grpc_bench(max, samples, trellisd.as_deref(), peers),
         Cli::Restart { counts, trellisd } => restart_bench(&counts, trellisd.as_deref()),
     }
 }
@@ -362,7 +369,7 @@ fn judge(who: Who, port: bool) -> grpc_report::Judge {
     }
 }
 
-fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()> {
+fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) -> Result<()> {
     require_root();
     let binary = trellisd::locate(explicit)?;
     print_header(&format!(
@@ -394,6 +401,9 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>) -> Result<()>
     // trellisd's curves, to set against the kernel floor after it has run.
     let mut trellisd_curves = Vec::new();
     for (who, port, name) in GRPC_CURVES {
+        if !peers && who != Who::Trellisd {
+            continue;
+        }
         eprintln!("running: {name}, up to {max} endpoints ...");
         let t = Instant::now();
         let host = trellis_testlab::Netns::new("bench-host");
@@ -630,7 +640,8 @@ mod tests {
             Cli::Grpc {
                 max: 1000,
                 samples: 100,
-                trellisd: None
+                trellisd: None,
+                peers: true
             }
         );
         assert_eq!(
@@ -647,7 +658,8 @@ mod tests {
             Cli::Grpc {
                 max: 300,
                 samples: 20,
-                trellisd: Some("/x/trellisd".into())
+                trellisd: Some("/x/trellisd".into()),
+                peers: true
             }
         );
         assert_eq!(parse(&args(&["grpc", "-h"])).unwrap(), Cli::Help);
