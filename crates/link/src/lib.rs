@@ -17,11 +17,17 @@
 //!   but tests must never touch the machine's own, so [`NetlinkLinks`] is built
 //!   either for the current namespace or for the one at a path, and every
 //!   operation that targets "the host" goes there ([`Ns::Host`]).
-//! * **Namespaces are entered only on throwaway threads.** A container-side
-//!   operation opens a netlink socket *inside* the container's namespace on a
-//!   dedicated `std::thread` (`setns`, create socket, exit); sockets stay bound
-//!   to the namespace they were born in. Tokio workers never `setns`. Nothing
-//!   per container is cached beyond the call. See [`trellis_netlink::netns`].
+//! * **Namespaces are entered only on trellis's own threads.** A
+//!   container-side operation opens a netlink socket *inside* the container's
+//!   namespace on one of a few long-lived namespace workers (`setns`, create
+//!   socket, `setns` back home); sockets stay bound to the namespace they were
+//!   born in. Tokio workers never `setns`. Nothing per container is cached
+//!   beyond the call. See [`trellis_netlink::netns`].
+//! * **Out of the way first, deleted later.** Deleting a veth costs the
+//!   kernel ~20 ms; [`Links::retire_veth`] takes one out of the way in
+//!   microseconds (down, off its bridge, renamed `trx…`, the container end
+//!   without addresses), and [`Links::delete_links`] deletes many in one
+//!   teardown later.
 //! * **The peer is born where it lives.** A veth's container end is created
 //!   directly inside the container's namespace under its final name (one
 //!   `RTM_NEWLINK` whose `VETH_INFO_PEER` carries `IFLA_NET_NS_FD`), with the
