@@ -42,11 +42,19 @@ impl Agent {
             return Err(Error::EndpointExists(what));
         };
         if let Some(ep) = self.records.endpoint(&handle).await? {
-            return if ep.request == req {
-                Ok(ep)
-            } else {
-                Err(Error::EndpointExists(handle.to_string()))
-            };
+            if ep.request == req {
+                return Ok(ep);
+            }
+            if self.is_container_netns(&ep.request.netns) {
+                return Err(Error::EndpointExists(handle.to_string()));
+            }
+            // A record of a container that is gone (its namespace with it),
+            // which reconcile has not reached yet — it runs in the
+            // background after a restart: it goes now, as reconcile would
+            // take it, and this attach goes on.
+            tracing::info!(%handle, netns = %ep.request.netns, "detaching a stale endpoint whose namespace is gone");
+            self.detach_unchecked(&handle.container, &handle.ifname)
+                .await?;
         }
         let ep = self.plumb(&req, &net).await?;
         self.emit(Event::EndpointAttached(ep.clone()));
@@ -210,6 +218,17 @@ impl Agent {
         if self.is_inflight(&handle) {
             return Err(Error::Busy(handle.to_string()));
         }
+        self.detach_unchecked(container, ifname).await
+    }
+
+    /// [`Agent::detach`] without the check for an attach under way (for an
+    /// attach that finds a stale record of its own handle).
+    async fn detach_unchecked(
+        &self,
+        container: &ContainerId,
+        ifname: &IfName,
+    ) -> Result<(), Error> {
+        let handle = Handle::new(container.clone(), ifname.clone());
         let record = self.records.endpoint(&handle).await?;
         // What the slice holds is named by the veth and the record's ports
         // (and where its container end is): the port removes as a whole.

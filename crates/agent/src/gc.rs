@@ -103,6 +103,15 @@ impl Agent {
         let before: HashSet<Handle> = records.iter().map(|e| e.request.handle()).collect();
         let after: HashSet<Handle> = later.iter().map(|e| e.request.handle()).collect();
         inflight.extend(before.symmetric_difference(&after).cloned());
+        // Blocks claimed while the kernel was read (an attach's first in a
+        // new block) keep the blackhole that attach installed.
+        match self.owned_routed_blocks().await {
+            Ok(now) => want.blackholes.extend(now),
+            Err(e) => {
+                c.errors.push(format!("owned blocks: {e}"));
+                return Ok(c);
+            }
+        }
         for h in &inflight {
             let veth = host_veth_name(&h.container, &h.ifname);
             want.ports.remove(&veth);

@@ -220,3 +220,38 @@ async fn collection_racing_attaches_and_detaches_takes_nothing_it_should_not() {
     assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
     assert_eq!(kernel.snapshot(), before);
 }
+
+#[tokio::test]
+async fn an_attach_replaces_the_stale_record_of_a_container_that_is_gone() {
+    // After a restart, reconcile runs in the background: until it reaches a
+    // record whose namespace is gone, an attach of the same handle (the
+    // runtime made the container again) must not be refused for it.
+    let kernel = host();
+    let old = container(&kernel, "/run/netns/old").await;
+    let agent = agent(&kernel).await;
+    agent.create_network(bridge_network()).await.unwrap();
+    let first = agent
+        .attach(request("web", "c1", &old, Some(8081)))
+        .await
+        .unwrap();
+    assert!(kernel.remove_netns(&old), "the container died");
+
+    let new = container(&kernel, "/run/netns/new").await;
+    let ep = agent
+        .attach(request("web", "c1", &new, Some(8081)))
+        .await
+        .expect("the stale record gives way");
+    assert_eq!(ep.request.netns, new);
+    assert_eq!(agent.endpoints().await.unwrap(), vec![ep.clone()]);
+    let usage = agent.ipam().usage("web.v4").await.unwrap();
+    assert_eq!(usage.used, 1, "the old address was released");
+    assert_ne!(first, ep);
+
+    // A live container's record still refuses another request for its handle.
+    let other = container(&kernel, "/run/netns/other").await;
+    let err = agent
+        .attach(request("web", "c1", &other, Some(8081)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::EndpointExists(_)), "{err}");
+}
