@@ -196,14 +196,8 @@ impl Machine {
         let moved: Vec<(String, String)> = ns
             .sysctls
             .iter()
-            .filter_map(|(k, v)| {
-                let parts: Vec<&str> = k.splitn(4, '/').collect();
-                (parts.len() == 4
-                    && matches!(parts[0], "ipv4" | "ipv6")
-                    && matches!(parts[1], "conf" | "neigh")
-                    && parts[2] == old.as_str())
-                .then(|| (k.clone(), v.clone()))
-            })
+            .filter(|(k, _)| crate::state::sysctl_interface(k) == Some(old.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (k, v) in moved {
             ns.sysctls.remove(&k);

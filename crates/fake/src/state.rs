@@ -245,19 +245,21 @@ impl NsState {
     pub fn forget_link(&mut self, index: u32, name: &IfName) {
         self.routes.retain(|i| i.route.dev.as_ref() != Some(name));
         self.neighbours.retain(|n| &n.neighbour.dev != name);
-        let own = |k: &String| {
-            let parts: Vec<&str> = k.split('/').collect();
-            parts.len() > 2
-                && matches!(parts[0], "ipv4" | "ipv6")
-                && matches!(parts[1], "conf" | "neigh")
-                && parts[2] == name.as_str()
-        };
-        self.sysctls.retain(|k, _| !own(k));
+        self.sysctls
+            .retain(|k, _| sysctl_interface(k) != Some(name.as_str()));
         for port in self.links.values_mut().filter(|l| l.master == Some(index)) {
             port.master = None;
             port.hairpin = false;
         }
     }
+}
+
+/// The interface a per-interface sysctl key is about
+/// (`ipv4/conf/<if>/…`, `ipv6/neigh/<if>/…`), if it is one.
+pub(crate) fn sysctl_interface(key: &str) -> Option<&str> {
+    let parts: Vec<&str> = key.split('/').collect();
+    (parts.len() > 2 && matches!(parts[0], "ipv4" | "ipv6") && matches!(parts[1], "conf" | "neigh"))
+        .then(|| parts[2])
 }
 
 /// The kernel's metric for a route that names none.

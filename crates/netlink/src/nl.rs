@@ -90,11 +90,20 @@ pub const WINDOW: usize = 32;
 /// would hang the caller for good.
 pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn lost() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "no answer from the kernel (lost to a netlink receive buffer overrun?)",
-    )
+/// The next message answering `req` (`None`: the answer is complete),
+/// waiting at most [`ANSWER_TIMEOUT`] for it.
+async fn next_answer<S>(stream: &mut S, req: &Request) -> Result<Option<S::Item>, KernelError>
+where
+    S: futures::Stream + Unpin,
+{
+    tokio::time::timeout(ANSWER_TIMEOUT, stream.next())
+        .await
+        .map_err(|_| {
+            req.error(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no answer from the kernel (lost to a netlink receive buffer overrun?)",
+            ))
+        })
 }
 
 /// Sends the requests in windows of [`WINDOW`] (the kernel handles them in
@@ -133,11 +142,11 @@ async fn apply_window(
         };
         let mut result = Ok(());
         loop {
-            let msg = match tokio::time::timeout(ANSWER_TIMEOUT, stream.next()).await {
+            let msg = match next_answer(&mut stream, &req).await {
                 Ok(Some(msg)) => msg,
                 Ok(None) => break,
-                Err(_) => {
-                    result = Err(req.error(lost()));
+                Err(e) => {
+                    result = Err(e);
                     break;
                 }
             };
@@ -193,12 +202,7 @@ async fn fetch_once(
     msg.header.flags = req.flags;
     let mut stream = handle.request(msg).map_err(|_| req.error(closed()))?;
     let mut out = Vec::new();
-    loop {
-        let msg = match tokio::time::timeout(ANSWER_TIMEOUT, stream.next()).await {
-            Ok(Some(msg)) => msg,
-            Ok(None) => break,
-            Err(_) => return Err(req.error(lost())),
-        };
+    while let Some(msg) = next_answer(&mut stream, req).await? {
         match msg.payload {
             NetlinkPayload::InnerMessage(m) => out.push(m),
             NetlinkPayload::Error(e) if e.code.is_some() => return Err(req.error(e.to_io())),

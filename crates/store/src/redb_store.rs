@@ -106,6 +106,26 @@ impl RedbStore {
         stored_revision(&meta, key)
     }
 
+    /// [`KvStore::txn`] (`synced`) or [`KvStore::txn_unsynced`].
+    async fn txn_as(&self, ops: Vec<Op>, synced: bool) -> Result<u64, Error> {
+        check_ops(&ops)?;
+        let name = ops
+            .first()
+            .map(|op| op.key().to_owned())
+            .unwrap_or_default();
+        let write = move |inner: &Inner| {
+            if synced {
+                inner.apply_synced(ops)
+            } else {
+                inner.apply(ops)
+            }
+        };
+        match self.blocking(&name, write).await? {
+            Some(revision) => Ok(revision),
+            None => Ok(self.list_revision(&name)?),
+        }
+    }
+
     /// Runs a write on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -122,9 +142,9 @@ impl RedbStore {
 impl Inner {
     /// Applies `ops` in one write transaction: checks every expectation,
     /// then writes, bumps the revision once per effective write, commits
-    /// (fsync) and publishes the events. `None`: nothing changed, the
-    /// transaction is aborted.
-    fn apply(&self, ops: Vec<Op>, durable: bool) -> Result<Option<u64>, Error> {
+    /// without an fsync ([`Inner::sync`] makes it durable) and publishes the
+    /// events. `None`: nothing changed, the transaction is aborted.
+    fn apply(&self, ops: Vec<Op>) -> Result<Option<u64>, Error> {
         let name = ops
             .first()
             .map(|op| op.key().to_owned())
@@ -132,10 +152,8 @@ impl Inner {
         let be = |e: redb::Error| Error::backend(&name, e);
         let _serial = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut txn = self.db.begin_write().map_err(|e| be(e.into()))?;
-        if !durable {
-            txn.set_durability(Durability::None)
-                .map_err(|e| Error::backend(&name, e))?;
-        }
+        txn.set_durability(Durability::None)
+            .map_err(|e| Error::backend(&name, e))?;
         let events = match stage(&txn, ops) {
             Ok(events) if !events.is_empty() => events,
             other => {
@@ -149,11 +167,7 @@ impl Inner {
             meta.insert(REVISION, last).map_err(|e| be(e.into()))?;
         }
         txn.commit().map_err(|e| be(e.into()))?;
-        let n = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
-        if durable {
-            // A durable commit persists every commit before it too.
-            self.durable.fetch_max(n, Ordering::AcqRel);
-        }
+        self.committed.fetch_add(1, Ordering::AcqRel);
         for event in events {
             self.hub.publish(event);
         }
@@ -163,7 +177,7 @@ impl Inner {
     /// [`Inner::apply`] and then [`Inner::sync`]: durable on return, and
     /// writers at once share their flushes (group commit).
     fn apply_synced(&self, ops: Vec<Op>) -> Result<Option<u64>, Error> {
-        let done = self.apply(ops, false)?;
+        let done = self.apply(ops)?;
         self.sync()?;
         Ok(done)
     }
@@ -270,33 +284,11 @@ impl KvStore for RedbStore {
     }
 
     async fn txn(&self, ops: Vec<Op>) -> Result<u64, Error> {
-        check_ops(&ops)?;
-        let name = ops
-            .first()
-            .map(|op| op.key().to_owned())
-            .unwrap_or_default();
-        match self
-            .blocking(&name, move |inner| inner.apply_synced(ops))
-            .await?
-        {
-            Some(revision) => Ok(revision),
-            None => Ok(self.list_revision(&name)?),
-        }
+        self.txn_as(ops, true).await
     }
 
     async fn txn_unsynced(&self, ops: Vec<Op>) -> Result<u64, Error> {
-        check_ops(&ops)?;
-        let name = ops
-            .first()
-            .map(|op| op.key().to_owned())
-            .unwrap_or_default();
-        match self
-            .blocking(&name, move |inner| inner.apply(ops, false))
-            .await?
-        {
-            Some(revision) => Ok(revision),
-            None => Ok(self.list_revision(&name)?),
-        }
+        self.txn_as(ops, false).await
     }
 
     async fn sync(&self) -> Result<(), Error> {

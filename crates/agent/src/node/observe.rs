@@ -68,7 +68,7 @@ pub async fn observe(
         .filter_map(|l| Some((l, IfName::parse("ifname", &l.name).ok()?)))
         .map(|(l, name)| {
             let (want, on_dev) = (scope.ports.get(&name), by_dev.remove(&name));
-            let neighbours = Some(neighbours_by_dev.remove(&name).unwrap_or_default());
+            let neighbours = neighbours_by_dev.remove(&name).unwrap_or_default();
             let names = &names;
             async move {
                 let port = read_port(links, routes, l, names, want, on_dev, neighbours).await?;
@@ -116,7 +116,12 @@ pub async fn observe_port(
         } else {
             None
         };
-        let observed = read_port(links, routes, l, &names, Some(port), on_dev, None).await?;
+        let neighbours = if port.host.routed {
+            neighbours_of(&routes.list_neighbours(&Ns::Host, name).await?)
+        } else {
+            BTreeSet::new()
+        };
+        let observed = read_port(links, routes, l, &names, Some(port), on_dev, neighbours).await?;
         st.ports.insert(name.clone(), observed);
     }
     if !want.nat.ports.is_empty() {
@@ -157,8 +162,13 @@ fn host_routes_by_dev(installed: &[Route]) -> BTreeMap<IfName, BTreeSet<ipnet::I
     by_dev
 }
 
-/// A host veth as found, with its container end and neighbours when `want`
-/// says where to look (`neighbours`: already read, else read here).
+/// (address, MAC) of each neighbour.
+fn neighbours_of(found: &[trellis_route::Neighbour]) -> BTreeSet<(IpAddr, Mac)> {
+    found.iter().map(|n| (n.ip, n.mac)).collect()
+}
+
+/// A host veth as found, with its container end when `want` says where to
+/// look, its host routes and (routed, read by the caller) its neighbours.
 #[allow(clippy::too_many_arguments)]
 async fn read_port(
     links: &dyn Links,
@@ -167,7 +177,7 @@ async fn read_port(
     names: &HashMap<u32, &str>,
     want: Option<&Port>,
     host_routes: Option<BTreeSet<ipnet::IpNet>>,
-    neighbours: Option<BTreeSet<(IpAddr, Mac)>>,
+    neighbours: BTreeSet<(IpAddr, Mac)>,
 ) -> Result<Port, Error> {
     let name = IfName::parse("ifname", &l.name)?;
     let master = l
@@ -175,16 +185,7 @@ async fn read_port(
         .and_then(|i| names.get(&i))
         .and_then(|n| IfName::parse("master", n).ok());
     let routed = want.is_some_and(|w| w.host.routed);
-    let neighbours = match neighbours {
-        _ if !routed => BTreeSet::new(),
-        Some(known) => known,
-        None => routes
-            .list_neighbours(&Ns::Host, &name)
-            .await?
-            .into_iter()
-            .map(|n| (n.ip, n.mac))
-            .collect(),
-    };
+    let neighbours = if routed { neighbours } else { BTreeSet::new() };
     let container = match want.and_then(|w| w.container.as_ref()) {
         Some(c) => read_container(links, routes, c).await?,
         None => None,
