@@ -28,6 +28,8 @@ pub async fn node_on(host: &Netns, store: Arc<dyn KvStore>, node: &str) -> Agent
 /// A bridge network spec with masquerade on.
 pub fn bridge_spec(name: &str, subnet: &str, bridge: &str) -> NetworkSpec {
     NetworkSpec {
+        subnet_pool: None,
+        cluster_pools: Vec::new(),
         name: name.parse().unwrap(),
         subnets: vec![subnet.parse().unwrap()],
         gateway: None,
@@ -91,6 +93,8 @@ pub async fn store_dump(agent: &Agent) -> Vec<(String, Vec<u8>)> {
 /// A routed network spec over `pools` with outgoing NAT on.
 pub fn routed_spec(name: &str, pools: &[&str]) -> NetworkSpec {
     NetworkSpec {
+        subnet_pool: None,
+        cluster_pools: Vec::new(),
         name: name.parse().unwrap(),
         subnets: pools.iter().map(|p| p.parse().unwrap()).collect(),
         gateway: None,

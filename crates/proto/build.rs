@@ -1,4 +1,4 @@
-//! Compiles `proto/trellis/v1/agent.proto` with protox (a pure-Rust protobuf
+//! Compiles `proto/trellis/v1/{agent,controller}.proto` with protox (a pure-Rust protobuf
 //! compiler), so building trellis never needs `protoc` on the machine. The
 //! encoded FileDescriptorSet is written next to the generated code for gRPC
 //! server reflection.
@@ -8,10 +8,12 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest.join("../../proto");
-    let file = root.join("trellis/v1/agent.proto");
-    println!("cargo:rerun-if-changed={}", file.display());
+    let files = ["agent", "controller"].map(|f| root.join(format!("trellis/v1/{f}.proto")));
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
 
-    let fds = protox::compile([&file], [&root])?;
+    let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("trellis_descriptor.bin"),

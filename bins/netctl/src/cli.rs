@@ -1,4 +1,6 @@
-//! The command line: one subcommand per RPC of `trellis.v1.Agent`.
+//! The command line: one subcommand per RPC of `trellis.v1.Agent`; those of
+//! `trellis.v1.Controller` are declared in [`crate::cluster::cli`] and
+//! flattened in here.
 //!
 //! Every value with a syntax of its own is parsed here (see [`crate::parse`]),
 //! so a malformed flag fails with exit code 2 before any connection is made.
@@ -7,16 +9,20 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use crate::parse::{self, Keep, Publish};
+use crate::cluster::cli::ControllerCmd;
+use crate::parse::{self, Address, Keep, Publish};
 
 /// The default unix socket of trellisd.
 pub const DEFAULT_SOCKET: &str = "/run/trellis/trellisd.sock";
 
-/// Drive trellisd, the trellis node daemon.
+/// The default unix socket of the cluster controller.
+pub const DEFAULT_CONTROLLER: &str = "/run/trellis/controller.sock";
+
+/// Drive trellisd, the trellis node daemon, and the cluster controller.
 #[derive(Debug, Parser)]
 #[command(name = "netctl", version, about, after_help = crate::exit::HELP)]
 pub struct Cli {
-    /// How to reach trellisd.
+    /// How to reach trellisd and the controller.
     #[command(flatten)]
     pub conn: Connection,
     /// Output format.
@@ -27,7 +33,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where trellisd listens: its unix socket, or a TCP endpoint with TLS.
+/// Where trellisd and the controller listen: unix sockets, or TCP endpoints
+/// with TLS (one set of TLS options serves both).
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// The unix socket of trellisd.
@@ -36,11 +43,23 @@ pub struct Connection {
     /// A TCP endpoint instead of the socket, e.g. https://node1:7443.
     #[arg(long, global = true, env = "TRELLIS_ENDPOINT", value_name = "URL")]
     pub endpoint: Option<String>,
-    /// PEM file of the CA that signed the server's certificate (with --endpoint).
+    /// The cluster controller (pool, cnet, node, block, ipam and cluster
+    /// commands): unix:PATH, a socket path, or https://HOST:PORT.
+    #[arg(
+        long,
+        global = true,
+        env = "NETCTL_CONTROLLER",
+        value_name = "URL",
+        default_value = DEFAULT_CONTROLLER,
+        value_parser = parse::address
+    )]
+    pub controller: Address,
+    /// PEM file of the CA that signed the server's certificate (with an
+    /// https:// --endpoint or --controller).
     #[arg(long, global = true, env = "TRELLIS_CA", value_name = "PATH")]
     pub ca: Option<PathBuf>,
-    /// PEM client certificate, for a trellisd that asks for one
-    /// (`--tls-client-ca`); with --key.
+    /// PEM client certificate, for a server that asks for one (trellisd's
+    /// `--tls-client-ca`); with --key.
     #[arg(
         long,
         global = true,
@@ -92,6 +111,9 @@ pub enum Command {
         #[arg(long)]
         replay: bool,
     },
+    /// Commands of the cluster controller (`--controller`).
+    #[command(flatten)]
+    Controller(ControllerCmd),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -165,6 +187,10 @@ pub struct NetworkCreate {
     /// networks are kept apart otherwise); repeat for several.
     #[arg(long, value_name = "NETWORK")]
     pub reach: Vec<String>,
+    /// On a node in a cluster: take the subnet from this bridge pool of the
+    /// controller (one subnet per node) instead of `--subnet`.
+    #[arg(long, value_name = "POOL", conflicts_with_all = ["subnets", "gateway"])]
+    pub subnet_pool: Option<String>,
 }
 
 impl NetworkCreate {

@@ -1,58 +1,69 @@
-//! Reaching trellisd: its unix socket by default, or a TCP endpoint with TLS.
+//! Reaching a server: trellisd (its unix socket by default, or `--endpoint`)
+//! or the cluster controller (`--controller`). Both go through [`channel`],
+//! so a unix socket, plaintext and TLS (with `--ca`, `--cert`, `--key`) work
+//! the same for either client.
 
 use std::path::Path;
 
 use anyhow::Result;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use trellis_proto::v1::AgentClient;
+use trellis_proto::v1::{AgentClient, ControllerClient};
 
 use crate::cli::Connection;
-use crate::exit::{CONNECT, Failure, USAGE};
+use crate::exit::{CONNECT, fail, usage};
+use crate::parse::Address;
 
 /// Connects to trellisd as `conn` says: `--endpoint` if given, else `--socket`.
-/// Failing to connect exits with [`CONNECT`]; a malformed URL or a missing CA
-/// with [`USAGE`].
-pub async fn connect(conn: &Connection) -> Result<AgentClient<Channel>> {
-    match &conn.endpoint {
-        Some(url) => tcp(url, conn).await,
-        None => trellis_proto::connect_unix(&conn.socket)
+pub async fn agent(conn: &Connection) -> Result<AgentClient<Channel>> {
+    let addr = match &conn.endpoint {
+        Some(url) => Address::Url(url.clone()),
+        None => Address::Unix(conn.socket.clone()),
+    };
+    Ok(AgentClient::new(channel(&addr, "--endpoint", conn).await?))
+}
+
+/// Connects to the cluster controller at `--controller`.
+pub async fn controller(conn: &Connection) -> Result<ControllerClient<Channel>> {
+    let channel = channel(&conn.controller, "--controller", conn).await?;
+    Ok(ControllerClient::new(channel))
+}
+
+/// A channel to `addr`, with the TLS options of `conn` for an https URL;
+/// `flag` names the option `addr` came from, for messages. Failing to
+/// connect exits with [`CONNECT`]; a malformed URL or a missing CA with
+/// [`USAGE`].
+pub async fn channel(addr: &Address, flag: &str, conn: &Connection) -> Result<Channel> {
+    match addr {
+        Address::Unix(path) => trellis_proto::channel_unix(path)
             .await
             .map_err(|e| fail(CONNECT, e.to_string())),
+        Address::Url(url) => tcp(url, flag, conn).await,
     }
 }
 
-fn fail(code: u8, message: String) -> anyhow::Error {
-    Failure { code, message }.into()
-}
-
-async fn tcp(url: &str, conn: &Connection) -> Result<AgentClient<Channel>> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| fail(USAGE, format!("--endpoint {url:?}: {e}")))?;
-    if conn.cert.is_some() && endpoint.uri().scheme_str() != Some("https") {
-        return Err(fail(USAGE, "--cert needs an https:// --endpoint".into()));
+async fn tcp(url: &str, flag: &str, conn: &Connection) -> Result<Channel> {
+    let endpoint =
+        Endpoint::from_shared(url.to_owned()).map_err(|e| usage(format!("{flag} {url:?}: {e}")))?;
+    let scheme = endpoint.uri().scheme_str();
+    if conn.cert.is_some() && scheme != Some("https") {
+        return Err(usage(format!("--cert needs an https:// {flag}")));
     }
-    let endpoint = match (endpoint.uri().scheme_str(), conn.ca.as_deref()) {
+    let endpoint = match (scheme, conn.ca.as_deref()) {
         (Some("https"), Some(ca)) => endpoint.tls_config(tls(ca, conn)?)?,
-        (Some("https"), None) => {
-            return Err(fail(USAGE, "--endpoint with https needs --ca".into()));
-        }
+        (Some("https"), None) => return Err(usage(format!("{flag} with https needs --ca"))),
         (Some("http"), None) => endpoint,
-        (Some("http"), Some(_)) => {
-            return Err(fail(USAGE, "--ca needs an https:// --endpoint".into()));
-        }
+        (Some("http"), Some(_)) => return Err(usage(format!("--ca needs an https:// {flag}"))),
         _ => {
-            let why = format!("--endpoint {url:?}: expected https://HOST:PORT");
-            return Err(fail(USAGE, why));
+            return Err(usage(format!("{flag} {url:?}: expected https://HOST:PORT")));
         }
     };
-    let channel = endpoint.connect().await.map_err(|e| {
+    endpoint.connect().await.map_err(|e| {
         let mut message = format!("cannot connect to {url}: {e}");
         if let Some(inner) = std::error::Error::source(&e) {
             message.push_str(&format!(": {inner}"));
         }
         fail(CONNECT, message)
-    })?;
-    Ok(AgentClient::new(channel))
+    })
 }
 
 fn tls(ca: &Path, conn: &Connection) -> Result<ClientTlsConfig> {
@@ -67,5 +78,70 @@ fn tls(ca: &Path, conn: &Connection) -> Result<ClientTlsConfig> {
 }
 
 fn read(flag: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| fail(USAGE, format!("{flag} {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::exit::USAGE;
+
+    /// The connection options `--ca`, `--cert`, `--key` as `args` pairs give
+    /// them (the environment plays no part).
+    fn conn(args: &[&str]) -> Connection {
+        let flag = |name: &str| {
+            let i = args.iter().position(|a| *a == name)?;
+            Some(PathBuf::from(args[i + 1]))
+        };
+        Connection {
+            socket: PathBuf::from(crate::cli::DEFAULT_SOCKET),
+            endpoint: None,
+            controller: Address::Unix(PathBuf::from(crate::cli::DEFAULT_CONTROLLER)),
+            ca: flag("--ca"),
+            cert: flag("--cert"),
+            key: flag("--key"),
+        }
+    }
+
+    async fn refused(addr: &str, flag: &str, args: &[&str]) -> (String, u8) {
+        let addr = crate::parse::address(addr).unwrap();
+        let err = channel(&addr, flag, &conn(args)).await.unwrap_err();
+        let f = err
+            .downcast_ref::<crate::exit::Failure>()
+            .expect("a Failure");
+        (f.message.clone(), f.code)
+    }
+
+    #[tokio::test]
+    async fn tls_options_are_checked_for_either_server_before_dialling() {
+        let url = "https://ctl.invalid:7443";
+        let (msg, code) = refused(url, "--controller", &[]).await;
+        assert_eq!(
+            (msg.as_str(), code),
+            ("--controller with https needs --ca", USAGE)
+        );
+        let (msg, _) = refused(url, "--endpoint", &[]).await;
+        assert_eq!(msg, "--endpoint with https needs --ca");
+        let plain = "http://ctl.invalid:7443";
+        let (msg, code) = refused(plain, "--controller", &["--ca", "/x.pem"]).await;
+        assert_eq!(
+            (msg.as_str(), code),
+            ("--ca needs an https:// --controller", USAGE)
+        );
+        let args = ["--cert", "/c.pem", "--key", "/k.pem"];
+        let (msg, _) = refused(plain, "--controller", &args).await;
+        assert_eq!(msg, "--cert needs an https:// --controller");
+        let (msg, code) = refused(url, "--controller", &["--ca", "/nonexistent/ca.pem"]).await;
+        assert!(msg.starts_with("--ca /nonexistent/ca.pem: "), "{msg}");
+        assert_eq!(code, USAGE);
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_is_a_connection_failure_naming_it() {
+        let (msg, code) = refused("unix:/nonexistent/controller.sock", "--controller", &[]).await;
+        assert_eq!(code, CONNECT);
+        assert!(msg.contains("/nonexistent/controller.sock"), "{msg}");
+    }
 }

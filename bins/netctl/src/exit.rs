@@ -1,5 +1,7 @@
 //! Exit codes, one per class of failure, so that scripts can tell "no such
-//! endpoint" from "trellisd is down" without parsing messages.
+//! endpoint" from "trellisd is down" without parsing messages. trellisd and
+//! the cluster controller share them: a gRPC status means the same whichever
+//! server sent it.
 
 use std::process::ExitCode;
 
@@ -11,7 +13,7 @@ Exit codes:
   0   success
   1   other failure (INTERNAL, UNKNOWN, local I/O, …)
   2   bad command line (nothing was sent)
-  3   cannot connect to trellisd
+  3   cannot connect to trellisd or the controller
   4   INVALID_ARGUMENT or OUT_OF_RANGE
   5   NOT_FOUND
   6   ALREADY_EXISTS
@@ -19,15 +21,28 @@ Exit codes:
   8   RESOURCE_EXHAUSTED
   9   PERMISSION_DENIED or UNAUTHENTICATED
   10  UNAVAILABLE or DEADLINE_EXCEEDED (e.g. not ready)
-  11  check found problems, gc could not remove everything, or status is not ready";
+  11  check or ipam check found problems, gc could not remove everything,
+      or status is not ready";
 
 /// Bad command line; clap exits with this code on its own errors too.
 pub const USAGE: u8 = 2;
-/// No connection to trellisd.
+/// No connection to trellisd or the controller.
 pub const CONNECT: u8 = 3;
 /// The request went through but the answer reports a problem (drift found by
-/// `check`, removals that failed in `gc`, `status` not ready).
+/// `check`, blocks held wrongly found by `ipam check`, removals that failed in
+/// `gc`, `status` not ready).
 pub const PROBLEMS: u8 = 11;
+
+/// A [`Failure`] with exit code `code`.
+pub fn fail(code: u8, message: String) -> anyhow::Error {
+    Failure { code, message }.into()
+}
+
+/// A bad command line found after clap's checks (nothing was sent): exit
+/// code [`USAGE`].
+pub fn usage(message: String) -> anyhow::Error {
+    fail(USAGE, message)
+}
 
 /// The exit code for a gRPC status code.
 pub fn for_code(code: Code) -> u8 {

@@ -1,17 +1,20 @@
-//! netctl: the command-line client of trellisd.
+//! netctl: the command-line client of trellisd and of the cluster controller.
 //!
-//! A thin shell over the generated gRPC client of `trellis.v1.Agent`: one
-//! subcommand per RPC, arguments checked locally before anything is sent,
+//! A thin shell over the generated gRPC clients of `trellis.v1.Agent` and
+//! `trellis.v1.Controller`: one subcommand per RPC, arguments checked locally
+//! before anything is sent,
 //! answers rendered as tables for people or JSON/YAML for programs, and the
 //! server's status code and message on stderr with an exit code per class of
 //! failure (see `netctl --help`).
 //!
 //! Layout: [`cli`] declares the command line, [`parse`] the value syntaxes,
-//! [`run`] turns commands into requests, [`view`] turns answers into stable
-//! serialisable structs, [`render`] turns those into text, [`exit`] maps
-//! failures to exit codes.
+//! [`conn`] reaches either server, [`run`] turns commands into requests,
+//! [`view`] turns answers into stable serialisable structs, [`render`] turns
+//! those into text, [`exit`] maps failures to exit codes. [`cluster`] does
+//! the same for the controller's commands, on the same machinery.
 
 mod cli;
+mod cluster;
 mod conn;
 mod exit;
 mod parse;

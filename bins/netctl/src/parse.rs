@@ -1,12 +1,17 @@
 //! Parsers of the flags whose values have a syntax of their own: published
-//! ports (`-p 8081:80/udp`, as Docker spells them), labels (`--label k=v`) and
-//! attachments to keep during GC (`--keep container[/ifname]`).
+//! ports (`-p 8081:80/udp`, as Docker spells them), labels (`--label k=v`),
+//! attachments to keep during GC (`--keep container[/ifname]`), server
+//! addresses (`--controller unix:/run/x.sock`) and prefixes (`--prefix
+//! 10.244.0.0/16`).
 //!
 //! They run as clap value parsers, so a bad spec is refused before any
 //! connection is made, with a message naming the spec and what is wrong.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
 
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +201,69 @@ pub fn keep_file(text: &str) -> Result<Vec<Keep>, String> {
         .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
         .map(|(n, line)| keep(line).map_err(|e| format!("line {n}: {e}")))
         .collect()
+}
+
+/// Where a server listens: a unix socket, or a URL (`https://HOST:PORT`)
+/// that [`crate::conn`] dials with TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// The path of a unix socket.
+    Unix(PathBuf),
+    /// An `http://` or `https://` URL.
+    Url(String),
+}
+
+/// Parses `unix:PATH`, `unix:///ABSOLUTE`, a plain socket path, or an
+/// `http(s)://` URL (gRPC's spellings of a target). Other schemes are refused
+/// here, so that `tcp://…` is not taken for a socket named `tcp:`.
+pub fn address(spec: &str) -> Result<Address, String> {
+    let bad = |why: &str| format!("address {spec:?}: {why}");
+    if let Some(rest) = spec.strip_prefix("unix:") {
+        // gRPC's `unix://` form has an empty authority: `unix:///run/x.sock`.
+        let path = match rest.strip_prefix("//") {
+            Some(abs) if abs.starts_with('/') => abs,
+            Some(_) => return Err(bad("expected unix:PATH or unix:///ABSOLUTE-PATH")),
+            None => rest,
+        };
+        if path.is_empty() {
+            return Err(bad("the socket path is empty"));
+        }
+        return Ok(Address::Unix(PathBuf::from(path)));
+    }
+    match spec.split_once("://") {
+        Some(("http" | "https", "")) => Err(bad("the host is missing")),
+        Some(("http" | "https", _)) => Ok(Address::Url(spec.to_owned())),
+        Some((scheme, _)) => Err(bad(&format!(
+            "scheme {scheme:?} is not unix, http or https"
+        ))),
+        None if spec.is_empty() => Err(bad("expected unix:PATH, PATH or https://HOST:PORT")),
+        None => Ok(Address::Unix(PathBuf::from(spec))),
+    }
+}
+
+/// Parses a prefix in CIDR notation with its host bits zero
+/// (`10.244.0.0/16`, `fd00:10:244::/56`), as pools and blocks are named.
+pub fn prefix(spec: &str) -> Result<IpNet, String> {
+    let net: IpNet = spec
+        .parse()
+        .map_err(|_| format!("prefix {spec:?} is not ADDRESS/LENGTH"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "prefix {spec:?} has host bits set (the prefix is {})",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// Parses a block size: a prefix length, with or without its slash (`26`,
+/// `/26`), 1..=128.
+pub fn block_size(spec: &str) -> Result<u8, String> {
+    let len = spec.strip_prefix('/').unwrap_or(spec);
+    len.parse::<u8>()
+        .ok()
+        .filter(|n| (1..=128).contains(n))
+        .ok_or_else(|| format!("block size {spec:?} is not a prefix length 1..=128"))
 }
 
 #[cfg(test)]

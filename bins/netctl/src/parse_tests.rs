@@ -1,5 +1,7 @@
 //! Unit tests of the flag parsers.
 
+use std::path::PathBuf;
+
 use super::*;
 
 fn one(protocol: Proto, host_port: u16, container_port: u16) -> PortSpec {
@@ -172,4 +174,78 @@ fn keep_files_skip_comments_and_blank_lines_and_name_bad_lines() {
         "line 2: keep spec \"c2/\": the interface name is empty"
     );
     assert_eq!(keep_file(""), Ok(vec![]));
+}
+
+#[test]
+fn addresses_are_sockets_or_urls() {
+    let unix = |p: &str| Ok(Address::Unix(PathBuf::from(p)));
+    assert_eq!(
+        address("unix:/run/trellis/controller.sock"),
+        unix("/run/trellis/controller.sock")
+    );
+    assert_eq!(address("unix:///run/c.sock"), unix("/run/c.sock"));
+    assert_eq!(address("unix:rel/c.sock"), unix("rel/c.sock"));
+    assert_eq!(address("/run/c.sock"), unix("/run/c.sock"));
+    assert_eq!(address("c.sock"), unix("c.sock"));
+    for url in [
+        "https://ctl1:7444",
+        "http://127.0.0.1:7444",
+        "https://[::1]:7444",
+    ] {
+        assert_eq!(address(url), Ok(Address::Url(url.into())), "{url}");
+    }
+    for (bad, why) in [
+        ("", "expected unix:PATH, PATH or https://HOST:PORT"),
+        ("unix:", "the socket path is empty"),
+        (
+            "unix://host/c.sock",
+            "expected unix:PATH or unix:///ABSOLUTE-PATH",
+        ),
+        (
+            "tcp://ctl1:7444",
+            "scheme \"tcp\" is not unix, http or https",
+        ),
+        ("https://", "the host is missing"),
+    ] {
+        assert_eq!(
+            address(bad),
+            Err(format!("address {bad:?}: {why}")),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn prefixes_have_no_host_bits() {
+    assert_eq!(
+        prefix("10.244.0.0/16"),
+        Ok("10.244.0.0/16".parse().unwrap())
+    );
+    let v6 = prefix("fd00:10:244:0::/56").unwrap();
+    assert_eq!(v6.to_string(), "fd00:10:244::/56");
+    assert_eq!(
+        prefix("10.244.1.0/16"),
+        Err("prefix \"10.244.1.0/16\" has host bits set (the prefix is 10.244.0.0/16)".into())
+    );
+    for bad in ["10.244.0.0", "10.244.0.0/33", "pods", "", "fd00::/129"] {
+        assert_eq!(
+            prefix(bad),
+            Err(format!("prefix {bad:?} is not ADDRESS/LENGTH")),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn block_sizes_take_an_optional_slash() {
+    assert_eq!(block_size("26"), Ok(26));
+    assert_eq!(block_size("/122"), Ok(122));
+    assert_eq!(block_size("128"), Ok(128));
+    for bad in ["0", "129", "/", "", "x", "-1", "//26"] {
+        assert_eq!(
+            block_size(bad),
+            Err(format!("block size {bad:?} is not a prefix length 1..=128")),
+            "{bad}"
+        );
+    }
 }

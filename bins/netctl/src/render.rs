@@ -40,15 +40,18 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn join(items: &[String]) -> String {
+/// Items separated by commas, as one table cell.
+pub(crate) fn join(items: &[String]) -> String {
     items.join(",")
 }
 
-fn on_off(b: bool) -> String {
+/// `on` or `off`.
+pub(crate) fn on_off(b: bool) -> String {
     if b { "on" } else { "off" }.to_owned()
 }
 
-fn mtu(m: u32) -> String {
+/// An MTU; empty (a `-` cell) for 0, the kernel's default.
+pub(crate) fn mtu(m: u32) -> String {
     if m == 0 { String::new() } else { m.to_string() }
 }
 
@@ -111,9 +114,14 @@ pub fn endpoints(list: &[EndpointView]) -> String {
     table(&headers, &rows)
 }
 
+/// Names, one per line: what `rm` commands print of what they removed.
+pub fn names(list: &[String]) -> String {
+    list.join("\n") + "\n"
+}
+
 /// A block of `Key:  value` lines, keys padded to one width; a list value
 /// prints one item per line under its key, indented.
-fn block(fields: &[(&str, Vec<String>)]) -> String {
+pub(crate) fn block(fields: &[(&str, Vec<String>)]) -> String {
     let width = fields.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
     let mut out = String::new();
     for (key, values) in fields {
@@ -133,14 +141,15 @@ fn block(fields: &[(&str, Vec<String>)]) -> String {
 }
 
 /// The values, or `-` for none.
-fn or_none(v: &[String]) -> Vec<String> {
+pub(crate) fn or_none(v: &[String]) -> Vec<String> {
     match v {
         [] => one("-"),
         v => v.to_vec(),
     }
 }
 
-fn one(s: impl ToString) -> Vec<String> {
+/// One value of a [`block`].
+pub(crate) fn one(s: impl ToString) -> Vec<String> {
     vec![s.to_string()]
 }
 
@@ -164,7 +173,8 @@ pub fn network(n: &NetworkView) -> String {
     block(&rows)
 }
 
-fn or_dash(s: &str) -> &str {
+/// `s`, or `-` when it is empty.
+pub(crate) fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
 }
 

@@ -1,5 +1,6 @@
-//! Runs a parsed command: builds the request, calls trellisd, renders the
-//! answer. Each function returns the text to print and the exit code (0, or
+//! Runs a parsed command: builds the request, calls trellisd (or hands a
+//! controller command to [`crate::cluster`]), renders the answer. Each
+//! function returns the text to print and the exit code (0, or
 //! [`exit::PROBLEMS`] when the answer itself reports a problem).
 
 use std::io::Write;
@@ -12,7 +13,7 @@ use crate::cli::{
     Attach, Cli, Command, EndpointCmd, EndpointFilter, EndpointRef, Format, GcArgs, Mode,
     NetworkCmd, NetworkCreate,
 };
-use crate::exit::{self, Failure};
+use crate::exit::{self, usage};
 use crate::view::{AttachmentView, CheckView, EndpointView, GcView, NetworkView, StatusView};
 use crate::{parse, render};
 
@@ -20,21 +21,28 @@ type Client = AgentClient<Channel>;
 
 /// Runs `cli`, writing its output to `out`; returns the exit code.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
-    if let Command::Completions { shell } = cli.command {
-        let mut cmd = <Cli as clap::CommandFactory>::command();
-        clap_complete::generate(shell, &mut cmd, "netctl", out);
-        return Ok(0);
-    }
-    let mut client = crate::conn::connect(&cli.conn).await?;
     let f = cli.output;
-    let (text, code) = match cli.command {
+    let command = match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "netctl", out);
+            return Ok(0);
+        }
+        Command::Controller(cmd) => {
+            let mut client = crate::conn::controller(&cli.conn).await?;
+            return crate::cluster::run(&mut client, f, cmd, out).await;
+        }
+        command => command,
+    };
+    let mut client = crate::conn::agent(&cli.conn).await?;
+    let (text, code) = match command {
         Command::Network(cmd) => (network(&mut client, f, cmd).await?, 0),
         Command::Endpoint(cmd) => (endpoint(&mut client, f, cmd).await?, 0),
         Command::Check(r) => check(&mut client, f, r).await?,
         Command::Gc(args) => gc(&mut client, f, args).await?,
         Command::Status => status(&mut client, f).await?,
         Command::Watch { replay } => return watch(&mut client, f, replay, out).await,
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Controller(_) => unreachable!("handled above"),
     };
     out.write_all(text.as_bytes()).map_err(exit::output)?;
     Ok(code)
@@ -73,7 +81,7 @@ async fn network(c: &mut Client, f: Format, cmd: NetworkCmd) -> Result<String> {
                 let name = name.clone();
                 c.delete_network(v1::DeleteNetworkRequest { name }).await?;
             }
-            render::output(f, names.as_slice(), |n| n.join("\n") + "\n")
+            render::output(f, names.as_slice(), render::names)
         }
     }
 }
@@ -96,6 +104,8 @@ pub fn create_request(a: NetworkCreate) -> v1::CreateNetworkRequest {
             mtu: a.mtu.unwrap_or(0),
             internal: a.internal,
             reach: a.reach,
+            subnet_pool: a.subnet_pool.unwrap_or_default(),
+            cluster_pools: Vec::new(),
         }),
     }
 }
@@ -136,14 +146,6 @@ async fn endpoint(c: &mut Client, f: Format, cmd: EndpointCmd) -> Result<String>
             render::output(f, &EndpointView::from(e), render::endpoint)
         }
     }
-}
-
-fn usage(message: String) -> anyhow::Error {
-    Failure {
-        code: exit::USAGE,
-        message,
-    }
-    .into()
 }
 
 /// The request of `endpoint attach`; a label given twice is a usage error.

@@ -10,74 +10,156 @@
 //! bridge-based runtime alike; printed beside the curves, it shows how much
 //! of "attach @1000 − attach @1" is the kernel's.
 //!
-//! [`Floor`] condenses it to two figures, the p50 of the first and of the
+//! The floor fills its own bridge (in a host namespace of its own) one port
+//! right after each of trellisd's no-port fill attaches, into the same
+//! container: both are measured at the same port count, at the same moment
+//! of a noisy machine. (Run apart, minutes later, the floor's last-100 p50
+//! at 1000 moved by ±1.5 ms between runs, more than the gap it judges.)
+//!
+//! Then the last [`crate::grpc::CONCURRENT`] ports are retired at once with
+//! `Links::retire_veth`, as trellisd's concurrent detaches do, and deleted
+//! in one batch, as its reaper does: the kernel's own cost of that burst,
+//! beside trellisd's wall time for it.
+//!
+//! [`Floor`] condenses the fill to two figures, the p50 of the first and of the
 //! last [`ENDS`] fills, and [`gaps`] sets trellisd's attach p50 @1 and @max
 //! against them: what trellisd adds on top of the kernel, at an empty and at
 //! a full bridge (the issue's target: within [`GAP_TARGET_MS`] at 1000).
 
-use crate::grpc::{Containers, Curve};
+use crate::grpc::Curve;
 use crate::stats::summarise;
 use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
-use tokio::runtime::Runtime;
 use trellis_link::{
-    BridgeSpec, ContainerIface, ContainerRoute, LinkRef, Links, NetlinkLinks, VethSpec,
+    BridgeSpec, ContainerIface, ContainerRoute, LinkRef, Links, NetlinkLinks, RetireEnd, VethSpec,
     host_veth_name,
 };
 use trellis_testlab::Netns;
 use trellis_types::{ContainerId, IfName, NetnsPath};
 
-/// Fills a fresh host namespace's bridge with one port per fill container,
-/// one after another; the time of each.
-pub fn kernel_fill(rt: &Runtime, containers: &Containers) -> Result<Vec<Duration>> {
-    let host = Netns::new("floor-host");
-    let result = rt.block_on(fill(&host, containers));
-    drop(host);
-    containers.wait_empty()?;
-    result
+/// The kernel floor, filled one port per call, interleaved with trellisd's
+/// fill so that both are measured at the same port count under the same
+/// conditions (the same container namespaces, each with trellisd's `eth0`
+/// and the floor's [`FLOOR_IFNAME`]; the same moment of a noisy machine).
+pub struct KernelFloor {
+    host: Netns,
+    links: NetlinkLinks,
+    bridge: u32,
+    /// The time of each fill, in order.
+    pub fill: Vec<Duration>,
+    /// The host end and container namespace of each fill.
+    ends: Vec<(IfName, NetnsPath)>,
 }
 
-async fn fill(host: &Netns, containers: &Containers) -> Result<Vec<Duration>> {
-    let path = |ns: &Netns| NetnsPath::parse("netns", &ns.path_str()).context("netns path");
-    let links = NetlinkLinks::in_netns(&path(host)?).await?;
-    let name = |s: &str| IfName::parse("ifname", s).context("interface name");
-    let gateway = "10.88.0.1".parse().context("gateway")?;
-    let bridge = links
-        .ensure_bridge(&BridgeSpec {
-            name: name("floorbr0")?,
-            gateway: vec!["10.88.0.1/16".parse().context("gateway")?],
-            mac: None,
-            mtu: None,
+/// The floor's interface in each container, beside trellisd's `eth0`.
+pub const FLOOR_IFNAME: &str = "eth1";
+/// The floor's gateway, in a subnet of its own: the containers also hold
+/// trellisd's `eth0` in `scenarios::SUBNET_BASE`.
+const FLOOR_GATEWAY: &str = "10.77.0.1";
+/// The floor's container route: not a default route (trellisd's `eth0`
+/// holds that), but one route through the gateway all the same.
+const FLOOR_ROUTE: &str = "10.78.0.0/16";
+
+fn name(s: &str) -> Result<IfName> {
+    IfName::parse("ifname", s).context("interface name")
+}
+
+fn path(ns: &Netns) -> Result<NetnsPath> {
+    NetnsPath::parse("netns", &ns.path_str()).context("netns path")
+}
+
+impl KernelFloor {
+    /// A fresh host namespace with the floor's bridge.
+    pub async fn new() -> Result<Self> {
+        let host = Netns::new("floor-host");
+        let links = NetlinkLinks::in_netns(&path(&host)?).await?;
+        let bridge = links
+            .ensure_bridge(&BridgeSpec {
+                name: name("floorbr0")?,
+                gateway: vec![format!("{FLOOR_GATEWAY}/16").parse().context("gateway")?],
+                mac: None,
+                mtu: None,
+            })
+            .await?;
+        Ok(KernelFloor {
+            host,
+            links,
+            bridge,
+            fill: Vec::new(),
+            ends: Vec::new(),
         })
-        .await?;
-    let mut times = Vec::with_capacity(containers.fill.len());
-    for (i, c) in containers.fill.iter().enumerate() {
+    }
+
+    /// Adds one port into `container`, timed: the veth made with its peer in
+    /// the container, enslaved and up, the container side addressed and
+    /// routed.
+    pub async fn fill_one(&mut self, container: &Netns) -> Result<()> {
+        let i = self.fill.len();
         let id = ContainerId::parse("container_id", &format!("floor{i}"))?;
         let spec = VethSpec {
-            host_name: host_veth_name(&id, &name("eth0")?),
-            container_netns: path(c)?,
-            container_name: name("eth0")?,
+            host_name: host_veth_name(&id, &name(FLOOR_IFNAME)?),
+            container_netns: path(container)?,
+            container_name: name(FLOOR_IFNAME)?,
             mtu: None,
             container_mac: None,
             host_mac: None,
-            master: Some(LinkRef::Index(bridge)),
+            master: Some(LinkRef::Index(self.bridge)),
             host_ipv6: false,
         };
-        let address = format!("10.88.{}.{}/16", 1 + i / 250, 1 + i % 250);
+        let address = format!("10.77.{}.{}/16", 1 + i / 250, 1 + i % 250);
+        let route = ContainerRoute {
+            dst: FLOOR_ROUTE.parse().context("route")?,
+            via: Some(FLOOR_GATEWAY.parse().context("gateway")?),
+        };
         let t = Instant::now();
-        let veth = links.create_veth(&spec).await?;
+        let veth = self.links.create_veth(&spec).await?;
         let iface = ContainerIface {
             netns: spec.container_netns.clone(),
             link: LinkRef::Index(veth.container_ifindex),
             addresses: vec![address.parse().context("address")?],
             ipv6: false,
         };
-        links
-            .setup_container(&iface, &[ContainerRoute::default_via(gateway)])
-            .await?;
-        times.push(t.elapsed());
+        self.links.setup_container(&iface, &[route]).await?;
+        self.fill.push(t.elapsed());
+        self.ends.push((spec.host_name, spec.container_netns));
+        Ok(())
     }
-    Ok(times)
+
+    /// Retires the last [`crate::grpc::CONCURRENT`] ports at once, as
+    /// trellisd's concurrent detaches do, and deletes them in one batch, as
+    /// its reaper does; the note on both, for under the table.
+    pub async fn retire_last(&mut self) -> Result<String> {
+        let ports = self.ends.len();
+        let retiring = self
+            .ends
+            .split_off(ports.saturating_sub(crate::grpc::CONCURRENT));
+        let t = Instant::now();
+        let retired = futures::future::try_join_all(retiring.iter().map(|(host, netns)| {
+            let end = RetireEnd {
+                netns: netns.clone(),
+                ifname: IfName::parse("ifname", FLOOR_IFNAME).expect("a name"),
+            };
+            self.links.retire_veth(host, Some(end))
+        }))
+        .await?;
+        let retire = t.elapsed();
+        let names: Vec<IfName> = retired.into_iter().flatten().collect();
+        let t = Instant::now();
+        self.links.delete_links(&names).await?;
+        let n = retiring.len();
+        Ok(format!(
+            "kernel floor: {n} retirements at once (trellis-link retire_veth, bridge {ports}→{} ports) \
+             took {:.1} ms (wall); their batched delete {:.1} ms",
+            ports - n,
+            retire.as_secs_f64() * 1e3,
+            t.elapsed().as_secs_f64() * 1e3,
+        ))
+    }
+
+    /// Deletes the floor's host namespace (and every port with it).
+    pub fn remove(self) {
+        drop(self.host);
+    }
 }
 
 /// How many fills at each end of the floor are summarised.

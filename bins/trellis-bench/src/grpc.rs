@@ -38,6 +38,8 @@ use trellis_testlab::Netns;
 
 /// How many containers the concurrency step attaches at once.
 pub const CONCURRENT: usize = 100;
+/// Round trips of a daemon's cheapest call timed at max.
+pub const ROUND_TRIPS: usize = 100;
 /// The default highest endpoint count.
 pub const DEFAULT_MAX: usize = 1000;
 /// The default number of probe attach/detach cycles per level.
@@ -138,6 +140,11 @@ pub trait Peer {
     fn detach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration>;
     /// (VmRSS, VmHWM) in KiB of the peer's long-running process, if it has one.
     fn memory(&self) -> Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
+    /// `n` round trips of the cheapest call a daemon answers, if the peer
+    /// is one: what any attach over its API costs before any work.
+    fn round_trips(&mut self, _n: usize) -> Result<Option<Vec<Duration>>> {
         Ok(None)
     }
 }
@@ -247,6 +254,9 @@ pub struct Curve {
     pub fill: Vec<Duration>,
     /// (VmRSS, VmHWM) KiB at `max` endpoints, for a peer with a daemon.
     pub memory: Option<(u64, u64)>,
+    /// Round trips of the daemon's cheapest call at max (see
+    /// [`Peer::round_trips`]).
+    pub round_trips: Option<Vec<Duration>>,
     /// Wall time of [`CONCURRENT`] attaches at once, or why it failed.
     pub concurrent: Option<Result<Duration, String>>,
     /// Endpoints on the host when the concurrent attaches started.
@@ -262,13 +272,15 @@ pub struct Curve {
 /// Runs the curve of `peer` on `host`, with `containers`; `ports`: every
 /// attach publishes one port. `veths(with_retired)` counts the host's veths
 /// (untimed check): those of endpoints, plus, when asked, the ones trellisd
-/// has detached and retired (`trx…`) but not yet deleted.
+/// has detached and retired (`trx…`) but not yet deleted. `after_fill(i)`
+/// runs after fill `i` (the kernel floor's own fill, interleaved).
 pub fn run(
     peer: &mut dyn Peer,
     containers: &Containers,
     samples: usize,
     ports: bool,
     veths: &dyn Fn(bool) -> usize,
+    after_fill: &mut dyn FnMut(usize) -> Result<()>,
 ) -> Result<Curve> {
     let max = containers.fill.len();
     let mut curve = Curve::default();
@@ -280,6 +292,7 @@ pub fn run(
                     .attach(&s)
                     .with_context(|| format!("fill attach of {}", s.id))?;
                 curve.fill.push(took);
+                after_fill(i)?;
             }
             Step::Probe { level, round } => {
                 let s = containers.probe_slot(level, round, ports);
@@ -299,6 +312,7 @@ pub fn run(
                 let n = veths(false);
                 ensure!(n == max, "host has {n} veths at max, expected {max}");
                 curve.memory = peer.memory()?;
+                curve.round_trips = peer.round_trips(ROUND_TRIPS)?;
             }
             Step::Unfill(i) => {
                 let s = containers.fill_slot(i, ports);

@@ -237,6 +237,10 @@ pub fn curve_lines(name: &str, curve: &Curve, judge: &Judge) -> (Vec<Line>, Vec<
         )),
         None => {}
     }
+    if let Some(trips) = &curve.round_trips {
+        let label = format!("{name}: API round trip @{at} (GetEndpoint, not found)");
+        lines.push(latency(label, trips, &[], None));
+    }
     if let Some((rss, hwm)) = curve.memory {
         let mb = |kib: u64| kib as f64 * 1024.0 / 1e6;
         let targets: Vec<Target> = goals
@@ -328,6 +332,7 @@ mod tests {
             detach: ms(&[20, 21, 22]),
             fill: ms(&[1]),
             memory: Some((20_000, 25_000)),
+            round_trips: Some(ms(&[1, 1, 2])),
             concurrent: Some(Ok(Duration::from_millis(150))),
             concurrent_from: 923,
             concurrent_detach: Some(Ok(Duration::from_millis(90))),
@@ -359,6 +364,7 @@ mod tests {
                 "trellisd: detach (probes, all levels)",
                 "trellisd: 100 concurrent attaches @923→1023",
                 "trellisd: 100 concurrent detaches @1023→923",
+                "trellisd: API round trip @1000 (GetEndpoint, not found)",
                 "trellisd: daemon RSS @1000",
             ]
         );
@@ -384,12 +390,17 @@ mod tests {
             (lines[5].p50.as_str(), lines[5].p99.as_str()),
             ("90.0 ms", "(wall)")
         );
-        // 20 000 KiB = 20.48 MB.
         assert_eq!(
             (lines[6].p50.as_str(), lines[6].p99.as_str()),
+            ("1.00 ms", "2.00 ms")
+        );
+        assert_eq!(lines[6].verdict, "", "the round trip is not judged");
+        // 20 000 KiB = 20.48 MB.
+        assert_eq!(
+            (lines[7].p50.as_str(), lines[7].p99.as_str()),
             ("20.5 MB", "peak 25.6 MB")
         );
-        assert_eq!(lines[6].verdict, "pass");
+        assert_eq!(lines[7].verdict, "pass");
         assert_eq!(Goals::issue(true).attach_p50, 5.0);
     }
 
@@ -397,11 +408,16 @@ mod tests {
     fn peer_lines_show_the_reference_and_no_verdict() {
         let mut c = curve();
         c.memory = None;
+        c.round_trips = None;
         c.concurrent = Some(Err("boom".into()));
         c.concurrent_detach = Some(Err("not run".into()));
         c.detach_settled = None;
         let (lines, notes) = curve_lines("cni", &c, &Judge::Reference("issue: ~22".into()));
-        assert_eq!(lines.len(), 6, "no memory line without a daemon");
+        assert_eq!(
+            lines.len(),
+            6,
+            "no memory or round-trip line without a daemon"
+        );
         assert!(
             lines[..3]
                 .iter()

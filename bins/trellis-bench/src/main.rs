@@ -37,7 +37,9 @@
 //! shared machine; p99 and max carry its noise (and the first sample of each
 //! peer pays for cold caches and, for CNI and netavark, creating the bridge).
 
+mod cluster;
 mod cni;
+mod daemon;
 mod exec;
 mod floor;
 mod grpc;
@@ -84,6 +86,9 @@ enum Cli {
         counts: Vec<usize>,
         trellisd: Option<PathBuf>,
     },
+    /// Cluster mode: attach vs standalone, claim → route, the controller
+    /// under load.
+    Cluster(cluster::Options),
     /// Print usage.
     Help,
 }
@@ -92,6 +97,8 @@ const USAGE: &str =
     "usage: trellis-bench attach|routed [--count N]   (default N = 200; run as root)
        trellis-bench grpc [--max N] [--samples S] [--trellisd PATH] [--no-peers]
        trellis-bench restart [--counts N,M,...] [--trellisd PATH]
+       trellis-bench cluster [--samples S] [--nodes N] [--claims C] [--window SECS]
+                             [--no-watch] [--trellisd PATH] [--controller PATH]
   attach   bridge mode beside CNI bridge+host-local and netavark
   routed   routed mode beside CNI ptp+host-local
   grpc     the trellisd binary over its unix socket beside CNI bridge(+portmap) and
@@ -100,7 +107,13 @@ const USAGE: &str =
            detaches, RSS at N, the kernel's own floor
   restart  trellisd killed (SIGKILL) and stopped (SIGTERM) with N endpoints, for
            each N of the counts (default 100,1000): start → serving, start →
-           converged (Status ready)";
+           converged (Status ready)
+  cluster  trellis-controller with trellisd joined over unix sockets: attach p50/p90/p99
+           on a cluster node vs a standalone one (S rounds, default 100), block
+           claimed for node A → route on node B (S claims), claims/s at the
+           controller, then N simulated nodes (default 1000) registering, claiming,
+           watching and keeping leases: the controller's CPU over a steady window
+           (default 15 s) and its RSS; the targets beside the numbers";
 
 fn number(
     it: &mut dyn Iterator<Item = &str>,
@@ -176,6 +189,9 @@ fn parse(args: &[String]) -> Result<Cli> {
         Some("routed") => true,
         Some("grpc") => return parse_grpc(it),
         Some("restart") => return parse_restart(it),
+        Some("cluster") => {
+            return Ok(cluster::Options::parse(it)?.map_or(Cli::Help, Cli::Cluster));
+        }
         Some("-h" | "--help" | "help") => return Ok(Cli::Help),
         Some(other) => bail!("unknown benchmark {other:?}\n{USAGE}"),
         None => bail!("no benchmark named\n{USAGE}"),
@@ -204,6 +220,7 @@ fn parse(args: &[String]) -> Result<Cli> {
 }
 
 fn main() -> Result<()> {
+    stop_cleanly_on_signals()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse(&args)? {
         Cli::Help => {
@@ -219,7 +236,35 @@ fn main() -> Result<()> {
             peers,
         } => grpc_bench(max, samples, trellisd.as_deref(), peers),
         Cli::Restart { counts, trellisd } => restart_bench(&counts, trellisd.as_deref()),
+        Cli::Cluster(options) => cluster::run(&options),
     }
+}
+
+/// SIGINT, SIGTERM and SIGHUP stop the bench without leaving its daemons
+/// or namespaces behind (a run at 1000 makes over a thousand): the signals
+/// are blocked in every thread (threads started later inherit the mask;
+/// children get a clean one), and one thread waits for them, kills the
+/// daemons, deletes the namespaces and exits.
+fn stop_cleanly_on_signals() -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block()
+        .context("block SIGINT, SIGTERM and SIGHUP")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Ok(signal) = set.wait() else { return };
+            eprintln!("trellis-bench: {signal}: stopping daemons and removing namespaces ...");
+            daemon::kill_all();
+            let n = trellis_testlab::remove_own_namespaces();
+            eprintln!("trellis-bench: removed {n} namespaces");
+            std::process::exit(128 + signal as i32);
+        })
+        .context("start the signal thread")?;
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -371,7 +416,7 @@ fn judge(who: Who, port: bool) -> grpc_report::Judge {
 
 fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) -> Result<()> {
     require_root();
-    let binary = trellisd::locate(explicit)?;
+    let binary = daemon::locate(explicit)?;
     print_header(&format!(
         "trellis-bench grpc: attach p50/p99 at endpoint levels {:?} ({samples} probes each), \
          detach, {c} concurrent attaches and {c} concurrent detaches, RSS at {max}",
@@ -398,13 +443,25 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) 
 
     let mut lines = Vec::new();
     let mut notes = Vec::new();
-    // trellisd's curves, to set against the kernel floor after it has run.
+    // trellisd's curves, to set against the kernel floor.
     let mut trellisd_curves = Vec::new();
+    // The kernel floor fills its own bridge interleaved with the first
+    // trellisd curve's fill (see `floor::KernelFloor`).
+    let mut floor: Option<floor::KernelFloor> = None;
+    let mut floor_fill = Vec::new();
     for (who, port, name) in GRPC_CURVES {
         if !peers && who != Who::Trellisd {
             continue;
         }
-        eprintln!("running: {name}, up to {max} endpoints ...");
+        let with_floor = who == Who::Trellisd && !port;
+        eprintln!(
+            "running: {name}, up to {max} endpoints{} ...",
+            if with_floor {
+                ", interleaved with the kernel floor"
+            } else {
+                ""
+            }
+        );
         let t = Instant::now();
         let host = trellis_testlab::Netns::new("bench-host");
         let veths = |with_retired: bool| {
@@ -415,6 +472,21 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) 
                     with_retired || !trellis_link::is_retired_name(n.split('@').next().unwrap_or(n))
                 })
                 .count()
+        };
+        if with_floor {
+            match rt.block_on(floor::KernelFloor::new()) {
+                Ok(f) => floor = Some(f),
+                Err(e) => notes.push(format!("kernel floor: skipped: {e:#}")),
+            }
+        }
+        // The floor exists only during the curve it is interleaved with.
+        let mut after_fill = |i: usize| -> Result<()> {
+            match floor.as_mut() {
+                Some(f) => rt
+                    .block_on(f.fill_one(&containers.fill[i]))
+                    .context("kernel floor fill"),
+                None => Ok(()),
+            }
         };
         let result = (|| {
             let mut peer: Box<dyn grpc::Peer + '_> = match who {
@@ -427,8 +499,24 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) 
                 }
                 Who::Netavark => Box::new(peers::Netavark::new(&host, scenarios::SUBNET_BASE)?),
             };
-            grpc::run(peer.as_mut(), &containers, samples, port, &veths)
+            grpc::run(
+                peer.as_mut(),
+                &containers,
+                samples,
+                port,
+                &veths,
+                &mut after_fill,
+            )
         })();
+        // Before the host goes: its teardown would run beside them.
+        if let Some(mut f) = floor.take() {
+            match rt.block_on(f.retire_last()) {
+                Ok(note) => notes.push(note),
+                Err(e) => notes.push(format!("kernel floor retirements: skipped: {e:#}")),
+            }
+            floor_fill = std::mem::take(&mut f.fill);
+            f.remove();
+        }
         // The daemon is dead (peer dropped); deleting the host takes every
         // veth, bridge, nftables/iptables rule with it.
         drop(host);
@@ -447,24 +535,21 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) 
             Err(e) => notes.push(format!("{name}: skipped: {e:#}")),
         }
     }
-    eprintln!("running: kernel floor, up to {max} bridge ports ...");
-    match floor::kernel_fill(&rt, &containers) {
-        Ok(times) => {
-            notes.push(fill_note(
-                "kernel floor (trellis-link only: veth made, enslaved, up, container side \
-                 addressed and routed; no daemon, IPAM or store)",
-                &times,
-            ));
-            if let Some(f) = floor::Floor::of(&times) {
-                notes.push(f.note());
-                notes.extend(
-                    trellisd_curves
-                        .iter()
-                        .filter_map(|(name, curve)| floor::gaps(name, curve, &f)),
-                );
-            }
+    if !floor_fill.is_empty() {
+        notes.push(fill_note(
+            "kernel floor (trellis-link only: veth made, enslaved, up, container side \
+             addressed and routed; no daemon, IPAM or store; each fill right after \
+             trellisd's no-port fill of the same container)",
+            &floor_fill,
+        ));
+        if let Some(f) = floor::Floor::of(&floor_fill) {
+            notes.push(f.note());
+            notes.extend(
+                trellisd_curves
+                    .iter()
+                    .filter_map(|(name, curve)| floor::gaps(name, curve, &f)),
+            );
         }
-        Err(e) => notes.push(format!("kernel floor: skipped: {e:#}")),
     }
     println!();
     print!("{}", grpc_report::table(&lines));
@@ -481,7 +566,7 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) 
 
 fn restart_bench(counts: &[usize], explicit: Option<&Path>) -> Result<()> {
     require_root();
-    let binary = trellisd::locate(explicit)?;
+    let binary = daemon::locate(explicit)?;
     print_header(&format!(
         "trellis-bench restart: trellisd killed (SIGKILL) and stopped (SIGTERM), then started \
          again, with {counts:?} endpoints"
@@ -707,6 +792,16 @@ mod tests {
         assert!(parse(&args(&["restart", "--counts"])).is_err());
         assert!(parse(&args(&["restart", "--max", "10"])).is_err());
         assert!(parse(&args(&["restart", "--trellisd"])).is_err());
+    }
+
+    #[test]
+    fn parses_cluster_with_defaults() {
+        assert_eq!(
+            parse(&args(&["cluster"])).unwrap(),
+            Cli::Cluster(cluster::Options::default())
+        );
+        assert_eq!(parse(&args(&["cluster", "--help"])).unwrap(), Cli::Help);
+        assert!(parse(&args(&["cluster", "--count", "3"])).is_err());
     }
 
     #[test]

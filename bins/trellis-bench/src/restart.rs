@@ -24,9 +24,10 @@
 //! (same names and interface indexes): a restart must not destroy working
 //! endpoints, and the run fails loudly if one did.
 
+use crate::daemon::Daemon;
 use crate::grpc::{Peer, Slot, wait_empty};
 use crate::scenarios::SUBNET_BASE;
-use crate::trellisd::{Daemon, NETWORK, Trellisd};
+use crate::trellisd::{NETWORK, Trellisd};
 use anyhow::{Context, Result, bail, ensure};
 use std::collections::BTreeSet;
 use std::fmt;

@@ -94,6 +94,8 @@ fn network_spec(mode: Mode) -> Result<NetworkSpec> {
         Mode::Routed => NetworkMode::Routed,
     };
     Ok(NetworkSpec {
+        subnet_pool: None,
+        cluster_pools: Vec::new(),
         name: "bench".parse().unwrap(),
         subnets: vec![format!("{SUBNET_BASE}/16").parse()?],
         gateway: None,

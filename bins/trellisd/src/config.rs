@@ -68,6 +68,38 @@ pub struct Args {
     /// that drop by policy (false: leave the host firewall alone).
     #[arg(long, env = "TRELLISD_HOST_FIREWALL", value_name = "BOOL")]
     pub host_firewall: Option<bool>,
+    /// Join the cluster of this controller: `unix:/PATH`, `https://HOST:PORT`
+    /// (with --controller-ca) or `http://HOST:PORT` (labs). Without it the
+    /// node stands alone.
+    #[arg(long, env = "TRELLISD_CONTROLLER", value_name = "URL")]
+    pub controller: Option<String>,
+    /// PEM CA that signed the controller's certificate.
+    #[arg(long, env = "TRELLISD_CONTROLLER_CA", value_name = "FILE")]
+    pub controller_ca: Option<PathBuf>,
+    /// PEM certificate of this node, for a controller that asks for one.
+    #[arg(long, env = "TRELLISD_CONTROLLER_CERT", value_name = "FILE")]
+    pub controller_cert: Option<PathBuf>,
+    /// PEM private key of `--controller-cert`.
+    #[arg(long, env = "TRELLISD_CONTROLLER_KEY", value_name = "FILE")]
+    pub controller_key: Option<PathBuf>,
+    /// This node's underlay address (IPv4 and/or IPv6, the flag once each):
+    /// where the other nodes route this node's blocks. Required with
+    /// --controller.
+    #[arg(
+        long = "node-address",
+        env = "TRELLISD_NODE_ADDRESS",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub node_addresses: Vec<std::net::IpAddr>,
+    /// Claim the next block of a pool when fewer free addresses than this
+    /// remain in the node's blocks of it [default: 8].
+    #[arg(long, env = "TRELLISD_CLAIM_AHEAD", value_name = "N")]
+    pub claim_ahead: Option<u32>,
+    /// Give back a block that has been empty this many seconds (never the
+    /// node's last of a pool) [default: 600].
+    #[arg(long, env = "TRELLISD_RELEASE_EMPTY_AFTER", value_name = "SECS")]
+    pub release_empty_after: Option<u64>,
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -98,6 +130,21 @@ struct FileConfig {
     metrics: FileMetrics,
     #[serde(default)]
     host: FileHost,
+    #[serde(default)]
+    cluster: FileCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    controller: Option<String>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    node_addresses: Vec<std::net::IpAddr>,
+    claim_ahead: Option<u32>,
+    release_empty_after: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +193,27 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// What trellis manages on the host beyond its own objects.
     pub host: Host,
+    /// The cluster this node is a member of (`None`: standalone).
+    pub cluster: Option<Cluster>,
+}
+
+/// Membership of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cluster {
+    /// The controller's address.
+    pub controller: String,
+    /// The CA of the controller's certificate (https).
+    pub ca: Option<PathBuf>,
+    /// This node's certificate and key (mutual TLS).
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The node's IPv4 underlay address.
+    pub address_v4: Option<std::net::Ipv4Addr>,
+    /// The node's IPv6 underlay address.
+    pub address_v6: Option<std::net::Ipv6Addr>,
+    /// Claim ahead under this many free addresses.
+    pub claim_ahead: u32,
+    /// Give back blocks empty this many seconds.
+    pub release_empty_after: u64,
 }
 
 /// Host-wide settings trellis manages (both on by default, as Docker does).
@@ -237,6 +305,7 @@ impl Config {
                 forwarding: args.host_forwarding.or(f.host.forwarding).unwrap_or(true),
                 firewall: args.host_firewall.or(f.host.firewall).unwrap_or(true),
             },
+            cluster: resolve_cluster(args, f.cluster)?,
         })
     }
 
@@ -288,6 +357,63 @@ fn resolve_tcp(args: &Args, f: FileTcp) -> Result<Option<Tcp>> {
         ),
     };
     Ok(Some(Tcp { listen, tls }))
+}
+
+fn resolve_cluster(args: &Args, f: FileCluster) -> Result<Option<Cluster>> {
+    let ca = args.controller_ca.clone().or(f.ca);
+    let cert = args.controller_cert.clone().or(f.cert);
+    let key = args.controller_key.clone().or(f.key);
+    let addresses = if args.node_addresses.is_empty() {
+        f.node_addresses
+    } else {
+        args.node_addresses.clone()
+    };
+    let Some(controller) = args.controller.clone().or(f.controller) else {
+        ensure!(
+            ca.is_none() && cert.is_none() && key.is_none() && addresses.is_empty(),
+            "cluster settings are given but no controller is (set cluster.controller or --controller)"
+        );
+        return Ok(None);
+    };
+    let https = controller.starts_with("https://");
+    ensure!(
+        https || controller.starts_with("http://") || controller.starts_with("unix:"),
+        "controller {controller:?}: expected unix:/PATH, https://HOST:PORT or http://HOST:PORT"
+    );
+    ensure!(
+        https == ca.is_some(),
+        "controller {controller:?}: an https controller needs --controller-ca, and only an https one takes it"
+    );
+    let identity = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!("--controller-cert and --controller-key go together"),
+    };
+    let mut v4 = None;
+    let mut v6 = None;
+    for ip in addresses {
+        match ip {
+            std::net::IpAddr::V4(a) if v4.is_none() => v4 = Some(a),
+            std::net::IpAddr::V6(a) if v6.is_none() => v6 = Some(a),
+            other => bail!("node address {other}: at most one IPv4 and one IPv6 address"),
+        }
+    }
+    ensure!(
+        v4.is_some() || v6.is_some(),
+        "a cluster member needs its underlay address (--node-address or cluster.node_addresses): the other nodes route this node's blocks to it"
+    );
+    Ok(Some(Cluster {
+        controller,
+        ca,
+        identity,
+        address_v4: v4,
+        address_v6: v6,
+        claim_ahead: args.claim_ahead.or(f.claim_ahead).unwrap_or(8),
+        release_empty_after: args
+            .release_empty_after
+            .or(f.release_empty_after)
+            .unwrap_or(600),
+    }))
 }
 
 /// Node names are store keys (`nodes/<node>/…`): the one rule is

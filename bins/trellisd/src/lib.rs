@@ -54,6 +54,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
     );
     notify::notify("READY=1");
     let reconciling = tokio::spawn(reconcile(agent.clone()));
+    let member = match &cfg.cluster {
+        Some(c) => Some(tokio::spawn(join(agent.clone(), &cfg.node, c)?)),
+        None => None,
+    };
     let served = server::serve(services, listeners, metrics, Some(agent.clone()), async {
         shutdown.await;
         notify::notify("STOPPING=1");
@@ -61,6 +65,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
     .await;
     // An unfinished reconcile is safe to stop: the next start does it again.
     reconciling.abort();
+    if let Some(m) = member {
+        m.abort();
+    }
     // Retired veths still queued for deletion go before the process does,
     // so a clean stop leaves none (a crash leaves them to the next start).
     if tokio::time::timeout(SETTLE, agent.settle()).await.is_err() {
@@ -68,6 +75,32 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
     }
     fs::remove_socket(&cfg.socket);
     served
+}
+
+/// The node's membership of the cluster `c`: joined to the agent now, its
+/// loops (lease, watch, blocks) returned to be spawned.
+fn join(
+    agent: Arc<Agent>,
+    node: &str,
+    c: &config::Cluster,
+) -> Result<impl Future<Output = ()> + Send + 'static> {
+    let tls = c.ca.clone().map(|ca| trellis_member::TlsFiles {
+        ca,
+        identity: c.identity.clone(),
+    });
+    let api = trellis_member::GrpcController::new(&c.controller, tls.as_ref())
+        .map_err(anyhow::Error::msg)?;
+    let mut mc = trellis_member::MemberConfig::new(trellis_cluster::NodeSpec {
+        name: trellis_types::NodeName::parse("node", node)?,
+        address_v4: c.address_v4,
+        address_v6: c.address_v6,
+        labels: Default::default(),
+    });
+    mc.claim_ahead = c.claim_ahead;
+    mc.release_empty_after = std::time::Duration::from_secs(c.release_empty_after);
+    tracing::info!(controller = %c.controller, "joining the cluster");
+    let member = trellis_member::Member::join(agent, Arc::new(api), mc);
+    Ok(member.run(std::future::pending()))
 }
 
 /// How long a clean stop waits for queued deletions.

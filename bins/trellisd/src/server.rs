@@ -9,16 +9,14 @@
 //! future, so that tests can bind what they like and stop it when they like.
 
 use crate::metrics::{Metrics, RpcMetricsLayer};
-use anyhow::{Context, Result};
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::ServerTlsConfig;
 use trellis_agent::Agent;
+use trellis_daemon::{Error, Servers};
 
 /// How long in-flight calls (and open Watch streams) get to finish after the
 /// shutdown signal before their connections are dropped.
@@ -41,16 +39,8 @@ pub struct Listeners {
 pub use trellis_grpc::Services;
 
 /// Loads the TLS identity (and client CA) named in the config.
-pub fn tls_config(tls: &crate::config::Tls) -> Result<ServerTlsConfig> {
-    let read = |p: &std::path::Path, what: &str| {
-        std::fs::read(p).with_context(|| format!("read TLS {what} {}", p.display()))
-    };
-    let identity = Identity::from_pem(read(&tls.cert, "certificate")?, read(&tls.key, "key")?);
-    let mut cfg = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &tls.client_ca {
-        cfg = cfg.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
-    }
-    Ok(cfg)
+pub fn tls_config(tls: &crate::config::Tls) -> Result<ServerTlsConfig, Error> {
+    trellis_daemon::tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
 }
 
 /// Serves `services` on `listeners` (and metrics from `metrics` and `agent`)
@@ -61,73 +51,23 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     agent: Option<Arc<Agent>>,
     shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
+) -> anyhow::Result<()> {
+    let mut servers = Servers::new();
     let layer = RpcMetricsLayer::new(metrics.rpc());
-    let mut tasks = JoinSet::new();
-    let unix = Server::builder()
-        .layer(layer.clone())
-        .add_routes(services.routes.clone())
-        .serve_with_incoming_shutdown(trellis_grpc::unix_incoming(listeners.unix), stopped());
-    tasks.spawn(async move { unix.await.context("gRPC on the unix socket") });
-    if let Some((listener, tls)) = listeners.tcp {
-        let mut builder = Server::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls).context("TLS configuration")?;
-        }
-        let tcp = builder
-            .layer(layer)
-            .add_routes(services.routes.clone())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped());
-        tasks.spawn(async move { tcp.await.context("gRPC over TCP") });
-    }
+    let unix = trellis_grpc::unix_incoming(listeners.unix);
+    servers.spawn_grpc(layer, &services.routes, unix, listeners.tcp)?;
     if let Some(listener) = listeners.metrics {
         let render = move || {
             let (metrics, agent) = (metrics.clone(), agent.clone());
             async move { metrics.scrape(agent.as_deref()).await }
         };
-        let http = crate::metrics::serve_http(listener, render, stopped());
-        tasks.spawn(async move {
+        let http = crate::metrics::serve_http(listener, render, servers.stopped());
+        servers.spawn("metrics", async move {
             http.await;
-            Ok(())
+            Ok::<_, Infallible>(())
         });
     }
-    tokio::select! {
-        () = shutdown => tracing::info!("shutting down"),
-        Some(done) = tasks.join_next() => {
-            // A server ended on its own: that is an error, stop the others.
-            let _ = stop_tx.send(true);
-            tasks.abort_all();
-            return done.context("server task")?.and_then(|()| anyhow::bail!("a server stopped unexpectedly"));
-        }
-    }
+    servers.wait(shutdown).await?;
     services.shutting_down().await;
-    let _ = stop_tx.send(true);
-    drain(tasks).await
-}
-
-/// Waits for the servers to finish their calls, for at most [`GRACE`].
-async fn drain(mut tasks: JoinSet<Result<()>>) -> Result<()> {
-    let all = async {
-        let mut first_err = None;
-        while let Some(done) = tasks.join_next().await {
-            if let Err(e) = done.context("server task").and_then(|r| r) {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    };
-    match tokio::time::timeout(GRACE, all).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!(grace = ?GRACE, "calls still open after the grace period; dropping them");
-            Ok(())
-        }
-    }
+    Ok(servers.drain(GRACE).await?)
 }

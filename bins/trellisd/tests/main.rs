@@ -1,10 +1,11 @@
-//! trellisd's integration tests: configuration, the socket's life cycle, and
-//! the binary end to end inside a network namespace of its own (also driven
-//! by Python's grpcio), and restarts of it with traffic flowing.
+//! trellisd's integration tests: configuration, and the binary end to end
+//! inside a network namespace of its own (the socket's modes and a stale
+//! socket replaced; also driven by Python's grpcio), and restarts of it with
+//! traffic flowing. The socket's rules themselves are tested where they live,
+//! in `trellis-daemon`.
 
 mod config;
 mod daemon;
 mod python;
 mod restart;
-mod socket;
 mod util;

@@ -117,8 +117,16 @@ fn restarting_the_daemon_disturbs_no_running_container() {
 
     rt.block_on(async {
         let mut agent = client(&d).await;
-        let status = agent.status(StatusRequest {}).await.unwrap().into_inner();
-        assert!(status.ready, "{:?}", status.reasons);
+        // It serves at once and reconciles in the background: ready soon.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let status = agent.status(StatusRequest {}).await.unwrap().into_inner();
+            if status.ready {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{:?}", status.reasons);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let list = agent
             .list_endpoints(ListEndpointsRequest::default())
             .await

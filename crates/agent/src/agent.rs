@@ -74,6 +74,10 @@ pub struct Agent {
     pub(crate) pool_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Attaches under way: their allocations and veths are not orphans yet.
     pub(crate) inflight: Mutex<HashSet<Handle>>,
+    /// Detaches under way (how many of each handle): between taking the
+    /// kernel objects and deleting the record, an endpoint looks broken to
+    /// a convergence round, which must not rebuild it.
+    pub(crate) detaching: Mutex<HashMap<Handle, usize>>,
     pub(crate) events: broadcast::Sender<Event>,
     /// Whether start-up reconciliation has run (readiness).
     pub(crate) reconciled: AtomicBool,
@@ -83,6 +87,12 @@ pub struct Agent {
     pub(crate) hostfw_warnings: tokio::sync::Mutex<Vec<String>>,
     /// Deletes retired veths in batches, off the requests' path.
     pub(crate) reaper: Reaper,
+    /// The node's cluster membership, once joined.
+    pub(crate) membership: std::sync::RwLock<Option<Arc<dyn crate::Membership>>>,
+    /// Routes to other nodes' blocks (`None`: not managed, standalone).
+    pub(crate) peer_routes: Mutex<Option<Vec<trellis_route::PeerRoute>>>,
+    /// The cluster's prefixes: destinations never masqueraded to.
+    pub(crate) cluster_prefixes: Mutex<Vec<IpNet>>,
 }
 
 impl Agent {
@@ -117,11 +127,15 @@ impl Agent {
             blackholed: Mutex::default(),
             pool_locks: Mutex::default(),
             inflight: Mutex::default(),
+            detaching: Mutex::default(),
             events,
             reconciled: AtomicBool::new(false),
             host: HostPolicy::default(),
             hostfw_warnings: tokio::sync::Mutex::default(),
             reaper: Reaper::start(be.links.clone()),
+            membership: std::sync::RwLock::default(),
+            peer_routes: Mutex::default(),
+            cluster_prefixes: Mutex::default(),
             be,
         })
     }
@@ -227,5 +241,35 @@ impl Drop for Inflight<'_> {
     fn drop(&mut self) {
         let mut set = self.agent.inflight.lock().expect("inflight lock");
         set.remove(&self.handle);
+    }
+}
+
+/// Marks a detach as under way for as long as it lives. Detaches of one
+/// handle may run side by side (each is idempotent), so they are counted.
+pub(crate) struct Detaching<'a> {
+    agent: &'a Agent,
+    handle: Handle,
+}
+
+impl<'a> Detaching<'a> {
+    pub(crate) fn begin(agent: &'a Agent, handle: &Handle) -> Self {
+        let mut map = agent.detaching.lock().expect("detaching lock");
+        *map.entry(handle.clone()).or_default() += 1;
+        Detaching {
+            agent,
+            handle: handle.clone(),
+        }
+    }
+}
+
+impl Drop for Detaching<'_> {
+    fn drop(&mut self) {
+        let mut map = self.agent.detaching.lock().expect("detaching lock");
+        if let Some(n) = map.get_mut(&self.handle) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.handle);
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::model::{AttachRequest, Endpoint, Network, NetworkMode};
 use crate::node::{self, ContainerEnd, NodeState, Port, diff};
 use crate::plan;
 use crate::records::teardown_result;
-use crate::{Error, Inflight};
+use crate::{Detaching, Error, Inflight};
 use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -33,6 +33,9 @@ impl Agent {
     pub async fn attach(&self, req: AttachRequest) -> Result<Endpoint, Error> {
         let net = self.network(req.network.as_str())?;
         crate::validate::check_request(&req, &net)?;
+        // The reaper's batched deletes wait while attaches and detaches
+        // are under way.
+        let _busy = self.reaper.busy();
         let handle = req.handle();
         // Marked under way before the record is read: the record is written
         // before the plumbing, so a record of an attach under way must not be
@@ -184,10 +187,33 @@ impl Agent {
             held.push(lock.lock().await);
         }
         let record = |ips: &[IpAddr]| vec![self.records.create_op(&plan::endpoint(req, net, ips))];
-        let result = self
+        let granted = net.granted();
+        if granted {
+            // Fenced: the controller may soon give this node's blocks away.
+            self.membership()?.may_allocate().map_err(Error::Cluster)?;
+        }
+        let mut result = self
             .ipam
             .allocate_unsynced_with(&handle, &wants, record)
             .await;
+        // A granted pool is full: one more block from the controller (under
+        // the pool's lock, so a burst of attaches claims one, not many).
+        for _ in 0..2 {
+            let Err(trellis_ipam::Error::NoGrantedRoom { pool, .. }) = &result else {
+                break;
+            };
+            let Some(source) = net.cluster_pool_of(pool) else {
+                break;
+            };
+            if let Err(e) = self.grow(&source.name, pool).await {
+                drop(held);
+                return Err(e);
+            }
+            result = self
+                .ipam
+                .allocate_unsynced_with(&handle, &wants, record)
+                .await;
+        }
         drop(held);
         result.map_err(|e| match e {
             trellis_ipam::Error::Invalid(mut bad) if bad.field == "ip" => {
@@ -228,7 +254,9 @@ impl Agent {
         container: &ContainerId,
         ifname: &IfName,
     ) -> Result<(), Error> {
+        let _busy = self.reaper.busy();
         let handle = Handle::new(container.clone(), ifname.clone());
+        let _detaching = Detaching::begin(self, &handle);
         let record = self.records.endpoint(&handle).await?;
         // What the slice holds is named by the veth and the record's ports
         // (and where its container end is): the port removes as a whole.

@@ -205,6 +205,8 @@ fn network_spec(routed: bool) -> NetworkSpec {
         }
     };
     NetworkSpec {
+        subnet_pool: None,
+        cluster_pools: Vec::new(),
         name: "n".parse().unwrap(),
         subnets: vec!["10.5.0.0/24".parse().unwrap()],
         gateway: None,

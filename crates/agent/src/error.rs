@@ -125,6 +125,10 @@ pub enum Error {
         /// The decoder's complaint.
         reason: String,
     },
+    /// The cluster membership could not do what was needed (controller out
+    /// of reach, the node fenced, a cluster pool full).
+    #[error(transparent)]
+    Cluster(#[from] crate::membership::MembershipError),
     /// Teardown went on past failures; these are all of them.
     #[error("teardown of {what} left errors: {}", errors.join("; "))]
     Teardown {
@@ -158,6 +162,7 @@ impl Error {
             Error::HostConflict { .. } => FailedPrecondition,
             Error::NetworkInUse { .. } => FailedPrecondition,
             Error::Busy(_) => Unavailable,
+            Error::Cluster(e) => e.class,
             Error::Ipam(e) => ipam_class(e),
             Error::Link(trellis_link::LinkError::Invalid(_)) => InvalidArgument,
             Error::Link(trellis_link::LinkError::BridgeFull { .. }) => ResourceExhausted,
@@ -179,7 +184,7 @@ fn ipam_class(e: &trellis_ipam::Error) -> ErrorClass {
         E::PoolNotFound { .. } => ErrorClass::NotFound,
         E::PoolExists { .. } | E::AddressTaken { .. } => ErrorClass::AlreadyExists,
         E::PoolInUse { .. } => ErrorClass::FailedPrecondition,
-        E::Exhausted { .. } => ErrorClass::ResourceExhausted,
+        E::Exhausted { .. } | E::NoGrantedRoom { .. } => ErrorClass::ResourceExhausted,
         E::Contention { .. } => ErrorClass::Unavailable,
         _ => ErrorClass::Internal,
     }

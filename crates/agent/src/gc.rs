@@ -61,6 +61,21 @@ impl Agent {
         Ok(report)
     }
 
+    /// The handles an attach or a detach is working on now: a convergence
+    /// round judges neither (their records and kernel objects are between
+    /// two states).
+    fn under_way(&self) -> HashSet<Handle> {
+        let mut h = self.inflight.lock().expect("inflight lock").clone();
+        h.extend(
+            self.detaching
+                .lock()
+                .expect("detaching lock")
+                .keys()
+                .cloned(),
+        );
+        h
+    }
+
     pub(crate) fn is_inflight(&self, h: &Handle) -> bool {
         self.inflight.lock().expect("inflight lock").contains(h)
     }
@@ -71,7 +86,7 @@ impl Agent {
     pub(crate) async fn converge(&self) -> Result<Converged, Error> {
         let mut c = Converged::default();
         let records = self.records.endpoints().await?;
-        let mut inflight = self.inflight.lock().expect("inflight lock").clone();
+        let mut inflight = self.under_way();
         let blocks = match self.owned_routed_blocks().await {
             Ok(blocks) => blocks,
             Err(e) => {
@@ -85,7 +100,8 @@ impl Agent {
             .filter(|e| !inflight.contains(&e.request.handle()))
             .cloned()
             .collect();
-        let mut want = node::desired(&self.networks(), &settled, &blocks, None);
+        let peers = self.peer_routes();
+        let mut want = node::desired(&self.networks(), &settled, &blocks, peers.as_deref());
         let be = &self.be;
         let mut have = match node::observe(&*be.links, &*be.routes, &*be.nat, &want).await {
             Ok(have) => have,
@@ -99,7 +115,7 @@ impl Agent {
         // and deleted after it is gone, so a second listing catches every
         // attach whose veth was observed, and every detach that took one.
         let later = self.records.endpoints().await?;
-        inflight.extend(self.inflight.lock().expect("inflight lock").iter().cloned());
+        inflight.extend(self.under_way());
         let before: HashSet<Handle> = records.iter().map(|e| e.request.handle()).collect();
         let after: HashSet<Handle> = later.iter().map(|e| e.request.handle()).collect();
         inflight.extend(before.symmetric_difference(&after).cloned());
@@ -128,6 +144,11 @@ impl Agent {
         }
         want.nat.ports.sort();
         want.nat.ports.dedup();
+        // The cluster's prefixes: destinations never masqueraded to.
+        want.nat.pools = crate::membership::with_cluster_prefixes(
+            std::mem::take(&mut want.nat.pools),
+            &self.cluster_prefixes(),
+        );
         if !(want.nat.networks.is_empty() && want.nat.pools.is_empty())
             && let Err(e) = be.nat.ensure_table().await
         {

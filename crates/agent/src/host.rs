@@ -156,6 +156,8 @@ mod tests {
         };
         Network {
             spec: NetworkSpec {
+                subnet_pool: None,
+                cluster_pools: Vec::new(),
                 name: name.parse().unwrap(),
                 subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
                 gateway: None,

@@ -59,6 +59,7 @@ mod gc;
 mod guard;
 mod host;
 mod kernel;
+mod membership;
 pub mod model;
 mod network;
 pub mod node;
@@ -73,14 +74,16 @@ mod status;
 mod validate;
 mod watch;
 
-pub(crate) use agent::Inflight;
 pub use agent::{Agent, Backends};
+pub(crate) use agent::{Detaching, Inflight};
 pub use error::{Error, ErrorClass};
 pub use events::Event;
 pub use gc::GcReport;
 pub use host::HostPolicy;
+pub use membership::{Membership, MembershipError};
 pub use model::{
-    AttachRequest, Endpoint, EndpointFilter, Network, NetworkMode, NetworkSpec, PortSpec,
+    AttachRequest, ClusterPool, Endpoint, EndpointFilter, Network, NetworkMode, NetworkSpec,
+    PortSpec,
 };
 pub(crate) use ports::Ports;
 pub use reconcile::ReconcileReport;

@@ -56,6 +56,27 @@ pub struct NetworkSpec {
     /// they are created.
     #[serde(default)]
     pub reach: Vec<NetworkName>,
+    /// Bridge mode, in a cluster: take the subnet from this controller pool
+    /// (one subnet per node, so no two hosts' bridge subnets overlap); then
+    /// `subnets` is left empty by the caller and filled in with the node's
+    /// subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_pool: Option<PoolName>,
+    /// In a cluster: the controller pool of each of `subnets` (same order).
+    /// Set for the cluster's routed networks (their blocks are granted by
+    /// the controller) and for bridge networks with a `subnet_pool`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_pools: Vec<ClusterPool>,
+}
+
+/// A controller pool one subnet of a network comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPool {
+    /// The controller's pool.
+    pub name: PoolName,
+    /// Its block size (prefix length): the local pool's blocks are the
+    /// controller's.
+    pub block_len: u8,
 }
 
 impl NetworkSpec {
@@ -85,6 +106,21 @@ pub struct Network {
 }
 
 impl Network {
+    /// Whether its addresses come from blocks a cluster controller grants
+    /// (a cluster's routed network).
+    pub fn granted(&self) -> bool {
+        self.spec.mode == NetworkMode::Routed && !self.spec.cluster_pools.is_empty()
+    }
+
+    /// The controller pool that local pool `local` (one of
+    /// [`Network::pools`]) takes its blocks from, in a cluster.
+    pub fn cluster_pool_of(&self, local: &str) -> Option<&ClusterPool> {
+        self.pools()
+            .iter()
+            .position(|(p, _)| p.as_str() == local)
+            .and_then(|i| self.spec.cluster_pools.get(i))
+    }
+
     /// The IPAM pool of each subnet: `<network>.v4`, `<network>.v6`.
     pub fn pools(&self) -> Vec<(PoolName, IpNet)> {
         self.spec

@@ -22,6 +22,13 @@ impl Agent {
     /// Creates a network. The same spec twice is a no-op; a clash with another
     /// network's name, subnet or bridge is refused and changes nothing.
     pub async fn create_network(&self, spec: NetworkSpec) -> Result<Network, Error> {
+        if spec.subnet_pool.is_some() {
+            return self.create_with_cluster_subnet(spec).await;
+        }
+        self.create_network_now(spec).await
+    }
+
+    pub(crate) async fn create_network_now(&self, spec: NetworkSpec) -> Result<Network, Error> {
         let mut net = self.validate_network(spec)?;
         if let Ok(existing) = self.network(net.spec.name.as_str()) {
             return if (&existing.spec, &existing.gateways) == (&net.spec, &net.gateways) {
@@ -93,6 +100,19 @@ impl Agent {
                 .set_reach(&reach_pairs(&self.networks()))
                 .await?;
         }
+        if let (Some(pool), [subnet]) = (&net.spec.subnet_pool, net.spec.subnets.as_slice()) {
+            // The node's subnet of a cluster pool goes back with its network.
+            match self.membership() {
+                Ok(m) => {
+                    if let Err(e) = m.release_block(pool, *subnet).await {
+                        tracing::warn!(error = %e, %subnet, "cluster subnet of a deleted network not released");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %subnet, "cluster subnet of a deleted network not released")
+                }
+            }
+        }
         self.emit(Event::NetworkDeleted(net));
         Ok(())
     }
@@ -104,11 +124,17 @@ impl Agent {
                 (NetworkMode::Bridge { .. }, Some(&gateway)) => Reserve::Bridge { gateway },
                 _ => Reserve::None,
             };
+            let granted = net.granted();
             let spec = PoolSpec {
                 name: pool.to_string(),
                 cidr,
-                block_prefix_len: None,
+                // A granted pool's blocks are the controller's.
+                block_prefix_len: net
+                    .cluster_pool_of(pool.as_str())
+                    .filter(|_| granted)
+                    .map(|c| c.block_len),
                 reserve,
+                granted,
             };
             if let Err(e) = self.ipam.create_pool(spec).await {
                 for p in made {

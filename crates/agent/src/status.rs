@@ -15,8 +15,10 @@ pub struct Status {
     pub endpoints: usize,
     /// What trellis could not do on the host for its networks' traffic (a
     /// host firewall chain it cannot amend, its rules missing after a
-    /// firewall reload), one line each. Warnings do not make it unready:
-    /// trellis itself can serve.
+    /// firewall reload), and what is wrong with the node's cluster membership
+    /// (the controller out of reach, and since when; the node fenced; peers
+    /// not directly reachable), one line each. Warnings do not make it
+    /// unready: trellis itself can serve (degraded).
     pub warnings: Vec<String>,
 }
 
@@ -48,7 +50,11 @@ impl crate::Agent {
             reasons,
             networks,
             endpoints,
-            warnings: self.host_firewall_warnings().await,
+            warnings: {
+                let mut w = self.host_firewall_warnings().await;
+                w.extend(self.cluster_warnings());
+                w
+            },
         }
     }
 }

@@ -9,22 +9,47 @@ use tonic::{Code, Status};
 use trellis_agent::{Error, ErrorClass};
 use trellis_types::InvalidInput;
 
-/// The status code of an error class.
-pub fn code(class: ErrorClass) -> Code {
-    match class {
-        ErrorClass::InvalidArgument => Code::InvalidArgument,
-        ErrorClass::NotFound => Code::NotFound,
-        ErrorClass::AlreadyExists => Code::AlreadyExists,
-        ErrorClass::ResourceExhausted => Code::ResourceExhausted,
-        ErrorClass::FailedPrecondition => Code::FailedPrecondition,
-        ErrorClass::Unavailable => Code::Unavailable,
-        ErrorClass::Internal => Code::Internal,
-    }
+/// Defines `pub fn code(class: $class) -> tonic::Code` for a core's
+/// error-class enum whose classes are named after the status codes they map
+/// to, so that the map is one to one by construction and the compiler checks
+/// that it covers every class; and, for tests, `CLASSES`: every class listed
+/// with its code (checked by `assert_one_to_one`). Both edges' maps are made
+/// by it.
+macro_rules! codes_by_name {
+    ($class:ident { $($name:ident),+ $(,)? }) => {
+        /// The status code of an error class: the code of the same name.
+        pub fn code(class: $class) -> tonic::Code {
+            match class {
+                $($class::$name => tonic::Code::$name,)+
+            }
+        }
+
+        /// Every error class with the status code it maps to.
+        #[cfg(test)]
+        const CLASSES: &[($class, tonic::Code)] = &[$(($class::$name, tonic::Code::$name)),+];
+    };
 }
+pub(crate) use codes_by_name;
+
+codes_by_name!(ErrorClass {
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    ResourceExhausted,
+    FailedPrecondition,
+    Unavailable,
+    Internal,
+});
 
 /// A core error as a status with its code and message.
 pub fn status(e: Error) -> Status {
-    let code = code(e.class());
+    answer(code(e.class()), &e)
+}
+
+/// The status of a core error already classified as `code`, keeping the
+/// core's message (shared by the agent's and the controller's services). An
+/// internal error is logged here, since the client sees only its message.
+pub(crate) fn answer(code: Code, e: &dyn std::fmt::Display) -> Status {
     if code == Code::Internal {
         tracing::warn!(error = %e, "internal error answered to a client");
     }
@@ -36,24 +61,24 @@ pub fn invalid(e: InvalidInput) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
+/// Checks that `code` maps each class of `all` onto the code listed with
+/// it, and no two classes onto one code.
+#[cfg(test)]
+pub(crate) fn assert_one_to_one<C: Copy + std::fmt::Debug>(code: fn(C) -> Code, all: &[(C, Code)]) {
+    for (class, want) in all {
+        assert_eq!(code(*class), *want, "{class:?}");
+    }
+    let codes: std::collections::HashSet<_> = all.iter().map(|(c, _)| code(*c)).collect();
+    assert_eq!(codes.len(), all.len(), "two classes share a code");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn classes_map_one_to_one() {
-        let all = [
-            (ErrorClass::InvalidArgument, Code::InvalidArgument),
-            (ErrorClass::NotFound, Code::NotFound),
-            (ErrorClass::AlreadyExists, Code::AlreadyExists),
-            (ErrorClass::ResourceExhausted, Code::ResourceExhausted),
-            (ErrorClass::FailedPrecondition, Code::FailedPrecondition),
-            (ErrorClass::Unavailable, Code::Unavailable),
-            (ErrorClass::Internal, Code::Internal),
-        ];
-        for (class, want) in all {
-            assert_eq!(code(class), want, "{class:?}");
-        }
+        assert_one_to_one(code, CLASSES);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use trellis_agent::{AttachRequest, EndpointFilter, NetworkMode, NetworkSpec, PortSpec};
 use trellis_proto::v1 as pb;
-use trellis_types::{ContainerId, Handle, IfName, InvalidInput, NetnsPath, NetworkName, Protocol};
+use trellis_types::{
+    ContainerId, Handle, IfName, InvalidInput, NetnsPath, NetworkName, PoolName, Protocol,
+};
 
 /// Longest string accepted in any field, in bytes.
 pub const MAX_TEXT: usize = 4096;
@@ -50,7 +52,8 @@ pub fn required<'a>(field: &'static str, s: &'a str) -> Result<&'a str> {
     text(field, s)
 }
 
-fn bounded<T>(field: &'static str, items: &[T], max: usize) -> Result<()> {
+/// `items`, unless more than `max` of them.
+pub(crate) fn bounded<T>(field: &'static str, items: &[T], max: usize) -> Result<()> {
     if items.len() > max {
         let why = format!("at most {max} {field} are accepted");
         return Err(InvalidInput::new(
@@ -89,7 +92,14 @@ pub fn network_spec(spec: Option<pb::NetworkSpec>) -> Result<NetworkSpec> {
         .iter()
         .map(|r| NetworkName::parse("reach", text("reach", r)?))
         .collect::<Result<Vec<_>>>()?;
+    let subnet_pool = match text("subnet_pool", &spec.subnet_pool)? {
+        "" => None,
+        p => Some(PoolName::parse("subnet_pool", p)?),
+    };
     Ok(NetworkSpec {
+        subnet_pool,
+        // Not the caller's to set: the node fills them in.
+        cluster_pools: Vec::new(),
         name,
         mode,
         subnets,
@@ -139,7 +149,8 @@ fn mtu(mtu: u32, subnets: &[IpNet]) -> Result<Option<u32>> {
     Ok(Some(mtu))
 }
 
-fn parse<T: std::str::FromStr>(field: &'static str, s: &str, why: &str) -> Result<T> {
+/// `s` (bounded by [`MAX_TEXT`]) parsed as a `T`; `why` says what was expected.
+pub(crate) fn parse<T: std::str::FromStr>(field: &'static str, s: &str, why: &str) -> Result<T> {
     text(field, s)?
         .parse()
         .map_err(|_| InvalidInput::new(field, s, why))
@@ -205,13 +216,21 @@ fn port(p: &pb::PortMapping) -> Result<PortSpec> {
 
 /// Labels, bounded in number and size; their syntax is the core's to judge.
 pub fn labels(labels: HashMap<String, String>) -> Result<BTreeMap<String, String>> {
+    labels_in("labels", labels)
+}
+
+/// [`labels`] of the field `field` (`spec.labels` of a node).
+pub fn labels_in(
+    field: &'static str,
+    labels: HashMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
     if labels.len() > MAX_LABELS {
         let why = format!("at most {MAX_LABELS} labels are accepted");
-        return Err(InvalidInput::new("labels", labels.len(), why));
+        return Err(InvalidInput::new(field, labels.len(), why));
     }
     for (k, v) in &labels {
-        text("labels", k)?;
-        text("labels", v)?;
+        text(field, k)?;
+        text(field, v)?;
     }
     Ok(labels.into_iter().collect())
 }

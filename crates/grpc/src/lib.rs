@@ -1,4 +1,5 @@
-//! The thin gRPC edge of the node agent (STYLE convention 8).
+//! The thin gRPC edges of the node agent and of the cluster controller
+//! (STYLE convention 8).
 //!
 //! Design decision: this crate decides nothing. Each RPC converts its request
 //! into core types — which validates every field and bounds every size —
@@ -9,12 +10,19 @@
 //! generated code lives in `trellis-proto`.
 //!
 //! [`serve`] takes the listener and the shutdown signal from its caller and
-//! adds gRPC health and reflection beside the agent service. On a unix
+//! adds gRPC health and reflection beside the edge's service; it is generic
+//! over the [`Core`] served, so the agent and the controller are served by
+//! one skeleton ([`EdgeServices`]), not two copies. On a unix
 //! socket each connection goes through [`authority`], so that clients built
 //! on gRPC C-core (Python, Java, C++), which send the socket's path as
 //! `:authority`, are not refused by h2.
+//!
+//! [`controller`] is the same edge over `trellis-cluster`'s controller
+//! (`trellis.v1.Controller`), served by `bins/trellis-controller`; it shares
+//! this crate's bounds, error mapping, serving and unix-socket handling.
 
 pub mod authority;
+pub mod controller;
 mod errors;
 pub mod input;
 mod output;
@@ -23,6 +31,7 @@ mod service;
 mod watch;
 
 pub use authority::unix_incoming;
+pub use controller::{ControllerService, ControllerServices};
 pub use errors::{code, status};
-pub use server::{Services, serve, serve_tcp, serve_unix};
+pub use server::{Core, Edge, EdgeServices, Services, serve, serve_tcp, serve_unix};
 pub use service::AgentService;

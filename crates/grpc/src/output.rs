@@ -27,6 +27,8 @@ pub fn network(n: Network, endpoints: usize) -> pb::Network {
             mtu: s.mtu.unwrap_or(0),
             internal: s.internal,
             reach: s.reach.into_iter().map(String::from).collect(),
+            subnet_pool: s.subnet_pool.map(String::from).unwrap_or_default(),
+            cluster_pools: s.cluster_pools.into_iter().map(|c| c.name.into()).collect(),
         }),
         gateways: texts(&n.gateways),
         endpoints: u32::try_from(endpoints).unwrap_or(u32::MAX),

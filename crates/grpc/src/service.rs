@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::watch as stop;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 use trellis_agent::Agent;
 use trellis_proto::v1 as pb;
@@ -59,6 +60,26 @@ impl AgentService {
             .remove(n.spec.name.as_str())
             .unwrap_or(0);
         Ok(output::network(n, count))
+    }
+}
+
+impl crate::Core for Agent {
+    type Edge = AgentService;
+
+    fn edge(core: Arc<Self>) -> AgentService {
+        AgentService::new(core)
+    }
+}
+
+impl crate::Edge for AgentService {
+    const NAME: &'static str = trellis_proto::SERVICE_NAME;
+
+    fn route(self, routes: Routes) -> Routes {
+        routes.add_service(pb::AgentServer::new(self))
+    }
+
+    fn stop_watches(&self) {
+        AgentService::stop_watches(self)
     }
 }
 

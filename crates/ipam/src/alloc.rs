@@ -418,6 +418,12 @@ impl Ipam {
         if own_room || self.cached(pool).as_ref() != Some(cached) {
             return Ok(None);
         }
+        if spec.granted {
+            return Err(Error::NoGrantedRoom {
+                pool: pool.to_owned(),
+                host: self.host.clone(),
+            });
+        }
         let claimed: Vec<IpNet> = blocks.iter().map(|(b, _)| b.cidr).collect();
         let Some(block) = first_unclaimed(&spec, &claimed, &self.host) else {
             return self.borrow(pool, handle, blocks).await;
@@ -442,6 +448,13 @@ impl Ipam {
         let cidr = pool.block_of(ip);
         let (mut block, expect) = match self.read_block(&block_key(&pool.name, cidr)).await? {
             Some((block, rev)) => (block, Expect::Revision(rev)),
+            None if pool.granted => {
+                let why = format!(
+                    "not in a block of pool {:?} granted to this node",
+                    pool.name
+                );
+                return Err(InvalidInput::new("ip", ip, why).into());
+            }
             None => (Block::new(pool, cidr, &self.host), Expect::Absent),
         };
         let ordinal = block.ordinal(ip);

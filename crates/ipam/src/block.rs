@@ -65,6 +65,11 @@ pub(crate) struct Block {
     /// borrowing existed, hence the default.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub borrowers: BTreeMap<u32, String>,
+    /// No new address is handed out of it (a granted block the controller
+    /// no longer counts as this host's; see
+    /// [`Ipam::freeze_block`](crate::Ipam::freeze_block)); those in use stay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frozen: bool,
 }
 
 impl Block {
@@ -85,6 +90,7 @@ impl Block {
             reserved,
             handles: BTreeMap::new(),
             borrowers: BTreeMap::new(),
+            frozen: false,
         }
     }
 
@@ -120,8 +126,11 @@ impl Block {
         ordinal_in(self.cidr, ip)
     }
 
-    /// Addresses neither used nor reserved.
+    /// Addresses neither used nor reserved (none in a frozen block).
     pub(crate) fn free(&self) -> u32 {
+        if self.frozen {
+            return 0;
+        }
         self.size() - self.used.count() - self.reserved.count()
     }
 
@@ -156,6 +165,9 @@ impl Block {
     /// Allocates the next free address at or after the cursor, wrapping
     /// around (next-fit), for host `by`, and moves the cursor past it.
     pub(crate) fn allocate_next(&mut self, handle: &Handle, by: &str) -> Option<IpAddr> {
+        if self.frozen {
+            return None;
+        }
         let size = self.size();
         let ordinal = (0..size)
             .map(|i| (self.cursor + i) % size)
@@ -224,6 +236,7 @@ mod tests {
             reserve: Reserve::Bridge {
                 gateway: "10.0.0.1".parse().unwrap(),
             },
+            granted: false,
         }
     }
 

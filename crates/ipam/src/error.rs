@@ -44,6 +44,18 @@ pub enum Error {
         /// The host that asked.
         host: String,
     },
+    /// A pool whose blocks are granted from outside has no free address in
+    /// the blocks granted to this host (more must be granted first).
+    #[error(
+        "pool {pool:?}: no free address in the blocks granted to host {host:?} \
+         (a block must be claimed from the controller)"
+    )]
+    NoGrantedRoom {
+        /// The pool's name.
+        pool: String,
+        /// The host that asked.
+        host: String,
+    },
     /// A specific address was asked for that another handle holds.
     #[error("address {ip} in pool {pool:?} is already allocated to {holder}")]
     AddressTaken {

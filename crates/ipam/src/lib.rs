@@ -61,6 +61,11 @@
 //!   pool is one L2 subnet, so block boundaries inside it are not subnet
 //!   boundaries and `.64` is an ordinary address. [`Reserve::None`] (routed
 //!   mode) makes every address usable.
+//! * **Blocks may be granted from outside** ([`PoolSpec::granted`]): in a
+//!   cluster the controller decides which node holds a block, and the node
+//!   adopts it ([`Ipam::adopt_block`]); allocation in such a pool never
+//!   claims or borrows, and says so when the granted blocks are full
+//!   ([`Error::NoGrantedRoom`]).
 //! * **Compact records.** A block record is JSON holding two bitmaps (used,
 //!   reserved; 64 bits for a /26) and the handle of each used ordinal.
 //!
@@ -94,6 +99,7 @@ mod block;
 mod borrow;
 mod cache;
 mod error;
+mod grant;
 mod ipam;
 mod pool;
 mod release;
@@ -104,6 +110,7 @@ mod mock_tests;
 
 pub use alloc::Want;
 pub use error::Error;
+pub use grant::BlockUse;
 pub use ipam::{DEFAULT_MAX_ATTEMPTS, Ipam};
 pub use pool::{DEFAULT_BLOCK_V4, DEFAULT_BLOCK_V6, Pool, PoolSpec, Reserve};
 pub use scan::{Allocation, Usage};

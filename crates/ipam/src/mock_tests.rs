@@ -370,5 +370,6 @@ fn ipam_pool() -> Pool {
         reserve: Reserve::Bridge {
             gateway: "10.0.0.1".parse().unwrap(),
         },
+        granted: false,
     }
 }

@@ -49,6 +49,11 @@ pub struct PoolSpec {
     pub block_prefix_len: Option<u8>,
     /// Which addresses are never handed out.
     pub reserve: Reserve,
+    /// Blocks are granted from outside (a cluster controller) and adopted
+    /// with [`Ipam::adopt_block`](crate::Ipam::adopt_block): an allocation
+    /// never claims a block of its own nor borrows, and fails with
+    /// [`Error::NoGrantedRoom`] when the granted blocks are full.
+    pub granted: bool,
 }
 
 /// A validated, stored pool.
@@ -62,6 +67,10 @@ pub struct Pool {
     pub block_prefix_len: u8,
     /// Which addresses are never handed out.
     pub reserve: Reserve,
+    /// Blocks come only from [`Ipam::adopt_block`](crate::Ipam::adopt_block)
+    /// (see [`PoolSpec::granted`]).
+    #[serde(default)]
+    pub granted: bool,
 }
 
 /// All pools, stored under one key so that the overlap check and the insert
@@ -93,6 +102,7 @@ impl Pool {
             cidr,
             block_prefix_len,
             reserve: spec.reserve,
+            granted: spec.granted,
         })
     }
 

@@ -199,13 +199,23 @@ pub fn delete(name: &str) -> Request {
     Request::new("delete link", name, CHANGE, M::DelLink(named(name))).done_if(GONE)
 }
 
-/// Takes link `index` out of service ahead of its deletion: down (its
-/// routes and neighbours go with that) and off its bridge, in one request.
-pub fn retire(index: u32, subject: &str) -> Request {
+/// Sets link `index` down (its routes and neighbours go with it).
+pub fn down(index: u32, subject: &str) -> Request {
     let mut msg = indexed(index);
     msg.header.change_mask |= LinkFlags::Up;
+    Request::new("set down", subject, CHANGE, M::SetLink(msg)).done_if(GONE)
+}
+
+/// Takes link `index` off its bridge (a link on none is left as it is).
+///
+/// Sent on its own, before [`down`]: the kernel applies a request's flags
+/// before its master, and each change of a bridge port's state walks the
+/// bridge's ports and forwarding database — taken off first, the port is
+/// walked once, not twice.
+pub fn off_bridge(index: u32, subject: &str) -> Request {
+    let mut msg = indexed(index);
     msg.attributes.push(LinkAttribute::Controller(0));
-    Request::new("take out of service", subject, CHANGE, M::SetLink(msg)).done_if(GONE)
+    Request::new("take off its bridge", subject, CHANGE, M::SetLink(msg)).done_if(GONE)
 }
 
 /// Renames link `index` (it must be down: the kernel refuses to rename a

@@ -9,10 +9,11 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use trellis_netlink::msg::{address_add, address_del};
 use trellis_netlink::netns::{check_netns, open_netns};
 use trellis_netlink::{
@@ -28,6 +29,13 @@ pub struct NetlinkLinks {
     sockets: Sockets,
     /// Namespaces never to be taken for a container's (read once, here).
     reserved: Arc<Vec<ReservedNetns>>,
+    /// The index of each bridge a veth was put on, by name: known after the
+    /// first lookup, so an attach does not look its bridge up again. A
+    /// bridge deleted and made again (by anyone) gets a new index — the
+    /// kernel hands indexes out cyclically and never reuses one soon —, so
+    /// a stale entry fails the create, which is then retried once with a
+    /// fresh lookup.
+    masters: Arc<Mutex<HashMap<IfName, u32>>>,
 }
 
 impl NetlinkLinks {
@@ -44,7 +52,11 @@ impl NetlinkLinks {
     /// Builds on existing sockets (to share them with trellis-route).
     pub fn new(sockets: Sockets) -> Self {
         let reserved = Arc::new(reserved_netns(sockets.host_netns()));
-        Self { sockets, reserved }
+        Self {
+            sockets,
+            reserved,
+            masters: Arc::default(),
+        }
     }
 
     /// The sockets, to hand to trellis-route.
@@ -90,6 +102,37 @@ fn fresh_group() -> u32 {
 }
 
 impl NetlinkLinks {
+    /// The index of `master` (`None` for none), and whether it came from
+    /// [`NetlinkLinks::masters`] rather than a lookup just now.
+    async fn master_index(
+        &self,
+        master: Option<&LinkRef>,
+    ) -> Result<(Option<u32>, bool), LinkError> {
+        let name = match master {
+            None => return Ok((None, false)),
+            Some(LinkRef::Index(i)) => return Ok((Some(*i), false)),
+            Some(LinkRef::Name(name)) => name,
+        };
+        if let Some(&i) = self.masters().get(name) {
+            return Ok((Some(i), true));
+        }
+        let index = must_get(self.sockets.host(), &LinkRef::Name(name.clone()))
+            .await?
+            .index;
+        self.masters().insert(name.clone(), index);
+        Ok((Some(index), false))
+    }
+
+    fn forget_master(&self, master: Option<&LinkRef>) {
+        if let Some(LinkRef::Name(name)) = master {
+            self.masters().remove(name);
+        }
+    }
+
+    fn masters(&self) -> std::sync::MutexGuard<'_, HashMap<IfName, u32>> {
+        self.masters.lock().expect("masters lock")
+    }
+
     async fn reconcile_bridge(
         &self,
         existing: LinkSummary,
@@ -144,38 +187,42 @@ impl NetlinkLinks {
     }
 
     /// The container end of a veth being retired: down, without addresses,
-    /// renamed, if it is there and is the peer of host link `host_index`.
+    /// renamed, if it is there and is the peer of host link `host_index`;
+    /// whether it was.
     async fn retire_container_end(
         &self,
         end: &RetireEnd,
         peer: u32,
         host_index: u32,
-    ) -> Result<(), LinkError> {
+    ) -> Result<bool, LinkError> {
         let ns = Ns::Path(end.netns.clone());
         let handle = match self.sockets.handle(&ns).await {
             Ok(h) => h,
             // The namespace is gone (or is no namespace): its end went, or
             // goes, with the host end.
-            Err(NetnsError::Invalid(_)) => return Ok(()),
+            Err(NetnsError::Invalid(_)) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
         let Some(link) = get(&handle, &LinkRef::Index(peer)).await? else {
-            return Ok(());
+            return Ok(false);
         };
         if link.name != end.ifname.as_str() || link.link != Some(host_index) {
-            return Ok(());
+            return Ok(false);
         }
         let subject = format!("{} in {}", end.ifname, end.netns);
         let answers = nl::fetch(&handle, msg::dump_addresses(&subject)).await?;
-        let mut reqs = vec![msg::retire(peer, &subject)];
+        let mut reqs = vec![msg::down(peer, &subject)];
         reqs.extend(answers.iter().filter_map(|m| match m {
             RouteNetlinkMessage::NewAddress(a) if a.header.index == peer => {
                 msg::local_address(a).map(|ip| address_del(peer, &subject, ip))
             }
             _ => None,
         }));
-        Self::rename_retired(&handle, peer, &subject, reqs).await?;
-        Ok(())
+        match Self::rename_retired(&handle, peer, &subject, reqs).await {
+            // Gone meanwhile, with its namespace or its pair.
+            Err(LinkError::Kernel(e)) if e.is(Errno::ENODEV) => Ok(false),
+            other => other.map(|_| true),
+        }
     }
 
     /// The host end of a new veth: IPv6 off before it comes up (unless the
@@ -254,31 +301,36 @@ impl Links for NetlinkLinks {
         // Validate the namespace before anything is sent.
         let netns = open_netns(&spec.container_netns)?;
         let host = self.sockets.host();
-        let master = match &spec.master {
-            Some(m) => Some(index_of(host, m).await?),
-            None => None,
-        };
+        let (mut master, mut cached) = self.master_index(spec.master.as_ref()).await?;
         let mac = spec
             .container_mac
             .unwrap_or_else(|| naming::container_mac(&spec.host_name));
-        let req = msg::veth_create(spec, netns.as_raw_fd(), master, mac);
-        match nl::apply(host, vec![req]).await {
-            Ok(()) => {}
-            Err(e) if e.is(Errno::EEXIST) => return Err(self.veth_exists_error(spec).await),
-            Err(e) if e.is(Errno::EXFULL) && master.is_some() => {
-                let bridge = spec.master.as_ref().map(ToString::to_string);
-                return Err(LinkError::BridgeFull {
-                    bridge: bridge.unwrap_or_default(),
-                });
+        let made = loop {
+            let req = msg::veth_create(spec, netns.as_raw_fd(), master, mac);
+            match nl::echo(host, req).await {
+                Ok(echoed) => break echoed,
+                Err(_) if cached => {
+                    // The bridge may have been made again since it was
+                    // looked up: look again, and try once more.
+                    self.forget_master(spec.master.as_ref());
+                    (master, cached) = self.master_index(spec.master.as_ref()).await?;
+                }
+                Err(e) if e.is(Errno::EEXIST) => return Err(self.veth_exists_error(spec).await),
+                Err(e) if e.is(Errno::EXFULL) && master.is_some() => {
+                    let bridge = spec.master.as_ref().map(ToString::to_string);
+                    return Err(LinkError::BridgeFull {
+                        bridge: bridge.unwrap_or_default(),
+                    });
+                }
+                // The kernel refuses IFLA_NET_NS_FD of a non-network namespace
+                // with EINVAL before creating anything; say which input was bad.
+                Err(e) if e.is(Errno::EINVAL) => {
+                    check_netns(&spec.container_netns).await?;
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
             }
-            // The kernel refuses IFLA_NET_NS_FD of a non-network namespace
-            // with EINVAL before creating anything; say which input was bad.
-            Err(e) if e.is(Errno::EINVAL) => {
-                check_netns(&spec.container_netns).await?;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        }
+        };
         drop(netns);
         // Sent only once the create succeeded, so they never touch a link
         // that was there before; on failure the new veth goes again.
@@ -288,7 +340,16 @@ impl Links for NetlinkLinks {
                 .ok();
             return Err(e);
         }
-        let made = must_get(host, &LinkRef::Name(spec.host_name.clone())).await?;
+        // The kernel echoes the new link (its index, and its peer's as
+        // IFLA_LINK); a kernel that does not is asked.
+        let echoed = made.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(lookup::summarise(l)),
+            _ => None,
+        });
+        let made = match echoed {
+            Some(l) if l.name == spec.host_name.as_str() => l,
+            _ => must_get(host, &LinkRef::Name(spec.host_name.clone())).await?,
+        };
         Ok(VethInfo {
             host_ifindex: made.index,
             // IFLA_LINK of a veth is its peer's index, in the peer's namespace.
@@ -365,20 +426,40 @@ impl Links for NetlinkLinks {
         let Some(link) = get(socket, &LinkRef::Name(host.clone())).await? else {
             return Ok(None);
         };
+        let mut peer_down = false;
         if let (Some(end), Some(peer)) = (container, link.link) {
-            self.retire_container_end(&end, peer, link.index).await?;
+            peer_down = self.retire_container_end(&end, peer, link.index).await?;
         }
-        let first = vec![msg::retire(link.index, host.as_str())];
-        Self::rename_retired(socket, link.index, host.as_str(), first)
-            .await
-            .map(Some)
+        let (off, down) = (
+            msg::off_bridge(link.index, host.as_str()),
+            msg::down(link.index, host.as_str()),
+        );
+        // With its peer down the port is disabled and harmless: off the
+        // bridge first, so the bridge walks its ports once (see
+        // `msg::off_bridge`). Otherwise down first, so the port never
+        // carries traffic outside its bridge.
+        let first = if peer_down {
+            vec![off, down]
+        } else {
+            vec![down, off]
+        };
+        match Self::rename_retired(socket, link.index, host.as_str(), first).await {
+            // Gone while being retired (its namespace's teardown took the
+            // pair): nothing is left to retire.
+            Err(LinkError::Kernel(e)) if e.is(Errno::ENODEV) => Ok(None),
+            other => other.map(Some),
+        }
     }
 
     async fn delete_link(&self, name: &IfName) -> Result<(), LinkError> {
+        self.masters().remove(name);
         Ok(nl::apply(self.sockets.host(), vec![msg::delete(name.as_str())]).await?)
     }
 
     async fn delete_links(&self, names: &[IfName]) -> Result<(), LinkError> {
+        for name in names {
+            self.masters().remove(name);
+        }
         let host = self.sockets.host();
         let group = fresh_group();
         let marks = names

@@ -640,3 +640,51 @@ async fn host_ports_held_by_sockets_are_found_by_a_bind_probe() {
             .is_empty()
     );
 }
+
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
+#[tokio::test]
+async fn a_veth_finds_its_bridge_made_again_behind_trellis_back() {
+    // The bridge's index is remembered after the first veth put on it by
+    // name; a bridge deleted and made again (here by hand) has another.
+    let lab = Lab::new().await;
+    let c = Netns::new("ctr");
+    lab.links.ensure_bridge(&bridge("br0")).await.unwrap();
+    let by_name = |host: &str, peer: &str| VethSpec {
+        master: Some(LinkRef::Name(ifn("br0"))),
+        ..veth(host, &c, peer, None)
+    };
+    let first = lab
+        .links
+        .create_veth(&by_name("tr0000000000006", "eth0"))
+        .await
+        .unwrap();
+    assert!(
+        lab.host
+            .ip("link show tr0000000000006")
+            .contains("master br0")
+    );
+    lab.host.ip("link del br0");
+    lab.host.ip("link add br0 type bridge");
+    let second = lab
+        .links
+        .create_veth(&by_name("tr0000000000007", "eth1"))
+        .await
+        .unwrap();
+    let shown = lab.host.ip("link show tr0000000000007");
+    assert!(shown.contains("master br0"), "{shown}");
+    // The echo of the create gives the same indexes a lookup does.
+    let host = lab.host.ip("-o link show tr0000000000007");
+    assert!(
+        host.starts_with(&format!("{}: ", second.host_ifindex)),
+        "{host}"
+    );
+    let peer = c.ip("-o link show eth1");
+    assert!(
+        peer.starts_with(&format!("{}: ", second.container_ifindex)),
+        "{peer}"
+    );
+    assert_ne!(first.host_ifindex, second.host_ifindex);
+}

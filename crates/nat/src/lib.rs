@@ -60,7 +60,7 @@
 //!     chain postrouting { type nat hook postrouting priority srcnat; policy accept;
 //!         ct status dnat ip saddr . oifname @own4 masquerade    # hairpin
 //!         ip saddr . oifname @own4 return                       # stays on its bridge
-//!         ip saddr @masq4 masquerade                            # leaves the host
+//!         ip saddr @masq4 ip daddr != @pools4 masquerade        # leaves the host
 //!         ip saddr @natpools4 ip daddr != @pools4 masquerade    # routed, to the world
 //!         (the same four for ip6) }
 //! }

@@ -80,14 +80,29 @@ fn stay(f: Fam) -> Rule {
 }
 
 /// Everything else from a masqueraded bridge subnet leaves behind the host's
-/// address.
+/// address — except to a routed pool (or a cluster's prefix, which the node
+/// adds to the same set): containers reaching pods, on this host or another
+/// node of the cluster, keep their source address, as pods reaching pods do.
 fn bridge_out(f: Fam) -> Rule {
     let mut exprs = nfproto_is(f).to_vec();
-    exprs.extend([addr(f, false), lookup(f.masq()), Expr::Masquerade]);
+    exprs.extend([addr(f, false), lookup(f.masq())]);
+    exprs.extend([
+        addr(f, true),
+        Expr::NotIn {
+            set: f.pools(),
+            sreg: REG0,
+        },
+        Expr::Masquerade,
+    ]);
+    let ip = f.nft_name();
     Rule {
         chain: CHAIN,
         exprs,
-        text: format!("{} saddr @{} masquerade", f.nft_name(), f.masq()),
+        text: format!(
+            "{ip} saddr @{} {ip} daddr != @{} masquerade",
+            f.masq(),
+            f.pools()
+        ),
     }
 }
 

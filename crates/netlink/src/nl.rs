@@ -9,8 +9,8 @@
 use crate::error::KernelError;
 use futures::StreamExt;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
@@ -190,6 +190,18 @@ pub async fn fetch(
             other => return other,
         }
     }
+    fetch_once(handle, &req).await
+}
+
+/// Sends one change with `NLM_F_ECHO` and returns what the kernel echoes
+/// of the object it made or changed (Linux ≥ 6.1 echoes a new link; older
+/// kernels answer with the acknowledgement alone: an empty list). A failure
+/// is reported as [`apply`] reports it.
+pub async fn echo(
+    handle: &rtnetlink::Handle,
+    mut req: Request,
+) -> Result<Vec<RouteNetlinkMessage>, KernelError> {
+    req.flags |= NLM_F_ECHO;
     fetch_once(handle, &req).await
 }
 

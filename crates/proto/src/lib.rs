@@ -1,5 +1,6 @@
 //! The trellis.v1 gRPC API as Rust types, generated at build time from
-//! `proto/trellis/v1/agent.proto`.
+//! `proto/trellis/v1/agent.proto` (the node agent) and
+//! `proto/trellis/v1/controller.proto` (the cluster controller).
 //!
 //! Generated code lives here and nowhere else (STYLE convention 8): the service
 //! crate (`trellis-grpc`) and the clients (`netctl`, tests) depend on this crate,
@@ -8,7 +9,7 @@
 
 mod unix;
 
-pub use unix::{ConnectError, channel_unix, connect_unix};
+pub use unix::{ConnectError, channel_unix, channel_unix_lazy, connect_unix};
 
 /// The `trellis.v1` package: messages, `agent_client::AgentClient`,
 /// `agent_server::{Agent, AgentServer}`.
@@ -18,6 +19,8 @@ pub mod v1 {
 
     pub use agent_client::AgentClient;
     pub use agent_server::{Agent, AgentServer};
+    pub use controller_client::ControllerClient;
+    pub use controller_server::{Controller, ControllerServer};
 }
 
 /// The encoded `FileDescriptorSet` of `trellis.v1`, for gRPC server reflection.
@@ -27,6 +30,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// The fully qualified name of the service, as health checks and reflection
 /// know it.
 pub const SERVICE_NAME: &str = "trellis.v1.Agent";
+
+/// The fully qualified name of the controller's service.
+pub const CONTROLLER_SERVICE_NAME: &str = "trellis.v1.Controller";
 
 #[cfg(test)]
 mod tests {

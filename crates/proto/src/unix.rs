@@ -62,6 +62,19 @@ pub async fn channel_unix(path: impl AsRef<Path>) -> Result<Channel, ConnectErro
         .map_err(|source| ConnectError { path, source })
 }
 
+/// A channel to the unix socket `path` that dials on first use and again
+/// after every lost connection: for daemons that must start, and keep
+/// going, while the other side is down (a node's link to its controller).
+pub fn channel_unix_lazy(path: impl AsRef<Path>) -> Channel {
+    let dial = path.as_ref().to_path_buf();
+    Endpoint::from_static("http://trellis.invalid").connect_with_connector_lazy(service_fn(
+        move |_: Uri| {
+            let dial = dial.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(dial).await?)) }
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

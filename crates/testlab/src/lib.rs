@@ -26,12 +26,13 @@
 //! Shelling out to `ip` is fine here: this crate is for tests, and the libraries
 //! under test never spawn processes.
 
+pub mod cluster;
 mod netns;
 pub mod seed;
 mod snapshot;
 mod tcp;
 
-pub use netns::{Netns, unique_name};
+pub use netns::{Netns, names_of, remove_own_namespaces, unique_name};
 pub use snapshot::Snapshot;
 pub use tcp::{Counts, TcpServer, seen_ip, tcp_request, tcp_traffic};
 
@@ -67,3 +68,4 @@ pub fn require_root() {
         );
     }
 }
+pub mod daemon;

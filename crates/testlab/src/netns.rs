@@ -1,8 +1,10 @@
 //! A network namespace owned by a test.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -11,7 +13,59 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// With a short prefix (≤ 4 bytes) it fits an interface name (15 bytes).
 pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}x{}", base36(std::process::id()), base36(n))
+    format!("{}{}", names_of(prefix, std::process::id()), base36(n))
+}
+
+/// How every name [`unique_name`] gives process `pid` with `prefix` begins
+/// (`<prefix><pid base36>x`): for a test that watches another process's
+/// namespaces.
+pub fn names_of(prefix: &str, pid: u32) -> String {
+    format!("{prefix}{}x", base36(pid))
+}
+
+/// The namespaces [`Netns::new`] made in this process and no drop has
+/// deleted yet.
+static LIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+fn live() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Deletes every namespace this process made with [`Netns::new`] that is
+/// still there; how many were listed. For a process stopped by a signal,
+/// whose [`Netns`] values are never dropped (`trellis-bench` calls it from
+/// its signal thread, then exits). Only names this process made are
+/// touched. The list stays locked throughout and after, so another thread
+/// of the process making or dropping a namespace meanwhile waits (and a
+/// main thread unwinding, or returning, waits at its first drop) instead of
+/// racing the deletion or ending the process half-way.
+pub fn remove_own_namespaces() -> usize {
+    let mut live = live();
+    let n = live.len();
+    let script: String = live
+        .iter()
+        .map(|name| format!("netns del {name}\n"))
+        .collect();
+    let deleted = Command::new("ip")
+        .args(["-force", "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut ip| {
+            use std::io::Write;
+            ip.stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(script.as_bytes())?;
+            ip.wait()
+        });
+    if let Err(e) = deleted {
+        eprintln!("testlab: cannot run ip -batch to delete namespaces: {e}");
+    }
+    live.clear();
+    // Held until the process exits.
+    std::mem::forget(live);
+    n
 }
 
 fn base36(mut n: u32) -> String {
@@ -41,6 +95,9 @@ impl Netns {
     pub fn new(role: &str) -> Self {
         crate::require_root();
         let name = format!("{}-{role}", unique_name("tl"));
+        // Listed first: a namespace is never there unlisted (see
+        // `remove_own_namespaces`).
+        live().insert(name.clone());
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         ns.ip("link set lo up");
@@ -150,6 +207,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        live().remove(&self.name);
         // Best effort, and never a second panic while unwinding.
         let out = Command::new("ip")
             .args(["netns", "del", &self.name])

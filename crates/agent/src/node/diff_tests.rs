@@ -16,6 +16,8 @@ fn ifname(s: &str) -> IfName {
 
 fn spec(name: &str, mode: NetworkMode, subnets: &[&str]) -> NetworkSpec {
     NetworkSpec {
+        subnet_pool: None,
+        cluster_pools: Vec::new(),
         name: name.parse().unwrap(),
         mode,
         subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),

@@ -214,7 +214,11 @@ async fn collection_racing_attaches_and_detaches_takes_nothing_it_should_not() {
         let held = agent.ipam().addresses_of(&req.handle()).await.unwrap();
         assert_eq!(held.len(), ep.addresses.len(), "{}", req.container);
     }
-    // One last collection with everything settled changes nothing.
+    // One last collection with everything settled changes nothing. Settled
+    // means the reaper's queue too: the detaches above left retired veths
+    // that it deletes in its own time (and a collection waits for it), so a
+    // snapshot taken before it has run would still hold them.
+    agent.settle().await;
     let before = kernel.snapshot();
     let gc = agent.garbage_collect(&valid).await.unwrap();
     assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");

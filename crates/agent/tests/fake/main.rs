@@ -4,4 +4,5 @@
 //! kernel; these prove the logic.
 
 mod attach;
+mod membership;
 mod util;

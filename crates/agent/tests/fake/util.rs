@@ -41,6 +41,8 @@ pub async fn agent(kernel: &FakeKernel) -> Agent {
 
 pub fn bridge_network() -> NetworkSpec {
     NetworkSpec {
+        subnet_pool: None,
+        cluster_pools: Vec::new(),
         name: "web".parse().unwrap(),
         mode: NetworkMode::Bridge {
             bridge: IfName::parse("bridge", "trellis0").unwrap(),

@@ -26,6 +26,7 @@ pub fn spec(name: &str, cidr: &str, block: Option<u8>, reserve: Reserve) -> Pool
         cidr: cidr.parse().unwrap(),
         block_prefix_len: block,
         reserve,
+        granted: false,
     }
 }
 

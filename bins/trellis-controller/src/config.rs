@@ -1,0 +1,285 @@
+//! Configuration: flags (and their `TRELLIS_CONTROLLER_*` environment
+//! variables) resolved into one validated [`Config`].
+//!
+//! There is no config file: the controller has few settings, and every one
+//! of them is a flag. Errors name the flag at fault.
+
+use anyhow::{Result, bail, ensure};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where state (the redb file) lives by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/trellis-controller";
+/// The default gRPC unix socket.
+pub const DEFAULT_SOCKET: &str = "/run/trellis/controller.sock";
+/// The name of the redb file inside the state directory.
+pub const STORE_FILE: &str = "controller.redb";
+/// The shortest lease accepted: nodes renew every third of it.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
+
+/// The command line of trellis-controller.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trellis-controller",
+    version,
+    about = "The trellis cluster controller: pools, nodes and which node holds which address block"
+)]
+pub struct Args {
+    /// Directory of the durable state (created 0700); the store is
+    /// `controller.redb` inside.
+    #[arg(long, env = "TRELLIS_CONTROLLER_STATE_DIR", value_name = "DIR",
+          default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// The gRPC unix socket (mode 0600).
+    #[arg(long, env = "TRELLIS_CONTROLLER_SOCKET", value_name = "PATH",
+          default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Also serve gRPC on this TCP address (TLS required), e.g. 0.0.0.0:7444.
+    #[arg(long, env = "TRELLIS_CONTROLLER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate (chain) for TCP.
+    #[arg(long, env = "TRELLIS_CONTROLLER_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TCP.
+    #[arg(long, env = "TRELLIS_CONTROLLER_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: when given, TCP clients must present a certificate it signed.
+    #[arg(long, env = "TRELLIS_CONTROLLER_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve TCP in plaintext, without TLS (for labs only; flag only, on purpose).
+    #[arg(long)]
+    pub insecure_tcp: bool,
+    /// A node not heard from for this long is dead: seconds, or a number with
+    /// a unit (`1500ms`, `15s`, `2m`, `1h`); at least 1 s.
+    #[arg(long, env = "TRELLIS_CONTROLLER_LEASE_TTL", value_name = "DURATION",
+          default_value = "15s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// How long after its lease lapsed a dead node's blocks go back to their
+    /// pools (same syntax; 0 gives them back as soon as the node is dead).
+    #[arg(long, env = "TRELLIS_CONTROLLER_GRACE", value_name = "DURATION",
+          default_value = "10m", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Log format.
+    #[arg(
+        long,
+        env = "TRELLIS_CONTROLLER_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter: a level or tracing directives (`info,trellis_cluster=debug`).
+    #[arg(long, env = "RUST_LOG", value_name = "FILTER", default_value = "info")]
+    pub log_level: String,
+}
+
+/// How log lines are written (to stderr), as every trellis daemon's.
+pub use trellis_daemon::LogFormat;
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Directory of the durable state.
+    pub state_dir: PathBuf,
+    /// The gRPC unix socket.
+    pub socket: PathBuf,
+    /// The optional TCP listener.
+    pub tcp: Option<Tcp>,
+    /// Lease time to live.
+    pub lease_ttl: Duration,
+    /// Grace after a lease lapsed before a dead node's blocks go back.
+    pub grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive string.
+    pub log_level: String,
+}
+
+/// gRPC over TCP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tcp {
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// TLS material; `None` only with `--insecure-tcp`.
+    pub tls: Option<Tls>,
+}
+
+/// Paths of the TLS material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Config {
+    /// Validates `args`.
+    pub fn resolve(args: Args) -> Result<Self> {
+        ensure!(
+            args.lease_ttl >= MIN_LEASE_TTL,
+            "--lease-ttl {:?} is shorter than {MIN_LEASE_TTL:?}",
+            args.lease_ttl
+        );
+        trellis_daemon::logging::filter(&args.log_level)?;
+        Ok(Config {
+            tcp: resolve_tcp(&args)?,
+            state_dir: args.state_dir,
+            socket: args.socket,
+            lease_ttl: args.lease_ttl,
+            grace: args.grace,
+            log_format: args.log_format,
+            log_level: args.log_level,
+        })
+    }
+
+    /// The redb file inside the state directory.
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join(STORE_FILE)
+    }
+}
+
+fn resolve_tcp(args: &Args) -> Result<Option<Tcp>> {
+    let (cert, key, client_ca) = (&args.tls_cert, &args.tls_key, &args.tls_client_ca);
+    let Some(listen) = args.listen else {
+        ensure!(
+            cert.is_none() && key.is_none() && client_ca.is_none(),
+            "TLS files are given but no TCP listen address is (--listen)"
+        );
+        ensure!(
+            !args.insecure_tcp,
+            "--insecure-tcp given without a TCP listen address (--listen)"
+        );
+        return Ok(None);
+    };
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            ensure!(
+                !args.insecure_tcp,
+                "--insecure-tcp given with a TLS certificate and key"
+            );
+            Some(Tls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: client_ca.clone(),
+            })
+        }
+        (Some(_), None) => bail!("--tls-cert given without --tls-key"),
+        (None, Some(_)) => bail!("--tls-key given without --tls-cert"),
+        (None, None) if args.insecure_tcp => {
+            ensure!(
+                client_ca.is_none(),
+                "--tls-client-ca makes no sense with --insecure-tcp"
+            );
+            None
+        }
+        (None, None) => bail!(
+            "TCP listen address {listen} has no TLS: give --tls-cert and --tls-key, \
+             or --insecure-tcp to serve plaintext"
+        ),
+    };
+    Ok(Some(Tcp { listen, tls }))
+}
+
+/// A duration: whole seconds (`15`), or a whole number with a unit (`ms`,
+/// `s`, `m`, `h`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let bad = || format!("{s:?} is not a duration like 15, 15s, 1500ms, 10m or 1h");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let per_unit_ms: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(per_unit_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(argv: &[&str]) -> Result<Config> {
+        let argv = std::iter::once("trellis-controller").chain(argv.iter().copied());
+        Config::resolve(Args::try_parse_from(argv)?)
+    }
+
+    fn refused(argv: &[&str], says: &str) {
+        let e = format!("{:#}", resolve(argv).unwrap_err());
+        assert!(e.contains(says), "{argv:?}: {e}");
+    }
+
+    #[test]
+    fn durations_take_seconds_or_a_unit() {
+        let d = |s| parse_duration(s).unwrap();
+        assert_eq!(d("15"), Duration::from_secs(15));
+        assert_eq!(d("15s"), Duration::from_secs(15));
+        assert_eq!(d("1500ms"), Duration::from_millis(1500));
+        assert_eq!(d("10m"), Duration::from_secs(600));
+        assert_eq!(d("1h"), Duration::from_secs(3600));
+        for bad in ["", "s", "1.5s", "-1", "10 days", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = resolve(&[]).unwrap();
+        assert_eq!(
+            c.store_path(),
+            PathBuf::from(DEFAULT_STATE_DIR).join(STORE_FILE)
+        );
+        assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(
+            (c.lease_ttl, c.grace),
+            (
+                trellis_cluster::DEFAULT_LEASE_TTL,
+                trellis_cluster::DEFAULT_GRACE
+            )
+        );
+        assert_eq!((c.tcp, c.log_format), (None, LogFormat::Human));
+    }
+
+    #[test]
+    fn tcp_needs_tls_or_an_explicit_insecure_flag() {
+        refused(&["--listen=127.0.0.1:1"], "has no TLS");
+        refused(
+            &["--listen=127.0.0.1:1", "--tls-cert=c"],
+            "without --tls-key",
+        );
+        refused(&["--tls-cert=c", "--tls-key=k"], "no TCP listen address");
+        refused(&["--insecure-tcp"], "without a TCP listen address");
+        refused(
+            &[
+                "--listen=127.0.0.1:1",
+                "--insecure-tcp",
+                "--tls-client-ca=ca",
+            ],
+            "--tls-client-ca",
+        );
+        let c = resolve(&["--listen=127.0.0.1:1", "--insecure-tcp"]).unwrap();
+        assert_eq!(c.tcp.unwrap().tls, None);
+        let c = resolve(&["--listen=127.0.0.1:1", "--tls-cert=c", "--tls-key=k"]).unwrap();
+        assert_eq!(c.tcp.unwrap().tls.unwrap().key, PathBuf::from("k"));
+    }
+
+    #[test]
+    fn leases_and_log_filters_are_checked() {
+        refused(&["--lease-ttl=500ms"], "--lease-ttl");
+        refused(&["--log-level=trellis=notalevel"], "log level");
+        let c = resolve(&["--lease-ttl=3", "--grace=0"]).unwrap();
+        assert_eq!(
+            (c.lease_ttl, c.grace),
+            (Duration::from_secs(3), Duration::ZERO)
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! trellis-controller, the cluster controller: `trellis-cluster`'s
+//! [`Controller`] over a redb store, served over gRPC
+//! (`trellis.v1.Controller`) by `trellis-grpc`'s controller edge, with the
+//! lease sweeper running beside it.
+//!
+//! Design decisions:
+//!
+//! * **A thin binary.** Everything the controller decides lives in
+//!   `trellis-cluster`, everything the wire needs in `trellis-grpc`; this
+//!   crate opens the store, binds, runs the sweeper and waits for a signal.
+//! * **One owner of the state.** The store is one redb file
+//!   (`<state-dir>/controller.redb`), which redb locks: a second controller
+//!   on the same directory fails to start instead of splitting the
+//!   authority. Leases live in memory, so a restart gives every node a full
+//!   lease again: a restart only ever delays a release, never hastens one.
+//! * **No privileges needed.** The controller touches no kernel state; it
+//!   runs as any user that owns its state directory and socket.
+//! * **A daemon like trellisd.** The state directory, the socket's rules,
+//!   logging, signals, TLS files and the drained shutdown are
+//!   `trellis-daemon`'s, shared with trellisd.
+//! * **The unix socket is the local front door**, mode 0600 as trellisd's;
+//!   nodes reach the controller over TCP, which is refused without TLS
+//!   unless `--insecure-tcp` says otherwise, explicitly.
+//! * **Servers take listeners and a shutdown future** ([`server::serve`]),
+//!   as in mini-redis: `main` binds and waits for SIGTERM/SIGINT, and a
+//!   clean stop turns health NOT_SERVING and ends open Watch streams before
+//!   the servers drain.
+
+pub mod config;
+pub mod server;
+
+use anyhow::{Context, Result};
+use config::Config;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use trellis_cluster::Controller;
+use trellis_daemon::fs;
+use trellis_grpc::ControllerServices;
+use trellis_store::RedbStore;
+
+/// Runs the controller described by `cfg` until `shutdown` completes: opens
+/// the store, binds, serves and sweeps leases, and removes the socket on
+/// the way out.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let controller = Arc::new(open(&cfg)?);
+    let listeners = bind(&cfg).await?;
+    let services = ControllerServices::new(controller.clone()).await;
+    let (stop_sweeper, mut sweeper_stopped) = watch::channel(false);
+    let sweeper = tokio::spawn(controller.clone().run_sweeper(async move {
+        let _ = sweeper_stopped.wait_for(|s| *s).await;
+    }));
+    tracing::info!(
+        socket = %cfg.socket.display(),
+        lease_ttl = ?cfg.lease_ttl,
+        grace = ?cfg.grace,
+        "trellis-controller serving"
+    );
+    let served = server::serve(&services, listeners, shutdown).await;
+    let _ = stop_sweeper.send(true);
+    if let Err(e) = sweeper.await {
+        tracing::warn!(error = %e, "the lease sweeper did not stop cleanly");
+    }
+    fs::remove_socket(&cfg.socket);
+    Ok(served?)
+}
+
+fn open(cfg: &Config) -> Result<Controller> {
+    fs::ensure_state_dir(&cfg.state_dir)?;
+    let path = cfg.store_path();
+    let store = RedbStore::open(&path).with_context(|| format!("open store {}", path.display()))?;
+    tracing::info!(store = %path.display(), "store opened");
+    let config = trellis_cluster::Config {
+        lease_ttl: cfg.lease_ttl,
+        grace: cfg.grace,
+        ..trellis_cluster::Config::default()
+    };
+    Ok(Controller::new(Arc::new(store), config))
+}
+
+/// Binds every listener the config names. The TCP address actually bound
+/// is logged (`listen=…`), so that port 0 can be used.
+pub async fn bind(cfg: &Config) -> Result<server::Listeners> {
+    // TCP and its TLS files first: a failure there leaves no socket behind.
+    let tcp = match &cfg.tcp {
+        Some(tcp) => {
+            let listener = TcpListener::bind(tcp.listen)
+                .await
+                .with_context(|| format!("bind TCP {}", tcp.listen))?;
+            let tls = tcp.tls.as_ref().map(server::tls_config).transpose()?;
+            let listen = listener.local_addr().context("the bound TCP address")?;
+            if tls.is_none() {
+                tracing::warn!(%listen, "serving gRPC over TCP WITHOUT TLS (--insecure-tcp)");
+            } else {
+                tracing::info!(%listen, "serving gRPC over TCP with TLS");
+            }
+            Some((listener, tls))
+        }
+        None => None,
+    };
+    let unix = fs::bind_unix(&cfg.socket, "trellis-controller")?;
+    Ok(server::Listeners { unix, tcp })
+}

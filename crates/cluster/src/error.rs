@@ -1,0 +1,85 @@
+//! The controller's error type, classified for the gRPC edge.
+
+use trellis_types::InvalidInput;
+
+/// How the edge answers an [`Error`]: one class, one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// `INVALID_ARGUMENT`.
+    InvalidArgument,
+    /// `NOT_FOUND`.
+    NotFound,
+    /// `ALREADY_EXISTS`.
+    AlreadyExists,
+    /// `RESOURCE_EXHAUSTED`.
+    ResourceExhausted,
+    /// `FAILED_PRECONDITION`.
+    FailedPrecondition,
+    /// `OUT_OF_RANGE`: a watch revision compacted away.
+    OutOfRange,
+    /// `UNAVAILABLE`: contention a retry may resolve.
+    Unavailable,
+    /// `INTERNAL`.
+    Internal,
+}
+
+/// What can go wrong on the controller. Messages are lowercase and name the
+/// pool, node, block or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// Something named does not exist (`what` says what: `pool "p"`).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Something to create exists already, or overlaps what exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// No free block in a pool, or a node's cap reached.
+    #[error("{0}")]
+    Exhausted(String),
+    /// Not allowed in the state things are in (a pool with blocks held, a
+    /// node draining, a block held by another node).
+    #[error("{0}")]
+    Precondition(String),
+    /// A watch asked for a revision the store no longer holds.
+    #[error("revision {0} is compacted away: watch from 0 for a fresh snapshot")]
+    Compacted(u64),
+    /// Concurrent writers kept winning the compare-and-swap.
+    #[error("{what}: gave up after {attempts} conflicting concurrent updates; retry")]
+    Contention {
+        /// What was being updated.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// A stored record could not be decoded.
+    #[error("controller record {key:?} is corrupt: {reason}")]
+    Corrupt {
+        /// The store key.
+        key: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] trellis_store::Error),
+}
+
+impl Error {
+    /// The class the edge maps onto a status code.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Invalid(_) => ErrorClass::InvalidArgument,
+            Error::NotFound(_) => ErrorClass::NotFound,
+            Error::AlreadyExists(_) => ErrorClass::AlreadyExists,
+            Error::Exhausted(_) => ErrorClass::ResourceExhausted,
+            Error::Precondition(_) => ErrorClass::FailedPrecondition,
+            Error::Compacted(_) => ErrorClass::OutOfRange,
+            Error::Contention { .. } => ErrorClass::Unavailable,
+            Error::Store(trellis_store::Error::Compacted { .. }) => ErrorClass::OutOfRange,
+            Error::Corrupt { .. } | Error::Store(_) => ErrorClass::Internal,
+        }
+    }
+}

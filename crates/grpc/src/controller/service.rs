@@ -1,0 +1,266 @@
+//! The `trellis.v1.Controller` service: convert, forward to the core,
+//! convert back.
+//!
+//! Nothing here decides anything about pools, nodes or blocks; each method
+//! is input conversion ([`super::input`]), one call into
+//! [`trellis_cluster::Controller`], and output conversion
+//! ([`super::output`]), with errors mapped by [`super::code`].
+
+use super::errors::status;
+use super::{input, output, watch};
+use crate::errors::invalid;
+use std::sync::Arc;
+use tokio::sync::watch as stop;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+use trellis_cluster::Controller;
+use trellis_proto::v1 as pb;
+
+/// The gRPC service over one controller.
+#[derive(Clone)]
+pub struct ControllerService {
+    controller: Arc<Controller>,
+    /// Flipped to `true` at shutdown, so that open Watch streams end and a
+    /// graceful shutdown does not wait for watchers forever.
+    stopping: stop::Sender<bool>,
+}
+
+impl ControllerService {
+    /// A service answering from `controller`.
+    pub fn new(controller: Arc<Controller>) -> Self {
+        Self {
+            controller,
+            stopping: stop::channel(false).0,
+        }
+    }
+
+    /// The controller behind the service.
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.controller
+    }
+
+    /// Ends every open Watch stream (and any opened later).
+    pub fn stop_watches(&self) {
+        self.stopping.send_replace(true);
+    }
+}
+
+impl crate::Core for Controller {
+    type Edge = ControllerService;
+
+    fn edge(core: Arc<Self>) -> ControllerService {
+        ControllerService::new(core)
+    }
+}
+
+impl crate::Edge for ControllerService {
+    const NAME: &'static str = trellis_proto::CONTROLLER_SERVICE_NAME;
+
+    fn route(self, routes: Routes) -> Routes {
+        routes.add_service(pb::ControllerServer::new(self))
+    }
+
+    fn stop_watches(&self) {
+        ControllerService::stop_watches(self)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(t: T) -> Reply<T> {
+    Ok(Response::new(t))
+}
+
+#[tonic::async_trait]
+impl pb::Controller for ControllerService {
+    async fn create_pool(&self, req: Request<pb::CreatePoolRequest>) -> Reply<pb::Pool> {
+        let spec = input::pool_spec(req.into_inner().spec).map_err(invalid)?;
+        let pool = self.controller.create_pool(spec).await.map_err(status)?;
+        reply(output::pool(pool))
+    }
+
+    async fn get_pool(&self, req: Request<pb::GetPoolRequest>) -> Reply<pb::Pool> {
+        let name = input::pool_name("name", &req.get_ref().name).map_err(invalid)?;
+        let pool = self.controller.pool(&name).await.map_err(status)?;
+        reply(output::pool(pool))
+    }
+
+    async fn list_pools(&self, _: Request<pb::ListPoolsRequest>) -> Reply<pb::ListPoolsResponse> {
+        let pools = self.controller.list_pools().await.map_err(status)?;
+        let pools = pools.into_iter().map(output::pool).collect();
+        reply(pb::ListPoolsResponse { pools })
+    }
+
+    async fn delete_pool(
+        &self,
+        req: Request<pb::DeletePoolRequest>,
+    ) -> Reply<pb::DeletePoolResponse> {
+        let name = input::pool_name("name", &req.get_ref().name).map_err(invalid)?;
+        self.controller.delete_pool(&name).await.map_err(status)?;
+        reply(pb::DeletePoolResponse {})
+    }
+
+    async fn create_cluster_network(
+        &self,
+        req: Request<pb::CreateClusterNetworkRequest>,
+    ) -> Reply<pb::ClusterNetwork> {
+        let spec = input::network_spec(req.into_inner().spec).map_err(invalid)?;
+        let net = self.controller.create_cluster_network(spec).await;
+        reply(output::network(net.map_err(status)?))
+    }
+
+    async fn get_cluster_network(
+        &self,
+        req: Request<pb::GetClusterNetworkRequest>,
+    ) -> Reply<pb::ClusterNetwork> {
+        let name = input::network_name("name", &req.get_ref().name).map_err(invalid)?;
+        let net = self.controller.cluster_network(&name).await;
+        reply(output::network(net.map_err(status)?))
+    }
+
+    async fn list_cluster_networks(
+        &self,
+        _: Request<pb::ListClusterNetworksRequest>,
+    ) -> Reply<pb::ListClusterNetworksResponse> {
+        let nets = self.controller.list_cluster_networks().await;
+        let networks = nets.map_err(status)?.into_iter().map(output::network);
+        reply(pb::ListClusterNetworksResponse {
+            networks: networks.collect(),
+        })
+    }
+
+    async fn delete_cluster_network(
+        &self,
+        req: Request<pb::DeleteClusterNetworkRequest>,
+    ) -> Reply<pb::DeleteClusterNetworkResponse> {
+        let name = input::network_name("name", &req.get_ref().name).map_err(invalid)?;
+        let done = self.controller.delete_cluster_network(&name).await;
+        done.map_err(status)?;
+        reply(pb::DeleteClusterNetworkResponse {})
+    }
+
+    async fn register_node(
+        &self,
+        req: Request<pb::RegisterNodeRequest>,
+    ) -> Reply<pb::RegisterNodeResponse> {
+        let spec = input::node_spec(req.into_inner().spec).map_err(invalid)?;
+        let node = self.controller.register_node(spec).await.map_err(status)?;
+        reply(output::registered(node, self.controller.config()))
+    }
+
+    async fn keep_alive(&self, req: Request<pb::KeepAliveRequest>) -> Reply<pb::KeepAliveResponse> {
+        let r = req.get_ref();
+        let node = input::node_name("node", &r.node).map_err(invalid)?;
+        let usage = input::usage(&r.usage).map_err(invalid)?;
+        let state = self.controller.keep_alive(&node, &usage).await;
+        reply(pb::KeepAliveResponse {
+            lease_ttl_ms: output::ms(self.controller.config().lease_ttl),
+            state: output::node_state(state.map_err(status)?).into(),
+        })
+    }
+
+    async fn get_node(&self, req: Request<pb::GetNodeRequest>) -> Reply<pb::Node> {
+        let name = input::node_name("name", &req.get_ref().name).map_err(invalid)?;
+        let node = self.controller.node(&name).await.map_err(status)?;
+        reply(output::node(node))
+    }
+
+    async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Reply<pb::ListNodesResponse> {
+        let nodes = self.controller.list_nodes().await.map_err(status)?;
+        let nodes = nodes.into_iter().map(output::node).collect();
+        reply(pb::ListNodesResponse { nodes })
+    }
+
+    async fn drain_node(&self, req: Request<pb::DrainNodeRequest>) -> Reply<pb::Node> {
+        let name = input::node_name("name", &req.get_ref().name).map_err(invalid)?;
+        let node = self.controller.drain_node(&name).await.map_err(status)?;
+        reply(output::node(node))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Reply<pb::RemoveNodeResponse> {
+        let r = req.get_ref();
+        let name = input::node_name("name", &r.name).map_err(invalid)?;
+        let released = self.controller.remove_node(&name, r.force).await;
+        reply(pb::RemoveNodeResponse {
+            released: output::prefixes(released.map_err(status)?),
+        })
+    }
+
+    async fn claim_block(&self, req: Request<pb::ClaimBlockRequest>) -> Reply<pb::Block> {
+        let r = req.get_ref();
+        let node = input::node_name("node", &r.node).map_err(invalid)?;
+        let pool = input::pool_name("pool", &r.pool).map_err(invalid)?;
+        let block = self.controller.claim_block(&node, &pool).await;
+        reply(output::block(block.map_err(status)?))
+    }
+
+    async fn release_block(
+        &self,
+        req: Request<pb::ReleaseBlockRequest>,
+    ) -> Reply<pb::ReleaseBlockResponse> {
+        let r = req.get_ref();
+        let node = input::node_name("node", &r.node).map_err(invalid)?;
+        let pool = input::pool_name("pool", &r.pool).map_err(invalid)?;
+        let prefix = input::prefix("prefix", &r.prefix).map_err(invalid)?;
+        let done = self.controller.release_block(&node, &pool, prefix).await;
+        done.map_err(status)?;
+        reply(pb::ReleaseBlockResponse {})
+    }
+
+    async fn list_blocks(
+        &self,
+        req: Request<pb::ListBlocksRequest>,
+    ) -> Reply<pb::ListBlocksResponse> {
+        let (pool, node) = input::block_filter(req.get_ref()).map_err(invalid)?;
+        let blocks = self
+            .controller
+            .list_blocks(pool.as_ref(), node.as_ref())
+            .await
+            .map_err(status)?;
+        reply(pb::ListBlocksResponse {
+            blocks: blocks.into_iter().map(output::block).collect(),
+        })
+    }
+
+    type WatchStream = ReceiverStream<Result<pb::ControllerEvent, Status>>;
+
+    async fn watch(&self, req: Request<pb::ControllerWatchRequest>) -> Reply<Self::WatchStream> {
+        let stream = watch::start(
+            self.controller.clone(),
+            req.get_ref().from_revision,
+            self.stopping.subscribe(),
+        )
+        .await?;
+        reply(stream)
+    }
+
+    async fn check_ipam(&self, _: Request<pb::CheckIpamRequest>) -> Reply<pb::CheckIpamResponse> {
+        let problems = self.controller.check_ipam().await.map_err(status)?;
+        reply(pb::CheckIpamResponse {
+            problems: problems.into_iter().map(output::problem).collect(),
+        })
+    }
+
+    async fn release_ipam(
+        &self,
+        req: Request<pb::ReleaseIpamRequest>,
+    ) -> Reply<pb::ReleaseIpamResponse> {
+        let only = input::prefixes(&req.get_ref().prefixes).map_err(invalid)?;
+        let released = self.controller.release_ipam(&only).await;
+        reply(pb::ReleaseIpamResponse {
+            released: output::prefixes(released.map_err(status)?),
+        })
+    }
+
+    async fn controller_status(
+        &self,
+        _: Request<pb::ControllerStatusRequest>,
+    ) -> Reply<pb::ControllerStatusResponse> {
+        let snapshot = self.controller.snapshot().await.map_err(status)?;
+        reply(output::status(&snapshot))
+    }
+}

@@ -1,0 +1,63 @@
+//! Watch: the core's snapshot and changes, as a server stream.
+//!
+//! The core's stream is pulled, not pushed: it reads the store's history at
+//! the watcher's pace. A task pulls it into a small channel, so a watcher
+//! that reads slowly costs [`BUFFER`] events here and its place in the
+//! store's history; once the history has moved past it, the core's stream
+//! fails with OUT_OF_RANGE, the watcher is cut off, and it resumes from the
+//! revision after the last it saw (getting a fresh snapshot marked
+//! `reset`). Nothing is buffered without bound, and nothing is skipped
+//! silently. A snapshot goes out in parts ([`output::SNAPSHOT_PART`]
+//! objects each), so no message grows with the cluster.
+
+use super::errors::status;
+use super::output;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use trellis_cluster::Controller;
+use trellis_proto::v1 as pb;
+
+/// Events buffered per watcher between the core and the connection.
+pub const BUFFER: usize = 64;
+
+type Item = Result<pb::ControllerEvent, Status>;
+
+/// A stream of the cluster's events from `from_revision` (0: a snapshot
+/// first). It ends when the client goes, when `stopping` turns true, or
+/// after the first error.
+pub async fn start(
+    controller: Arc<Controller>,
+    from_revision: u64,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<ReceiverStream<Item>, Status> {
+    let mut events = controller.watch(from_revision).await.map_err(status)?;
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                _ = tx.closed() => return,
+                _ = stopping.wait_for(|s| *s) => return,
+                e = events.next() => e,
+            };
+            let Some(next) = next else { return };
+            let items: Vec<Item> = match next {
+                Ok(e) => output::events(e, output::SNAPSHOT_PART)
+                    .into_iter()
+                    .map(Ok)
+                    .collect(),
+                Err(e) => vec![Err(status(e))],
+            };
+            for item in items {
+                let end = item.is_err();
+                tokio::select! {
+                    sent = tx.send(item) => if sent.is_err() || end { return },
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    });
+    Ok(ReceiverStream::new(rx))
+}
