@@ -28,6 +28,7 @@
 
 pub mod cluster;
 mod netns;
+pub mod python;
 pub mod seed;
 mod snapshot;
 mod tcp;
