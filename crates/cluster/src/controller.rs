@@ -52,6 +52,9 @@ pub struct Controller {
     /// watcher (a controller that restarts knows it again within one
     /// renewal interval).
     usage: Mutex<HashMap<NodeName, std::collections::BTreeMap<ipnet::IpNet, u32>>>,
+    /// The last snapshot read for a watch, shared by the watches that open
+    /// while it is fresh (see [`Controller::shared_snapshot`]).
+    pub(crate) shared: tokio::sync::Mutex<Option<(Instant, Arc<crate::Snapshot>)>>,
     started: Instant,
 }
 
@@ -63,6 +66,7 @@ impl Controller {
             config,
             leases: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
+            shared: tokio::sync::Mutex::new(None),
             started: Instant::now(),
         }
     }

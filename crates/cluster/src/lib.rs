@@ -62,7 +62,7 @@ pub use model::{
     NodeState, Pool, PoolMode, PoolSpec, ProblemKind, ROUTED_BLOCK_V4, ROUTED_BLOCK_V6,
 };
 pub use nodes::SweepReport;
-pub use watch::{Change, Event, EventStream, Snapshot};
+pub use watch::{Change, Event, EventStream, SHARED_SNAPSHOT_AGE, Snapshot};
 
 #[cfg(test)]
 mod tests;

@@ -414,6 +414,67 @@ async fn a_watch_from_a_compacted_revision_gets_a_fresh_snapshot() {
     assert_eq!(s.nodes.len(), 10);
 }
 
+/// Watches that open together share one snapshot (one read of the store),
+/// and a watch given a snapshot older than the last write still gets that
+/// write as a change after it: nothing is lost by sharing.
+#[tokio::test(start_paused = true)]
+async fn watches_opened_together_share_a_snapshot_and_miss_no_change() {
+    let c = controller();
+    c.create_pool(routed("p", "10.1.0.0/16", 26, 0))
+        .await
+        .unwrap();
+    register(&c, "a", "192.0.2.1").await;
+    let first = |e: Option<Result<Event, Error>>| match e {
+        Some(Ok(Event::Snapshot(s))) => s,
+        other => panic!("no snapshot first: {other:?}"),
+    };
+    let mut w1 = c.watch(0).await.unwrap();
+    let s1 = first(w1.next().await);
+    // A write after the shared snapshot was read.
+    register(&c, "b", "192.0.2.2").await;
+    let mut w2 = c.watch(0).await.unwrap();
+    let s2 = first(w2.next().await);
+    assert!(
+        Arc::ptr_eq(&s1, &s2),
+        "the second watch read the store again"
+    );
+    assert_eq!(s2.nodes.len(), 1);
+    let Some(Ok(Event::Change(rev, Change::Node(n)))) = w2.next().await else {
+        panic!("the write after the shared snapshot was not replayed")
+    };
+    assert!(rev > s2.revision);
+    assert_eq!(n.record.spec.name, node_name("b"));
+    // Once it has aged, a watch reads a new one, with both nodes.
+    tokio::time::advance(SHARED_SNAPSHOT_AGE).await;
+    let mut w3 = c.watch(0).await.unwrap();
+    let s3 = first(w3.next().await);
+    assert!(!Arc::ptr_eq(&s1, &s3));
+    assert_eq!(s3.nodes.len(), 2);
+}
+
+/// A shared snapshot older than the store's history is not used: the watch
+/// gets a fresh one rather than a gap.
+#[tokio::test(start_paused = true)]
+async fn a_shared_snapshot_past_the_history_is_read_again() {
+    let c = controller_on(Arc::new(MemoryStore::with_history(4)));
+    c.create_pool(routed("p", "10.1.0.0/16", 26, 0))
+        .await
+        .unwrap();
+    let mut w1 = c.watch(0).await.unwrap();
+    let Some(Ok(Event::Snapshot(s1))) = w1.next().await else {
+        panic!("no snapshot")
+    };
+    for i in 0..10 {
+        register(&c, &format!("n{i}"), "192.0.2.1").await;
+    }
+    let mut w2 = c.watch(0).await.unwrap();
+    let Some(Ok(Event::Snapshot(s2))) = w2.next().await else {
+        panic!("no snapshot")
+    };
+    assert!(!Arc::ptr_eq(&s1, &s2));
+    assert_eq!((s2.nodes.len(), s2.reset), (10, false));
+}
+
 /// Many claimers at once on one pool, from several nodes: every claim that
 /// succeeds gets a block no other claim got, and the store's invariants
 /// hold after.

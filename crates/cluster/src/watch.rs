@@ -11,6 +11,8 @@ use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use trellis_store::WatchEvent;
 use trellis_types::{NetworkName, NodeName, PoolName};
 
@@ -30,6 +32,13 @@ pub struct Snapshot {
     /// Blocks.
     pub blocks: Vec<Block>,
 }
+
+/// How long a snapshot read for one watch is given to the watches that open
+/// after it. A watch replays every change after its snapshot's revision, so
+/// an older snapshot is as correct as a new one, only followed by more
+/// changes; sharing it means a thousand nodes that (re)connect at once cost
+/// one read of the store and one copy of the cluster, not a thousand.
+pub const SHARED_SNAPSHOT_AGE: Duration = Duration::from_secs(1);
 
 /// One change after a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +66,8 @@ pub enum Change {
 /// for (or the revision was compacted), then changes with their revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The whole cluster.
-    Snapshot(Snapshot),
+    /// The whole cluster (shared by the watches that opened at once).
+    Snapshot(Arc<Snapshot>),
     /// One change, at this revision.
     Change(u64, Change),
 }
@@ -103,32 +112,52 @@ impl Controller {
         Ok(s)
     }
 
+    /// A snapshot for a watch: the last one read, if it is younger than
+    /// [`SHARED_SNAPSHOT_AGE`], else a new one. Watches that open at once
+    /// wait for one read and share it.
+    async fn shared_snapshot(&self) -> Result<Arc<Snapshot>, Error> {
+        let mut shared = self.shared.lock().await;
+        if let Some((at, s)) = shared.as_ref()
+            && at.elapsed() < SHARED_SNAPSHOT_AGE
+        {
+            return Ok(Arc::clone(s));
+        }
+        let s = Arc::new(self.snapshot().await?);
+        *shared = Some((Instant::now(), Arc::clone(&s)));
+        Ok(s)
+    }
+
     /// Watches the cluster: from `from_revision` (`0`: a snapshot first,
     /// then changes from the revision after it).
     pub async fn watch(self: &Arc<Self>, from_revision: u64) -> Result<EventStream, Error> {
-        let (first, from) = if from_revision == 0 {
-            let s = self.snapshot().await?;
-            let next = s.revision + 1;
-            (Some(s), next)
-        } else {
-            (None, from_revision)
-        };
-        let store_events = match self.store.watch(keys::ROOT, from).await {
-            Ok(w) => w,
-            Err(trellis_store::Error::Compacted { .. }) if first.is_none() => {
+        if from_revision == 0 {
+            let s = self.shared_snapshot().await?;
+            match self.store.watch(keys::ROOT, s.revision + 1).await {
+                Ok(w) => return Ok(self.stream(Some(s), w)),
+                // The shared snapshot is older than the store's history:
+                // a fresh one, as for a compacted revision.
+                Err(trellis_store::Error::Compacted { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let s = Arc::new(self.snapshot().await?);
+            let w = self.store.watch(keys::ROOT, s.revision + 1).await?;
+            return Ok(self.stream(Some(s), w));
+        }
+        match self.store.watch(keys::ROOT, from_revision).await {
+            Ok(w) => Ok(self.stream(None, w)),
+            Err(trellis_store::Error::Compacted { .. }) => {
                 let mut s = self.snapshot().await?;
                 s.reset = true;
                 let w = self.store.watch(keys::ROOT, s.revision + 1).await?;
-                return Ok(self.stream(Some(s), w));
+                Ok(self.stream(Some(Arc::new(s)), w))
             }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(self.stream(first, store_events))
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn stream(
         self: &Arc<Self>,
-        first: Option<Snapshot>,
+        first: Option<Arc<Snapshot>>,
         events: trellis_store::WatchStream,
     ) -> EventStream {
         let me = Arc::clone(self);

@@ -249,7 +249,7 @@ fn network(n: pb::ClusterNetwork) -> Result<ClusterNetwork, ApiError> {
 }
 
 fn snapshot(s: pb::ControllerSnapshot) -> Result<Event, ApiError> {
-    Ok(Event::Snapshot(Snapshot {
+    Ok(Event::Snapshot(std::sync::Arc::new(Snapshot {
         revision: s.revision,
         reset: s.reset,
         pools: s.pools.into_iter().map(pool).collect::<Result<_, _>>()?,
@@ -260,7 +260,7 @@ fn snapshot(s: pb::ControllerSnapshot) -> Result<Event, ApiError> {
             .collect::<Result<_, _>>()?,
         nodes: s.nodes.into_iter().map(node).collect::<Result<_, _>>()?,
         blocks: s.blocks.into_iter().map(block).collect::<Result<_, _>>()?,
-    }))
+    })))
 }
 
 /// Adds a snapshot's next part to the parts before it.

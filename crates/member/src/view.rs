@@ -31,6 +31,7 @@ impl ClusterView {
     pub fn apply(&mut self, e: Event) {
         match e {
             Event::Snapshot(s) => {
+                let s = std::sync::Arc::unwrap_or_clone(s);
                 *self = ClusterView {
                     revision: s.revision,
                     pools: s

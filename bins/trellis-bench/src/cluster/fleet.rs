@@ -201,17 +201,17 @@ impl Fleet {
     }
 
     /// Every node opens a Watch from 0 (a snapshot first), `parallel` at a
-    /// time, each waiting for its snapshot; then its stream is drained in
-    /// the background, block claims counted. The largest snapshot's
-    /// encoded size, in bytes.
-    pub async fn watch_all(&mut self, parallel: usize) -> Result<usize> {
-        let opened: Vec<Result<(tonic::Streaming<pb::ControllerEvent>, usize)>> =
-            futures::stream::iter(&self.nodes)
-                .map(|n| open_watch(n))
-                .buffered(parallel)
-                .collect()
-                .await;
-        let mut largest = 0;
+    /// time, each reading its whole snapshot (every part), as a node does
+    /// before it acts; then its stream is drained in the background, block
+    /// claims counted. The largest snapshot's encoded size in bytes, and its
+    /// parts.
+    pub async fn watch_all(&mut self, parallel: usize) -> Result<(usize, usize)> {
+        let opened: Vec<Result<Opened>> = futures::stream::iter(&self.nodes)
+            .map(|n| open_watch(n))
+            .buffered(parallel)
+            .collect()
+            .await;
+        let mut largest = (0, 0);
         for o in opened {
             let (stream, size) = o?;
             largest = largest.max(size);
@@ -339,8 +339,12 @@ fn tally(results: Vec<Result<Duration, String>>, start: Instant) -> ClaimRun {
     run
 }
 
-/// A watch stream of `node`, its snapshot read, and the snapshot's size.
-async fn open_watch(node: &SimNode) -> Result<(tonic::Streaming<pb::ControllerEvent>, usize)> {
+/// An open watch stream, and its snapshot's encoded size and parts.
+type Opened = (tonic::Streaming<pb::ControllerEvent>, (usize, usize));
+
+/// A watch stream of `node`, its whole snapshot read (parts until one says
+/// no `more`), and the snapshot's encoded size and parts.
+async fn open_watch(node: &SimNode) -> Result<Opened> {
     let mut stream = node
         .client
         .clone()
@@ -348,16 +352,29 @@ async fn open_watch(node: &SimNode) -> Result<(tonic::Streaming<pb::ControllerEv
         .await
         .with_context(|| format!("Watch by {}", node.name))?
         .into_inner();
-    match stream.message().await {
-        Ok(Some(
-            e @ pb::ControllerEvent {
-                event: Some(pb::controller_event::Event::Snapshot(_)),
-            },
-        )) => Ok((stream, prost::Message::encoded_len(&e))),
-        other => bail!(
-            "Watch by {}: expected a snapshot first, got {other:?}",
-            node.name
-        ),
+    let (mut bytes, mut parts) = (0, 0);
+    loop {
+        match stream.message().await {
+            Ok(Some(
+                e @ pb::ControllerEvent {
+                    event: Some(pb::controller_event::Event::Snapshot(_)),
+                },
+            )) => {
+                bytes += prost::Message::encoded_len(&e);
+                parts += 1;
+                let Some(pb::controller_event::Event::Snapshot(s)) = e.event else {
+                    unreachable!("matched a snapshot")
+                };
+                if !s.more {
+                    return Ok((stream, (bytes, parts)));
+                }
+            }
+            other => bail!(
+                "Watch by {}: expected a snapshot's part {}, got {other:?}",
+                node.name,
+                parts + 1
+            ),
+        }
     }
 }
 

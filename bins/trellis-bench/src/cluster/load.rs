@@ -115,8 +115,8 @@ pub struct Load {
     /// Step 3: the usage reports.
     pub usage: Timed,
     /// Step 4, when the nodes watch, and the largest snapshot's encoded
-    /// size in bytes.
-    pub watches: Option<(Timed, usize)>,
+    /// size in bytes and its number of parts.
+    pub watches: Option<(Timed, (usize, usize))>,
     /// Step 5, when the nodes watch, and how long after the last claim's
     /// answer every watcher had seen every claim (or why not).
     pub watched: Option<(ClaimRun, Timed, Result<Duration, String>)>,

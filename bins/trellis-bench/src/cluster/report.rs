@@ -231,13 +231,13 @@ pub fn controller(load: &Load, plan: &LoadPlan) -> String {
         &load.usage,
         "each a write (usage changed)".into(),
     ));
-    if let Some((w, bytes)) = &load.watches {
+    if let Some((w, (bytes, parts))) = &load.watches {
         rows.push(step_row(
             format!("watches opened: {} nodes, 32 at once", plan.nodes),
             secs(w),
             w,
             format!(
-                "from revision 0: a snapshot each, up to {:.0} KB",
+                "from revision 0: a whole snapshot each, read to its last part; up to {:.0} KB in {parts} parts",
                 *bytes as f64 / 1e3
             ),
         ));

@@ -1,6 +1,7 @@
 //! Controller replies out: core records as proto messages, addresses and
 //! prefixes as text, durations as milliseconds.
 
+use std::sync::Arc;
 use std::time::Duration;
 use trellis_cluster::{
     Block, Change, ClusterNetwork, Config, Event, IpamProblem, Node, NodeState, Pool, PoolMode,
@@ -151,65 +152,80 @@ pub fn status(s: &Snapshot) -> pb::ControllerStatusResponse {
 /// the cluster, and each connection's encode buffer grows to the largest
 /// message it sent and stays that size (a thousand watching nodes held a
 /// third of a gigabyte that way). In parts, no message grows.
-pub const SNAPSHOT_PART: usize = 64;
+pub const SNAPSHOT_PART: usize = 16;
 
 /// A watch event as the messages that carry it: a change is one, a snapshot
 /// is parts of at most `part` objects (at least one part, the last with
-/// `more` false).
-pub fn events(e: Event, part: usize) -> Vec<pb::ControllerEvent> {
+/// `more` false), each made only when it is asked for, so a watcher's
+/// connection holds the parts it has not sent yet as the cluster's own
+/// types, never as all its messages at once.
+pub fn events(e: Event, part: usize) -> Box<dyn Iterator<Item = pb::ControllerEvent> + Send> {
     use pb::controller_event::Event as E;
     match e {
-        Event::Snapshot(s) => snapshot_parts(s, part.max(1))
-            .into_iter()
-            .map(|s| pb::ControllerEvent {
-                event: Some(E::Snapshot(s)),
-            })
-            .collect(),
-        Event::Change(revision, c) => vec![pb::ControllerEvent {
+        Event::Snapshot(s) => Box::new(SnapshotParts::new(s, part).map(|s| pb::ControllerEvent {
+            event: Some(E::Snapshot(s)),
+        })),
+        Event::Change(revision, c) => Box::new(std::iter::once(pb::ControllerEvent {
             event: Some(E::Change(change(revision, c))),
-        }],
+        })),
     }
 }
 
-fn snapshot_parts(s: Snapshot, part: usize) -> Vec<pb::ControllerSnapshot> {
-    let empty = pb::ControllerSnapshot {
-        revision: s.revision,
-        reset: s.reset,
-        more: true,
-        ..Default::default()
-    };
-    let mut parts = vec![empty.clone()];
-    let mut room = part;
-    // Takes one object's place in the current part, opening a new part when
-    // it is full.
-    let mut next = |parts: &mut Vec<pb::ControllerSnapshot>| {
-        if room == 0 {
-            parts.push(empty.clone());
-            room = part;
+/// A snapshot's parts, in order: pools, networks, nodes, blocks. The
+/// snapshot is shared with the other watches that opened with it; each part
+/// copies its objects out as it is made.
+struct SnapshotParts {
+    s: Arc<Snapshot>,
+    part: usize,
+    /// Objects already sent, counted across the four lists.
+    sent: usize,
+    done: bool,
+}
+
+impl SnapshotParts {
+    fn new(s: Arc<Snapshot>, part: usize) -> Self {
+        SnapshotParts {
+            s,
+            part: part.max(1),
+            sent: 0,
+            done: false,
         }
-        room -= 1;
-        parts.len() - 1
-    };
-    for p in s.pools {
-        let i = next(&mut parts);
-        parts[i].pools.push(pool(p));
     }
-    for n in s.networks {
-        let i = next(&mut parts);
-        parts[i].networks.push(network(n));
+}
+
+impl Iterator for SnapshotParts {
+    type Item = pb::ControllerSnapshot;
+
+    fn next(&mut self) -> Option<pb::ControllerSnapshot> {
+        if self.done {
+            return None;
+        }
+        let s = &*self.s;
+        let mut out = pb::ControllerSnapshot {
+            revision: s.revision,
+            reset: s.reset,
+            ..Default::default()
+        };
+        let (pools, networks, nodes) = (s.pools.len(), s.networks.len(), s.nodes.len());
+        let total = pools + networks + nodes + s.blocks.len();
+        let end = (self.sent + self.part).min(total);
+        for i in self.sent..end {
+            if i < pools {
+                out.pools.push(pool(s.pools[i].clone()));
+            } else if i < pools + networks {
+                out.networks.push(network(s.networks[i - pools].clone()));
+            } else if i < pools + networks + nodes {
+                out.nodes.push(node(s.nodes[i - pools - networks].clone()));
+            } else {
+                out.blocks
+                    .push(block(s.blocks[i - pools - networks - nodes].clone()));
+            }
+        }
+        self.sent = end;
+        out.more = end < total;
+        self.done = !out.more;
+        Some(out)
     }
-    for n in s.nodes {
-        let i = next(&mut parts);
-        parts[i].nodes.push(node(n));
-    }
-    for b in s.blocks {
-        let i = next(&mut parts);
-        parts[i].blocks.push(block(b));
-    }
-    if let Some(last) = parts.last_mut() {
-        last.more = false;
-    }
-    parts
 }
 
 fn change(revision: u64, c: Change) -> pb::ControllerChange {
@@ -297,7 +313,8 @@ mod tests {
                 Change::BlockDeleted("pods".parse().unwrap(), "10.244.0.64/26".parse().unwrap()),
             ),
             SNAPSHOT_PART,
-        );
+        )
+        .collect::<Vec<_>>();
         assert_eq!(e.len(), 1);
         let e = e.remove(0);
         let Some(pb::controller_event::Event::Change(c)) = e.event else {
@@ -352,8 +369,7 @@ mod tests {
             nodes: (0..nodes).map(|i| node_named(&format!("n{i}"))).collect(),
             blocks: vec![],
         };
-        events(Event::Snapshot(snapshot), part)
-            .into_iter()
+        events(Event::Snapshot(Arc::new(snapshot)), part)
             .map(|e| match e.event {
                 Some(pb::controller_event::Event::Snapshot(s)) => s,
                 other => panic!("a snapshot part, not {other:?}"),

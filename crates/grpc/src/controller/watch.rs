@@ -2,7 +2,7 @@
 //!
 //! The core's stream is pulled, not pushed: it reads the store's history at
 //! the watcher's pace. A task pulls it into a small channel, so a watcher
-//! that reads slowly costs [`BUFFER`] events here and its place in the
+//! that reads slowly costs [`BUFFER`] messages here and its place in the
 //! store's history; once the history has moved past it, the core's stream
 //! fails with OUT_OF_RANGE, the watcher is cut off, and it resumes from the
 //! revision after the last it saw (getting a fresh snapshot marked
@@ -21,7 +21,7 @@ use trellis_cluster::Controller;
 use trellis_proto::v1 as pb;
 
 /// Events buffered per watcher between the core and the connection.
-pub const BUFFER: usize = 64;
+pub const BUFFER: usize = 4;
 
 type Item = Result<pb::ControllerEvent, Status>;
 
@@ -43,12 +43,11 @@ pub async fn start(
                 e = events.next() => e,
             };
             let Some(next) = next else { return };
-            let items: Vec<Item> = match next {
-                Ok(e) => output::events(e, output::SNAPSHOT_PART)
-                    .into_iter()
-                    .map(Ok)
-                    .collect(),
-                Err(e) => vec![Err(status(e))],
+            // A snapshot's parts are made one at a time, as the channel
+            // takes them.
+            let items: Box<dyn Iterator<Item = Item> + Send> = match next {
+                Ok(e) => Box::new(output::events(e, output::SNAPSHOT_PART).map(Ok)),
+                Err(e) => Box::new(std::iter::once(Err(status(e)))),
             };
             for item in items {
                 let end = item.is_err();
