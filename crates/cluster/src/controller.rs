@@ -55,6 +55,10 @@ pub struct Controller {
     /// The last snapshot read for a watch, shared by the watches that open
     /// while it is fresh (see [`Controller::shared_snapshot`]).
     pub(crate) shared: tokio::sync::Mutex<Option<(Instant, Arc<crate::Snapshot>)>>,
+    /// The last changes made typed for a watch, by revision, for the other
+    /// watches to take instead of reading the store again (see
+    /// `Controller::typed_change`).
+    pub(crate) typed: Mutex<std::collections::VecDeque<(u64, Option<crate::Event>)>>,
     started: Instant,
 }
 
@@ -67,6 +71,7 @@ impl Controller {
             leases: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
             shared: tokio::sync::Mutex::new(None),
+            typed: Mutex::new(std::collections::VecDeque::new()),
             started: Instant::now(),
         }
     }

@@ -452,6 +452,33 @@ async fn watches_opened_together_share_a_snapshot_and_miss_no_change() {
     assert_eq!(s3.nodes.len(), 2);
 }
 
+/// A change is typed once for all watches: the second watch gets the
+/// first's typing (here: a block whose owner's address was read when the
+/// first watch typed it, so a node changed since does not show through).
+#[tokio::test]
+async fn a_change_is_typed_once_for_every_watch() {
+    let c = controller();
+    let pool = pool_name("p");
+    c.create_pool(routed("p", "10.1.0.0/16", 26, 0))
+        .await
+        .unwrap();
+    register(&c, "a", "192.0.2.1").await;
+    let from = c.snapshot().await.unwrap().revision + 1;
+    let blk = c.claim_block(&node_name("a"), &pool).await.unwrap();
+    let block_of = |e: Option<Result<Event, Error>>| match e {
+        Some(Ok(Event::Change(rev, Change::Block(b)))) => (rev, b),
+        other => panic!("a block's change first: {other:?}"),
+    };
+    let (rev, b1) = block_of(c.watch(from).await.unwrap().next().await);
+    assert_eq!(b1.prefix, blk.prefix);
+    // The owner's address changes: a watch that typed the block anew would
+    // see 192.0.2.9.
+    register(&c, "a", "192.0.2.9").await;
+    let (rev2, b2) = block_of(c.watch(from).await.unwrap().next().await);
+    assert_eq!((rev2, &b2), (rev, &b1));
+    assert_eq!(b2.address_v4, Some("192.0.2.1".parse().unwrap()));
+}
+
 /// A shared snapshot older than the store's history is not used: the watch
 /// gets a fresh one rather than a gap.
 #[tokio::test(start_paused = true)]

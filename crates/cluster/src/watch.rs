@@ -40,6 +40,9 @@ pub struct Snapshot {
 /// one read of the store and one copy of the cluster, not a thousand.
 pub const SHARED_SNAPSHOT_AGE: Duration = Duration::from_secs(1);
 
+/// How many typed changes are kept for the watches behind the first.
+pub const TYPED_KEPT: usize = 1024;
+
 /// One change after a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -166,7 +169,7 @@ impl Controller {
                 let me = Arc::clone(&me);
                 async move {
                     match e {
-                        Ok(e) => me.change(e).await,
+                        Ok(e) => me.typed_change(e).await,
                         // Fell behind the store's history mid-stream: the
                         // watcher watches again from 0 (a fresh snapshot).
                         Err(trellis_store::Error::Compacted { requested, .. }) => {
@@ -179,6 +182,37 @@ impl Controller {
             .filter_map(|c| async move { c.transpose() });
         let head = futures::stream::iter(first.map(|s| Ok(Event::Snapshot(s))));
         Box::pin(head.chain(changes))
+    }
+
+    /// [`Controller::change`], done once per revision for all watches: a
+    /// block's change reads its owner from the store, and a thousand
+    /// watching nodes would read it a thousand times. The last
+    /// [`TYPED_KEPT`] are kept; a watch further behind types its own.
+    async fn typed_change(&self, e: WatchEvent) -> Result<Option<Event>, Error> {
+        let rev = e.revision();
+        {
+            let typed = self.lock_typed();
+            if let Ok(i) = typed.binary_search_by_key(&rev, |(r, _)| *r) {
+                return Ok(typed[i].1.clone());
+            }
+        }
+        let c = self.change(e).await?;
+        let mut typed = self.lock_typed();
+        // Watches type a revision at about the same time; keep it once, in
+        // order (one that typed a revision late does not reorder).
+        if typed.back().is_none_or(|(r, _)| *r < rev) {
+            typed.push_back((rev, c.clone()));
+            if typed.len() > TYPED_KEPT {
+                typed.pop_front();
+            }
+        }
+        Ok(c)
+    }
+
+    fn lock_typed(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, Option<Event>)>> {
+        self.typed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The typed change of one store event; `None` for keys that are not
