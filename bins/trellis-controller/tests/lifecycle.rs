@@ -46,6 +46,40 @@ async fn state_survives_a_restart_and_sigterm_exits_0() {
     assert!(after.revision >= before.revision);
 }
 
+/// A parent that blocks SIGTERM and SIGINT (to wait for them itself, as
+/// trellis-bench does) hands that mask down across exec; the daemon unblocks
+/// them, so it still stops cleanly on SIGTERM.
+#[tokio::test]
+async fn sigterm_stops_it_even_when_its_parent_blocked_the_signal() {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    // The mask of the spawning thread is the child's: block in a thread of
+    // its own, so the test's threads keep theirs.
+    let mut d = std::thread::spawn(move || {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).unwrap();
+        Daemon::start(&path, &[])
+    })
+    .join()
+    .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let blocked = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(
+        blocked & (1 << 14),
+        0,
+        "SIGTERM blocked in the daemon: {status}"
+    );
+    let status = d.terminate().await;
+    assert!(status.success(), "exit {status}:\n{}", d.log());
+}
+
 #[tokio::test]
 async fn sigterm_ends_open_watches_and_does_not_wait_for_them() {
     let dir = tempfile::tempdir().unwrap();

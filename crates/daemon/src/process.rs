@@ -39,6 +39,8 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: From<Error>,
 {
+    // Before any thread exists, so that every thread inherits it.
+    unblock_shutdown_signals()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,6 +49,21 @@ where
         let shutdown = shutdown_signals()?;
         daemon(shutdown).await
     })
+}
+
+/// Unblocks SIGTERM and SIGINT in the calling thread. A blocked signal
+/// mask is inherited across exec: a daemon started by a parent that blocks
+/// them (a supervisor that waits for them with sigwait, as trellis-bench
+/// does) would otherwise never see its stop signal, and would run on until
+/// SIGKILL without draining or removing its socket.
+fn unblock_shutdown_signals() -> Result<(), Error> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None)
+        .map_err(std::io::Error::from)
+        .or_io(|| "unblock SIGTERM and SIGINT".into())
 }
 
 /// The exit code of a daemon's whole run: success, or failure after writing

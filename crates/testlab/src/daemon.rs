@@ -144,6 +144,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` to the daemon. A daemon run through `ip netns exec`
     /// is the child itself: `ip` execs it.
     pub fn signal(&self, signal: Signal) {
