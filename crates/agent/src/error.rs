@@ -1,26 +1,7 @@
 //! The agent's error type, and the status class each error belongs to.
 
+pub use trellis_types::ErrorClass;
 use trellis_types::{InvalidInput, Protocol};
-
-/// The class of an error, as a gRPC edge or a CLI reports it. The core never
-/// imports tonic; the edge maps these one-to-one onto status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The request is malformed (`INVALID_ARGUMENT`).
-    InvalidArgument,
-    /// Something named does not exist (`NOT_FOUND`).
-    NotFound,
-    /// Something to create exists already (`ALREADY_EXISTS`).
-    AlreadyExists,
-    /// A pool is full (`RESOURCE_EXHAUSTED`).
-    ResourceExhausted,
-    /// The system is not in a state that allows this (`FAILED_PRECONDITION`).
-    FailedPrecondition,
-    /// Contention that a retry may resolve (`UNAVAILABLE`/`ABORTED`).
-    Unavailable,
-    /// The kernel or the store failed (`INTERNAL`).
-    Internal,
-}
 
 /// What can go wrong in the agent. Every message names the thing at fault.
 #[derive(Debug, thiserror::Error)]

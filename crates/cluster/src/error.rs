@@ -1,27 +1,7 @@
 //! The controller's error type, classified for the gRPC edge.
 
+pub use trellis_types::ErrorClass;
 use trellis_types::InvalidInput;
-
-/// How the edge answers an [`Error`]: one class, one status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// `INVALID_ARGUMENT`.
-    InvalidArgument,
-    /// `NOT_FOUND`.
-    NotFound,
-    /// `ALREADY_EXISTS`.
-    AlreadyExists,
-    /// `RESOURCE_EXHAUSTED`.
-    ResourceExhausted,
-    /// `FAILED_PRECONDITION`.
-    FailedPrecondition,
-    /// `OUT_OF_RANGE`: a watch revision compacted away.
-    OutOfRange,
-    /// `UNAVAILABLE`: contention a retry may resolve.
-    Unavailable,
-    /// `INTERNAL`.
-    Internal,
-}
 
 /// What can go wrong on the controller. Messages are lowercase and name the
 /// pool, node, block or field at fault.

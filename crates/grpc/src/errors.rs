@@ -13,8 +13,8 @@ use trellis_types::InvalidInput;
 /// error-class enum whose classes are named after the status codes they map
 /// to, so that the map is one to one by construction and the compiler checks
 /// that it covers every class; and, for tests, `CLASSES`: every class listed
-/// with its code (checked by `assert_one_to_one`). Both edges' maps are made
-/// by it.
+/// with its code (checked by `assert_one_to_one`). The agent's and the
+/// controller's edges share the one map it makes.
 macro_rules! codes_by_name {
     ($class:ident { $($name:ident),+ $(,)? }) => {
         /// The status code of an error class: the code of the same name.
@@ -29,14 +29,13 @@ macro_rules! codes_by_name {
         const CLASSES: &[($class, tonic::Code)] = &[$(($class::$name, tonic::Code::$name)),+];
     };
 }
-pub(crate) use codes_by_name;
-
 codes_by_name!(ErrorClass {
     InvalidArgument,
     NotFound,
     AlreadyExists,
     ResourceExhausted,
     FailedPrecondition,
+    OutOfRange,
     Unavailable,
     Internal,
 });

@@ -14,15 +14,11 @@ use trellis_types::{NodeName, PoolName};
 pub struct LocalController(pub Arc<Controller>);
 
 fn refused(e: trellis_cluster::Error) -> ApiError {
-    use trellis_cluster::ErrorClass as C;
+    // As over gRPC (see `grpc::api_error`): a compacted revision is a
+    // precondition the member handles by watching again.
     let class = match e.class() {
-        C::InvalidArgument => ErrorClass::InvalidArgument,
-        C::NotFound => ErrorClass::NotFound,
-        C::AlreadyExists => ErrorClass::AlreadyExists,
-        C::ResourceExhausted => ErrorClass::ResourceExhausted,
-        C::FailedPrecondition | C::OutOfRange => ErrorClass::FailedPrecondition,
-        C::Unavailable => ErrorClass::Unavailable,
-        C::Internal => ErrorClass::Internal,
+        ErrorClass::OutOfRange => ErrorClass::FailedPrecondition,
+        c => c,
     };
     crate::grpc::classify(class, e.to_string())
 }
