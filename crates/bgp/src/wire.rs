@@ -947,7 +947,7 @@ fn overrun(mp_seen: bool, what: &str) -> Verdict {
     }
 }
 
-#[allow(clippy::match_overlapping_arm)] // guards, tried in order
+#[allow(overlapping_range_endpoints)] // arms with guards, tried in order
 fn check_attr(flags: u8, code: u8, v: &[u8], four_octet_as: bool) -> Verdict {
     let optional = flags & 0x80 != 0;
     let transitive = flags & 0x40 != 0;
