@@ -32,7 +32,8 @@ struct Inner {
     config: Arc<SpeakerConfig>,
     exports: watch::Sender<Exports>,
     peers: Mutex<BTreeMap<IpAddr, Peer>>,
-    listener: Option<Listener>,
+    /// Set once, at start, when the speaker listens.
+    listener: std::sync::OnceLock<Listener>,
 }
 
 struct Listener {
@@ -60,9 +61,9 @@ impl Speaker {
             config: Arc::new(config.clone()),
             exports,
             peers: Mutex::new(BTreeMap::new()),
-            listener: None,
+            listener: std::sync::OnceLock::new(),
         });
-        let mut speaker = Speaker { inner };
+        let speaker = Speaker { inner };
         if let Some(addr) = config.listen {
             let socket = Arc::new(bind(addr)?);
             let bound = socket
@@ -70,9 +71,7 @@ impl Speaker {
                 .map_err(|e| Error::io(format!("the listener's address ({addr})"), e))?;
             let weak = Arc::downgrade(&speaker.inner);
             let task = tokio::spawn(accept(socket.clone(), weak));
-            // Still the only reference: the listener is set once, here.
-            let inner = Arc::get_mut(&mut speaker.inner).expect("no clone yet");
-            inner.listener = Some(Listener {
+            let _ = speaker.inner.listener.set(Listener {
                 addr: bound,
                 socket,
                 task,
@@ -88,7 +87,7 @@ impl Speaker {
 
     /// Where the listener is bound, if there is one.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.inner.listener.as_ref().map(|l| l.addr)
+        self.inner.listener.get().map(|l| l.addr)
     }
 
     /// The whole set of prefixes originated now; each session sends its
@@ -121,7 +120,7 @@ impl Speaker {
             return Err(Error::Exists(addr));
         }
         if config.passive {
-            let Some(l) = &self.inner.listener else {
+            let Some(l) = self.inner.listener.get() else {
                 return Err(Error::invalid(
                     "passive",
                     true,
@@ -172,7 +171,7 @@ impl Speaker {
             .remove(&addr)
             .ok_or(Error::NotFound(addr))?;
         stop_peer(peer, Stop::Deconfigured).await;
-        if let Some(l) = &self.inner.listener {
+        if let Some(l) = self.inner.listener.get() {
             let _ = crate::md5::set_key(&*l.socket, key_addr(l.addr, addr), b"");
         }
         Ok(())
@@ -210,7 +209,7 @@ impl Speaker {
         for p in peers {
             stop_peer(p, how).await;
         }
-        if let Some(l) = &self.inner.listener {
+        if let Some(l) = self.inner.listener.get() {
             l.task.abort();
         }
     }
