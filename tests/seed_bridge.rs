@@ -126,3 +126,81 @@ async fn seed_docker_bridge_network_end_to_end() {
     );
     assert!(agent.endpoints().await.unwrap().is_empty());
 }
+
+/// A routable bridge network (issue 12): the seed's direct routing as a
+/// network option. Behind a host firewall that drops forwarding, the PC —
+/// with a route to the subnet via the host, as the seed types by hand and
+/// BGP will announce — reaches a container, which sees the PC's own
+/// address; the container reaches the PC by its own address too (no
+/// masquerade), where a container of a normal bridge network beside it is
+/// masqueraded behind the host. The two networks stay apart, and only the
+/// routable subnet is exported.
+///
+/// A normal bridge network is reachable by such a route too (the seed's
+/// scenario above, and the documented contract of `trellis_nat`'s forward
+/// chain): what `routable` changes is the source address its containers
+/// leave with, and that its subnet is announced.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_routable_bridge_network_is_reached_and_leaves_by_its_own_addresses() {
+    require_root();
+    let lab = SeedLab::build();
+    lab.fresh_host(trellis_testlab::seed::DEBIAN_NFT_DROP);
+    let agent = agent_in(&lab.host).await;
+    let mut direct = bridge_spec("direct", "192.168.170.0/24", "tdirect0");
+    (direct.routable, direct.masquerade) = (true, false);
+    agent.create_network(direct).await.unwrap();
+    let seed = bridge_spec("seed", "192.168.169.0/24", "tdocker0");
+    agent.create_network(seed).await.unwrap();
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let ep1 = attach(&agent, "direct", "c1", &c1, &[]).await;
+    let ep2 = attach(&agent, "seed", "c2", &c2, &[]).await;
+    let (ip1, ip2) = (ep1.addresses[0].addr(), ep2.addresses[0].addr());
+    let web1 = TcpServer::start(&c1, SocketAddr::new(ip1, 80), "c1");
+    let web2 = TcpServer::start(&c2, SocketAddr::new(ip2, 80), "c2");
+    let pc = TcpServer::start(&lab.pc, SocketAddr::new(v4(PC_IP), 8080), "pc");
+    lab.pc_route_via_host("192.168.170.0/24");
+
+    // PC → container, unpublished port: routed in, the PC's own address seen.
+    let reply = tcp_request(&lab.pc, web1.addr()).expect("pc reaches c1 directly");
+    assert!(reply.starts_with("c1 "), "{reply}");
+    assert_eq!(seen_ip(&reply), v4(PC_IP));
+    // Container → PC: the container's own address, not the host's.
+    let reply = tcp_request(&c1, pc.addr()).expect("c1 reaches the pc");
+    assert_eq!(
+        seen_ip(&reply),
+        ip1,
+        "a routable network is not masqueraded"
+    );
+    // The normal network beside it is masqueraded as before.
+    let reply = tcp_request(&c2, pc.addr()).expect("c2 reaches the pc");
+    assert_eq!(seen_ip(&reply), v4(HOST_IP));
+    // Bridge isolation holds both ways: routable is about outside the host.
+    assert!(
+        tcp_request(&c2, web1.addr()).is_err(),
+        "seed reaches direct"
+    );
+    assert!(
+        tcp_request(&c1, web2.addr()).is_err(),
+        "direct reaches seed"
+    );
+
+    let want: Vec<ipnet::IpNet> = vec!["192.168.170.0/24".parse().unwrap()];
+    assert_eq!(agent.exported_prefixes().await.unwrap(), want);
+
+    drop((web1, web2, pc));
+    for ep in [ep1, ep2] {
+        let h = ep.request.handle();
+        agent.detach(&h.container, &h.ifname).await.unwrap();
+    }
+    for net in ["direct", "seed"] {
+        agent.delete_network(net).await.unwrap();
+    }
+    agent.settle().await;
+    assert!(agent.exported_prefixes().await.unwrap().is_empty());
+    let ruleset = lab.host.exec_ok(&["nft", "list", "ruleset"]);
+    assert!(!ruleset.contains("trellis"), "{ruleset}");
+}

@@ -39,6 +39,7 @@ pub fn bridge_spec(name: &str, subnet: &str, bridge: &str) -> NetworkSpec {
         masquerade: true,
         mtu: None,
         internal: false,
+        routable: false,
         reach: Vec::new(),
     }
 }
@@ -102,6 +103,7 @@ pub fn routed_spec(name: &str, pools: &[&str]) -> NetworkSpec {
         masquerade: true,
         mtu: None,
         internal: false,
+        routable: false,
         reach: Vec::new(),
     }
 }

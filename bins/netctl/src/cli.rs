@@ -183,6 +183,13 @@ pub struct NetworkCreate {
     /// only (bridge mode; Docker's `--internal`).
     #[arg(long)]
     pub internal: bool,
+    /// Reach the containers from outside the host by their own addresses
+    /// (bridge mode; no NAT, as with Docker's `gateway_mode_ipv4=routed`):
+    /// the subnet is not masqueraded (implies `--no-outgoing-nat`) and is
+    /// announced with the node's routed blocks. Routers need a route to it
+    /// via this host.
+    #[arg(long, conflicts_with_all = ["internal", "outgoing_nat"])]
+    pub routable: bool,
     /// Another bridge network this one's containers may connect to (bridge
     /// networks are kept apart otherwise); repeat for several.
     #[arg(long, value_name = "NETWORK")]
@@ -194,9 +201,10 @@ pub struct NetworkCreate {
 }
 
 impl NetworkCreate {
-    /// Outgoing NAT is on unless `--no-outgoing-nat` came last.
+    /// Outgoing NAT is on unless `--no-outgoing-nat` came last or the
+    /// network is `--routable` (whose traffic is never masqueraded).
     pub fn nat(&self) -> bool {
-        !self.no_outgoing_nat
+        !self.no_outgoing_nat && !self.routable
     }
 }
 

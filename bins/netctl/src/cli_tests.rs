@@ -76,6 +76,31 @@ fn outgoing_nat_defaults_on_and_the_last_flag_wins() {
     assert!(parse(&["network", "create", "n", "--mtu", "0"]).is_err());
 }
 
+#[test]
+fn routable_turns_outgoing_nat_off_and_refuses_its_contradictions() {
+    let create = |extra: &[&str]| -> Result<_, clap::Error> {
+        let mut args = vec!["network", "create", "direct", "--subnet", "10.9.0.0/24"];
+        args.extend_from_slice(extra);
+        match parse(&args)?.command {
+            Command::Network(NetworkCmd::Create(a)) => Ok(create_request(a).spec.unwrap()),
+            _ => unreachable!(),
+        }
+    };
+    let spec = create(&["--routable"]).unwrap();
+    assert!(spec.routable && !spec.outgoing_nat, "{spec:?}");
+    let spec = create(&["--routable", "--no-outgoing-nat"]).unwrap();
+    assert!(spec.routable && !spec.outgoing_nat, "{spec:?}");
+    let spec = create(&[]).unwrap();
+    assert!(!spec.routable && spec.outgoing_nat, "{spec:?}");
+    for bad in [
+        &["--routable", "--outgoing-nat"][..],
+        &["--internal", "--routable"],
+    ] {
+        let e = create(bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict, "{bad:?}: {e}");
+    }
+}
+
 fn attach(extra: &[&str]) -> Result<Attach, clap::Error> {
     let mut args = vec![
         "endpoint",

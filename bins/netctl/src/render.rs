@@ -64,6 +64,7 @@ pub fn networks(list: &[NetworkView]) -> String {
         "GATEWAYS",
         "BRIDGE",
         "NAT",
+        "ROUTABLE",
         "MTU",
         "ENDPOINTS",
     ];
@@ -77,6 +78,7 @@ pub fn networks(list: &[NetworkView]) -> String {
                 join(&n.gateways),
                 n.bridge.clone(),
                 on_off(n.outgoing_nat),
+                on_off(n.routable),
                 mtu(n.mtu),
                 n.endpoints.to_string(),
             ]
@@ -164,6 +166,7 @@ pub fn network(n: &NetworkView) -> String {
         ("Outgoing NAT", one(on_off(n.outgoing_nat))),
         ("MTU", one(or_dash(&mtu(n.mtu)))),
         ("Internal", one(on_off(n.internal))),
+        ("Routable", one(on_off(n.routable))),
         ("Reaches", or_none(&n.reach)),
         ("Endpoints", one(n.endpoints)),
     ];

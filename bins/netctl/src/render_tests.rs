@@ -15,6 +15,7 @@ fn net(name: &str, mode: &str, subnet: &str, gw: &str, bridge: &str) -> NetworkV
         outgoing_nat: true,
         mtu: 0,
         internal: false,
+        routable: false,
         reach: vec![],
         endpoints: 2,
         warnings: Vec::new(),
@@ -50,6 +51,9 @@ fn network_table_is_aligned_without_trailing_blanks() {
     routed.gateways.push("fe80::ecee:eeff:feee:eeee".into());
     routed.outgoing_nat = false;
     routed.mtu = 1450;
+    let mut direct = net("direct", "bridge", "10.9.0.0/24", "10.9.0.1", "trbr1");
+    direct.outgoing_nat = false;
+    direct.routable = true;
     let list = [
         net(
             "front",
@@ -59,11 +63,13 @@ fn network_table_is_aligned_without_trailing_blanks() {
             "trbr0",
         ),
         routed,
+        direct,
     ];
     let want = "\
-NAME    MODE     SUBNETS                       GATEWAYS                                BRIDGE   NAT   MTU    ENDPOINTS
-front   bridge   192.168.169.0/24              192.168.169.1                           trbr0    on    -      2
-pods    routed   10.244.0.0/16,fd00:244::/48   169.254.1.1,fe80::ecee:eeff:feee:eeee   -        off   1450   2
+NAME     MODE     SUBNETS                       GATEWAYS                                BRIDGE   NAT   ROUTABLE   MTU    ENDPOINTS
+front    bridge   192.168.169.0/24              192.168.169.1                           trbr0    on    off        -      2
+pods     routed   10.244.0.0/16,fd00:244::/48   169.254.1.1,fe80::ecee:eeff:feee:eeee   -        off   off        1450   2
+direct   bridge   10.9.0.0/24                   10.9.0.1                                trbr1    off   on         -      2
 ";
     assert_eq!(networks(&list), want);
 }
@@ -72,7 +78,7 @@ pods    routed   10.244.0.0/16,fd00:244::/48   169.254.1.1,fe80::ecee:eeff:feee:
 fn empty_lists_print_headers_only() {
     assert_eq!(
         networks(&[]),
-        "NAME   MODE   SUBNETS   GATEWAYS   BRIDGE   NAT   MTU   ENDPOINTS\n"
+        "NAME   MODE   SUBNETS   GATEWAYS   BRIDGE   NAT   ROUTABLE   MTU   ENDPOINTS\n"
     );
     assert!(endpoints(&[]).starts_with("CONTAINER   IFNAME   NETWORK"));
 }
@@ -123,6 +129,7 @@ Bridge:        -
 Outgoing NAT:  on
 MTU:           -
 Internal:      off
+Routable:      off
 Reaches:       -
 Endpoints:     2
 ";
@@ -223,6 +230,7 @@ bridge: trbr0
 outgoing_nat: true
 mtu: 0
 internal: false
+routable: false
 reach: []
 endpoints: 2
 ";

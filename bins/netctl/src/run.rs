@@ -103,6 +103,7 @@ pub fn create_request(a: NetworkCreate) -> v1::CreateNetworkRequest {
             outgoing_nat,
             mtu: a.mtu.unwrap_or(0),
             internal: a.internal,
+            routable: a.routable,
             reach: a.reach,
             subnet_pool: a.subnet_pool.unwrap_or_default(),
             cluster_pools: Vec::new(),

@@ -29,6 +29,9 @@ pub struct NetworkView {
     pub mtu: u32,
     /// Whether nothing is forwarded into or out of the network.
     pub internal: bool,
+    /// Whether it is reached from outside by its own addresses (not
+    /// masqueraded, its subnet announced).
+    pub routable: bool,
     /// The other bridge networks its containers may reach.
     pub reach: Vec<String>,
     /// How many endpoints are attached.
@@ -60,6 +63,7 @@ impl From<v1::Network> for NetworkView {
             outgoing_nat: spec.outgoing_nat,
             mtu: spec.mtu,
             internal: spec.internal,
+            routable: spec.routable,
             reach: spec.reach,
             endpoints: n.endpoints,
             warnings: n.warnings,

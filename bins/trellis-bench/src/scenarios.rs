@@ -103,6 +103,7 @@ fn network_spec(mode: Mode) -> Result<NetworkSpec> {
         masquerade: false,
         mtu: None,
         internal: false,
+        routable: false,
         reach: Vec::new(),
     })
 }

@@ -39,6 +39,7 @@ pub async fn run() -> Result<()> {
             masquerade: true,
             mtu: None,
             internal: false,
+            routable: false,
             reach: Vec::new(),
         })
         .await?;

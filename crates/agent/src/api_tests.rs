@@ -1,9 +1,9 @@
 //! The daemon-facing API over mocks: fixed addresses and labels (refused
-//! before anything changes, a taken address is ALREADY_EXISTS), filters,
-//! events after success, readiness.
+//! before anything changes, a taken address is ALREADY_EXISTS), a routable
+//! network's contradictions, filters, events after success, readiness.
 
 use crate::attach_tests::{Fail, agent_failing_at, request};
-use crate::{Agent, EndpointFilter, Error, ErrorClass, Event};
+use crate::{Agent, EndpointFilter, Error, ErrorClass, Event, NetworkMode, NetworkSpec};
 use std::net::IpAddr;
 use trellis_types::InvalidInput;
 
@@ -117,6 +117,56 @@ async fn endpoints_are_listed_by_network_container_and_labels() {
         ..Default::default()
     };
     assert!(agent.list_endpoints(&f).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn routable_contradictions_are_refused_each_by_name_creating_nothing() {
+    let (agent, _) = agent_failing_at(Fail::Nothing, false).await;
+    let good = NetworkSpec {
+        name: "direct".parse().unwrap(),
+        subnets: vec!["10.6.0.0/24".parse().unwrap()],
+        gateway: None,
+        mode: NetworkMode::Bridge {
+            bridge: trellis_types::IfName::parse("bridge", "tbr2").unwrap(),
+        },
+        masquerade: false,
+        routable: true,
+        ..agent.network("n").unwrap().spec
+    };
+    let cases = [
+        (
+            NetworkSpec {
+                mode: NetworkMode::Routed,
+                ..good.clone()
+            },
+            "a routed network's blocks are always announced",
+        ),
+        (
+            NetworkSpec {
+                internal: true,
+                ..good.clone()
+            },
+            "internal",
+        ),
+        (
+            NetworkSpec {
+                masquerade: true,
+                ..good.clone()
+            },
+            "masquerade",
+        ),
+    ];
+    let before = state(&agent).await;
+    for (spec, words) in cases {
+        let e = agent.create_network(spec.clone()).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::InvalidArgument, "{e}");
+        assert_eq!(field(&e), "routable", "{e}");
+        assert!(e.to_string().contains(words), "{spec:?}: {e}");
+        assert_eq!(before, state(&agent).await, "{spec:?} changed the store");
+        assert_eq!(agent.networks().len(), 1, "{spec:?} made a network");
+    }
+    let net = agent.create_network(good).await.unwrap();
+    assert!(net.spec.routable && !net.spec.masquerade);
 }
 
 #[tokio::test]

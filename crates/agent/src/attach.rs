@@ -103,6 +103,10 @@ impl Agent {
                 tracing::warn!(error = %e, %handle, "rollback of a failed attach kept its addresses");
             }
             self.ports.release(&handle);
+            if net.spec.mode == NetworkMode::Routed {
+                // A block IPAM claimed for it stays this node's.
+                self.emit(Event::BlocksChanged);
+            }
             return Err(e);
         }
         Ok(ep)

@@ -214,6 +214,7 @@ fn network_spec(routed: bool) -> NetworkSpec {
         masquerade: true,
         mtu: None,
         internal: false,
+        routable: false,
         reach: Vec::new(),
     }
 }

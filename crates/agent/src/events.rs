@@ -22,6 +22,12 @@ pub enum Event {
     EndpointAttached(Endpoint),
     /// An endpoint was detached (and forgotten).
     EndpointDetached(Endpoint),
+    /// The routed blocks this node owns changed outside an attach: a block
+    /// of a cluster pool was adopted ([`Agent::adopt_block`], or claimed
+    /// from the controller for an attach, which may yet fail) or an empty
+    /// one retired ([`Agent::retire_block`]). It carries nothing: ask
+    /// [`Agent::exported_prefixes`] for the set now.
+    BlocksChanged,
 }
 
 impl Agent {

@@ -227,7 +227,7 @@ impl Agent {
     }
 
     /// The blocks of routed networks this node owns, read afresh.
-    async fn owned_routed_blocks(&self) -> Result<Vec<IpNet>, Error> {
+    pub(crate) async fn owned_routed_blocks(&self) -> Result<Vec<IpNet>, Error> {
         let mut blocks = Vec::new();
         for net in self.networks() {
             if net.spec.mode != NetworkMode::Routed {

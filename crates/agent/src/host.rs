@@ -165,6 +165,7 @@ mod tests {
                 masquerade: true,
                 mtu: None,
                 internal: false,
+                routable: false,
                 reach: Vec::new(),
             },
             gateways: vec![],

@@ -42,6 +42,9 @@
 //!   replaces what is missing or drifted and removes what trellis owns but no
 //!   record explains — never re-creating what works.
 //! * **Changes are announced after they happen** ([`Agent::subscribe`]).
+//! * **What the node announces to routers is computed, not kept**
+//!   ([`Agent::exported_prefixes`]: owned routed blocks and routable bridge
+//!   subnets, read afresh); events say when to read it again.
 //! * **The host is amended only as far as its networks need** ([`HostPolicy`]):
 //!   forwarding for the families in use, and tagged accept rules in the
 //!   host's own forward chains that drop by policy, re-asserted at every
@@ -55,6 +58,7 @@ mod attach;
 mod check;
 mod error;
 mod events;
+mod export;
 mod gc;
 mod guard;
 mod host;

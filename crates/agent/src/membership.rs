@@ -13,6 +13,7 @@
 
 use crate::agent::Agent;
 use crate::error::{Error, ErrorClass};
+use crate::events::Event;
 use crate::model::{ClusterPool, Network, NetworkSpec};
 use crate::node::Change;
 use async_trait::async_trait;
@@ -143,14 +144,21 @@ impl Agent {
         let m = self.membership()?;
         let block = m.claim_block(pool).await.map_err(Error::Cluster)?;
         self.ipam.adopt_block(local, block).await?;
+        // Owned now, whether or not the attach that asked succeeds.
+        self.emit(Event::BlocksChanged);
         Ok(block)
     }
 
     /// Adopts block `block`, already this node's at the controller, into
     /// local pool `local` (blocks claimed ahead of need, or claimed before
-    /// a restart). Whether it was new.
+    /// a restart). Whether it was new (then [`Event::BlocksChanged`] is
+    /// emitted).
     pub async fn adopt_block(&self, local: &PoolName, block: IpNet) -> Result<bool, Error> {
-        Ok(self.ipam.adopt_block(local.as_str(), block).await?)
+        let new = self.ipam.adopt_block(local.as_str(), block).await?;
+        if new {
+            self.emit(Event::BlocksChanged);
+        }
+        Ok(new)
     }
 
     /// Hands no new address out of block `block` of local pool `local`
@@ -163,11 +171,13 @@ impl Agent {
     /// Forgets block `block` of local pool `local` if no address in it is
     /// in use (its blackhole goes too), so that it can be given back to the
     /// controller; whether it did. An attach that takes an address in it
-    /// first keeps it.
+    /// first keeps it. Emits [`Event::BlocksChanged`] when it did.
     pub async fn retire_block(&self, local: &PoolName, block: IpNet) -> Result<bool, Error> {
         if !self.ipam.retire_block(local.as_str(), block).await? {
             return Ok(false);
         }
+        // No longer this node's (announced or not), whatever follows.
+        self.emit(Event::BlocksChanged);
         self.blackholed
             .lock()
             .expect("blackholed lock")
@@ -211,6 +221,8 @@ impl Agent {
         // The subnet comes from the cluster: this node's one subnet of
         // `pool`, the same one each time it is asked for.
         check_subnet_pool(&spec)?;
+        // Before a subnet is claimed for a spec that would be refused.
+        crate::network::check_isolation(&spec)?;
         if let Ok(existing) = self.network(spec.name.as_str()) {
             let mut asked = spec;
             asked.subnets = existing.spec.subnets.clone();

@@ -50,6 +50,16 @@ pub struct NetworkSpec {
     /// nothing is masqueraded and no port can be published.
     #[serde(default)]
     pub internal: bool,
+    /// Bridge mode: the network is reached from outside the host by its
+    /// containers' own addresses (the seed's direct routing: a route to the
+    /// subnet via the host, typed by hand or learnt by BGP). Its traffic is
+    /// never masqueraded (so `masquerade` must be off) and its subnet is
+    /// among the prefixes the node announces
+    /// ([`crate::Agent::exported_prefixes`]). Not for `internal` networks,
+    /// which nothing reaches, nor for routed networks, whose blocks are
+    /// always announced.
+    #[serde(default)]
+    pub routable: bool,
     /// Bridge mode: the other bridge networks this one's containers may open
     /// connections to (replies flow back). Bridge networks are kept apart
     /// otherwise. Names of networks that do not exist (yet) take effect when

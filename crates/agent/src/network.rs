@@ -251,9 +251,10 @@ impl Agent {
     }
 }
 
-/// `internal` and `reach` are bridge-network settings (routed networks are
-/// one flat routed space); `reach` names other networks, each once.
-fn check_isolation(spec: &NetworkSpec) -> Result<(), InvalidInput> {
+/// `internal`, `reach` and `routable` are bridge-network settings (routed
+/// networks are one flat routed space); `reach` names other networks, each
+/// once.
+pub(crate) fn check_isolation(spec: &NetworkSpec) -> Result<(), InvalidInput> {
     if spec.bridge().is_none() {
         if spec.internal {
             let why = "only bridge networks can be internal";
@@ -274,7 +275,25 @@ fn check_isolation(spec: &NetworkSpec) -> Result<(), InvalidInput> {
         let why = "an internal network reaches nothing off its bridge";
         return Err(InvalidInput::new("reach", spec.reach.join(","), why));
     }
-    Ok(())
+    check_routable(spec)
+}
+
+/// `routable` is a bridge network's: reached from outside by its own
+/// addresses, so neither cut off (`internal`) nor masqueraded.
+fn check_routable(spec: &NetworkSpec) -> Result<(), InvalidInput> {
+    if !spec.routable {
+        return Ok(());
+    }
+    let why = if spec.bridge().is_none() {
+        "only bridge networks can be routable (a routed network's blocks are always announced)"
+    } else if spec.internal {
+        "an internal network is reached by nothing off its bridge, so it cannot be routable (internal is on)"
+    } else if spec.masquerade {
+        "a routable network is reached by its containers' own addresses, so its traffic is not masqueraded: turn masquerade (outgoing_nat) off"
+    } else {
+        return Ok(());
+    };
+    Err(InvalidInput::new("routable", true, why))
 }
 
 fn check_subnets(spec: &NetworkSpec) -> Result<(), InvalidInput> {
@@ -388,12 +407,17 @@ pub(crate) fn bridge_spec(net: &Network) -> BridgeSpec {
 }
 
 /// The NAT view of a bridge network. An internal network is never
-/// masqueraded: nothing of it leaves the bridge.
+/// masqueraded: nothing of it leaves the bridge; nor is a routable one: it
+/// is reached by its own addresses (validation refuses `masquerade` with
+/// `routable` anyway).
+/// Inbound, a routable network needs nothing more: trellis's forward chain
+/// leaves traffic between a bridge and the uplink alone, and the host
+/// firewall's accept rules admit every bridge network both ways.
 pub(crate) fn bridge_nat(net: &Network) -> NetworkNat {
     NetworkNat {
         subnet: net.spec.subnets[0],
         bridge: net.spec.bridge().expect("a bridge network").clone(),
-        masquerade: net.spec.masquerade && !net.spec.internal,
+        masquerade: net.spec.masquerade && !net.spec.internal && !net.spec.routable,
         internal: net.spec.internal,
     }
 }

@@ -107,6 +107,8 @@ pub fn network_spec(spec: Option<pb::NetworkSpec>) -> Result<NetworkSpec> {
         masquerade: spec.outgoing_nat,
         mtu,
         internal: spec.internal,
+        // Checked against mode, internal and outgoing_nat by the core.
+        routable: spec.routable,
         reach,
     })
 }

@@ -30,6 +30,31 @@ fn a_good_bridge_spec_converts() {
 }
 
 #[test]
+fn routable_converts_both_ways_and_is_judged_by_the_core() {
+    let pb_spec = pb::NetworkSpec {
+        routable: true,
+        ..bridge("n1", "10.1.0.0/24")
+    };
+    let spec = network_spec(Some(pb_spec.clone())).unwrap();
+    assert!(spec.routable && !spec.masquerade);
+    let net = trellis_agent::Network {
+        spec,
+        gateways: vec!["10.1.0.1".parse().unwrap()],
+        warnings: Vec::new(),
+    };
+    let back = crate::output::network(net, 0).spec.unwrap();
+    assert!(back.routable && !back.outgoing_nat, "{back:?}");
+    // Its contradictions need no agent state, but are the core's to refuse
+    // (one rule for every caller): the edge passes them on as given.
+    let with_nat = pb::NetworkSpec {
+        outgoing_nat: true,
+        ..pb_spec
+    };
+    let spec = network_spec(Some(with_nat)).unwrap();
+    assert!(spec.routable && spec.masquerade);
+}
+
+#[test]
 fn bad_specs_name_their_field() {
     let cases: Vec<(&str, pb::NetworkSpec)> = vec![
         ("subnets", bridge("n1", "10.1.0.0/33")),

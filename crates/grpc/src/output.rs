@@ -26,6 +26,7 @@ pub fn network(n: Network, endpoints: usize) -> pb::Network {
             outgoing_nat: s.masquerade,
             mtu: s.mtu.unwrap_or(0),
             internal: s.internal,
+            routable: s.routable,
             reach: s.reach.into_iter().map(String::from).collect(),
             subnet_pool: s.subnet_pool.map(String::from).unwrap_or_default(),
             cluster_pools: s.cluster_pools.into_iter().map(|c| c.name.into()).collect(),
@@ -91,16 +92,19 @@ pub fn status(s: Status, node: &str) -> pb::StatusResponse {
 
 /// An event. A network in an event carries no endpoint count (0): counting
 /// would need the store on every event, and watchers count endpoint events.
-pub fn event(e: Event) -> pb::Event {
+/// `None` for what the API does not watch: `BlocksChanged` is for the
+/// node's own route announcer, and carries no object.
+pub fn event(e: Event) -> Option<pb::Event> {
     use pb::event::{Kind, Object};
     let (kind, object) = match e {
         Event::NetworkCreated(n) => (Kind::NetworkCreated, Object::Network(network(n, 0))),
         Event::NetworkDeleted(n) => (Kind::NetworkDeleted, Object::Network(network(n, 0))),
         Event::EndpointAttached(ep) => (Kind::EndpointAttached, Object::Endpoint(endpoint(ep))),
         Event::EndpointDetached(ep) => (Kind::EndpointDetached, Object::Endpoint(endpoint(ep))),
+        Event::BlocksChanged => return None,
     };
-    pb::Event {
+    Some(pb::Event {
         kind: kind.into(),
         object: Some(object),
-    }
+    })
 }

@@ -36,8 +36,8 @@ pub async fn start(
     }
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
-        for e in first {
-            if tx.send(Ok(output::event(e))).await.is_err() {
+        for e in first.into_iter().filter_map(output::event) {
+            if tx.send(Ok(e)).await.is_err() {
                 return;
             }
         }
@@ -48,7 +48,10 @@ pub async fn start(
                 r = events.recv() => r,
             };
             let item = match item {
-                Ok(e) => Ok(output::event(e)),
+                Ok(e) => match output::event(e) {
+                    Some(e) => Ok(e),
+                    None => continue,
+                },
                 Err(RecvError::Lagged(n)) => Err(Status::unavailable(format!(
                     "watch fell {n} events behind; watch again with replay"
                 ))),

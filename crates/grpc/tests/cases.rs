@@ -67,6 +67,27 @@ pub fn network_cases() -> Vec<Case> {
             spec(|s| s.bridge = "eth0".into()),
         ),
         bad("mtu 10", "mtu", spec(|s| s.mtu = 10)),
+        bad(
+            "routable with outgoing NAT",
+            "turn masquerade (outgoing_nat) off",
+            spec(|s| s.routable = true),
+        ),
+        bad(
+            "routable and internal",
+            "an internal network",
+            spec(|s| {
+                (s.routable, s.internal, s.outgoing_nat) = (true, true, false);
+            }),
+        ),
+        bad(
+            "routable routed network",
+            "a routed network's blocks are always announced",
+            spec(|s| {
+                s.mode = pb::NetworkMode::Routed.into();
+                s.bridge.clear();
+                (s.routable, s.outgoing_nat) = (true, false);
+            }),
+        ),
         bad("loopback subnet", "loopback", subnet("127.0.0.0/24")),
         bad("multicast subnet", "multicast", subnet("224.1.0.0/24")),
         bad(

@@ -152,6 +152,7 @@ impl ClusterView {
                     masquerade: pools.iter().any(|p| p.spec.outgoing_nat),
                     mtu: n.mtu,
                     internal: false,
+                    routable: false,
                     reach: Vec::new(),
                     subnet_pool: None,
                     cluster_pools: pools

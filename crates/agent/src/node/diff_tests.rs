@@ -25,6 +25,7 @@ fn spec(name: &str, mode: NetworkMode, subnets: &[&str]) -> NetworkSpec {
         masquerade: true,
         mtu: None,
         internal: false,
+        routable: false,
         reach: Vec::new(),
     }
 }

@@ -4,5 +4,6 @@
 //! kernel; these prove the logic.
 
 mod attach;
+mod export;
 mod membership;
 mod util;

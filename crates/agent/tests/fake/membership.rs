@@ -2,14 +2,15 @@
 //! grants /30 blocks in order and can be fenced or run dry: allocation in a
 //! cluster's routed network only inside granted blocks, one claim per full
 //! block, nothing allocated while fenced, a bridge network's subnet from a
-//! cluster pool, and host-gw routes kept through convergence.
+//! cluster pool, host-gw routes kept through convergence, and an event
+//! for every block adopted or retired.
 
 use crate::util::{agent, bridge_network, container, host, request, routed_network};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use trellis_agent::{ClusterPool, ErrorClass, Membership, MembershipError};
+use trellis_agent::{ClusterPool, ErrorClass, Event, Membership, MembershipError};
 use trellis_route::{PeerRoute, Routes};
 use trellis_types::PoolName;
 
@@ -171,4 +172,24 @@ async fn peer_routes_are_installed_and_kept_by_convergence() {
     assert_eq!(k.list_peer_routes().await.unwrap(), two);
     a.set_peer_routes(two[1..].to_vec()).await.unwrap();
     assert_eq!(k.list_peer_routes().await.unwrap(), two[1..].to_vec());
+}
+
+#[tokio::test]
+async fn blocks_adopted_and_retired_are_announced_and_exported() {
+    let k = host();
+    let a = agent(&k).await;
+    a.join(Arc::new(FakeMembership::default()));
+    a.create_network(cluster_routed()).await.unwrap();
+    let mut events = a.subscribe();
+    let local: PoolName = "pods.v4".parse().unwrap();
+    let block: IpNet = "10.244.1.0/30".parse().unwrap();
+    assert!(a.adopt_block(&local, block).await.unwrap());
+    assert_eq!(events.try_recv().unwrap(), Event::BlocksChanged);
+    assert_eq!(a.exported_prefixes().await.unwrap(), [block]);
+    // Adopted again: nothing new, nothing announced.
+    assert!(!a.adopt_block(&local, block).await.unwrap());
+    assert!(events.try_recv().is_err());
+    assert!(a.retire_block(&local, block).await.unwrap());
+    assert_eq!(events.try_recv().unwrap(), Event::BlocksChanged);
+    assert!(a.exported_prefixes().await.unwrap().is_empty());
 }

@@ -52,6 +52,7 @@ pub fn bridge_network() -> NetworkSpec {
         masquerade: true,
         mtu: None,
         internal: false,
+        routable: false,
         reach: Vec::new(),
     }
 }
