@@ -1,4 +1,4 @@
-//! Compiles `proto/trellis/v1/{agent,controller}.proto` with protox (a pure-Rust protobuf
+//! Compiles `proto/trellis/v1/{agent,controller,bgp}.proto` with protox (a pure-Rust protobuf
 //! compiler), so building trellis never needs `protoc` on the machine. The
 //! encoded FileDescriptorSet is written next to the generated code for gRPC
 //! server reflection.
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest.join("../../proto");
-    let files = ["agent", "controller"].map(|f| root.join(format!("trellis/v1/{f}.proto")));
+    let files = ["agent", "controller", "bgp"].map(|f| root.join(format!("trellis/v1/{f}.proto")));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

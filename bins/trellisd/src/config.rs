@@ -132,6 +132,41 @@ struct FileConfig {
     host: FileHost,
     #[serde(default)]
     cluster: FileCluster,
+    bgp: Option<FileBgp>,
+}
+
+/// `[bgp]`: present turns BGP export on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBgp {
+    asn: u32,
+    router_id: Option<std::net::Ipv4Addr>,
+    hold_time: Option<u16>,
+    graceful_restart: Option<u16>,
+    listen: Option<SocketAddr>,
+    next_hop_v4: Option<std::net::Ipv4Addr>,
+    next_hop_v6: Option<std::net::Ipv6Addr>,
+    #[serde(default)]
+    communities: Vec<String>,
+    #[serde(default)]
+    peers: Vec<FilePeer>,
+}
+
+/// `[[bgp.peers]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePeer {
+    address: std::net::IpAddr,
+    asn: u32,
+    port: Option<u16>,
+    #[serde(default)]
+    passive: bool,
+    local_address: Option<std::net::IpAddr>,
+    next_hop_v4: Option<std::net::Ipv4Addr>,
+    next_hop_v6: Option<std::net::Ipv6Addr>,
+    communities: Option<Vec<String>>,
+    hold_time: Option<u16>,
+    md5_password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +230,18 @@ pub struct Config {
     pub host: Host,
     /// The cluster this node is a member of (`None`: standalone).
     pub cluster: Option<Cluster>,
+    /// BGP export (`None`: off).
+    pub bgp: Option<Bgp>,
+}
+
+/// BGP export: the speaker's settings and the peers from the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bgp {
+    /// The speaker's settings.
+    #[serde(skip)]
+    pub speaker: trellis_bgp::SpeakerConfig,
+    /// The peers from the config file (changed there, not over gRPC).
+    pub peers: Vec<trellis_bgp::PeerConfig>,
 }
 
 /// Membership of a cluster.
@@ -305,7 +352,15 @@ impl Config {
                 forwarding: args.host_forwarding.or(f.host.forwarding).unwrap_or(true),
                 firewall: args.host_firewall.or(f.host.firewall).unwrap_or(true),
             },
+            bgp: None,
             cluster: resolve_cluster(args, f.cluster)?,
+        })
+        .and_then(|mut c: Config| {
+            c.bgp = f
+                .bgp
+                .map(|b| resolve_bgp(b, c.cluster.as_ref()))
+                .transpose()?;
+            Ok(c)
         })
     }
 
@@ -416,6 +471,78 @@ fn resolve_cluster(args: &Args, f: FileCluster) -> Result<Option<Cluster>> {
     }))
 }
 
+fn communities(field: &str, list: &[String]) -> Result<Vec<(u16, u16)>> {
+    list.iter()
+        .map(|c| {
+            let (a, v) = c.split_once(':').with_context(|| {
+                format!("{field} {c:?}: a community is ASN:VALUE, e.g. 65000:100")
+            })?;
+            let n = |x: &str| {
+                x.parse::<u16>().with_context(|| {
+                    format!("{field} {c:?}: each half of a community is 0..=65535")
+                })
+            };
+            Ok((n(a)?, n(v)?))
+        })
+        .collect()
+}
+
+/// `[bgp]`: the router id defaults to the node's IPv4 underlay address and
+/// the next hops to its underlay addresses (in a cluster); every value is
+/// checked here, by the speaker's own rules, with the field named.
+fn resolve_bgp(b: FileBgp, cluster: Option<&Cluster>) -> Result<Bgp> {
+    let node_v4 = cluster.and_then(|c| c.address_v4);
+    let node_v6 = cluster.and_then(|c| c.address_v6);
+    let router_id = b.router_id.or(node_v4).or(b.next_hop_v4).context(
+        "bgp.router_id: required (this node has no IPv4 underlay address to take it from)",
+    )?;
+    let mut speaker = trellis_bgp::SpeakerConfig::new(b.asn, router_id);
+    speaker.hold_time = b.hold_time.unwrap_or(speaker.hold_time);
+    speaker.graceful_restart = match b.graceful_restart {
+        Some(0) => None,
+        Some(t) => Some(t),
+        None => speaker.graceful_restart,
+    };
+    speaker.listen = b.listen;
+    speaker.next_hop_v4 = b.next_hop_v4.or(node_v4);
+    speaker.next_hop_v6 = b.next_hop_v6.or(node_v6);
+    speaker.communities = communities("bgp.communities", &b.communities)?;
+    speaker.validate().map_err(|e| anyhow::anyhow!("bgp.{e}"))?;
+    let mut peers = Vec::new();
+    for (i, p) in b.peers.into_iter().enumerate() {
+        let field = format!("bgp.peers[{i}]");
+        let peer = trellis_bgp::PeerConfig {
+            port: p.port.unwrap_or(179),
+            passive: p.passive,
+            local_address: p.local_address,
+            next_hop_v4: p.next_hop_v4,
+            next_hop_v6: p.next_hop_v6,
+            communities: p
+                .communities
+                .map(|c| communities(&format!("{field}.communities"), &c))
+                .transpose()?,
+            hold_time: p.hold_time,
+            md5_password: p.md5_password,
+            ..trellis_bgp::PeerConfig::new(p.address, p.asn)
+        };
+        peer.validate()
+            .map_err(|e| anyhow::anyhow!("{field}.{e}"))?;
+        ensure!(
+            !peer.passive || speaker.listen.is_some(),
+            "{field}: a passive peer connects to bgp.listen, which is not set"
+        );
+        ensure!(
+            !peers
+                .iter()
+                .any(|q: &trellis_bgp::PeerConfig| q.address == peer.address),
+            "{field}.address {}: listed twice",
+            peer.address
+        );
+        peers.push(peer);
+    }
+    Ok(Bgp { speaker, peers })
+}
+
 /// Node names are store keys (`nodes/<node>/…`): the one rule is
 /// [`trellis_types::NodeName`]'s (1..=63 bytes of `[A-Za-z0-9_.-]`, not `.`
 /// or `..`; a host name fits).
@@ -470,6 +597,71 @@ mod tests {
                 firewall: false
             }
         );
+    }
+
+    #[test]
+    fn bgp_takes_its_peers_and_names_each_bad_value() {
+        let file = r#"
+[bgp]
+asn = 4200000002
+router_id = "10.99.0.1"
+hold_time = 9
+listen = "0.0.0.0:179"
+communities = ["65000:100"]
+[[bgp.peers]]
+address = "10.99.0.2"
+asn = 65000
+[[bgp.peers]]
+address = "10.99.0.3"
+asn = 65000
+passive = true
+md5_password = "s3cret"
+"#;
+        let c = Config::resolve(&args(&["--node=n"]), file, Path::new("f")).unwrap();
+        let b = c.bgp.unwrap();
+        assert_eq!(b.speaker.local_as, 4_200_000_002);
+        assert_eq!(b.speaker.hold_time, 9);
+        assert_eq!(b.speaker.graceful_restart, Some(120));
+        assert_eq!(b.speaker.communities, vec![(65000, 100)]);
+        assert_eq!(b.peers.len(), 2);
+        assert!(b.peers[1].passive);
+        assert_eq!(b.peers[0].port, 179);
+        let none = Config::resolve(&args(&["--node=n"]), "", Path::new("f")).unwrap();
+        assert!(none.bgp.is_none(), "no [bgp]: no BGP");
+
+        for (bad, want) in [
+            ("[bgp]\nasn = 65000\n", "bgp.router_id: required"),
+            (
+                "[bgp]\nasn = 0\nrouter_id = \"10.0.0.1\"\n",
+                "bgp.local_as 0",
+            ),
+            (
+                "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\nhold_time = 2\n",
+                "bgp.hold_time 2",
+            ),
+            (
+                "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\ncommunities = [\"x\"]\n",
+                "bgp.communities \"x\"",
+            ),
+            (
+                "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n[[bgp.peers]]\naddress = \"10.0.0.2\"\nasn = 1\npassive = true\n",
+                "bgp.peers[0]: a passive peer",
+            ),
+            (
+                "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n[[bgp.peers]]\naddress = \"224.0.0.1\"\nasn = 1\n",
+                "bgp.peers[0].address 224.0.0.1",
+            ),
+            (
+                "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n[[bgp.peers]]\naddress = \"10.0.0.2\"\nasn = 1\n[[bgp.peers]]\naddress = \"10.0.0.2\"\nasn = 2\n",
+                "bgp.peers[1].address 10.0.0.2: listed twice",
+            ),
+        ] {
+            let e = format!(
+                "{:#}",
+                Config::resolve(&args(&["--node=n"]), bad, Path::new("f")).unwrap_err()
+            );
+            assert!(e.starts_with(want), "{e:?} does not start with {want:?}");
+        }
     }
 
     #[test]

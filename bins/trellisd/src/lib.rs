@@ -16,6 +16,7 @@
 //!   in mini-redis: `main` binds and waits for SIGTERM/SIGINT, tests bind
 //!   what they like.
 
+pub mod bgp;
 pub mod config;
 pub mod fs;
 pub mod logging;
@@ -43,8 +44,19 @@ use trellis_store::RedbStore;
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let agent = Arc::new(open_agent(&cfg).await?);
     let metrics = Arc::new(metrics::Metrics::new());
-    let services = server::Services::new(agent.clone()).await;
+    let mut services = server::Services::new(agent.clone()).await;
     let listeners = bind(&cfg).await?;
+    let bgp = match &cfg.bgp {
+        Some(b) => Some(bgp::BgpNode::start(b, &agent).await?),
+        None => None,
+    };
+    if let Some(b) = &bgp {
+        metrics.set_bgp(b.speaker().clone());
+    }
+    services.routes =
+        trellis_grpc::BgpService::new(bgp.clone().map(|b| b as Arc<dyn trellis_grpc::BgpCore>))
+            .route(std::mem::take(&mut services.routes));
+    let exporting = bgp.clone().map(|b| tokio::spawn(b.export(agent.clone())));
     tracing::info!(
         node = %cfg.node,
         socket = %cfg.socket.display(),
@@ -67,6 +79,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
     reconciling.abort();
     if let Some(m) = member {
         m.abort();
+    }
+    if let Some(e) = exporting {
+        e.abort();
+    }
+    if let Some(b) = &bgp {
+        b.stop().await;
     }
     // Retired veths still queued for deletion go before the process does,
     // so a clean stop leaves none (a crash leaves them to the next start).

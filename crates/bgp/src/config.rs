@@ -105,7 +105,7 @@ fn hold(field: &str, t: u16) -> Result<(), Error> {
 }
 
 /// One peer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerConfig {
     /// The peer's address (its identity: one session per address).
     pub address: IpAddr,
@@ -128,8 +128,9 @@ pub struct PeerConfig {
     pub communities: Option<Vec<(u16, u16)>>,
     /// Hold time offered to this peer, instead of the speaker's.
     pub hold_time: Option<u16>,
-    /// TCP MD5 signature key (RFC 2385), at most 80 bytes.
-    #[serde(skip)]
+    /// TCP MD5 signature key (RFC 2385), at most 80 bytes. Never
+    /// serialized: whoever keeps a peer keeps its key apart, on purpose.
+    #[serde(skip_serializing, default)]
     pub md5_password: Option<String>,
 }
 

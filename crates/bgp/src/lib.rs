@@ -82,6 +82,9 @@ pub enum Error {
     /// No peer has this address.
     #[error("no peer {0}")]
     NotFound(IpAddr),
+    /// The request cannot be done in the speaker's present configuration.
+    #[error("{0}")]
+    Refused(String),
     /// A socket operation failed.
     #[error("{what}: {source}")]
     Io {

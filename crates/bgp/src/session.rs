@@ -262,6 +262,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<'_, S> {
                 four_octet_as: four,
                 graceful_restart: graceful,
                 local_address: local_addr,
+                next_hops: out.attrs.iter().map(|(f, a)| (*f, a.next_hop)).collect(),
+                communities: out
+                    .attrs
+                    .first()
+                    .map(|(_, a)| a.communities.clone())
+                    .unwrap_or_default(),
             });
         }
         tracing::info!(peer = %peer.address, hold, ?families, "BGP session established");

@@ -82,6 +82,11 @@ pub struct Negotiated {
     pub graceful_restart: bool,
     /// Our address on this session.
     pub local_address: std::net::IpAddr,
+    /// The next hop of each family's routes (a family without one is not
+    /// sent: see the warnings).
+    pub next_hops: Vec<(Family, std::net::IpAddr)>,
+    /// The communities on every route.
+    pub communities: Vec<(u16, u16)>,
 }
 
 /// One peer, as seen now.

@@ -22,6 +22,7 @@
 //! this crate's bounds, error mapping, serving and unix-socket handling.
 
 pub mod authority;
+pub mod bgp;
 pub mod controller;
 mod errors;
 pub mod input;
@@ -31,6 +32,7 @@ mod service;
 mod watch;
 
 pub use authority::unix_incoming;
+pub use bgp::{BgpCore, BgpService, PeerView};
 pub use controller::{ControllerService, ControllerServices};
 pub use errors::{code, status};
 pub use server::{Core, Edge, EdgeServices, Services, serve, serve_tcp, serve_unix};

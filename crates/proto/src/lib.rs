@@ -1,6 +1,6 @@
 //! The trellis.v1 gRPC API as Rust types, generated at build time from
-//! `proto/trellis/v1/agent.proto` (the node agent) and
-//! `proto/trellis/v1/controller.proto` (the cluster controller).
+//! `proto/trellis/v1/agent.proto` (the node agent), `bgp.proto` (the node's
+//! BGP peers) and `proto/trellis/v1/controller.proto` (the cluster controller).
 //!
 //! Generated code lives here and nowhere else (STYLE convention 8): the service
 //! crate (`trellis-grpc`) and the clients (`netctl`, tests) depend on this crate,
@@ -19,6 +19,8 @@ pub mod v1 {
 
     pub use agent_client::AgentClient;
     pub use agent_server::{Agent, AgentServer};
+    pub use bgp_client::BgpClient;
+    pub use bgp_server::{Bgp, BgpServer};
     pub use controller_client::ControllerClient;
     pub use controller_server::{Controller, ControllerServer};
 }

@@ -19,6 +19,17 @@
 //! | `trellis_ipam_free_addresses` | gauge | network, pool |
 //! | `trellis_ipam_claimed_blocks` | gauge | network, pool |
 //! | `trellis_metrics_collect_errors_total` | counter | — |
+//! | `trellis_bgp_session_established` | gauge (1/0) | peer |
+//! | `trellis_bgp_session_uptime_seconds` | gauge | peer |
+//! | `trellis_bgp_prefixes_advertised` | gauge | peer |
+//! | `trellis_bgp_messages` | gauge (count since start) | peer, direction, type |
+//! | `trellis_bgp_events` | gauge (count since start) | peer, event |
+//!
+//! The BGP figures are the speaker's own counters, copied at scrape time
+//! like the agent's gauges (so they read as gauges; each only grows while
+//! trellisd runs). `event` is `established`, `hold_timer_expired`,
+//! `connect_failure`, `treat_as_withdraw`, `attribute_discarded`,
+//! `prefix_announced` or `prefix_withdrawn`.
 //!
 //! Attach and Detach latency are `trellis_rpc_duration_seconds` with
 //! `method="Attach"` / `method="Detach"`.
@@ -61,6 +72,34 @@ pub struct CodeLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NetworkLabels {
     network: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    peer: String,
+    direction: String,
+    r#type: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    peer: String,
+    event: String,
+}
+
+/// Gauges of the BGP speaker's peers, refilled at every scrape.
+#[derive(Debug, Default)]
+struct BgpGauges {
+    established: Family<PeerLabels, Gauge>,
+    uptime: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    advertised: Family<PeerLabels, Gauge>,
+    messages: Family<MessageLabels, Gauge>,
+    events: Family<EventLabels, Gauge>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,6 +151,9 @@ pub struct Metrics {
     registry: Registry,
     rpc: RpcMetrics,
     state: StateGauges,
+    bgp: BgpGauges,
+    /// The speaker whose peers `bgp` shows, when BGP is on.
+    speaker: std::sync::OnceLock<trellis_bgp::Speaker>,
     /// One scrape at a time: collection clears and refills the gauges.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -188,10 +230,38 @@ impl Metrics {
             "Scrapes that could not read the agent's state",
             state.collect_errors.clone(),
         );
+        let bgp = BgpGauges::default();
+        r.register(
+            "bgp_session_established",
+            "1 while the BGP session with the peer is Established",
+            bgp.established.clone(),
+        );
+        r.register(
+            "bgp_session_uptime_seconds",
+            "How long the BGP session has been Established",
+            bgp.uptime.clone(),
+        );
+        r.register(
+            "bgp_prefixes_advertised",
+            "Prefixes the peer has from this node now",
+            bgp.advertised.clone(),
+        );
+        r.register(
+            "bgp_messages",
+            "BGP messages sent and received since trellisd started",
+            bgp.messages.clone(),
+        );
+        r.register(
+            "bgp_events",
+            "BGP session events since trellisd started",
+            bgp.events.clone(),
+        );
         Metrics {
             registry,
             rpc,
             state,
+            bgp,
+            speaker: std::sync::OnceLock::new(),
             scrape: tokio::sync::Mutex::new(()),
         }
     }
@@ -199,6 +269,66 @@ impl Metrics {
     /// The RPC metrics, for [`RpcMetricsLayer`].
     pub fn rpc(&self) -> RpcMetrics {
         self.rpc.clone()
+    }
+
+    /// Shows `speaker`'s peers from now on.
+    pub fn set_bgp(&self, speaker: trellis_bgp::Speaker) {
+        let _ = self.speaker.set(speaker);
+    }
+
+    fn collect_bgp(&self, speaker: &trellis_bgp::Speaker) {
+        let b = &self.bgp;
+        b.established.clear();
+        b.uptime.clear();
+        b.advertised.clear();
+        b.messages.clear();
+        b.events.clear();
+        for p in speaker.peers() {
+            let peer = p.config.address.to_string();
+            let l = PeerLabels { peer: peer.clone() };
+            let up = p.state == trellis_bgp::SessionState::Established;
+            b.established.get_or_create(&l).set(i64::from(up));
+            b.uptime
+                .get_or_create(&l)
+                .set(p.uptime().map_or(0.0, |d| d.as_secs_f64()));
+            b.advertised
+                .get_or_create(&l)
+                .set(p.advertised.len() as i64);
+            let c = &p.counters;
+            for (dir, kind, n) in [
+                ("in", "open", c.opens_in),
+                ("out", "open", c.opens_out),
+                ("in", "update", c.updates_in),
+                ("out", "update", c.updates_out),
+                ("in", "keepalive", c.keepalives_in),
+                ("out", "keepalive", c.keepalives_out),
+                ("in", "notification", c.notifications_in),
+                ("out", "notification", c.notifications_out),
+                ("in", "route_refresh", c.route_refreshes_in),
+            ] {
+                let m = MessageLabels {
+                    peer: peer.clone(),
+                    direction: dir.into(),
+                    r#type: kind.into(),
+                };
+                b.messages.get_or_create(&m).set(clamp(u128::from(n)));
+            }
+            for (event, n) in [
+                ("established", c.established),
+                ("hold_timer_expired", c.hold_timer_expired),
+                ("connect_failure", c.connect_failures),
+                ("treat_as_withdraw", c.treat_as_withdraw),
+                ("attribute_discarded", c.attributes_discarded),
+                ("prefix_announced", c.prefixes_announced),
+                ("prefix_withdrawn", c.prefixes_withdrawn),
+            ] {
+                let e = EventLabels {
+                    peer: peer.clone(),
+                    event: event.into(),
+                };
+                b.events.get_or_create(&e).set(clamp(u128::from(n)));
+            }
+        }
     }
 
     /// Reads the agent's state into the gauges and encodes every metric in
@@ -210,6 +340,9 @@ impl Metrics {
         {
             tracing::warn!(error = %e, "metrics: cannot read the agent's state");
             self.state.collect_errors.inc();
+        }
+        if let Some(speaker) = self.speaker.get() {
+            self.collect_bgp(speaker);
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
