@@ -29,11 +29,13 @@
 pub mod cluster;
 mod netns;
 pub mod python;
+pub mod routers;
 pub mod seed;
 mod snapshot;
 mod tcp;
 
 pub use netns::{Netns, names_of, remove_own_namespaces, unique_name};
+pub use routers::{LearnedRoute, Neighbor, Router, RouterConfig, RouterKind};
 pub use snapshot::Snapshot;
 pub use tcp::{Counts, TcpServer, seen_ip, tcp_request, tcp_traffic};
 
