@@ -4,6 +4,7 @@
 //! traffic flowing. The socket's rules themselves are tested where they live,
 //! in `trellis-daemon`.
 
+mod bgp;
 mod config;
 mod daemon;
 mod python;

@@ -1,0 +1,485 @@
+//! BGP export end to end: trellisd in a host namespace, peering with BIRD 2,
+//! FRR and GoBGP (Debian's) in a router namespace — the routes land with the
+//! right next hops (IPv4 and IPv6 over one IPv4 session), a block given back
+//! is withdrawn, a router restart brings session and routes back; a trellisd
+//! restart is a graceful restart that loses no traffic from a PC behind the
+//! router; a frozen router is detected by the hold timer; a scripted peer's
+//! malformed UPDATEs get treat-as-withdraw or the right NOTIFICATION.
+//!
+//! ```text
+//!  pc 10.98.0.2 ── 10.98.0.1 router 10.99.0.2 ── 10.99.0.1 host (trellisd)
+//!                   (BIRD/FRR/GoBGP)  fd00:99::2    fd00:99::1   └─ c1, c2 (routed)
+//! ```
+
+use crate::util::Daemon;
+use ipnet::IpNet;
+use nix::sys::signal::Signal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use trellis_proto::v1::{
+    AgentClient, AttachRequest, BgpClient, BgpPeer, CreateNetworkRequest, DeleteNetworkRequest,
+    DetachRequest, ListBgpPeersRequest, ListBgpRoutesRequest, NetworkMode, NetworkSpec,
+};
+use trellis_proto::{channel_unix, connect_unix};
+use trellis_testlab::routers::{Neighbor, Router, RouterConfig, RouterKind};
+use trellis_testlab::{Counts, Netns, TcpServer, require_root, tcp_traffic};
+
+const HOST: &str = "10.99.0.1";
+const HOST6: &str = "fd00:99::1";
+const ROUTER: &str = "10.99.0.2";
+const OUR_AS: u32 = 4_200_000_002;
+const ROUTER_AS: u32 = 65000;
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Lab {
+    host: Netns,
+    router: Netns,
+    pc: Netns,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn build() -> Lab {
+        require_root();
+        let host = Netns::new("bgph");
+        let router = Netns::new("bgpr");
+        let pc = Netns::new("bgpp");
+        host.veth_to("up0", &router, "down0");
+        host.ip(&format!("addr add {HOST}/24 dev up0"));
+        host.ip(&format!("addr add {HOST6}/64 dev up0 nodad"));
+        host.ip(&format!("route add default via {ROUTER}"));
+        router.ip(&format!("addr add {ROUTER}/24 dev down0"));
+        router.ip("addr add fd00:99::2/64 dev down0 nodad");
+        router.veth_to("pc0", &pc, "eth0");
+        router.ip("addr add 10.98.0.1/24 dev pc0");
+        router.sysctl("net.ipv4.ip_forward", "1");
+        pc.ip("addr add 10.98.0.2/24 dev eth0");
+        pc.ip("route add default via 10.98.0.1");
+        Lab {
+            host,
+            router,
+            pc,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config(&self, peer_passive: bool) -> std::path::PathBuf {
+        let path = self.dir.path().join("trellisd.toml");
+        let peer = if peer_passive {
+            format!("[[bgp.peers]]\naddress = \"{ROUTER}\"\nasn = {ROUTER_AS}\npassive = true\n")
+        } else {
+            format!("[[bgp.peers]]\naddress = \"{ROUTER}\"\nasn = {ROUTER_AS}\n")
+        };
+        std::fs::write(
+            &path,
+            format!(
+                "[bgp]\nasn = {OUR_AS}\nrouter_id = \"{HOST}\"\nhold_time = 9\n\
+                 next_hop_v6 = \"{HOST6}\"\nlisten = \"{HOST}:179\"\n\
+                 communities = [\"65000:42\"]\n{peer}"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn trellisd(&self, passive_peer: bool) -> Daemon {
+        let config = self.config(passive_peer);
+        let mut d = Daemon::start(
+            &self.host,
+            self.dir.path(),
+            &["--config", config.to_str().unwrap()],
+        );
+        d.wait_ready();
+        d
+    }
+
+    fn router(&self, kind: RouterKind, install_kernel: bool) -> Router {
+        let mut cfg = RouterConfig::new(
+            kind,
+            ROUTER.parse().unwrap(),
+            ROUTER_AS,
+            ROUTER.parse().unwrap(),
+        )
+        .neighbor(Neighbor::new(HOST.parse().unwrap(), OUR_AS).passive());
+        cfg.install_kernel = install_kernel;
+        Router::start(&self.router, cfg)
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn agent(d: &Daemon) -> AgentClient<Channel> {
+    connect_unix(&d.socket).await.expect("connect")
+}
+
+async fn bgp(d: &Daemon) -> BgpClient<Channel> {
+    BgpClient::new(channel_unix(&d.socket).await.expect("connect"))
+}
+
+/// A routed dual-stack network and a container on it; its IPv4 address.
+async fn routed_container(a: &mut AgentClient<Channel>, c: &Netns, id: &str) -> IpAddr {
+    let spec = NetworkSpec {
+        name: "pods".into(),
+        mode: NetworkMode::Routed as i32,
+        subnets: vec!["10.244.0.0/16".into(), "fd00:244::/48".into()],
+        ..Default::default()
+    };
+    let _ = a
+        .create_network(CreateNetworkRequest { spec: Some(spec) })
+        .await;
+    let ep = a
+        .attach(AttachRequest {
+            network: "pods".into(),
+            container_id: id.into(),
+            netns: c.path_str(),
+            ifname: "eth0".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("attach")
+        .into_inner();
+    ep.addresses
+        .iter()
+        .map(|s| s.split('/').next().unwrap().parse::<IpAddr>().unwrap())
+        .find(IpAddr::is_ipv4)
+        .expect("an IPv4 address")
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+async fn peer(b: &mut BgpClient<Channel>) -> BgpPeer {
+    let mut l = b
+        .list_peers(ListBgpPeersRequest {})
+        .await
+        .expect("list peers")
+        .into_inner()
+        .peers;
+    assert_eq!(l.len(), 1, "{l:?}");
+    l.remove(0)
+}
+
+async fn wait_peer(
+    b: &mut BgpClient<Channel>,
+    what: &str,
+    f: impl Fn(&BgpPeer) -> bool,
+) -> BgpPeer {
+    let until = Instant::now() + WAIT;
+    loop {
+        let p = peer(b).await;
+        if f(&p) {
+            return p;
+        }
+        assert!(Instant::now() < until, "peer never {what}: {p:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn exports_to(kind: RouterKind) {
+    let lab = Lab::build();
+    let router = lab.router(kind, false);
+    let rt = rt();
+    let d = lab.trellisd(false);
+    let c1 = Netns::new("bgpc1");
+    rt.block_on(async {
+        let mut a = agent(&d).await;
+        let mut b = bgp(&d).await;
+        routed_container(&mut a, &c1, "c1").await;
+        router.wait_established(HOST.parse().unwrap(), WAIT);
+        let host: IpAddr = HOST.parse().unwrap();
+        let host6: IpAddr = HOST6.parse().unwrap();
+        let r4 = router.wait_for_route(net("10.244.0.0/26"), host, WAIT);
+        let r6 = router.wait_for_route(net("fd00:244::/122"), host6, WAIT);
+        assert_eq!(r4.as_path, vec![OUR_AS], "{r4}");
+        assert!(r4.communities.contains(&(65000, 42)), "{r4}");
+        assert_eq!(r6.as_path, vec![OUR_AS], "{r6}");
+
+        // What trellisd says it sent matches what the router has.
+        let p = peer(&mut b).await;
+        assert_eq!(p.state, "Established");
+        assert_eq!(p.source, "config");
+        let n = p.negotiated.clone().unwrap();
+        assert!(n.four_octet_as && n.graceful_restart, "{n:?}");
+        assert_eq!(n.families, ["ipv4-unicast", "ipv6-unicast"]);
+        let routes = b
+            .list_routes(ListBgpRoutesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(routes.exported, ["10.244.0.0/26", "fd00:244::/122"]);
+        let sent: Vec<(String, String)> = routes.peers[0]
+            .routes
+            .iter()
+            .map(|r| (r.prefix.clone(), r.next_hop.clone()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("10.244.0.0/26".to_string(), HOST.to_string()),
+                ("fd00:244::/122".to_string(), HOST6.to_string())
+            ]
+        );
+
+        // The router restarts: the session and the routes come back.
+        let mut router = router;
+        router.restart();
+        router.wait_established(host, WAIT);
+        router.wait_for_route(net("10.244.0.0/26"), host, WAIT);
+        router.wait_for_route(net("fd00:244::/122"), host6, WAIT);
+
+        // The blocks go back to the pool (the network goes): withdrawn.
+        a.detach(DetachRequest {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("detach");
+        a.delete_network(DeleteNetworkRequest {
+            name: "pods".into(),
+        })
+        .await
+        .expect("delete network");
+        router.wait_for("the blocks withdrawn", WAIT, |r| r.is_empty());
+        let p = wait_peer(&mut b, "without routes", |p| p.advertised == 0).await;
+        assert!(p.counters.unwrap().prefixes_withdrawn >= 2);
+    });
+    drop(d);
+}
+
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root, builds network namespaces and runs BIRD"
+)]
+#[test]
+fn bgp_exports_blocks_to_bird() {
+    exports_to(RouterKind::Bird);
+}
+
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root, builds network namespaces and runs FRR"
+)]
+#[test]
+fn bgp_exports_blocks_to_frr() {
+    exports_to(RouterKind::Frr);
+}
+
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root, builds network namespaces and runs GoBGP"
+)]
+#[test]
+fn bgp_exports_blocks_to_gobgp() {
+    exports_to(RouterKind::Gobgp);
+}
+
+/// trellisd killed and started again: BIRD keeps the routes as stale
+/// (graceful restart), the kernel keeps forwarding, and the PC's requests to
+/// the container all succeed throughout; then the routes are fresh again.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root, builds network namespaces and runs BIRD"
+)]
+#[test]
+fn a_trellisd_restart_keeps_routes_and_traffic_by_graceful_restart() {
+    let lab = Lab::build();
+    let router = lab.router(RouterKind::Bird, true);
+    let rt = rt();
+    let mut d = lab.trellisd(false);
+    let c1 = Netns::new("bgpc1");
+    let ip = rt.block_on(async {
+        let mut a = agent(&d).await;
+        routed_container(&mut a, &c1, "c1").await
+    });
+    let host: IpAddr = HOST.parse().unwrap();
+    router.wait_for_route(net("10.244.0.0/26"), host, WAIT);
+    // The router's kernel learned the block from BIRD: the PC reaches c1.
+    let server = TcpServer::start(&c1, SocketAddr::new(ip, 80), "c1");
+    let stop = AtomicBool::new(false);
+    let counts = Counts::default();
+    std::thread::scope(|s| {
+        s.spawn(|| tcp_traffic(&lab.pc, server.addr(), &stop, &counts));
+        wait_count(&counts, 20);
+        d.signal(Signal::SIGKILL);
+        d.wait_exit(Duration::from_secs(10));
+        let stale = router.wait_for("the block kept as stale", WAIT, |r| {
+            r.iter()
+                .any(|r| r.prefix == net("10.244.0.0/26") && r.stale)
+        });
+        assert!(
+            stale
+                .iter()
+                .all(|r| r.next_hop == host || r.prefix.addr().is_ipv6())
+        );
+        let before = counts.ok.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            counts.ok.load(Ordering::SeqCst) > before + 20,
+            "traffic stopped while trellisd was down"
+        );
+        d = lab.trellisd(false);
+        router.wait_for_route(net("10.244.0.0/26"), host, WAIT);
+        let now = counts.ok.load(Ordering::SeqCst);
+        wait_count(&counts, now + 20);
+        stop.store(true, Ordering::SeqCst);
+    });
+    let (ok, failed) = counts.get();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed across the restart",
+        ok + failed
+    );
+    // The session came back with the R bit: one establishment this run.
+    rt.block_on(async {
+        let mut b = bgp(&d).await;
+        let p = wait_peer(&mut b, "Established", |p| p.state == "Established").await;
+        assert_eq!(p.counters.unwrap().established, 1);
+    });
+    drop(d);
+}
+
+fn wait_count(counts: &Counts, at_least: u64) {
+    let until = Instant::now() + WAIT;
+    while counts.ok.load(Ordering::SeqCst) < at_least {
+        assert!(
+            Instant::now() < until,
+            "traffic does not flow: {:?}",
+            counts.get()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A router that freezes (SIGSTOP) is detected by the hold timer (9 s):
+/// trellisd ends the session with NOTIFICATION 4/0 and says so; once the
+/// router thaws the session comes back.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root, builds network namespaces and runs BIRD"
+)]
+#[test]
+fn a_silent_router_is_detected_by_the_hold_timer() {
+    let lab = Lab::build();
+    let router = lab.router(RouterKind::Bird, false);
+    let rt = rt();
+    let d = lab.trellisd(false);
+    rt.block_on(async {
+        let mut b = bgp(&d).await;
+        wait_peer(&mut b, "Established", |p| p.state == "Established").await;
+        let frozen = Instant::now();
+        for pid in router.pids() {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGSTOP)
+                .unwrap();
+        }
+        let p = wait_peer(&mut b, "timed out", |p| {
+            p.counters.as_ref().unwrap().hold_timer_expired == 1
+        })
+        .await;
+        let took = frozen.elapsed();
+        assert!(
+            took >= Duration::from_secs(6) && took < Duration::from_secs(20),
+            "{took:?}"
+        );
+        assert!(
+            p.last_error.contains("nothing from the peer for 9 s"),
+            "{p:?}"
+        );
+        for pid in router.pids() {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGCONT)
+                .unwrap();
+        }
+        let p = wait_peer(&mut b, "back", |p| p.state == "Established").await;
+        assert_eq!(p.counters.unwrap().established, 2);
+    });
+    drop(d);
+}
+
+/// A scripted peer (no real router sends malformed UPDATEs) in the router's
+/// namespace: an UPDATE with ORIGIN 7 is treated as withdraw (the session
+/// stays, the counter says so); one with a /40 IPv4 prefix gets
+/// NOTIFICATION 3/10 (invalid network field).
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces"
+)]
+#[test]
+fn a_scripted_peers_malformed_updates_get_rfc7606_answers() {
+    use tokio::io::AsyncWriteExt;
+    use trellis_bgp::wire::{self, Family, LocalOpen, kind, read_frame};
+    let lab = Lab::build();
+    let addr: SocketAddr = format!("{ROUTER}:179").parse().unwrap();
+    let listener = lab
+        .router
+        .enter(move || std::net::TcpListener::bind(addr).expect("bind 179 in the router"));
+    listener.set_nonblocking(true).unwrap();
+    let rt = rt();
+    let d = lab.trellisd(false);
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let (mut s, from) = tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .expect("trellisd connects")
+            .unwrap();
+        assert_eq!(from.ip(), HOST.parse::<IpAddr>().unwrap());
+        assert_eq!(read_frame(&mut s).await.unwrap().kind, kind::OPEN);
+        let open = wire::open(&LocalOpen {
+            asn: ROUTER_AS,
+            hold_time: 90,
+            router_id: ROUTER.parse::<Ipv4Addr>().unwrap(),
+            families: Family::ALL.to_vec(),
+            graceful_restart: None,
+        });
+        s.write_all(&open).await.unwrap();
+        s.write_all(&wire::keepalive()).await.unwrap();
+        assert_eq!(read_frame(&mut s).await.unwrap().kind, kind::KEEPALIVE);
+        // ORIGIN 7, AS_PATH [65000], NEXT_HOP, NLRI 10.1.2.0/24.
+        let update = |origin: u8, nlri_len: u8| {
+            let body: Vec<u8> = [
+                &[0u8, 0, 0, 20][..],
+                &[0x40, 1, 1, origin],
+                &[0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xe8],
+                &[0x40, 3, 4, 10, 99, 0, 2],
+                &[nlri_len, 10, 1, 2],
+            ]
+            .concat();
+            let mut m = vec![0xff; 16];
+            m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+            m.push(kind::UPDATE);
+            m.extend_from_slice(&body);
+            m
+        };
+        s.write_all(&update(7, 24)).await.unwrap();
+        let mut b = bgp(&d).await;
+        let p = wait_peer(&mut b, "treating the UPDATE as withdraw", |p| {
+            p.counters.as_ref().unwrap().treat_as_withdraw == 1
+        })
+        .await;
+        assert_eq!(p.state, "Established");
+        assert!(p.last_error.contains("ORIGIN value 7"), "{p:?}");
+        s.write_all(&update(0, 40)).await.unwrap();
+        let n = loop {
+            let f = tokio::time::timeout(WAIT, read_frame(&mut s))
+                .await
+                .expect("an answer")
+                .expect("a message");
+            if f.kind == kind::NOTIFICATION {
+                break f;
+            }
+        };
+        assert_eq!(wire::parse_notification(&n), (3, 10));
+        let p = wait_peer(&mut b, "down", |p| p.state != "Established").await;
+        assert!(p.last_error.contains("invalid network field"), "{p:?}");
+    });
+    drop(d);
+}
