@@ -9,11 +9,15 @@
 //!   address inside the cluster, its host's (masquerade) outside. It stays up
 //!   until Ctrl-C, or with `--check` exits at once, non-zero if any pair
 //!   failed.
+//! - `bgp`: the seed's closing step — two hosts of a cluster announce their
+//!   container blocks by BGP to BIRD on the router, and the PC reaches the
+//!   containers directly, each side seeing the other's true address.
 //!
 //! Nothing touches the machine's own network namespace: hosts, containers,
 //! router and PC are namespaces this program makes and deletes, also when a
 //! step fails or a signal arrives.
 
+mod bgp;
 mod bridge;
 mod cluster;
 mod daemon;
@@ -46,6 +50,14 @@ enum Lab {
         #[arg(long)]
         check: bool,
     },
+    /// The seed's closing step: two hosts announce their container blocks by
+    /// BGP to BIRD on the router, and the PC reaches the containers directly,
+    /// seeing their true addresses; waits for Ctrl-C and removes everything.
+    Bgp {
+        /// Exit right after the probes: 0 if every one behaved as expected.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[tokio::main]
@@ -53,5 +65,6 @@ async fn main() -> Result<()> {
     match Args::parse().lab.unwrap_or(Lab::Bridge) {
         Lab::Bridge => bridge::run().await,
         Lab::Cluster { check } => cluster::run(check).await,
+        Lab::Bgp { check } => bgp::run(check).await,
     }
 }

@@ -240,7 +240,6 @@ fn exports_to(kind: RouterKind) {
         a.detach(DetachRequest {
             container_id: "c1".into(),
             ifname: "eth0".into(),
-            ..Default::default()
         })
         .await
         .expect("detach");

@@ -138,6 +138,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<'_, S> {
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        tracing::debug!(peer = %self.ctx.peer.address, kind = bytes.get(18).copied().unwrap_or(0), len = bytes.len(), "BGP message out");
         match timeout(self.write_timeout, self.wr.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write to the peer: {e}")),

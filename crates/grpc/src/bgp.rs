@@ -346,7 +346,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(Box<dyn FnOnce(&mut pb::BgpPeerConfig)>, &str)> = vec![
+        type Edit = Box<dyn FnOnce(&mut pb::BgpPeerConfig)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|p| p.address = "nope".into()),
                 "peer.address \"nope\"",

@@ -49,7 +49,7 @@ pub(super) async fn define(ctl: &mut pb::ControllerClient<Channel>) -> Result<()
 }
 
 /// Waits until node `i` serves the cluster network `pods`.
-pub(super) async fn wait_for_pods(agent: &mut pb::AgentClient<Channel>, i: usize) -> Result<()> {
+pub(crate) async fn wait_for_pods(agent: &mut pb::AgentClient<Channel>, i: usize) -> Result<()> {
     let deadline = Instant::now() + CONVERGE_WITHIN;
     loop {
         let networks = agent
@@ -93,22 +93,35 @@ pub(super) async fn create_web(agent: &mut pb::AgentClient<Channel>) -> Result<S
 }
 
 /// Attaches container `id` (namespace `ns`) to `network`; its address.
-pub(super) async fn attach(
+pub(crate) async fn attach(
     agent: &mut pb::AgentClient<Channel>,
     network: &str,
     id: &str,
     ns: &Netns,
 ) -> Result<IpAddr> {
-    let ep = agent
-        .attach(pb::AttachRequest {
-            network: network.into(),
-            container_id: id.into(),
-            netns: ns.path_str(),
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("attach {id} to {network}"))?
-        .into_inner();
+    // A node serves `pods` as soon as it sees the network, a moment before
+    // its registration lets it claim blocks: UNAVAILABLE meanwhile.
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    let ep = loop {
+        let r = agent
+            .attach(pb::AttachRequest {
+                network: network.into(),
+                container_id: id.into(),
+                netns: ns.path_str(),
+                ..Default::default()
+            })
+            .await;
+        match r {
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => {
+                break r
+                    .with_context(|| format!("attach {id} to {network}"))?
+                    .into_inner();
+            }
+        }
+    };
     let first = ep
         .addresses
         .first()

@@ -14,12 +14,13 @@
 //! SIGTERM and SIGHUP are caught from the start, so a signal ends the run
 //! through that same path rather than killing the process past it.
 
-mod api;
+pub(crate) mod api;
 
 use crate::daemon::{self, Binaries, Daemon};
 use crate::matrix::{Matrix, Party, Place, Probe};
 use anyhow::{Context, Result, anyhow};
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use trellis_proto::v1 as pb;
 use trellis_testlab::cluster::{CONTROLLER_IP, ClusterLab, HOST_IPS};
@@ -28,15 +29,15 @@ use trellis_testlab::{Netns, TcpServer, require_root, tcp_request};
 /// The controller's TCP port on the underlay.
 const CONTROLLER_PORT: u16 = 7443;
 /// The port every lab server listens on.
-const SERVER_PORT: u16 = 80;
+pub(crate) const SERVER_PORT: u16 = 80;
 
 /// SIGINT, SIGTERM and SIGHUP, caught for the lab's lifetime.
-struct Stop(Vec<(Signal, &'static str)>);
+pub(crate) struct Stop(Vec<(Signal, &'static str)>);
 
 impl Stop {
     /// Catches the signals from now on (their default action, death, no
     /// longer applies).
-    fn install() -> Result<Self> {
+    pub(crate) fn install() -> Result<Self> {
         let kinds = [
             (SignalKind::interrupt(), "SIGINT"),
             (SignalKind::terminate(), "SIGTERM"),
@@ -50,7 +51,7 @@ impl Stop {
     }
 
     /// Waits for one of the signals (also one that came earlier); its name.
-    async fn wait(&mut self) -> &'static str {
+    pub(crate) async fn wait(&mut self) -> &'static str {
         let [(int, a), (term, b), (hup, c)] = &mut self.0[..] else {
             unreachable!("three signals are caught")
         };
@@ -216,6 +217,17 @@ async fn bring_up(lab: &mut Lab, bins: &Binaries) -> Result<Matrix> {
 /// The controller on `ctl`, then trellisd on every host, each answering.
 async fn start_daemons(lab: &mut Lab, bins: &Binaries) -> Result<()> {
     let dir = lab.dir.path().to_path_buf();
+    lab.ctl = Some(start_controller(&lab.net.ctl, &dir, bins).await?);
+    // Outside the defaults: a trellisd.toml of this machine must not apply.
+    let config = |_: usize| String::new();
+    lab.nodes = start_nodes(&lab.net.hosts, &dir, bins, config).await?;
+    println!("trellisd up on h1, h2, h3, joined to the controller");
+    Ok(())
+}
+
+/// trellis-controller on `ns`, plaintext TCP on the underlay, 5 s lease,
+/// its files under `dir`; answering.
+pub(crate) async fn start_controller(ns: &Netns, dir: &Path, bins: &Binaries) -> Result<Daemon> {
     let p = |name: &str| dir.join(name).display().to_string();
     let listen = format!("{CONTROLLER_IP}:{CONTROLLER_PORT}");
     let args: Vec<String> = vec![
@@ -230,17 +242,31 @@ async fn start_daemons(lab: &mut Lab, bins: &Binaries) -> Result<()> {
         "5s".into(),
     ];
     let (socket, log) = (dir.join("ctl.sock"), dir.join("ctl.log"));
-    let ctl = Daemon::spawn("ctl", &lab.net.ctl, &bins.controller, &args, socket, log)?;
-    // Owned by the lab before the first wait: removed even if this is cut short.
-    lab.ctl.insert(ctl).ready().await?;
+    let mut ctl = Daemon::spawn("ctl", ns, &bins.controller, &args, socket, log)?;
+    ctl.ready().await?;
     println!("trellis-controller up on ctl, gRPC on {listen} (plaintext, for the lab), lease 5 s");
-    // Outside the defaults: a trellisd.toml of this machine must not apply.
-    std::fs::write(dir.join("trellisd.toml"), "").context("write an empty trellisd.toml")?;
-    for (i, host) in lab.net.hosts.iter().enumerate() {
+    Ok(ctl)
+}
+
+/// trellisd on each of `hosts` (`h1`, `h2`, …), joined to the controller,
+/// each with the config file `config(i)` written under `dir`; answering.
+/// The daemons are returned as they start, so that a failure to answer
+/// still stops the ones started.
+pub(crate) async fn start_nodes(
+    hosts: &[Netns],
+    dir: &Path,
+    bins: &Binaries,
+    config: impl Fn(usize) -> String,
+) -> Result<Vec<Daemon>> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let mut nodes = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
         let name = format!("h{}", i + 1);
+        let file = format!("{name}.toml");
+        std::fs::write(dir.join(&file), config(i)).with_context(|| format!("write {file}"))?;
         let args: Vec<String> = vec![
             "--config".into(),
-            p("trellisd.toml"),
+            p(&file),
             "--node".into(),
             name.clone(),
             "--state-dir".into(),
@@ -248,13 +274,13 @@ async fn start_daemons(lab: &mut Lab, bins: &Binaries) -> Result<()> {
             "--socket".into(),
             p(&format!("{name}.sock")),
             "--controller".into(),
-            format!("http://{listen}"),
+            format!("http://{CONTROLLER_IP}:{CONTROLLER_PORT}"),
             "--node-address".into(),
             HOST_IPS[i].to_string(),
         ];
         let socket = dir.join(format!("{name}.sock"));
         let log = dir.join(format!("{name}.log"));
-        lab.nodes.push(Daemon::spawn(
+        nodes.push(Daemon::spawn(
             &name,
             host,
             &bins.trellisd,
@@ -263,11 +289,20 @@ async fn start_daemons(lab: &mut Lab, bins: &Binaries) -> Result<()> {
             log,
         )?);
     }
-    for node in &mut lab.nodes {
-        node.ready().await?;
+    let mut failed = None;
+    for node in &mut nodes {
+        if let Err(e) = node.ready().await {
+            failed = Some(e);
+            break;
+        }
     }
-    println!("trellisd up on h1, h2, h3, joined to the controller");
-    Ok(())
+    match failed {
+        None => Ok(nodes),
+        Some(e) => {
+            daemon::stop_all(&mut nodes);
+            Err(e)
+        }
+    }
 }
 
 /// Every container requests every other party, all at once; what each
@@ -297,7 +332,7 @@ fn probe(containers: &[Container], parties: &[Party]) -> Vec<Probe> {
 }
 
 /// The client address in a [`TcpServer`]'s reply (`"p2 10.244.0.1:40312"`).
-fn client_address(reply: &str) -> Result<IpAddr, String> {
+pub(crate) fn client_address(reply: &str) -> Result<IpAddr, String> {
     let peer = reply.rsplit(' ').next().unwrap_or_default();
     peer.parse::<SocketAddr>()
         .map(|a| a.ip())
