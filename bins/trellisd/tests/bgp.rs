@@ -482,3 +482,155 @@ fn a_scripted_peers_malformed_updates_get_rfc7606_answers() {
     });
     drop(d);
 }
+
+/// The other way round, with the rest of the API: BIRD connects to trellisd
+/// (a passive peer on trellisd's listener) with a TCP MD5 key; a routable
+/// bridge network's subnet is announced; the session shows in the metrics; a
+/// peer added over gRPC is kept across a restart and removed again; the
+/// config file's peer cannot be removed over gRPC.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root, builds network namespaces and runs BIRD"
+)]
+#[test]
+fn a_passive_md5_peer_a_routable_subnet_metrics_and_api_peers() {
+    use crate::util::{sample, scrape};
+    use trellis_proto::v1::{AddBgpPeerRequest, BgpPeerConfig, RemoveBgpPeerRequest};
+    let lab = Lab::build();
+    let config = lab.dir.path().join("passive.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bgp]\nasn = {OUR_AS}\nrouter_id = \"{HOST}\"\nhold_time = 9\nlisten = \"{HOST}:179\"\n\
+             [[bgp.peers]]\naddress = \"{ROUTER}\"\nasn = {ROUTER_AS}\npassive = true\nmd5_password = \"s3cret\"\n"
+        ),
+    )
+    .unwrap();
+    let metrics = "127.0.0.1:9464";
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--metrics-addr",
+        metrics,
+    ];
+    let mut d = Daemon::start(&lab.host, lab.dir.path(), &args);
+    d.wait_ready();
+    let cfg = RouterConfig::new(
+        RouterKind::Bird,
+        ROUTER.parse().unwrap(),
+        ROUTER_AS,
+        ROUTER.parse().unwrap(),
+    )
+    .neighbor(Neighbor::new(HOST.parse().unwrap(), OUR_AS).md5("s3cret"));
+    let router = Router::start(&lab.router, cfg);
+    let host: IpAddr = HOST.parse().unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let mut a = agent(&d).await;
+        let spec = NetworkSpec {
+            name: "direct".into(),
+            mode: NetworkMode::Bridge as i32,
+            subnets: vec!["192.168.99.0/24".into()],
+            bridge: "trdirect0".into(),
+            routable: true,
+            ..Default::default()
+        };
+        a.create_network(CreateNetworkRequest { spec: Some(spec) })
+            .await
+            .expect("create a routable network");
+    });
+    router.wait_established(host, WAIT);
+    router.wait_for_route(net("192.168.99.0/24"), host, WAIT);
+    let m = scrape(&lab.host, metrics.parse().unwrap());
+    let up = format!("trellis_bgp_session_established{{peer=\"{ROUTER}\"}}");
+    assert_eq!(sample(&m, &up), Some(1.0), "{m}");
+    let adv = format!("trellis_bgp_prefixes_advertised{{peer=\"{ROUTER}\"}}");
+    assert_eq!(sample(&m, &adv), Some(1.0), "{m}");
+
+    let other = "10.99.0.9";
+    rt.block_on(async {
+        let mut b = bgp(&d).await;
+        let added = b
+            .add_peer(AddBgpPeerRequest {
+                peer: Some(BgpPeerConfig {
+                    address: other.into(),
+                    remote_as: 65009,
+                    hold_time: Some(30),
+                    communities: vec!["65009:1".into()],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("add a peer")
+            .into_inner();
+        assert_eq!(added.source, "api");
+        let e = b
+            .add_peer(AddBgpPeerRequest {
+                peer: Some(BgpPeerConfig {
+                    address: other.into(),
+                    remote_as: 65009,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+        let e = b
+            .remove_peer(RemoveBgpPeerRequest {
+                address: ROUTER.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+        assert!(e.message().contains("config file"), "{e}");
+    });
+    // Restarted, trellisd has both peers again (the API's from its store).
+    d.terminate();
+    let d = {
+        let mut d = Daemon::start(&lab.host, lab.dir.path(), &args);
+        d.wait_ready();
+        d
+    };
+    rt.block_on(async {
+        let mut b = bgp(&d).await;
+        let peers = b
+            .list_peers(ListBgpPeersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .peers;
+        let mut seen: Vec<(String, String)> = peers
+            .iter()
+            .map(|p| (p.config.clone().unwrap().address, p.source.clone()))
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (ROUTER.to_string(), "config".to_string()),
+                (other.to_string(), "api".to_string())
+            ]
+        );
+        let kept = peers.iter().find(|p| p.source == "api").unwrap();
+        let c = kept.config.clone().unwrap();
+        assert_eq!(
+            (c.remote_as, c.hold_time, c.communities.clone()),
+            (65009, Some(30), vec!["65009:1".to_string()])
+        );
+        b.remove_peer(RemoveBgpPeerRequest {
+            address: other.into(),
+        })
+        .await
+        .expect("remove the API's peer");
+        let e = b
+            .remove_peer(RemoveBgpPeerRequest {
+                address: other.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    });
+    // The router kept (or got back) the subnet through all this.
+    router.wait_for_route(net("192.168.99.0/24"), host, WAIT);
+    drop(d);
+}
