@@ -1,6 +1,6 @@
 //! The command line: one subcommand per RPC of `trellis.v1.Agent`; those of
-//! `trellis.v1.Controller` are declared in [`crate::cluster::cli`] and
-//! flattened in here.
+//! `trellis.v1.Bgp` are declared in [`crate::bgp::cli`] (under `bgp`), those
+//! of `trellis.v1.Controller` in [`crate::cluster::cli`] (flattened in here).
 //!
 //! Every value with a syntax of its own is parsed here (see [`crate::parse`]),
 //! so a malformed flag fails with exit code 2 before any connection is made.
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use crate::bgp::cli::BgpCmd;
 use crate::cluster::cli::ControllerCmd;
 use crate::parse::{self, Address, Keep, Publish};
 
@@ -111,6 +112,9 @@ pub enum Command {
         #[arg(long)]
         replay: bool,
     },
+    /// List, inspect, add and remove the node's BGP peers; show their routes.
+    #[command(subcommand)]
+    Bgp(BgpCmd),
     /// Commands of the cluster controller (`--controller`).
     #[command(flatten)]
     Controller(ControllerCmd),

@@ -1,13 +1,13 @@
-//! Reaching a server: trellisd (its unix socket by default, or `--endpoint`)
-//! or the cluster controller (`--controller`). Both go through [`channel`],
-//! so a unix socket, plaintext and TLS (with `--ca`, `--cert`, `--key`) work
-//! the same for either client.
+//! Reaching a server: trellisd (its unix socket by default, or `--endpoint`;
+//! its agent and BGP services alike) or the cluster controller
+//! (`--controller`). Both go through [`channel`], so a unix socket, plaintext
+//! and TLS (with `--ca`, `--cert`, `--key`) work the same for either client.
 
 use std::path::Path;
 
 use anyhow::Result;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use trellis_proto::v1::{AgentClient, ControllerClient};
+use trellis_proto::v1::{AgentClient, BgpClient, ControllerClient};
 
 use crate::cli::Connection;
 use crate::exit::{CONNECT, fail, usage};
@@ -15,11 +15,22 @@ use crate::parse::Address;
 
 /// Connects to trellisd as `conn` says: `--endpoint` if given, else `--socket`.
 pub async fn agent(conn: &Connection) -> Result<AgentClient<Channel>> {
+    Ok(AgentClient::new(trellisd(conn).await?))
+}
+
+/// Connects to trellisd's BGP service, which it serves beside the agent's
+/// on the same socket or endpoint.
+pub async fn bgp(conn: &Connection) -> Result<BgpClient<Channel>> {
+    Ok(BgpClient::new(trellisd(conn).await?))
+}
+
+/// A channel to trellisd: `--endpoint` if given, else `--socket`.
+async fn trellisd(conn: &Connection) -> Result<Channel> {
     let addr = match &conn.endpoint {
         Some(url) => Address::Url(url.clone()),
         None => Address::Unix(conn.socket.clone()),
     };
-    Ok(AgentClient::new(channel(&addr, "--endpoint", conn).await?))
+    channel(&addr, "--endpoint", conn).await
 }
 
 /// Connects to the cluster controller at `--controller`.

@@ -1,18 +1,20 @@
 //! netctl: the command-line client of trellisd and of the cluster controller.
 //!
-//! A thin shell over the generated gRPC clients of `trellis.v1.Agent` and
-//! `trellis.v1.Controller`: one subcommand per RPC, arguments checked locally
-//! before anything is sent,
-//! answers rendered as tables for people or JSON/YAML for programs, and the
-//! server's status code and message on stderr with an exit code per class of
-//! failure (see `netctl --help`).
+//! A thin shell over the generated gRPC clients of `trellis.v1.Agent`,
+//! `trellis.v1.Bgp` and `trellis.v1.Controller`: one subcommand per RPC,
+//! arguments checked locally before anything is sent, answers rendered as
+//! tables for people or JSON/YAML for programs, and the server's status code
+//! and message on stderr with an exit code per class of failure (see
+//! `netctl --help`).
 //!
 //! Layout: [`cli`] declares the command line, [`parse`] the value syntaxes,
 //! [`conn`] reaches either server, [`run`] turns commands into requests,
 //! [`view`] turns answers into stable serialisable structs, [`render`] turns
 //! those into text, [`exit`] maps failures to exit codes. [`cluster`] does
-//! the same for the controller's commands, on the same machinery.
+//! the same for the controller's commands, and [`bgp`] for trellisd's BGP
+//! service, on the same machinery.
 
+mod bgp;
 mod cli;
 mod cluster;
 mod conn;
@@ -20,6 +22,7 @@ mod exit;
 mod parse;
 mod render;
 mod run;
+mod time;
 mod view;
 
 use std::io::Write;

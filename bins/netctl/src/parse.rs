@@ -1,8 +1,9 @@
 //! Parsers of the flags whose values have a syntax of their own: published
 //! ports (`-p 8081:80/udp`, as Docker spells them), labels (`--label k=v`),
 //! attachments to keep during GC (`--keep container[/ifname]`), server
-//! addresses (`--controller unix:/run/x.sock`) and prefixes (`--prefix
-//! 10.244.0.0/16`).
+//! addresses (`--controller unix:/run/x.sock`), prefixes (`--prefix
+//! 10.244.0.0/16`), BGP communities (`--community 65000:100`) and hold times
+//! (`--hold-time 90`).
 //!
 //! They run as clap value parsers, so a bad spec is refused before any
 //! connection is made, with a message naming the spec and what is wrong.
@@ -264,6 +265,51 @@ pub fn block_size(spec: &str) -> Result<u8, String> {
         .ok()
         .filter(|n| (1..=128).contains(n))
         .ok_or_else(|| format!("block size {spec:?} is not a prefix length 1..=128"))
+}
+
+/// A BGP community (RFC 1997): the AS that defines it and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Community {
+    /// The defining AS (the high 16 bits).
+    pub asn: u16,
+    /// The value (the low 16 bits).
+    pub value: u16,
+}
+
+impl std::fmt::Display for Community {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.asn, self.value)
+    }
+}
+
+/// Parses a community `ASN:VALUE`, each half 0..=65535 (`65000:100`).
+pub fn community(spec: &str) -> Result<Community, String> {
+    let bad = |why: &str| format!("community {spec:?}: {why}");
+    let (asn, value) = spec
+        .split_once(':')
+        .ok_or_else(|| bad("expected ASN:VALUE, e.g. 65000:100"))?;
+    let half = |text: &str| {
+        text.parse::<u16>()
+            .map_err(|_| bad(&format!("{text:?} is not a number 0..=65535")))
+    };
+    Ok(Community {
+        asn: half(asn)?,
+        value: half(value)?,
+    })
+}
+
+/// Parses a BGP hold time in seconds: 0 (no keepalives, no hold timer) or
+/// 3..=65535, as RFC 4271 §4.2 allows.
+pub fn hold_time(spec: &str) -> Result<u16, String> {
+    let secs: u16 = spec
+        .parse()
+        .map_err(|_| format!("hold time {spec:?} is not a number of seconds 0..=65535"))?;
+    match secs {
+        1 | 2 => Err(format!(
+            "hold time {spec:?}: must be 0 or at least 3 seconds (RFC 4271)"
+        )),
+        s => Ok(s),
+    }
 }
 
 #[cfg(test)]

@@ -249,3 +249,44 @@ fn block_sizes_take_an_optional_slash() {
         );
     }
 }
+
+#[test]
+fn communities_are_two_16_bit_halves() {
+    let c = |asn, value| Ok(Community { asn, value });
+    assert_eq!(community("65000:100"), c(65000, 100));
+    assert_eq!(community("0:0"), c(0, 0));
+    assert_eq!(community("65535:65535"), c(65535, 65535));
+    assert_eq!(community("065000:0100").unwrap().to_string(), "65000:100");
+    assert_eq!(
+        community("65000"),
+        Err("community \"65000\": expected ASN:VALUE, e.g. 65000:100".into())
+    );
+    assert_eq!(
+        community("65000:70000"),
+        Err("community \"65000:70000\": \"70000\" is not a number 0..=65535".into())
+    );
+    for bad in ["", ":", "a:1", "1:", "1:2:3", "-1:5", "no-export"] {
+        assert!(community(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn hold_times_are_0_or_at_least_3_seconds() {
+    for (spec, want) in [("0", 0), ("3", 3), ("90", 90), ("65535", 65535)] {
+        assert_eq!(hold_time(spec), Ok(want), "{spec}");
+    }
+    assert_eq!(
+        hold_time("2"),
+        Err("hold time \"2\": must be 0 or at least 3 seconds (RFC 4271)".into())
+    );
+    assert!(hold_time("1").is_err());
+    for bad in ["65536", "-1", "", "90s"] {
+        assert_eq!(
+            hold_time(bad),
+            Err(format!(
+                "hold time {bad:?} is not a number of seconds 0..=65535"
+            )),
+            "{bad}"
+        );
+    }
+}

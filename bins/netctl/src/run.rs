@@ -1,7 +1,8 @@
 //! Runs a parsed command: builds the request, calls trellisd (or hands a
-//! controller command to [`crate::cluster`]), renders the answer. Each
-//! function returns the text to print and the exit code (0, or
-//! [`exit::PROBLEMS`] when the answer itself reports a problem).
+//! BGP command to [`crate::bgp`], a controller command to
+//! [`crate::cluster`]), renders the answer. Each function returns the text
+//! to print and the exit code (0, or [`exit::PROBLEMS`] when the answer
+//! itself reports a problem).
 
 use std::io::Write;
 
@@ -28,6 +29,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             clap_complete::generate(shell, &mut cmd, "netctl", out);
             return Ok(0);
         }
+        Command::Bgp(cmd) => {
+            let mut client = crate::conn::bgp(&cli.conn).await?;
+            return crate::bgp::run(&mut client, f, cmd, out).await;
+        }
         Command::Controller(cmd) => {
             let mut client = crate::conn::controller(&cli.conn).await?;
             return crate::cluster::run(&mut client, f, cmd, out).await;
@@ -42,7 +47,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Command::Gc(args) => gc(&mut client, f, args).await?,
         Command::Status => status(&mut client, f).await?,
         Command::Watch { replay } => return watch(&mut client, f, replay, out).await,
-        Command::Completions { .. } | Command::Controller(_) => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Bgp(_) | Command::Controller(_) => {
+            unreachable!("handled above")
+        }
     };
     out.write_all(text.as_bytes()).map_err(exit::output)?;
     Ok(code)

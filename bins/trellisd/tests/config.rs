@@ -152,6 +152,16 @@ fn the_dist_example_parses_as_is_and_uncommented() {
     assert_eq!(c.node, "host1");
     assert!(c.tcp.unwrap().tls.unwrap().client_ca.is_some());
     assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+    // The BGP example ("#: " lines) is a valid [bgp] section too.
+    let bgp: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#:"))
+        .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+        .collect();
+    let c = resolve(&["--node=n"], &bgp).unwrap_or_else(|e| panic!("{e:#}\n{bgp}"));
+    let b = c.bgp.expect("the example turns BGP on");
+    assert_eq!((b.speaker.local_as, b.peers.len()), (64512, 1));
+    assert_eq!(b.peers[0].md5_password.as_deref(), Some("secret"));
 }
 
 /// `key = value` with a lowercase key: a commented-out setting, not prose.

@@ -17,7 +17,6 @@
 pub mod cli;
 pub mod render;
 pub mod run;
-mod time;
 pub mod view;
 
 pub use run::run;

@@ -2,12 +2,12 @@
 //! trellisd's: aligned columns for lists, `Key: value` blocks for single
 //! objects (both from [`crate::render`]), short summaries for removals.
 
-use super::time::{duration, utc};
 use super::view::{
     BlockView, ClusterNetworkView, ControllerStatusView, IpamCheckView, IpamReleaseView, NodeView,
     PoolView, ReleasedBlockView, RemovedNodeView,
 };
 use crate::render::{block, join, mtu, on_off, one, or_dash, or_none, table};
+use crate::time::{duration, utc};
 
 /// `/26`; empty (a `-` cell) for 0.
 fn block_size(len: u32) -> String {

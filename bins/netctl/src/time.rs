@@ -1,5 +1,6 @@
-//! Times for people: a lease's age as `1.5s` or `3m04s`, a claim's moment as
-//! `2023-11-14T22:13:20Z`. JSON and YAML keep the API's milliseconds.
+//! Times for people: a lease's age or a BGP session's uptime as `1.5s` or
+//! `3m04s`, a claim's moment as `2023-11-14T22:13:20Z`. JSON and YAML keep
+//! the API's numbers.
 
 /// A duration in milliseconds, to two units at most, truncated: `850ms`,
 /// `1.5s`, `3m04s`, `2h03m`, `4d01h`.
