@@ -3,10 +3,10 @@
 //! the loop that feeds it the agent's exported prefixes.
 //!
 //! * **The agent decides what, the speaker how and to whom**: the loop reads
-//!   `Agent::exported_prefixes` after every agent event (and every
-//!   [`RESYNC`] regardless) and hands the whole set to the speaker, which
-//!   sends each peer the difference. Events that arrive together are taken
-//!   as one.
+//!   `Agent::exported_prefixes` after every agent event that may change it
+//!   (networks and blocks, not endpoints; and every [`RESYNC`] regardless)
+//!   and hands the whole set to the speaker, which sends each peer the
+//!   difference. Events that arrive together are taken as one.
 //! * **Peers added over gRPC survive a restart**: kept under
 //!   `nodes/<node>/bgp/peers/<address>` in the node's store (the MD5 key
 //!   with them: the state directory is 0700). The config file's peers are
@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
-use trellis_agent::Agent;
+use trellis_agent::{Agent, Event};
 use trellis_bgp::{Error, PeerConfig, Speaker, Stop};
 use trellis_grpc::{BgpCore, PeerView};
 use trellis_store::{Expect, KvStore};
@@ -115,12 +115,24 @@ impl BgpNode {
                 Ok(p) => self.speaker.set_routes(p),
                 Err(e) => tracing::warn!(error = %e, "read the prefixes to export"),
             }
-            tokio::select! {
-                r = events.recv() => match r {
-                    Ok(_) | Err(RecvError::Lagged(_)) => while events.try_recv().is_ok() {},
+            // Wait for an event that may change the set; endpoint events
+            // never do (an attach's new block is its own BlocksChanged), and
+            // reading the set after each of a burst's attaches would cost
+            // the burst a store read each.
+            let deadline = tokio::time::Instant::now() + RESYNC;
+            loop {
+                let r = tokio::select! {
+                    r = events.recv() => r,
+                    () = tokio::time::sleep_until(deadline) => break,
+                };
+                match r {
+                    Ok(Event::EndpointAttached(_) | Event::EndpointDetached(_)) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        while events.try_recv().is_ok() {}
+                        break;
+                    }
                     Err(RecvError::Closed) => return,
-                },
-                () = tokio::time::sleep(RESYNC) => {}
+                }
             }
         }
     }

@@ -123,8 +123,16 @@ impl Agent {
         want.nat.ports = ep.ports.clone();
         let changes = diff(&want, &NodeState::default());
         self.executor().apply_all(&changes).await?;
-        let mut known = self.blackholed.lock().expect("blackholed lock");
-        known.extend(want.blackholes);
+        let claimed = !want.blackholes.is_empty();
+        self.blackholed
+            .lock()
+            .expect("blackholed lock")
+            .extend(want.blackholes);
+        if claimed {
+            // Announced now, before the attach answers: BGP export follows
+            // block changes alone, not every endpoint.
+            self.emit(Event::BlocksChanged);
+        }
         Ok(())
     }
 

@@ -17,11 +17,12 @@ impl Agent {
     ///
     /// When the set may have changed, an [`crate::Event`] follows
     /// ([`Agent::subscribe`]): `NetworkCreated`/`NetworkDeleted` (a routable
-    /// network's subnet), `EndpointAttached` (sent after the block an attach
-    /// claimed is owned), `BlocksChanged` (a cluster block adopted or
-    /// retired, or a block claimed by an attach that then failed). A
-    /// subscriber re-reads the set on any of them (and after `Lagged`);
-    /// events that change nothing are harmless.
+    /// network's subnet, a routed network's blocks) or `BlocksChanged` (a
+    /// block an attach claimed, sent once its blackhole is in place and
+    /// before the attach answers; a cluster block adopted or retired; a
+    /// block claimed by an attach that then failed). Endpoint events never
+    /// change the set, so a subscriber re-reads it on those two kinds alone
+    /// (and after `Lagged`); events that change nothing are harmless.
     pub async fn exported_prefixes(&self) -> Result<Vec<IpNet>, Error> {
         let mut out = self.owned_routed_blocks().await?;
         out.extend(routable_subnets(&self.networks()));

@@ -61,9 +61,25 @@ async fn exported_prefixes_are_owned_blocks_and_routable_subnets_sorted() {
     while let Ok(e) = events.try_recv() {
         seen.push(e);
     }
+    // BlocksChanged (the block owned, its blackhole in place) comes before
+    // the attach's own event; a second attach in that block claims nothing
+    // and says nothing of blocks.
+    let n = seen.len();
+    assert!(n >= 2, "{seen:?}");
+    assert_eq!(seen[n - 2], Event::BlocksChanged, "{seen:?}");
     assert!(
-        matches!(seen.last(), Some(Event::EndpointAttached(_))),
+        matches!(seen[n - 1], Event::EndpointAttached(_)),
         "{seen:?}"
+    );
+    let c2 = container(&k, "/run/netns/c2").await;
+    a.attach(request("pods", "c2", &c2, None)).await.unwrap();
+    assert!(matches!(
+        events.try_recv().unwrap(),
+        Event::EndpointAttached(_)
+    ));
+    assert!(
+        events.try_recv().is_err(),
+        "no BlocksChanged for an attach that claims nothing"
     );
 
     a.delete_network("direct").await.unwrap();
