@@ -37,6 +37,7 @@
 //! shared machine; p99 and max carry its noise (and the first sample of each
 //! peer pays for cold caches and, for CNI and netavark, creating the bridge).
 
+mod bgp;
 mod cluster;
 mod cni;
 mod daemon;
@@ -89,6 +90,10 @@ enum Cli {
     /// Cluster mode: attach vs standalone, claim → route, the controller
     /// under load.
     Cluster(cluster::Options),
+    /// BGP export: block claimed → route in BIRD, bulk prefixes to BIRD.
+    Bgp(bgp::Options),
+    /// The speaker child of `bgp` (hidden), with its arguments.
+    BgpSpeaker(Vec<String>),
     /// Print usage.
     Help,
 }
@@ -99,6 +104,8 @@ const USAGE: &str =
        trellis-bench restart [--counts N,M,...] [--trellisd PATH]
        trellis-bench cluster [--samples S] [--nodes N] [--claims C] [--window SECS]
                              [--no-watch] [--trellisd PATH] [--controller PATH]
+       trellis-bench bgp [--blocks B] [--prefixes P] [--rounds R] [--no-v6]
+                         [--trellisd PATH]
   attach   bridge mode beside CNI bridge+host-local and netavark
   routed   routed mode beside CNI ptp+host-local
   grpc     the trellisd binary over its unix socket beside CNI bridge(+portmap) and
@@ -113,7 +120,12 @@ const USAGE: &str =
            claimed for node A → route on node B (S claims), claims/s at the
            controller, then N simulated nodes (default 1000) registering, claiming,
            watching and keeping leases: the controller's CPU over a steady window
-           (default 15 s) and its RSS; the targets beside the numbers";
+           (default 15 s) and its RSS; the targets beside the numbers
+  bgp      trellisd exporting to BIRD 2 (namespaces, a veth): block claimed by an attach →
+           route in BIRD's table, p50/p90/p99 over B blocks (default 100, 64 attaches
+           each; target p99 ≤ 50 ms); then the speaker alone in a child process: P
+           prefixes (default 10000) IPv4, then IPv6, announced and withdrawn until BIRD
+           has them all / none, R rounds (default 10); UPDATEs sent, speaker and BIRD RSS";
 
 fn number(
     it: &mut dyn Iterator<Item = &str>,
@@ -192,6 +204,10 @@ fn parse(args: &[String]) -> Result<Cli> {
         Some("cluster") => {
             return Ok(cluster::Options::parse(it)?.map_or(Cli::Help, Cli::Cluster));
         }
+        Some("bgp") => return Ok(bgp::Options::parse(it)?.map_or(Cli::Help, Cli::Bgp)),
+        Some(bgp::speaker::SUBCOMMAND) => {
+            return Ok(Cli::BgpSpeaker(it.map(str::to_owned).collect()));
+        }
         Some("-h" | "--help" | "help") => return Ok(Cli::Help),
         Some(other) => bail!("unknown benchmark {other:?}\n{USAGE}"),
         None => bail!("no benchmark named\n{USAGE}"),
@@ -237,6 +253,8 @@ fn main() -> Result<()> {
         } => grpc_bench(max, samples, trellisd.as_deref(), peers),
         Cli::Restart { counts, trellisd } => restart_bench(&counts, trellisd.as_deref()),
         Cli::Cluster(options) => cluster::run(&options),
+        Cli::Bgp(options) => bgp::run(&options),
+        Cli::BgpSpeaker(args) => bgp::speaker::main(&args),
     }
 }
 
@@ -259,6 +277,7 @@ fn stop_cleanly_on_signals() -> Result<()> {
             let Ok(signal) = set.wait() else { return };
             eprintln!("trellis-bench: {signal}: stopping daemons and removing namespaces ...");
             daemon::kill_all();
+            bgp::kill_routers();
             let n = trellis_testlab::remove_own_namespaces();
             eprintln!("trellis-bench: removed {n} namespaces");
             std::process::exit(128 + signal as i32);
@@ -802,6 +821,20 @@ mod tests {
         );
         assert_eq!(parse(&args(&["cluster", "--help"])).unwrap(), Cli::Help);
         assert!(parse(&args(&["cluster", "--count", "3"])).is_err());
+    }
+
+    #[test]
+    fn parses_bgp_and_its_hidden_speaker() {
+        assert_eq!(
+            parse(&args(&["bgp"])).unwrap(),
+            Cli::Bgp(bgp::Options::default())
+        );
+        assert_eq!(parse(&args(&["bgp", "--help"])).unwrap(), Cli::Help);
+        assert!(parse(&args(&["bgp", "--count", "3"])).is_err());
+        assert_eq!(
+            parse(&args(&["bgp-speaker", "--prefixes", "7"])).unwrap(),
+            Cli::BgpSpeaker(args(&["--prefixes", "7"]))
+        );
     }
 
     #[test]
