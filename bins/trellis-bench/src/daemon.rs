@@ -204,17 +204,26 @@ impl Daemon {
 
     /// The daemon's log so far (for errors).
     pub fn log(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        tail(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
-    /// (VmRSS, VmHWM) in KiB, from /proc/<pid>/status.
+    /// (VmRSS, VmHWM) in KiB: [`memory`] of the daemon's pid.
     pub fn memory(&self) -> Result<(u64, u64)> {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-        Ok((kib(&status, "VmRSS")?, kib(&status, "VmHWM")?))
+        memory(self.child.id())
     }
+}
+
+/// The last 30 lines of a log, for errors.
+pub fn tail(log: &str) -> String {
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
+/// (VmRSS, VmHWM) of process `pid` in KiB, from `/proc/<pid>/status`.
+pub fn memory(pid: u32) -> Result<(u64, u64)> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    Ok((kib(&status, "VmRSS")?, kib(&status, "VmHWM")?))
 }
 
 impl Drop for Daemon {
@@ -280,7 +289,7 @@ fn spawn(command: &mut Command, log: &Path) -> Result<Child> {
     Ok(child)
 }
 
-/// The value of `field` (in kB) in a /proc/<pid>/status text.
+/// The value of `field` (in kB) in a `/proc/<pid>/status` text.
 pub fn kib(status: &str, field: &str) -> Result<u64> {
     let line = status
         .lines()

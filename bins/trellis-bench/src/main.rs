@@ -45,6 +45,7 @@ mod exec;
 mod floor;
 mod grpc;
 mod grpc_report;
+mod monitor;
 mod netavark;
 mod peers;
 mod report;
@@ -147,6 +148,35 @@ fn number(
     Ok(n)
 }
 
+/// The path after `flag`.
+fn path(it: &mut dyn Iterator<Item = &str>, flag: &str) -> Result<PathBuf> {
+    let v = it.next().with_context(|| format!("{flag} needs a path"))?;
+    Ok(PathBuf::from(v))
+}
+
+/// A benchmark's options, read one flag at a time by [`options`].
+trait Flags: Default {
+    /// Takes `flag`, and its value from `rest` if it has one; `Ok(false)`
+    /// for a flag this benchmark does not have.
+    fn flag<'a>(&mut self, flag: &'a str, rest: &mut dyn Iterator<Item = &'a str>) -> Result<bool>;
+}
+
+/// A benchmark's options from the words after its name: its defaults,
+/// changed by each flag in turn; `None` for `--help`.
+fn options<'a, O: Flags>(words: impl IntoIterator<Item = &'a str>) -> Result<Option<O>> {
+    let mut it = words.into_iter();
+    let mut o = O::default();
+    while let Some(arg) = it.next() {
+        if matches!(arg, "-h" | "--help") {
+            return Ok(None);
+        }
+        if !o.flag(arg, &mut it)? {
+            bail!("unknown option {arg:?}\n{USAGE}");
+        }
+    }
+    Ok(Some(o))
+}
+
 fn parse_grpc<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Cli> {
     let (mut max, mut samples, mut trellisd) = (grpc::DEFAULT_MAX, grpc::DEFAULT_SAMPLES, None);
     let mut peers = true;
@@ -156,9 +186,7 @@ fn parse_grpc<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Cli> {
             // Host ports 10000 + index stay below 65536, addresses in a /16.
             "--max" => max = number(&mut it, "--max", 1..=50_000)?,
             "--samples" => samples = number(&mut it, "--samples", 1..=10_000)?,
-            "--trellisd" => {
-                trellisd = Some(PathBuf::from(it.next().context("--trellisd needs a path")?));
-            }
+            "--trellisd" => trellisd = Some(path(&mut it, arg)?),
             "-h" | "--help" => return Ok(Cli::Help),
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
@@ -184,9 +212,7 @@ fn parse_restart<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Cli> {
                 counts.sort_unstable();
                 counts.dedup();
             }
-            "--trellisd" => {
-                trellisd = Some(PathBuf::from(it.next().context("--trellisd needs a path")?));
-            }
+            "--trellisd" => trellisd = Some(path(&mut it, arg)?),
             "-h" | "--help" => return Ok(Cli::Help),
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }
@@ -201,10 +227,8 @@ fn parse(args: &[String]) -> Result<Cli> {
         Some("routed") => true,
         Some("grpc") => return parse_grpc(it),
         Some("restart") => return parse_restart(it),
-        Some("cluster") => {
-            return Ok(cluster::Options::parse(it)?.map_or(Cli::Help, Cli::Cluster));
-        }
-        Some("bgp") => return Ok(bgp::Options::parse(it)?.map_or(Cli::Help, Cli::Bgp)),
+        Some("cluster") => return Ok(options(it)?.map_or(Cli::Help, Cli::Cluster)),
+        Some("bgp") => return Ok(options(it)?.map_or(Cli::Help, Cli::Bgp)),
         Some(bgp::speaker::SUBCOMMAND) => {
             return Ok(Cli::BgpSpeaker(it.map(str::to_owned).collect()));
         }
@@ -434,15 +458,13 @@ fn judge(who: Who, port: bool) -> grpc_report::Judge {
 }
 
 fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) -> Result<()> {
-    require_root();
-    let binary = daemon::locate(explicit)?;
-    print_header(&format!(
+    let title = format!(
         "trellis-bench grpc: attach p50/p99 at endpoint levels {:?} ({samples} probes each), \
          detach, {c} concurrent attaches and {c} concurrent detaches, RSS at {max}",
         grpc::levels(max),
         c = grpc::CONCURRENT
-    ));
-    println!("trellisd: {}", binary.display());
+    );
+    let binary = start_trellisd_bench(&title, explicit)?;
     println!(
         "what: at level L the host holds L-1 endpoints; one probe container is then attached \
          (timed: the host now has L endpoints) and detached (timed), {samples} times. \
@@ -584,13 +606,11 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) 
 }
 
 fn restart_bench(counts: &[usize], explicit: Option<&Path>) -> Result<()> {
-    require_root();
-    let binary = daemon::locate(explicit)?;
-    print_header(&format!(
+    let title = format!(
         "trellis-bench restart: trellisd killed (SIGKILL) and stopped (SIGTERM), then started \
          again, with {counts:?} endpoints"
-    ));
-    println!("trellisd: {}", binary.display());
+    );
+    let binary = start_trellisd_bench(&title, explicit)?;
     println!(
         "what: on a fresh host netns, N endpoints are attached (untimed), then trellisd is killed \
          and started again on the same state, then stopped cleanly and started again. From just \
@@ -635,6 +655,17 @@ fn fill_note(name: &str, fill: &[Duration]) -> String {
         fill.len(),
         total.as_secs_f64()
     )
+}
+
+/// The start of a benchmark of the trellisd binary: root required, the
+/// binary found (`explicit`, or beside this one), the header under `title`
+/// printed with the binary's path; the binary.
+fn start_trellisd_bench(title: &str, explicit: Option<&Path>) -> Result<PathBuf> {
+    require_root();
+    let binary = daemon::locate(explicit)?;
+    print_header(title);
+    println!("trellisd: {}", binary.display());
+    Ok(binary)
 }
 
 fn print_header(title: &str) {

@@ -21,6 +21,7 @@
 use super::birdctl::BirdCtl;
 use super::lab::{self, BIRD_PROTOCOL, HOST, Lab};
 use super::speaker;
+use crate::daemon::{memory, tail};
 use anyhow::{Context, Result, bail, ensure};
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
@@ -200,21 +201,6 @@ fn parse_done(reply: &str) -> Result<(Duration, Duration, serde_json::Value)> {
     };
     let counters = serde_json::from_str(json).with_context(|| format!("counters in {reply:?}"))?;
     Ok((ns(t0)?, ns(t1)?, counters))
-}
-
-/// (VmRSS, VmHWM) of process `pid`, KiB.
-pub fn memory(pid: u32) -> Result<(u64, u64)> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    Ok((
-        crate::daemon::kib(&status, "VmRSS")?,
-        crate::daemon::kib(&status, "VmHWM")?,
-    ))
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().rev().take(30).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 /// The speaker child: this binary, `bgp-speaker`, in the host namespace.

@@ -12,10 +12,10 @@
 //! A sample is one newly claimed block: from just before the attach that
 //! claimed it was sent (the first attach answered with an address in it)
 //! to the route's arrival in the router namespace's kernel (see
-//! [`BirdRoutes`]: BIRD writes each route it learns there at once). The
-//! rest of the burst keeps running meanwhile, so trellisd's export loop, the
-//! speaker and BIRD work under the load of further attaches — what a busy
-//! node does.
+//! [`RouteMonitor`], keeping BIRD's routes, [`RTPROT_BIRD`]: BIRD writes
+//! each route it learns there at once). The rest of the burst keeps running
+//! meanwhile, so trellisd's export loop, the speaker and BIRD work under the
+//! load of further attaches — what a busy node does.
 //!
 //! Container namespaces are used sparingly: each holds 64 endpoints of the
 //! burst (`eth0` … `eth63`; the container's routes are create-or-replace,
@@ -24,8 +24,8 @@
 //! own veth, host route, IPAM address and store record.
 
 use super::lab::{self, HOST, Lab};
-use super::monitor::BirdRoutes;
 use crate::daemon::Daemon;
+use crate::monitor::{RTPROT_BIRD, RouteMonitor};
 use anyhow::{Context, Result, ensure};
 use ipnet::IpNet;
 use std::collections::BTreeSet;
@@ -93,7 +93,7 @@ fn config() -> String {
 pub fn run(rt: &Runtime, trellisd: &Path, blocks: usize) -> Result<Claims> {
     let t = Instant::now();
     let lab = Lab::build(true);
-    let mut routes = BirdRoutes::start(&lab.router_ns)?;
+    let mut routes = RouteMonitor::start(&lab.router_ns, RTPROT_BIRD)?;
     let dir = tempfile::tempdir().context("tempdir for trellisd's config")?;
     let cfg = dir.path().join("trellisd.toml");
     std::fs::write(&cfg, config()).context("write trellisd's config")?;

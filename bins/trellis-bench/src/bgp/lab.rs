@@ -77,7 +77,7 @@ impl Lab {
             .pids()
             .first()
             .ok_or_else(|| anyhow::anyhow!("BIRD is not running"))?;
-        super::bulk::memory(pid)
+        crate::daemon::memory(pid)
     }
 }
 

@@ -18,11 +18,12 @@
 //!    kernel. BIRD runs with `install_kernel` (`protocol kernel` exporting
 //!    its BGP routes), and BIRD's kernel protocol writes each route to the
 //!    kernel as soon as it enters BIRD's table, so an rtnetlink subscription
-//!    on a thread inside the router namespace ([`monitor`]) sees BIRD's table
-//!    change within a wake-up, stamped with the same monotonic clock as the
-//!    attach — precise, and with no polling of `birdc`. At the end, BIRD's
-//!    own `show route all` must list every block via the host, or the run
-//!    fails. Target: p99 ≤ 50 ms.
+//!    on a thread inside the router namespace ([`crate::monitor`], the one
+//!    `cluster` times its peer routes with) sees BIRD's table change within
+//!    a wake-up, stamped with the same monotonic clock as the attach —
+//!    precise, and with no polling of `birdc`. At the end, BIRD's own `show
+//!    route all` must list every block via the host, or the run fails.
+//!    Target: p99 ≤ 50 ms.
 //! 2. **Bulk: 10,000 prefixes to a BIRD peer** ([`bulk`]). The speaker runs
 //!    alone in a child process — this binary re-executed in the host
 //!    namespace as the hidden subcommand `bgp-speaker` ([`speaker`]) — so
@@ -54,15 +55,12 @@ mod birdctl;
 mod bulk;
 mod claims;
 mod lab;
-mod monitor;
 mod report;
 pub mod speaker;
 
-use crate::daemon;
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use trellis_testlab::require_root;
 
 pub use lab::kill_routers;
 
@@ -102,26 +100,19 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    /// Parses the options after `bgp`; `None` for `--help`.
-    pub fn parse<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Option<Self>> {
-        let mut o = Options::default();
-        while let Some(arg) = it.next() {
-            match arg {
-                // 1000 blocks of 64 fit the /16 (1024 blocks).
-                "--blocks" => o.blocks = crate::number(&mut it, arg, 1..=1000)?,
-                // Their /26s stay inside 10.128.0.0/9.
-                "--prefixes" => o.prefixes = crate::number(&mut it, arg, 1..=100_000)?,
-                "--rounds" => o.rounds = crate::number(&mut it, arg, 1..=1000)?,
-                "--no-v6" => o.v6 = false,
-                "--trellisd" => {
-                    o.trellisd = Some(PathBuf::from(it.next().context("--trellisd needs a path")?));
-                }
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown option {other:?}\n{}", crate::USAGE),
-            }
+impl crate::Flags for Options {
+    fn flag<'a>(&mut self, flag: &'a str, rest: &mut dyn Iterator<Item = &'a str>) -> Result<bool> {
+        match flag {
+            // 1000 blocks of 64 fit the /16 (1024 blocks).
+            "--blocks" => self.blocks = crate::number(rest, flag, 1..=1000)?,
+            // Their /26s stay inside 10.128.0.0/9.
+            "--prefixes" => self.prefixes = crate::number(rest, flag, 1..=100_000)?,
+            "--rounds" => self.rounds = crate::number(rest, flag, 1..=1000)?,
+            "--no-v6" => self.v6 = false,
+            "--trellisd" => self.trellisd = Some(crate::path(rest, flag)?),
+            _ => return Ok(false),
         }
-        Ok(Some(o))
+        Ok(true)
     }
 }
 
@@ -135,14 +126,12 @@ pub fn mono() -> Duration {
 
 /// Runs both benchmarks and prints their tables.
 pub fn run(o: &Options) -> Result<()> {
-    require_root();
-    let trellisd = daemon::locate(o.trellisd.as_deref())?;
-    crate::print_header(&format!(
+    let title = format!(
         "trellis-bench bgp: block claimed → route in BIRD ({} blocks), {} prefixes to BIRD \
          (speaker alone, RSS)",
         o.blocks, o.prefixes
-    ));
-    println!("trellisd: {}", trellisd.display());
+    );
+    let trellisd = crate::start_trellisd_bench(&title, o.trellisd.as_deref())?;
     println!("bird: {}", birdctl::version());
     println!(
         "what: (1) trellisd with [bgp] peering BIRD over a veth between two namespaces; a \
@@ -185,14 +174,9 @@ pub fn run(o: &Options) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Option<Options>> {
-        Options::parse(args.iter().copied())
-    }
-
     #[test]
-    fn parses_defaults_and_every_option() {
-        assert_eq!(parse(&[]).unwrap(), Some(Options::default()));
-        let o = parse(&[
+    fn parses_every_option() {
+        let o: Options = crate::options([
             "--blocks",
             "31",
             "--prefixes",
@@ -207,7 +191,6 @@ mod tests {
         .unwrap();
         assert_eq!((o.blocks, o.prefixes, o.v6, o.rounds), (31, 500, false, 3));
         assert_eq!(o.trellisd, Some("/x/trellisd".into()));
-        assert_eq!(parse(&["-h"]).unwrap(), None);
     }
 
     #[test]
@@ -221,7 +204,8 @@ mod tests {
             &["--trellisd"],
             &["--count", "3"],
         ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+            let o = crate::options::<Options>(bad.iter().copied());
+            assert!(o.is_err(), "{bad:?}");
         }
     }
 

@@ -7,52 +7,18 @@ use super::bulk::{Bulk, POLL};
 use super::claims::{Claims, PER_BLOCK};
 use super::lab::HOST;
 use super::speaker::SENT_POLL;
+use crate::report::{self, grid, latency};
 use crate::stats::summarise;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// KiB as MB (10⁶ bytes).
+/// KiB as MB (10⁶ bytes), one decimal.
 fn mb(kib: u64) -> String {
-    format!("{:.1}", kib as f64 * 1024.0 / 1e6)
+    format!("{:.1}", report::mb(kib))
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
-}
-
-/// A table: columns as wide as their widest cell; the first column and
-/// those in `left` flush left, the others right.
-fn grid(header: &[&str], rows: &[Vec<String>], left: &[usize]) -> String {
-    let head: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    let all: Vec<&Vec<String>> = std::iter::once(&head).chain(rows).collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            all.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in all {
-        let mut line = String::new();
-        for (c, w) in widths.iter().enumerate() {
-            let cell = r.get(c).map_or("", String::as_str);
-            let pad = w - cell.chars().count();
-            if c > 0 {
-                line.push_str("  ");
-            }
-            if c == 0 || left.contains(&c) {
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', pad));
-            } else {
-                line.extend(std::iter::repeat_n(' ', pad));
-                line.push_str(cell);
-            }
-        }
-        writeln!(out, "{}", line.trim_end()).expect("write to a String");
-    }
-    out
 }
 
 /// The median of `samples` in ms, two decimals ("-" for none).
@@ -62,22 +28,6 @@ fn p50_of(samples: &[Duration]) -> String {
     } else {
         format!("{:.2}", summarise(samples).p50)
     }
-}
-
-/// One latency row: label, n, p50, p90, p99, max, target, verdict.
-fn latency(label: &str, samples: &[Duration], target: &str, verdict: String) -> Vec<String> {
-    let s = summarise(samples);
-    let f = |v: f64| format!("{v:.2}");
-    vec![
-        label.into(),
-        samples.len().to_string(),
-        f(s.p50),
-        f(s.p90),
-        f(s.p99),
-        f(s.max),
-        target.into(),
-        verdict,
-    ]
 }
 
 /// Benchmark 1's table and the notes under it.
@@ -114,10 +64,7 @@ pub fn claims(c: &Claims) -> String {
             String::new(),
         ),
     ];
-    let header = [
-        "figure", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "target", "verdict",
-    ];
-    let mut out = grid(&header, &rows, &[6, 7]);
+    let mut out = report::latency_table(&rows);
     let attaches = c.claim_attach.len() + c.other_attach.len();
     let blocks = c.from_start.len();
     let secs = c.burst.as_secs_f64();
@@ -278,19 +225,6 @@ pub fn bulk(b: &Bulk) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grid_aligns_columns_and_trims_lines() {
-        let rows = vec![
-            vec!["a".into(), "1.00".into(), "x".into()],
-            vec!["longer".into(), "12.50".into(), String::new()],
-        ];
-        let t = grid(&["figure", "ms", "note"], &rows, &[2]);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "figure     ms  note");
-        assert_eq!(lines[1], "a        1.00  x");
-        assert_eq!(lines[2], "longer  12.50");
-    }
 
     #[test]
     fn update_counts_show_their_spread() {

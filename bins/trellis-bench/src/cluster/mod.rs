@@ -23,14 +23,13 @@
 mod attach;
 mod fleet;
 mod load;
-mod monitor;
 mod procfs;
 mod report;
 mod rig;
 mod routes;
 
 use crate::daemon;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
@@ -83,30 +82,20 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    /// Parses the options after `cluster`; `None` for `--help`.
-    pub fn parse<'a>(mut it: impl Iterator<Item = &'a str>) -> Result<Option<Self>> {
-        let mut o = Options::default();
-        let path = |v: Option<&str>, flag: &str| -> Result<PathBuf> {
-            Ok(PathBuf::from(
-                v.with_context(|| format!("{flag} needs a path"))?,
-            ))
-        };
-        while let Some(arg) = it.next() {
-            match arg {
-                "--samples" => o.samples = crate::number(&mut it, arg, 1..=10_000)?,
-                // Underlay addresses 10.200.0.1 … stay distinct up to here.
-                "--nodes" => o.nodes = crate::number(&mut it, arg, 1..=50_000)?,
-                "--claims" => o.claims = crate::number(&mut it, arg, 1..=100_000)?,
-                "--window" => o.window_secs = crate::number(&mut it, arg, 1..=600)?,
-                "--no-watch" => o.watch = false,
-                "--trellisd" => o.trellisd = Some(path(it.next(), arg)?),
-                "--controller" => o.controller = Some(path(it.next(), arg)?),
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown option {other:?}\n{}", crate::USAGE),
-            }
+impl crate::Flags for Options {
+    fn flag<'a>(&mut self, flag: &'a str, rest: &mut dyn Iterator<Item = &'a str>) -> Result<bool> {
+        match flag {
+            "--samples" => self.samples = crate::number(rest, flag, 1..=10_000)?,
+            // Underlay addresses 10.200.0.1 … stay distinct up to here.
+            "--nodes" => self.nodes = crate::number(rest, flag, 1..=50_000)?,
+            "--claims" => self.claims = crate::number(rest, flag, 1..=100_000)?,
+            "--window" => self.window_secs = crate::number(rest, flag, 1..=600)?,
+            "--no-watch" => self.watch = false,
+            "--trellisd" => self.trellisd = Some(crate::path(rest, flag)?),
+            "--controller" => self.controller = Some(crate::path(rest, flag)?),
+            _ => return Ok(false),
         }
-        Ok(Some(o))
+        Ok(true)
     }
 }
 
@@ -218,14 +207,9 @@ fn blocks_of(
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Option<Options>> {
-        Options::parse(args.iter().copied())
-    }
-
     #[test]
-    fn parses_defaults_and_every_option() {
-        assert_eq!(parse(&[]).unwrap(), Some(Options::default()));
-        let o = parse(&[
+    fn parses_every_option() {
+        let o: Options = crate::options([
             "--samples",
             "20",
             "--nodes",
@@ -247,8 +231,8 @@ mod tests {
             (20, 300, 50, 5)
         );
         assert!(!o.watch);
+        assert_eq!(o.trellisd, Some("/x/trellisd".into()));
         assert_eq!(o.controller, Some("/x/trellis-controller".into()));
-        assert_eq!(parse(&["--help"]).unwrap(), None);
     }
 
     #[test]
@@ -260,7 +244,8 @@ mod tests {
             &["--controller"],
             &["--max", "3"],
         ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+            let o = crate::options::<Options>(bad.iter().copied());
+            assert!(o.is_err(), "{bad:?}");
         }
     }
 }

@@ -1,5 +1,6 @@
-//! What a daemon costs, read from `/proc/<pid>`: CPU time over a window
-//! (`stat`: utime + stime) and memory (`status`: VmRSS, VmHWM).
+//! What a daemon's CPU costs, read from `/proc/<pid>/stat`: utime + stime
+//! over a window. (Its memory, `status`'s VmRSS and VmHWM, is read by
+//! [`crate::daemon::memory`], and shown in MB by [`crate::report::mb`].)
 
 use anyhow::{Context, Result, ensure};
 use std::process::Command;
@@ -100,11 +101,6 @@ fn read_ticks(pid: u32) -> Result<u64> {
     cpu_ticks(&stat).with_context(|| format!("parse {path}"))
 }
 
-/// KiB as MB (10⁶ bytes), as the targets count.
-pub fn mb(kib: u64) -> f64 {
-    kib as f64 * 1024.0 / 1e6
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +122,5 @@ mod tests {
             wall: Duration::from_secs(10),
         };
         assert!((u.percent() - 2.5).abs() < 1e-9);
-        assert!((mb(97_657) - 100.0).abs() < 0.01);
     }
 }

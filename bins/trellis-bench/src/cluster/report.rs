@@ -5,11 +5,11 @@
 use super::attach::Interleaved;
 use super::fleet::ClaimRun;
 use super::load::{Load, LoadPlan, Timed};
-use super::procfs::{CpuUse, mb};
+use super::procfs::CpuUse;
 use super::routes::Propagation;
+use crate::report::{grid, latency, latency_table, mb};
 use crate::stats::summarise;
 use std::fmt::Write;
-use std::time::Duration;
 
 /// Attach p50 on a cluster node at most this times the standalone's.
 pub const ATTACH_RATIO: f64 = 1.10;
@@ -25,56 +25,6 @@ pub fn verdict(ok: bool, missed: &str) -> String {
     } else {
         format!("MISS: {missed}")
     }
-}
-
-/// A table: columns as wide as their widest cell; the first column and
-/// those in `left` flush left, the others right.
-pub fn grid(header: &[&str], rows: &[Vec<String>], left: &[usize]) -> String {
-    let head: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    let all: Vec<&Vec<String>> = std::iter::once(&head).chain(rows).collect();
-    let width = |c: usize| {
-        all.iter()
-            .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-            .max()
-            .unwrap_or(0)
-    };
-    let widths: Vec<usize> = (0..header.len()).map(width).collect();
-    let mut out = String::new();
-    for r in all {
-        let mut line = String::new();
-        for (c, w) in widths.iter().enumerate() {
-            let cell = r.get(c).map_or("", String::as_str);
-            let pad = w - cell.chars().count();
-            if c > 0 {
-                line.push_str("  ");
-            }
-            if c == 0 || left.contains(&c) {
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', pad));
-            } else {
-                line.extend(std::iter::repeat_n(' ', pad));
-                line.push_str(cell);
-            }
-        }
-        writeln!(out, "{}", line.trim_end()).expect("write to a String");
-    }
-    out
-}
-
-/// One latency row: label, n, p50, p90, p99, max, target, verdict.
-fn latency(label: &str, samples: &[Duration], target: &str, verdict: String) -> Vec<String> {
-    let s = summarise(samples);
-    let ms = |v: f64| format!("{v:.2}");
-    vec![
-        label.into(),
-        samples.len().to_string(),
-        ms(s.p50),
-        ms(s.p90),
-        ms(s.p99),
-        ms(s.max),
-        target.into(),
-        verdict,
-    ]
 }
 
 /// The latency table: attach on a cluster node beside a standalone one,
@@ -130,10 +80,7 @@ pub fn latencies(attach: &Interleaved, routes: &Propagation) -> String {
             String::new(),
         ),
     ];
-    let header = [
-        "figure", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "target", "verdict",
-    ];
-    let mut out = grid(&header, &rows, &[6, 7]);
+    let mut out = latency_table(&rows);
     writeln!(
         out,
         "\ncluster / standalone attach: p50 {:.2}×, p90 {:.2}×, p99 {:.2}× (target p50 ≤ {ATTACH_RATIO:.2}×)",
@@ -316,19 +263,6 @@ pub fn controller(load: &Load, plan: &LoadPlan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grid_aligns_columns_and_trims_lines() {
-        let rows = vec![
-            vec!["a".into(), "1.00".into(), "x".into()],
-            vec!["longer".into(), "12.50".into(), String::new()],
-        ];
-        let t = grid(&["figure", "ms", "note"], &rows, &[2]);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "figure     ms  note");
-        assert_eq!(lines[1], "a        1.00  x");
-        assert_eq!(lines[2], "longer  12.50");
-    }
 
     #[test]
     fn verdicts_say_what_was_missed() {

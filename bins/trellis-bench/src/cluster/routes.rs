@@ -5,22 +5,24 @@
 //! The claim is made straight at the controller, for A (`ClaimBlock`, node
 //! h1, in a pool no network uses, so A has nothing to do with it): the
 //! cleanest start of the clock, the moment the claim is answered. The end is
-//! read in B's namespace by a [`RouteMonitor`] (an rtnetlink subscription,
-//! no polling). One claim at a time, B idle in between (the route is seen,
-//! then a short pause), so every sample is one newly claimed block.
+//! read in B's namespace by a [`RouteMonitor`] keeping trellisd's routes
+//! ([`RTPROT_TRELLIS`]; an rtnetlink subscription, no polling). One claim
+//! at a time, B idle in between (the route is seen, then a short pause), so
+//! every sample is one newly claimed block.
 //!
 //! The route may be in B's kernel before the claim's answer reaches the
 //! bench (both leave the controller at about the same time): such a sample
 //! counts as zero from the answer, and the two are counted.
 
-use super::monitor::RouteMonitor;
 use super::rig::CLAIM_POOL;
+use crate::monitor::RouteMonitor;
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
 use trellis_proto::v1::{self as pb, ControllerClient};
+use trellis_route::RTPROT_TRELLIS;
 use trellis_testlab::Netns;
 
 /// How long B may take to route one block before the run fails.
@@ -50,7 +52,7 @@ pub fn claim_to_route(
     b: &Netns,
     samples: usize,
 ) -> Result<Propagation> {
-    let mut monitor = RouteMonitor::start(b)?;
+    let mut monitor = RouteMonitor::start(b, RTPROT_TRELLIS)?;
     let mut out = Propagation::default();
     for round in 0..=samples {
         let req = pb::ClaimBlockRequest {
