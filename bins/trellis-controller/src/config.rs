@@ -45,7 +45,10 @@ pub struct Args {
     /// PEM private key for TCP.
     #[arg(long, env = "TRELLIS_CONTROLLER_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
-    /// PEM CA bundle: when given, TCP clients must present a certificate it signed.
+    /// PEM CA bundle: when given, TCP clients must present a certificate it
+    /// signed, which names who they are (URI SAN `spiffe://trellis/node/<name>`
+    /// or `spiffe://trellis/admin`; `scripts/certs` makes them), and a node
+    /// may act only for itself. Without it every TCP client is the admin.
     #[arg(long, env = "TRELLIS_CONTROLLER_TLS_CLIENT_CA", value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
     /// Serve TCP in plaintext, without TLS (for labs only; flag only, on purpose).
@@ -117,6 +120,13 @@ pub struct Tls {
 }
 
 impl Config {
+    /// Whether TCP clients are identified by their certificates
+    /// (`--tls-client-ca`); otherwise every TCP client is the admin.
+    pub fn identifies_tcp_clients(&self) -> bool {
+        let tls = self.tcp.as_ref().and_then(|t| t.tls.as_ref());
+        tls.is_some_and(|t| t.client_ca.is_some())
+    }
+
     /// Validates `args`.
     pub fn resolve(args: Args) -> Result<Self> {
         ensure!(
@@ -269,7 +279,11 @@ mod tests {
         let c = resolve(&["--listen=127.0.0.1:1", "--insecure-tcp"]).unwrap();
         assert_eq!(c.tcp.unwrap().tls, None);
         let c = resolve(&["--listen=127.0.0.1:1", "--tls-cert=c", "--tls-key=k"]).unwrap();
+        assert!(!c.identifies_tcp_clients());
         assert_eq!(c.tcp.unwrap().tls.unwrap().key, PathBuf::from("k"));
+        let tls = ["--tls-cert=c", "--tls-key=k", "--tls-client-ca=ca"];
+        let c = resolve(&[&["--listen=127.0.0.1:1"], &tls[..]].concat()).unwrap();
+        assert!(c.identifies_tcp_clients());
     }
 
     #[test]

@@ -21,6 +21,12 @@
 //! * **The unix socket is the local front door**, mode 0600 as trellisd's;
 //!   nodes reach the controller over TCP, which is refused without TLS
 //!   unless `--insecure-tcp` says otherwise, explicitly.
+//! * **Nodes are known by their certificates.** With `--tls-client-ca`,
+//!   every TCP client shows a certificate naming a node or the admin
+//!   (`trellis_grpc::identity`), and a node may act only for itself
+//!   (`trellis_grpc::controller::access`); the unix socket is the admin.
+//!   Without it, TCP trusts every client as the admin, as a lab may want,
+//!   and the controller says so in a warning at start.
 //! * **Servers take listeners and a shutdown future** ([`server::serve`]),
 //!   as in mini-redis: `main` binds and waits for SIGTERM/SIGINT, and a
 //!   clean stop turns health NOT_SERVING and ends open Watch streams before
@@ -37,7 +43,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use trellis_cluster::Controller;
 use trellis_daemon::fs;
-use trellis_grpc::ControllerServices;
+use trellis_grpc::identity::TcpClients;
+use trellis_grpc::{ControllerService, ControllerServices};
 use trellis_store::RedbStore;
 
 /// Runs the controller described by `cfg` until `shutdown` completes: opens
@@ -46,7 +53,13 @@ use trellis_store::RedbStore;
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let controller = Arc::new(open(&cfg)?);
     let listeners = bind(&cfg).await?;
-    let services = ControllerServices::new(controller.clone()).await;
+    let tcp_clients = if cfg.identifies_tcp_clients() {
+        TcpClients::Certified
+    } else {
+        TcpClients::Trusted
+    };
+    let service = ControllerService::new(controller.clone()).tcp_clients(tcp_clients);
+    let services = ControllerServices::with_edge(service).await;
     let (stop_sweeper, mut sweeper_stopped) = watch::channel(false);
     let sweeper = tokio::spawn(controller.clone().run_sweeper(async move {
         let _ = sweeper_stopped.wait_for(|s| *s).await;
@@ -90,10 +103,20 @@ pub async fn bind(cfg: &Config) -> Result<server::Listeners> {
                 .with_context(|| format!("bind TCP {}", tcp.listen))?;
             let tls = tcp.tls.as_ref().map(server::tls_config).transpose()?;
             let listen = listener.local_addr().context("the bound TCP address")?;
-            if tls.is_none() {
-                tracing::warn!(%listen, "serving gRPC over TCP WITHOUT TLS (--insecure-tcp)");
-            } else {
-                tracing::info!(%listen, "serving gRPC over TCP with TLS");
+            match tcp.tls.as_ref().map(|t| t.client_ca.is_some()) {
+                None => tracing::warn!(
+                    %listen,
+                    "serving gRPC over TCP WITHOUT TLS (--insecure-tcp): every TCP client is trusted as the admin"
+                ),
+                Some(false) => tracing::warn!(
+                    %listen,
+                    "serving gRPC over TCP with TLS but WITHOUT client certificates: every TCP client \
+                     is trusted as the admin (give --tls-client-ca to know nodes by their certificates)"
+                ),
+                Some(true) => tracing::info!(
+                    %listen,
+                    "serving gRPC over TCP with mutual TLS: nodes act only as their certificates name them"
+                ),
             }
             Some((listener, tls))
         }

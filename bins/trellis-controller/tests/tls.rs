@@ -74,6 +74,10 @@ async fn tls_clients_that_trust_the_ca_are_served_and_others_are_not() {
         ],
     );
     let url = format!("https://{}", d.tcp_addr());
+    // Without --tls-client-ca every TCP client is the admin, and the
+    // controller says so.
+    let log = d.log();
+    assert!(log.contains("WITHOUT client certificates"), "{log}");
 
     let channel = connect(&url, &p("ca.pem")).await.unwrap();
     let mut c = pb::ControllerClient::new(channel);

@@ -17,6 +17,12 @@
 //! on gRPC C-core (Python, Java, C++), which send the socket's path as
 //! `:authority`, are not refused by h2.
 //!
+//! The one thing the edge does decide is who may call: a question about
+//! the transport (which TLS certificate, which socket), which the cores
+//! never see. [`identity`] tells who a caller is (the admin, or a node by
+//! its TLS client certificate), and the controller's edge admits it by one
+//! table of method → who ([`controller::access`]) before converting.
+//!
 //! [`controller`] is the same edge over `trellis-cluster`'s controller
 //! (`trellis.v1.Controller`), served by `bins/trellis-controller`; it shares
 //! this crate's bounds, error mapping, serving and unix-socket handling.
@@ -25,6 +31,7 @@ pub mod authority;
 pub mod bgp;
 pub mod controller;
 mod errors;
+pub mod identity;
 pub mod input;
 mod output;
 mod server;

@@ -70,7 +70,12 @@ pub type Services = EdgeServices<crate::AgentService>;
 impl<E: Edge> EdgeServices<E> {
     /// The services over `core`.
     pub async fn new<C: Core<Edge = E>>(core: Arc<C>) -> Self {
-        let service = C::edge(core);
+        Self::with_edge(C::edge(core)).await
+    }
+
+    /// The services around an edge the caller built (the controller's, told
+    /// what TCP callers without a client certificate are).
+    pub async fn with_edge(service: E) -> Self {
         let (health, health_service) = tonic_health::server::health_reporter();
         let (v1, v1alpha) = reflection();
         let routes = Routes::new(health_service)

@@ -10,6 +10,11 @@
 //! codes one to one, OUT_OF_RANGE (a watch revision compacted away)
 //! included.
 //!
+//! Before any of that, each RPC admits its caller ([`access`]): the admin
+//! may do everything, a node (known by its client certificate,
+//! [`crate::identity`]) may act only for itself, and admin methods refuse
+//! it, PERMISSION_DENIED; the decision is one table of method → who.
+//!
 //! Watch streams are pulled from the core through a small channel: a
 //! watcher that reads slowly is not buffered for without bound; it holds the
 //! store's history until that history moves past it, and then gets
@@ -22,6 +27,7 @@
 //! the crate's own, generic over the [`Core`](crate::Core) they serve, so the
 //! two edges are served one way.
 
+pub mod access;
 mod errors;
 pub mod input;
 pub mod output;

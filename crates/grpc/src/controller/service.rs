@@ -2,13 +2,17 @@
 //! convert back.
 //!
 //! Nothing here decides anything about pools, nodes or blocks; each method
-//! is input conversion ([`super::input`]), one call into
-//! [`trellis_cluster::Controller`], and output conversion
+//! is the caller's admission ([`super::access`]: who the caller is, from
+//! [`crate::identity`], and whether the table lets it call the method for
+//! the node the request names), input conversion ([`super::input`]), one
+//! call into [`trellis_cluster::Controller`], and output conversion
 //! ([`super::output`]), with errors mapped by [`super::code`].
 
+use super::access::{Method, authorize};
 use super::errors::status;
 use super::{input, output, watch};
 use crate::errors::invalid;
+use crate::identity::{self, TcpClients};
 use std::sync::Arc;
 use tokio::sync::watch as stop;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,15 +28,29 @@ pub struct ControllerService {
     /// Flipped to `true` at shutdown, so that open Watch streams end and a
     /// graceful shutdown does not wait for watchers forever.
     stopping: stop::Sender<bool>,
+    /// What a TCP caller without a client certificate is.
+    tcp_clients: TcpClients,
 }
 
 impl ControllerService {
-    /// A service answering from `controller`.
+    /// A service answering from `controller`, to which a TCP caller without
+    /// a client certificate is the admin ([`TcpClients::Trusted`]; see
+    /// [`Self::tcp_clients`]).
     pub fn new(controller: Arc<Controller>) -> Self {
         Self {
             controller,
             stopping: stop::channel(false).0,
+            tcp_clients: TcpClients::default(),
         }
+    }
+
+    /// The service, with TCP callers without a client certificate treated
+    /// as `tcp` says: [`TcpClients::Certified`] when the TCP listener
+    /// requires client certificates, so that such a caller is refused
+    /// rather than taken for the admin.
+    pub fn tcp_clients(mut self, tcp: TcpClients) -> Self {
+        self.tcp_clients = tcp;
+        self
     }
 
     /// The controller behind the service.
@@ -68,6 +86,19 @@ impl crate::Edge for ControllerService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+impl ControllerService {
+    /// Admits `req` to `method` if its caller may call it: `node` is the
+    /// value of the field naming a node, for a method a node may call only
+    /// for itself. UNAUTHENTICATED for a caller without an identity,
+    /// PERMISSION_DENIED for one the table refuses.
+    fn admit<T>(&self, req: &Request<T>, method: Method, node: Option<&str>) -> Result<(), Status> {
+        let caller = identity::caller(req, self.tcp_clients).inspect_err(|e| {
+            tracing::warn!(error = %e, method = method.name(), "refused a caller without an identity");
+        })?;
+        authorize(&caller, method, node)
+    }
+}
+
 fn reply<T>(t: T) -> Reply<T> {
     Ok(Response::new(t))
 }
@@ -75,18 +106,21 @@ fn reply<T>(t: T) -> Reply<T> {
 #[tonic::async_trait]
 impl pb::Controller for ControllerService {
     async fn create_pool(&self, req: Request<pb::CreatePoolRequest>) -> Reply<pb::Pool> {
+        self.admit(&req, Method::CreatePool, None)?;
         let spec = input::pool_spec(req.into_inner().spec).map_err(invalid)?;
         let pool = self.controller.create_pool(spec).await.map_err(status)?;
         reply(output::pool(pool))
     }
 
     async fn get_pool(&self, req: Request<pb::GetPoolRequest>) -> Reply<pb::Pool> {
+        self.admit(&req, Method::GetPool, None)?;
         let name = input::pool_name("name", &req.get_ref().name).map_err(invalid)?;
         let pool = self.controller.pool(&name).await.map_err(status)?;
         reply(output::pool(pool))
     }
 
-    async fn list_pools(&self, _: Request<pb::ListPoolsRequest>) -> Reply<pb::ListPoolsResponse> {
+    async fn list_pools(&self, req: Request<pb::ListPoolsRequest>) -> Reply<pb::ListPoolsResponse> {
+        self.admit(&req, Method::ListPools, None)?;
         let pools = self.controller.list_pools().await.map_err(status)?;
         let pools = pools.into_iter().map(output::pool).collect();
         reply(pb::ListPoolsResponse { pools })
@@ -96,6 +130,7 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::DeletePoolRequest>,
     ) -> Reply<pb::DeletePoolResponse> {
+        self.admit(&req, Method::DeletePool, None)?;
         let name = input::pool_name("name", &req.get_ref().name).map_err(invalid)?;
         self.controller.delete_pool(&name).await.map_err(status)?;
         reply(pb::DeletePoolResponse {})
@@ -105,6 +140,7 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::CreateClusterNetworkRequest>,
     ) -> Reply<pb::ClusterNetwork> {
+        self.admit(&req, Method::CreateClusterNetwork, None)?;
         let spec = input::network_spec(req.into_inner().spec).map_err(invalid)?;
         let net = self.controller.create_cluster_network(spec).await;
         reply(output::network(net.map_err(status)?))
@@ -114,6 +150,7 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::GetClusterNetworkRequest>,
     ) -> Reply<pb::ClusterNetwork> {
+        self.admit(&req, Method::GetClusterNetwork, None)?;
         let name = input::network_name("name", &req.get_ref().name).map_err(invalid)?;
         let net = self.controller.cluster_network(&name).await;
         reply(output::network(net.map_err(status)?))
@@ -121,8 +158,9 @@ impl pb::Controller for ControllerService {
 
     async fn list_cluster_networks(
         &self,
-        _: Request<pb::ListClusterNetworksRequest>,
+        req: Request<pb::ListClusterNetworksRequest>,
     ) -> Reply<pb::ListClusterNetworksResponse> {
+        self.admit(&req, Method::ListClusterNetworks, None)?;
         let nets = self.controller.list_cluster_networks().await;
         let networks = nets.map_err(status)?.into_iter().map(output::network);
         reply(pb::ListClusterNetworksResponse {
@@ -134,6 +172,7 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::DeleteClusterNetworkRequest>,
     ) -> Reply<pb::DeleteClusterNetworkResponse> {
+        self.admit(&req, Method::DeleteClusterNetwork, None)?;
         let name = input::network_name("name", &req.get_ref().name).map_err(invalid)?;
         let done = self.controller.delete_cluster_network(&name).await;
         done.map_err(status)?;
@@ -144,12 +183,18 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::RegisterNodeRequest>,
     ) -> Reply<pb::RegisterNodeResponse> {
+        self.admit(
+            &req,
+            Method::RegisterNode,
+            Some(req.get_ref().spec.as_ref().map_or("", |s| &s.name)),
+        )?;
         let spec = input::node_spec(req.into_inner().spec).map_err(invalid)?;
         let node = self.controller.register_node(spec).await.map_err(status)?;
         reply(output::registered(node, self.controller.config()))
     }
 
     async fn keep_alive(&self, req: Request<pb::KeepAliveRequest>) -> Reply<pb::KeepAliveResponse> {
+        self.admit(&req, Method::KeepAlive, Some(&req.get_ref().node))?;
         let r = req.get_ref();
         let node = input::node_name("node", &r.node).map_err(invalid)?;
         let usage = input::usage(&r.usage).map_err(invalid)?;
@@ -161,18 +206,21 @@ impl pb::Controller for ControllerService {
     }
 
     async fn get_node(&self, req: Request<pb::GetNodeRequest>) -> Reply<pb::Node> {
+        self.admit(&req, Method::GetNode, Some(&req.get_ref().name))?;
         let name = input::node_name("name", &req.get_ref().name).map_err(invalid)?;
         let node = self.controller.node(&name).await.map_err(status)?;
         reply(output::node(node))
     }
 
-    async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Reply<pb::ListNodesResponse> {
+    async fn list_nodes(&self, req: Request<pb::ListNodesRequest>) -> Reply<pb::ListNodesResponse> {
+        self.admit(&req, Method::ListNodes, None)?;
         let nodes = self.controller.list_nodes().await.map_err(status)?;
         let nodes = nodes.into_iter().map(output::node).collect();
         reply(pb::ListNodesResponse { nodes })
     }
 
     async fn drain_node(&self, req: Request<pb::DrainNodeRequest>) -> Reply<pb::Node> {
+        self.admit(&req, Method::DrainNode, None)?;
         let name = input::node_name("name", &req.get_ref().name).map_err(invalid)?;
         let node = self.controller.drain_node(&name).await.map_err(status)?;
         reply(output::node(node))
@@ -182,6 +230,7 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::RemoveNodeRequest>,
     ) -> Reply<pb::RemoveNodeResponse> {
+        self.admit(&req, Method::RemoveNode, None)?;
         let r = req.get_ref();
         let name = input::node_name("name", &r.name).map_err(invalid)?;
         let released = self.controller.remove_node(&name, r.force).await;
@@ -191,6 +240,7 @@ impl pb::Controller for ControllerService {
     }
 
     async fn claim_block(&self, req: Request<pb::ClaimBlockRequest>) -> Reply<pb::Block> {
+        self.admit(&req, Method::ClaimBlock, Some(&req.get_ref().node))?;
         let r = req.get_ref();
         let node = input::node_name("node", &r.node).map_err(invalid)?;
         let pool = input::pool_name("pool", &r.pool).map_err(invalid)?;
@@ -202,6 +252,7 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::ReleaseBlockRequest>,
     ) -> Reply<pb::ReleaseBlockResponse> {
+        self.admit(&req, Method::ReleaseBlock, Some(&req.get_ref().node))?;
         let r = req.get_ref();
         let node = input::node_name("node", &r.node).map_err(invalid)?;
         let pool = input::pool_name("pool", &r.pool).map_err(invalid)?;
@@ -215,6 +266,7 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::ListBlocksRequest>,
     ) -> Reply<pb::ListBlocksResponse> {
+        self.admit(&req, Method::ListBlocks, Some(&req.get_ref().node))?;
         let (pool, node) = input::block_filter(req.get_ref()).map_err(invalid)?;
         let blocks = self
             .controller
@@ -229,6 +281,7 @@ impl pb::Controller for ControllerService {
     type WatchStream = ReceiverStream<Result<pb::ControllerEvent, Status>>;
 
     async fn watch(&self, req: Request<pb::ControllerWatchRequest>) -> Reply<Self::WatchStream> {
+        self.admit(&req, Method::Watch, None)?;
         let stream = watch::start(
             self.controller.clone(),
             req.get_ref().from_revision,
@@ -238,7 +291,8 @@ impl pb::Controller for ControllerService {
         reply(stream)
     }
 
-    async fn check_ipam(&self, _: Request<pb::CheckIpamRequest>) -> Reply<pb::CheckIpamResponse> {
+    async fn check_ipam(&self, req: Request<pb::CheckIpamRequest>) -> Reply<pb::CheckIpamResponse> {
+        self.admit(&req, Method::CheckIpam, None)?;
         let problems = self.controller.check_ipam().await.map_err(status)?;
         reply(pb::CheckIpamResponse {
             problems: problems.into_iter().map(output::problem).collect(),
@@ -249,6 +303,7 @@ impl pb::Controller for ControllerService {
         &self,
         req: Request<pb::ReleaseIpamRequest>,
     ) -> Reply<pb::ReleaseIpamResponse> {
+        self.admit(&req, Method::ReleaseIpam, None)?;
         let only = input::prefixes(&req.get_ref().prefixes).map_err(invalid)?;
         let released = self.controller.release_ipam(&only).await;
         reply(pb::ReleaseIpamResponse {
@@ -258,8 +313,9 @@ impl pb::Controller for ControllerService {
 
     async fn controller_status(
         &self,
-        _: Request<pb::ControllerStatusRequest>,
+        req: Request<pb::ControllerStatusRequest>,
     ) -> Reply<pb::ControllerStatusResponse> {
+        self.admit(&req, Method::ControllerStatus, None)?;
         let snapshot = self.controller.snapshot().await.map_err(status)?;
         reply(output::status(&snapshot))
     }
