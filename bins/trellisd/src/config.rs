@@ -69,8 +69,9 @@ pub struct Args {
     #[arg(long, env = "TRELLISD_HOST_FIREWALL", value_name = "BOOL")]
     pub host_firewall: Option<bool>,
     /// Join the cluster of this controller: `unix:/PATH`, `https://HOST:PORT`
-    /// (with --controller-ca) or `http://HOST:PORT` (labs). Without it the
-    /// node stands alone.
+    /// (with --controller-ca) or `http://HOST:PORT` (labs); the replicas of
+    /// an HA controller comma-separated (calls fail over between them).
+    /// Without it the node stands alone.
     #[arg(long, env = "TRELLISD_CONTROLLER", value_name = "URL")]
     pub controller: Option<String>,
     /// PEM CA that signed the controller's certificate.
@@ -430,11 +431,20 @@ fn resolve_cluster(args: &Args, f: FileCluster) -> Result<Option<Cluster>> {
         );
         return Ok(None);
     };
-    let https = controller.starts_with("https://");
-    ensure!(
-        https || controller.starts_with("http://") || controller.starts_with("unix:"),
-        "controller {controller:?}: expected unix:/PATH, https://HOST:PORT or http://HOST:PORT"
-    );
+    // One address, or the replicas of an HA controller, comma-separated.
+    let urls: Vec<&str> = controller.split(',').map(str::trim).collect();
+    let https = urls.first().is_some_and(|u| u.starts_with("https://"));
+    for url in &urls {
+        ensure!(
+            url.starts_with("https://") || url.starts_with("http://") || url.starts_with("unix:"),
+            "controller {url:?}: expected unix:/PATH, https://HOST:PORT or http://HOST:PORT \
+             (several: comma-separated)"
+        );
+        ensure!(
+            url.starts_with("https://") == https,
+            "controller {controller:?}: the replicas' addresses mix https with others"
+        );
+    }
     ensure!(
         https == ca.is_some(),
         "controller {controller:?}: an https controller needs --controller-ca, and only an https one takes it"
@@ -662,6 +672,36 @@ md5_password = "s3cret"
             );
             assert!(e.starts_with(want), "{e:?} does not start with {want:?}");
         }
+    }
+
+    #[test]
+    fn a_controller_may_be_several_replicas_of_one_scheme() {
+        let a = args(&[
+            "--node=n",
+            "--controller=https://a:7443,https://b:7443",
+            "--controller-ca=/ca",
+            "--node-address=10.0.0.1",
+        ]);
+        let c = Config::resolve(&a, "", Path::new("f")).unwrap();
+        assert_eq!(
+            c.cluster.unwrap().controller,
+            "https://a:7443,https://b:7443"
+        );
+        let a = args(&[
+            "--node=n",
+            "--controller=https://a:7443,http://b:7443",
+            "--controller-ca=/ca",
+            "--node-address=10.0.0.1",
+        ]);
+        let e = format!("{:#}", Config::resolve(&a, "", Path::new("f")).unwrap_err());
+        assert!(e.contains("mix https"), "{e}");
+        let a = args(&[
+            "--node=n",
+            "--controller=http://a:1,ftp://b",
+            "--node-address=10.0.0.1",
+        ]);
+        let e = format!("{:#}", Config::resolve(&a, "", Path::new("f")).unwrap_err());
+        assert!(e.contains("\"ftp://b\""), "{e}");
     }
 
     #[test]

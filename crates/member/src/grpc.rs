@@ -33,17 +33,88 @@ pub struct TlsFiles {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
-/// The controller at a gRPC address.
+/// The controller at one or more gRPC addresses (the replicas of an HA
+/// controller).
+///
+/// Calls go to one replica; a call that finds it unreachable, or refused
+/// with UNAVAILABLE by a replica that is not the leader, moves the client
+/// on — to the leader when the refusal names one of its addresses
+/// (`… the leader is <url> …`), else to the next address — and the caller's
+/// own retry (the member retries every loop) reaches the new one.
 #[derive(Clone)]
 pub struct GrpcController {
-    client: ControllerClient<Channel>,
+    replicas: std::sync::Arc<[(String, ControllerClient<Channel>)]>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl GrpcController {
-    /// A client of the controller at `url`: `unix:/path/to/socket`,
-    /// `https://host:port` (with `tls`) or `http://host:port` (labs).
-    /// Nothing is dialled until the first call.
-    pub fn new(url: &str, tls: Option<&TlsFiles>) -> Result<Self, String> {
+    /// A client of the controller at `urls`: one address or several,
+    /// comma-separated, each `unix:/path/to/socket`, `https://host:port`
+    /// (with `tls`) or `http://host:port` (labs). Nothing is dialled until
+    /// the first call.
+    pub fn new(urls: &str, tls: Option<&TlsFiles>) -> Result<Self, String> {
+        let mut replicas = Vec::new();
+        for url in urls.split(',').map(str::trim) {
+            if url.is_empty() {
+                return Err(format!("controller addresses {urls:?}: an empty address"));
+            }
+            replicas.push((url.to_owned(), client_of(url, tls)?));
+        }
+        Ok(GrpcController {
+            replicas: replicas.into(),
+            current: Default::default(),
+        })
+    }
+
+    /// The address calls go to now.
+    pub fn current(&self) -> &str {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.replicas[i % self.replicas.len()].0
+    }
+
+    fn client(&self) -> ControllerClient<Channel> {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        self.replicas[i % self.replicas.len()].1.clone()
+    }
+
+    /// [`call`], moving on to another replica when this one is unreachable
+    /// or not the leader.
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    ) -> Result<T, ApiError> {
+        let r = call(fut).await;
+        if let Err(ApiError::Unreachable(why)) = &r {
+            self.fail_over(why);
+        }
+        r
+    }
+
+    /// Picks the replica named as the leader in `why`, else the next one.
+    fn fail_over(&self, why: &str) {
+        let n = self.replicas.len();
+        if n < 2 {
+            return;
+        }
+        let named = why
+            .split_once("the leader is ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .map(|u| u.trim_end_matches([',', ';', ')']));
+        let now = self.current.load(std::sync::atomic::Ordering::Relaxed) % n;
+        let next = named
+            .and_then(|u| self.replicas.iter().position(|(url, _)| url == u))
+            .unwrap_or((now + 1) % n);
+        if next != now {
+            tracing::info!(from = %self.replicas[now].0, to = %self.replicas[next].0, %why, "controller: trying another replica");
+        }
+        self.current
+            .store(next, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A lazily dialled client of the controller at one `url`.
+fn client_of(url: &str, tls: Option<&TlsFiles>) -> Result<ControllerClient<Channel>, String> {
+    {
         let channel = if let Some(path) = url.strip_prefix("unix:") {
             trellis_proto::channel_unix_lazy(path)
         } else {
@@ -76,13 +147,7 @@ impl GrpcController {
             }
             endpoint.connect_lazy()
         };
-        Ok(GrpcController {
-            client: ControllerClient::new(channel),
-        })
-    }
-
-    fn client(&self) -> ControllerClient<Channel> {
-        self.client.clone()
+        Ok(ControllerClient::new(channel))
     }
 }
 
@@ -369,7 +434,7 @@ impl ControllerApi for GrpcController {
         let req = pb::RegisterNodeRequest {
             spec: Some(node_spec_pb(spec)),
         };
-        let r = call(self.client().register_node(req)).await?;
+        let r = self.call(self.client().register_node(req)).await?;
         Ok(Lease {
             ttl: Duration::from_millis(r.lease_ttl_ms),
             grace: Duration::from_millis(r.grace_ms),
@@ -393,7 +458,7 @@ impl ControllerApi for GrpcController {
                 })
                 .collect(),
         };
-        let r = call(self.client().keep_alive(req)).await?;
+        let r = self.call(self.client().keep_alive(req)).await?;
         Ok(node_state(r.state))
     }
 
@@ -402,7 +467,7 @@ impl ControllerApi for GrpcController {
             node: node.to_string(),
             pool: pool.to_string(),
         };
-        block(call(self.client().claim_block(req)).await?)
+        block(self.call(self.client().claim_block(req)).await?)
     }
 
     async fn release_block(
@@ -416,7 +481,7 @@ impl ControllerApi for GrpcController {
             pool: pool.to_string(),
             prefix: prefix.to_string(),
         };
-        call(self.client().release_block(req)).await?;
+        self.call(self.client().release_block(req)).await?;
         Ok(())
     }
 
@@ -426,7 +491,7 @@ impl ControllerApi for GrpcController {
         };
         // No deadline on the stream itself: it lives as long as the node.
         let mut client = self.client();
-        let stream = call(client.watch(req)).await?;
+        let stream = self.call(client.watch(req)).await?;
         Ok(events(stream))
     }
 }
@@ -435,6 +500,37 @@ impl ControllerApi for GrpcController {
 mod tests {
     use super::*;
     use pb::controller_event::Event as E;
+
+    #[tokio::test]
+    async fn a_refusal_naming_the_leader_moves_there_and_others_move_on() {
+        let c = GrpcController::new(
+            "http://10.0.0.1:7443, http://10.0.0.2:7443,http://10.0.0.3:7443",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.current(), "http://10.0.0.1:7443");
+        c.fail_over("not the leader: the leader is http://10.0.0.3:7443 (ctl-c)");
+        assert_eq!(c.current(), "http://10.0.0.3:7443");
+        c.fail_over("tcp connect error");
+        assert_eq!(c.current(), "http://10.0.0.1:7443", "wraps around");
+        c.fail_over("not the leader: the leader is https://elsewhere:1 (ctl-x)");
+        assert_eq!(
+            c.current(),
+            "http://10.0.0.2:7443",
+            "an unknown leader: the next"
+        );
+        let one = GrpcController::new("http://10.0.0.1:7443", None).unwrap();
+        one.fail_over("down");
+        assert_eq!(one.current(), "http://10.0.0.1:7443");
+        let e = GrpcController::new("http://10.0.0.1:7443,,http://x:1", None)
+            .err()
+            .unwrap();
+        assert!(e.contains("an empty address"), "{e}");
+        let e = GrpcController::new("http://10.0.0.1:7443,ftp://x:1", None)
+            .err()
+            .unwrap();
+        assert!(e.contains("ftp://x:1"), "{e}");
+    }
 
     fn node_pb(name: &str) -> pb::Node {
         pb::Node {
