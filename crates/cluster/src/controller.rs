@@ -59,7 +59,9 @@ pub struct Controller {
     /// watches to take instead of reading the store again (see
     /// `Controller::typed_change`).
     pub(crate) typed: Mutex<std::collections::VecDeque<(u64, Option<crate::Event>)>>,
-    started: Instant,
+    /// Since when a node not heard from has its lease counted: the start,
+    /// or the moment this replica last took office.
+    started: Mutex<Instant>,
 }
 
 impl Controller {
@@ -72,7 +74,7 @@ impl Controller {
             usage: Mutex::new(HashMap::new()),
             shared: tokio::sync::Mutex::new(None),
             typed: Mutex::new(std::collections::VecDeque::new()),
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
         }
     }
 
@@ -98,12 +100,15 @@ impl Controller {
 
     /// How long since `node` last renewed its lease.
     pub(crate) fn lease_age(&self, node: &NodeName) -> Duration {
-        let last = self
-            .lock_leases()
-            .get(node)
-            .copied()
-            .unwrap_or(self.started);
-        last.elapsed()
+        let last = self.lock_leases().get(node).copied();
+        last.unwrap_or_else(|| *self.started.lock().unwrap_or_else(|e| e.into_inner()))
+            .elapsed()
+    }
+
+    /// Forgets every renewal seen and counts leases from `now`.
+    pub(crate) fn restart_leases(&self, now: Instant) {
+        self.lock_leases().clear();
+        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = now;
     }
 
     /// Records the usage `node` reported.

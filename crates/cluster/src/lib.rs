@@ -50,6 +50,7 @@ mod error;
 pub mod keys;
 mod model;
 mod nodes;
+mod office;
 mod pools;
 pub mod watch;
 
@@ -62,6 +63,7 @@ pub use model::{
     NodeState, Pool, PoolMode, PoolSpec, ProblemKind, ROUTED_BLOCK_V4, ROUTED_BLOCK_V6,
 };
 pub use nodes::SweepReport;
+pub use office::Office;
 pub use watch::{Change, Event, EventStream, SHARED_SNAPSHOT_AGE, Snapshot};
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ pub struct ControllerService {
     stopping: stop::Sender<bool>,
     /// What a TCP caller without a client certificate is.
     tcp_clients: TcpClients,
+    /// Whether this replica of an HA controller holds office (`None`: a
+    /// single controller, always serving). Checked before anything else, so
+    /// a follower refuses every call with UNAVAILABLE naming the leader.
+    office: Option<tokio::sync::watch::Receiver<trellis_cluster::Office>>,
 }
 
 impl ControllerService {
@@ -41,7 +45,16 @@ impl ControllerService {
             controller,
             stopping: stop::channel(false).0,
             tcp_clients: TcpClients::default(),
+            office: None,
         }
+    }
+
+    /// The service of one replica of an HA controller: it answers only while
+    /// `office` says it is the leader, and refuses with UNAVAILABLE naming
+    /// the leader otherwise.
+    pub fn office(mut self, office: tokio::sync::watch::Receiver<trellis_cluster::Office>) -> Self {
+        self.office = Some(office);
+        self
     }
 
     /// The service, with TCP callers without a client certificate treated
@@ -56,6 +69,27 @@ impl ControllerService {
     /// The controller behind the service.
     pub fn controller(&self) -> &Arc<Controller> {
         &self.controller
+    }
+
+    /// What ends a Watch stream: the shutdown, or — on a replica of an HA
+    /// controller — losing office, so that the node watches the new leader
+    /// instead of a replica that no longer hears of changes first.
+    fn watch_ends(&self) -> stop::Receiver<bool> {
+        let Some(office) = &self.office else {
+            return self.stopping.subscribe();
+        };
+        let (tx, rx) = stop::channel(false);
+        let mut stopping = self.stopping.subscribe();
+        let mut office = office.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stopping.wait_for(|s| *s) => {}
+                _ = office.wait_for(|o| *o != trellis_cluster::Office::Leader) => {}
+                () = tx.closed() => return,
+            }
+            let _ = tx.send(true);
+        });
+        rx
     }
 
     /// Ends every open Watch stream (and any opened later).
@@ -92,6 +126,11 @@ impl ControllerService {
     /// for itself. UNAUTHENTICATED for a caller without an identity,
     /// PERMISSION_DENIED for one the table refuses.
     fn admit<T>(&self, req: &Request<T>, method: Method, node: Option<&str>) -> Result<(), Status> {
+        if let Some(office) = &self.office
+            && let Some(why) = office.borrow().refusal()
+        {
+            return Err(Status::unavailable(why));
+        }
         let caller = identity::caller(req, self.tcp_clients).inspect_err(|e| {
             tracing::warn!(error = %e, method = method.name(), "refused a caller without an identity");
         })?;
@@ -285,7 +324,7 @@ impl pb::Controller for ControllerService {
         let stream = watch::start(
             self.controller.clone(),
             req.get_ref().from_revision,
-            self.stopping.subscribe(),
+            self.watch_ends(),
         )
         .await?;
         reply(stream)
