@@ -36,6 +36,21 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// A write whose outcome is unknown: it was sent, but the answer was
+    /// lost (the connection broke, the request timed out). It may or may not
+    /// have been applied, so the caller must not retry it blindly: re-read
+    /// the key and decide (a compare-and-swap that did apply now conflicts
+    /// with its own write). Only networked backends (etcd) return it; a write
+    /// known not to have been sent is retried by the backend, or fails with
+    /// [`Error::Backend`].
+    #[error("key {key:?}: the write may or may not have been applied: {source}")]
+    Indeterminate {
+        /// The key written (the first of a transaction).
+        key: String,
+        /// What was lost: the backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The backend failed (I/O, corruption, a lost connection).
     #[error("key {key:?}: store backend failed: {source}")]
     Backend {
@@ -59,6 +74,12 @@ impl Error {
     /// Whether this is a CAS conflict (the caller should re-read and retry).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// Whether this is an [`Error::Indeterminate`] write (the caller should
+    /// re-read before deciding whether to write again).
+    pub fn is_indeterminate(&self) -> bool {
+        matches!(self, Error::Indeterminate { .. })
     }
 }
 
