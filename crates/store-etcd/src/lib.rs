@@ -82,3 +82,6 @@ pub use endpoints::{CONNECT_TIMEOUT, FAILOVER_DEADLINE, REQUEST_TIMEOUT};
 pub use keys::MAX_TXN_OPS;
 pub use lease::LeaseId;
 pub use store::EtcdStore;
+
+#[cfg(feature = "testing")]
+pub mod testing;

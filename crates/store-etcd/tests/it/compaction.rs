@@ -1,6 +1,6 @@
 //! A watch from before etcd's compaction fails with `Error::Compacted`.
 
-use crate::util::Etcd;
+use trellis_store_etcd::testing::Etcd;
 use futures::StreamExt;
 use trellis_store::{Error, Expect, KvStore};
 use trellis_store_etcd::EtcdStore;

@@ -1,6 +1,6 @@
 //! The store conformance suite, and what only a shared etcd can get wrong.
 
-use crate::util::Etcd;
+use trellis_store_etcd::testing::Etcd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use trellis_store::{Error, Expect, KvStore, Op, WatchEvent};
 use trellis_store_etcd::{EtcdStore, MAX_TXN_OPS};

@@ -1,7 +1,7 @@
 //! Failover between members: a member killed during writes, a member that
 //! is not there, and a write whose answer is lost.
 
-use crate::util::{Etcd, free_port};
+use trellis_store_etcd::testing::{Etcd, free_port};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! Leases: a key bound to one goes when it is revoked or runs out.
 
-use crate::util::Etcd;
+use trellis_store_etcd::testing::Etcd;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use trellis_store::{Error, Expect, KvStore, WatchEvent};

@@ -7,4 +7,3 @@ mod compaction;
 mod conformance;
 mod failover;
 mod leases;
-mod util;

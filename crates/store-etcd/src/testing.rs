@@ -1,4 +1,5 @@
-//! Real etcd members on loopback, for the etcd tier.
+//! Real etcd members on loopback, for tests (feature `testing`): this
+//! crate's etcd tier and the controller's HA tests.
 //!
 //! [`Etcd::start`] runs one or more `etcd` processes (Debian's
 //! `etcd-server`; `ETCD_BIN` names another binary) on free loopback ports,
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use trellis_store::KvStore;
-use trellis_store_etcd::EtcdStore;
+use crate::EtcdStore;
 
 /// How long a fresh cluster may take to serve reads.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
