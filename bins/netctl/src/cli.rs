@@ -45,7 +45,8 @@ pub struct Connection {
     #[arg(long, global = true, env = "TRELLIS_ENDPOINT", value_name = "URL")]
     pub endpoint: Option<String>,
     /// The cluster controller (pool, cnet, node, block, ipam and cluster
-    /// commands): unix:PATH, a socket path, or https://HOST:PORT.
+    /// commands): unix:PATH, a socket path, or https://HOST:PORT; an HA
+    /// controller's replicas comma-separated (netctl finds the leader).
     #[arg(
         long,
         global = true,

@@ -33,10 +33,56 @@ async fn trellisd(conn: &Connection) -> Result<Channel> {
     channel(&addr, "--endpoint", conn).await
 }
 
-/// Connects to the cluster controller at `--controller`.
+/// Connects to the cluster controller at `--controller`. Several URLs,
+/// comma-separated, are the replicas of an HA controller: the first that
+/// answers ControllerStatus is the leader; a follower's refusal naming the
+/// leader (`the leader is <url>`) goes straight there.
 pub async fn controller(conn: &Connection) -> Result<ControllerClient<Channel>> {
-    let channel = channel(&conn.controller, "--controller", conn).await?;
-    Ok(ControllerClient::new(channel))
+    let urls: Vec<String> = match &conn.controller {
+        Address::Url(list) if list.contains(',') => {
+            list.split(',').map(|u| u.trim().to_owned()).collect()
+        }
+        one => {
+            let channel = channel(one, "--controller", conn).await?;
+            return Ok(ControllerClient::new(channel));
+        }
+    };
+    let mut tried = Vec::new();
+    let mut next = 0;
+    for _ in 0..=urls.len() {
+        let url = &urls[next % urls.len()];
+        next += 1;
+        let mut client = match channel(&Address::Url(url.clone()), "--controller", conn).await {
+            Ok(ch) => ControllerClient::new(ch),
+            Err(e) => {
+                tried.push(format!("{url}: {e}"));
+                continue;
+            }
+        };
+        match client
+            .controller_status(trellis_proto::v1::ControllerStatusRequest {})
+            .await
+        {
+            Ok(_) => return Ok(client),
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                if let Some(leader) = s
+                    .message()
+                    .split_once("the leader is ")
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    && let Some(i) = urls.iter().position(|u| u == leader)
+                {
+                    next = i;
+                }
+                tried.push(format!("{url}: {}", s.message()));
+            }
+            // Answered, if only to refuse this caller: the leader.
+            Err(_) => return Ok(client),
+        }
+    }
+    Err(fail(
+        CONNECT,
+        format!("no controller replica leads: {}", tried.join("; ")),
+    ))
 }
 
 /// A channel to `addr`, with the TLS options of `conn` for an https URL;

@@ -141,9 +141,7 @@ async fn endpoint(c: &mut Client, f: Format, cmd: EndpointCmd) -> Result<String>
         }
         EndpointCmd::Ls(filter) => {
             let list = c.list_endpoints(list_request(filter)?).await?.into_inner();
-            let mut views: Vec<EndpointView> = list.endpoints.into_iter().map(Into::into).collect();
-            views.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
-            render::output(f, views.as_slice(), render::endpoints)
+            endpoint_list(f, list)
         }
         EndpointCmd::Inspect(r) => {
             let req = v1::GetEndpointRequest {
@@ -185,7 +183,17 @@ pub fn attach_request(a: Attach) -> Result<v1::AttachRequest> {
     })
 }
 
-fn list_request(filter: EndpointFilter) -> Result<v1::ListEndpointsRequest> {
+/// `endpoint ls` (and `node endpoints`, through the controller): sorted by
+/// container and interface.
+pub fn endpoint_list(f: Format, list: v1::ListEndpointsResponse) -> Result<String> {
+    let mut views: Vec<EndpointView> = list.endpoints.into_iter().map(Into::into).collect();
+    views.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
+    render::output(f, views.as_slice(), render::endpoints)
+}
+
+/// The request of `endpoint ls` (and `node endpoints`); a label given twice
+/// is a usage error.
+pub fn list_request(filter: EndpointFilter) -> Result<v1::ListEndpointsRequest> {
     let labels = parse::labels(&filter.labels).map_err(usage)?;
     Ok(v1::ListEndpointsRequest {
         network: filter.network.unwrap_or_default(),

@@ -1,5 +1,7 @@
 //! trellisd over TCP with TLS, driven by netctl: server authentication with
-//! a private CA, and mutual TLS when trellisd is given `--tls-client-ca`.
+//! a private CA, and mutual TLS when trellisd is given `--tls-client-ca`
+//! (where a client is who its certificate's URI SAN names: the admin here,
+//! and a certificate naming no one is refused).
 //!
 //! The certificates are made for each test by the `openssl` command (Debian's
 //! `openssl` package) in a temporary directory. trellisd listens on
@@ -17,8 +19,9 @@ use crate::util::{Daemon, NETCTL, stderr};
 const LISTEN: &str = "127.0.0.1:7443";
 const URL: &str = "https://127.0.0.1:7443";
 
-/// A CA, a server certificate for 127.0.0.1 and localhost, a client
-/// certificate, and a second CA that signed none of them.
+/// A CA, a server certificate for 127.0.0.1 and localhost, the admin's
+/// client certificate, a client certificate naming no one, and a second CA
+/// that signed none of them.
 struct Pki {
     dir: tempfile::TempDir,
 }
@@ -51,7 +54,11 @@ impl Pki {
             "server",
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
         );
-        pki.leaf("client", "extendedKeyUsage=clientAuth\n");
+        pki.leaf(
+            "client",
+            "extendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://trellis/admin\n",
+        );
+        pki.leaf("nobody", "extendedKeyUsage=clientAuth\n");
         pki
     }
 
@@ -284,6 +291,17 @@ fn with_a_client_ca_trellisd_serves_only_clients_with_a_certificate() {
         &["status"],
     );
     failed(&out, "status with an untrusted client certificate");
+    // A certificate the CA signed that names no trellis identity is
+    // refused by the edge: UNAUTHENTICATED, exit code 9.
+    let (anon_cert, anon_key) = (pki.arg("nobody.pem"), pki.arg("nobody.key"));
+    let out = netctl_tcp(
+        &d,
+        &["--ca", &ca, "--cert", &anon_cert, "--key", &anon_key],
+        &["status"],
+    );
+    let (code, err) = failed(&out, "status with a certificate naming no one");
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("UNAUTHENTICATED"), "{err}");
     // --cert without --key is refused by netctl itself.
     let out = netctl_tcp(&d, &["--ca", &ca, "--cert", &cert], &["status"]);
     let (code, err) = failed(&out, "--cert without --key");

@@ -54,6 +54,10 @@ pub struct Args {
     /// Serve TCP in plaintext, without TLS (for labs only; flag only, on purpose).
     #[arg(long)]
     pub insecure_tcp: bool,
+    /// How nodes' Agent APIs are read (`--node-ca`, `--node-client-cert`,
+    /// `--node-client-key`).
+    #[command(flatten)]
+    pub nodes: crate::nodes::NodeArgs,
     /// A node not heard from for this long is dead: seconds, or a number with
     /// a unit (`1500ms`, `15s`, `2m`, `1h`); at least 1 s.
     #[arg(long, env = "TRELLIS_CONTROLLER_LEASE_TTL", value_name = "DURATION",
@@ -64,6 +68,42 @@ pub struct Args {
     #[arg(long, env = "TRELLIS_CONTROLLER_GRACE", value_name = "DURATION",
           default_value = "10m", value_parser = parse_duration)]
     pub grace: Duration,
+    /// Where the state lives: `redb` (a file in --state-dir; one
+    /// controller) or `etcd://HOST:PORT[,HOST:PORT…]` (etcd members: the
+    /// controller runs as several replicas, one leader elected through an
+    /// etcd lease, the others refusing calls with UNAVAILABLE naming it).
+    #[arg(
+        long,
+        env = "TRELLIS_CONTROLLER_STORE",
+        value_name = "STORE",
+        default_value = "redb"
+    )]
+    pub store: String,
+    /// With etcd: the key prefix of this cluster's state, so that several
+    /// trellis clusters can share one etcd.
+    #[arg(
+        long,
+        env = "TRELLIS_CONTROLLER_ETCD_PREFIX",
+        value_name = "PREFIX",
+        default_value = "trellis"
+    )]
+    pub etcd_prefix: String,
+    /// With etcd: this replica's name, unique among the replicas [default:
+    /// the host name].
+    #[arg(long, env = "TRELLIS_CONTROLLER_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+    /// With etcd: the address nodes reach this replica at, as they list it
+    /// in trellisd's --controller (`https://10.1.253.2:7443`); followers
+    /// name the leader by it, so clients move there [default: derived from
+    /// --listen].
+    #[arg(long, env = "TRELLIS_CONTROLLER_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+    /// With etcd: the leader holds office with an etcd lease of this time to
+    /// live, renewed every third of it; a leader that dies is replaced after
+    /// at most this long (same syntax as --lease-ttl; at least 2 s).
+    #[arg(long, env = "TRELLIS_CONTROLLER_LEADER_TTL", value_name = "DURATION",
+          default_value = "3s", value_parser = parse_duration)]
+    pub leader_ttl: Duration,
     /// Log format.
     #[arg(
         long,
@@ -89,6 +129,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// The optional TCP listener.
     pub tcp: Option<Tcp>,
+    /// How nodes' Agent APIs are read.
+    pub nodes: crate::nodes::NodeTls,
     /// Lease time to live.
     pub lease_ttl: Duration,
     /// Grace after a lease lapsed before a dead node's blocks go back.
@@ -97,7 +139,36 @@ pub struct Config {
     pub log_format: LogFormat,
     /// An `EnvFilter` directive string.
     pub log_level: String,
+    /// Where the state lives.
+    pub store: Store,
 }
+
+/// Where the controller's state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// A redb file in the state directory: one controller.
+    Redb,
+    /// etcd: replicas with an elected leader.
+    Etcd(Etcd),
+}
+
+/// The etcd store and this replica's part in the election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Etcd {
+    /// The members' client URLs (`http://host:port`).
+    pub endpoints: Vec<String>,
+    /// The key prefix of this cluster's state.
+    pub prefix: String,
+    /// This replica's name.
+    pub name: String,
+    /// The address clients reach this replica at.
+    pub advertise_url: String,
+    /// The leader lease's time to live.
+    pub leader_ttl: Duration,
+}
+
+/// The shortest leader lease accepted (etcd's own minimum is 1.5 s).
+pub const MIN_LEADER_TTL: Duration = Duration::from_secs(2);
 
 /// gRPC over TCP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,8 +206,13 @@ impl Config {
             args.lease_ttl
         );
         trellis_daemon::logging::filter(&args.log_level)?;
+        let tcp = resolve_tcp(&args)?;
+        let store = resolve_store(&args, tcp.as_ref())?;
+        let nodes = crate::nodes::NodeTls::resolve(&args)?;
         Ok(Config {
-            tcp: resolve_tcp(&args)?,
+            nodes,
+            store,
+            tcp,
             state_dir: args.state_dir,
             socket: args.socket,
             lease_ttl: args.lease_ttl,
@@ -150,6 +226,76 @@ impl Config {
     pub fn store_path(&self) -> PathBuf {
         self.state_dir.join(STORE_FILE)
     }
+}
+
+fn resolve_store(args: &Args, tcp: Option<&Tcp>) -> Result<Store> {
+    if args.store == "redb" {
+        ensure!(
+            args.name.is_none() && args.advertise_url.is_none(),
+            "--name and --advertise-url are for replicas on etcd (--store etcd://…)"
+        );
+        return Ok(Store::Redb);
+    }
+    let Some(list) = args.store.strip_prefix("etcd://") else {
+        bail!(
+            "--store {:?}: expected `redb` or `etcd://HOST:PORT[,HOST:PORT…]`",
+            args.store
+        );
+    };
+    let mut endpoints = Vec::new();
+    for hp in list.split(',').map(str::trim) {
+        ensure!(
+            !hp.is_empty()
+                && !hp.contains('/')
+                && hp
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+            "--store {:?}: {hp:?} is not HOST:PORT",
+            args.store
+        );
+        endpoints.push(format!("http://{hp}"));
+    }
+    ensure!(
+        args.leader_ttl >= MIN_LEADER_TTL,
+        "--leader-ttl {:?} is shorter than {MIN_LEADER_TTL:?}",
+        args.leader_ttl
+    );
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .map_err(|e| anyhow::anyhow!("--name not given and the host name unreadable: {e}"))?,
+    };
+    trellis_types::NodeName::parse("--name", &name)?;
+    let advertise_url = match (&args.advertise_url, tcp) {
+        (Some(u), _) => {
+            ensure!(
+                u.starts_with("https://") || u.starts_with("http://"),
+                "--advertise-url {u:?}: expected https://HOST:PORT or http://HOST:PORT"
+            );
+            u.clone()
+        }
+        (None, Some(t)) if !t.listen.ip().is_unspecified() => {
+            let scheme = if t.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", t.listen)
+        }
+        (None, _) => bail!(
+            "--advertise-url is needed with etcd: the address nodes reach this replica at \
+             (it cannot be derived from an unspecified or missing --listen)"
+        ),
+    };
+    ensure!(
+        !args.etcd_prefix.is_empty() && trellis_store::check_key(&args.etcd_prefix).is_ok(),
+        "--etcd-prefix {:?}: a non-empty key path without leading or trailing '/'",
+        args.etcd_prefix
+    );
+    Ok(Store::Etcd(Etcd {
+        endpoints,
+        prefix: args.etcd_prefix.clone(),
+        name,
+        advertise_url,
+        leader_ttl: args.leader_ttl,
+    }))
 }
 
 fn resolve_tcp(args: &Args) -> Result<Option<Tcp>> {

@@ -33,6 +33,8 @@
 //!   the servers drain.
 
 pub mod config;
+pub mod leader;
+pub mod nodes;
 pub mod server;
 
 use anyhow::{Context, Result};
@@ -41,29 +43,58 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use trellis_cluster::Controller;
+use trellis_cluster::{Controller, Office};
 use trellis_daemon::fs;
 use trellis_grpc::identity::TcpClients;
 use trellis_grpc::{ControllerService, ControllerServices};
 use trellis_store::RedbStore;
+use trellis_store_etcd::EtcdStore;
 
 /// Runs the controller described by `cfg` until `shutdown` completes: opens
 /// the store, binds, serves and sweeps leases, and removes the socket on
-/// the way out.
+/// the way out. On etcd it also campaigns for office (see [`leader`]): it
+/// serves, and sweeps, only while it leads.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let controller = Arc::new(open(&cfg)?);
+    let (controller, etcd) = open(&cfg)?;
+    let controller = Arc::new(controller);
     let listeners = bind(&cfg).await?;
     let tcp_clients = if cfg.identifies_tcp_clients() {
         TcpClients::Certified
     } else {
         TcpClients::Trusted
     };
-    let service = ControllerService::new(controller.clone()).tcp_clients(tcp_clients);
+    let mut service = ControllerService::new(controller.clone()).tcp_clients(tcp_clients);
+    // Reads nodes' Agent APIs (ListNodeEndpoints, CheckIpam) with its own certificate.
+    service = service.node_clients(cfg.nodes.clients()?);
+    let (stop, stopped) = watch::channel(false);
+    // A single controller always holds office; a replica on etcd from the
+    // moment it wins the election.
+    let (office, in_office) = watch::channel(if etcd.is_some() {
+        Office::Electing
+    } else {
+        Office::Leader
+    });
+    let election = match (etcd, &cfg.store) {
+        (Some(store), config::Store::Etcd(e)) => {
+            service = service.office(in_office.clone());
+            let me = leader::Candidate {
+                name: e.name.clone(),
+                url: e.advertise_url.clone(),
+                ttl: e.leader_ttl,
+            };
+            tracing::info!(name = %me.name, url = %me.url, endpoints = ?e.endpoints, "campaigning for office on etcd");
+            Some(tokio::spawn(leader::run(
+                store,
+                me,
+                controller.clone(),
+                office,
+                stopped.clone(),
+            )))
+        }
+        _ => None,
+    };
     let services = ControllerServices::with_edge(service).await;
-    let (stop_sweeper, mut sweeper_stopped) = watch::channel(false);
-    let sweeper = tokio::spawn(controller.clone().run_sweeper(async move {
-        let _ = sweeper_stopped.wait_for(|s| *s).await;
-    }));
+    let sweeper = tokio::spawn(sweep_in_office(controller.clone(), in_office, stopped));
     tracing::info!(
         socket = %cfg.socket.display(),
         lease_ttl = ?cfg.lease_ttl,
@@ -71,25 +102,72 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
         "trellis-controller serving"
     );
     let served = server::serve(&services, listeners, shutdown).await;
-    let _ = stop_sweeper.send(true);
+    let _ = stop.send(true);
     if let Err(e) = sweeper.await {
         tracing::warn!(error = %e, "the lease sweeper did not stop cleanly");
+    }
+    if let Some(e) = election
+        && let Err(e) = e.await
+    {
+        tracing::warn!(error = %e, "the election did not stop cleanly");
     }
     fs::remove_socket(&cfg.socket);
     Ok(served?)
 }
 
-fn open(cfg: &Config) -> Result<Controller> {
-    fs::ensure_state_dir(&cfg.state_dir)?;
-    let path = cfg.store_path();
-    let store = RedbStore::open(&path).with_context(|| format!("open store {}", path.display()))?;
-    tracing::info!(store = %path.display(), "store opened");
+/// Runs the lease sweeper during each term of office, until `stop`.
+async fn sweep_in_office(
+    controller: Arc<Controller>,
+    mut office: watch::Receiver<Office>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = office.wait_for(|o| *o == Office::Leader) => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let mut left = office.clone();
+        let mut stopping = stop.clone();
+        controller
+            .clone()
+            .run_sweeper(async move {
+                tokio::select! {
+                    _ = left.wait_for(|o| *o != Office::Leader) => {}
+                    _ = stopping.wait_for(|s| *s) => {}
+                }
+            })
+            .await;
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+fn open(cfg: &Config) -> Result<(Controller, Option<EtcdStore>)> {
     let config = trellis_cluster::Config {
         lease_ttl: cfg.lease_ttl,
         grace: cfg.grace,
         ..trellis_cluster::Config::default()
     };
-    Ok(Controller::new(Arc::new(store), config))
+    match &cfg.store {
+        config::Store::Redb => {
+            fs::ensure_state_dir(&cfg.state_dir)?;
+            let path = cfg.store_path();
+            let store =
+                RedbStore::open(&path).with_context(|| format!("open store {}", path.display()))?;
+            tracing::info!(store = %path.display(), "store opened");
+            Ok((Controller::new(Arc::new(store), config), None))
+        }
+        config::Store::Etcd(e) => {
+            let store = EtcdStore::connect(&e.endpoints, Some(&e.prefix))
+                .with_context(|| format!("etcd at {}", e.endpoints.join(",")))?;
+            tracing::info!(endpoints = ?e.endpoints, prefix = %e.prefix, "store: etcd");
+            Ok((
+                Controller::new(Arc::new(store.clone()), config),
+                Some(store),
+            ))
+        }
+    }
 }
 
 /// Binds every listener the config names. The TCP address actually bound

@@ -3,6 +3,7 @@
 //! TLS) by the generated client.
 
 mod api;
+mod ha;
 mod identity;
 mod lifecycle;
 mod python;

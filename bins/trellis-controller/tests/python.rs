@@ -33,6 +33,9 @@ async fn grpcio_over_the_unix_socket_claims_a_block() {
     let dir = tempfile::tempdir().unwrap();
     let gen_dir = dir.path().join("gen");
     std::fs::create_dir(&gen_dir).unwrap();
+    // controller.proto imports agent.proto (ListNodeEndpoints answers a
+    // node's endpoints as its Agent API lists them).
+    py.stubs("agent.proto", &gen_dir);
     py.stubs("controller.proto", &gen_dir);
 
     let d = Daemon::start(dir.path(), &[]);

@@ -93,6 +93,12 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub node_addresses: Vec<std::net::IpAddr>,
+    /// Where the controller reads this node's Agent API (registered with
+    /// it): https://HOST:PORT [default: https://<node address>:<--listen
+    /// port> when trellisd serves TCP with TLS; else none, and the
+    /// controller cannot read this node].
+    #[arg(long, env = "TRELLISD_AGENT_ADDRESS", value_name = "URL")]
+    pub agent_address: Option<String>,
     /// Claim the next block of a pool when fewer free addresses than this
     /// remain in the node's blocks of it [default: 8].
     #[arg(long, env = "TRELLISD_CLAIM_AHEAD", value_name = "N")]
@@ -179,6 +185,7 @@ struct FileCluster {
     key: Option<PathBuf>,
     #[serde(default)]
     node_addresses: Vec<std::net::IpAddr>,
+    agent_address: Option<String>,
     claim_ahead: Option<u32>,
     release_empty_after: Option<u64>,
 }
@@ -258,6 +265,8 @@ pub struct Cluster {
     pub address_v4: Option<std::net::Ipv4Addr>,
     /// The node's IPv6 underlay address.
     pub address_v6: Option<std::net::Ipv6Addr>,
+    /// Where the controller reads this node's Agent API (`None`: it cannot).
+    pub agent_address: Option<trellis_types::AgentAddress>,
     /// Claim ahead under this many free addresses.
     pub claim_ahead: u32,
     /// Give back blocks empty this many seconds.
@@ -334,6 +343,8 @@ impl Config {
         };
         tracing_subscriber::EnvFilter::try_new(&log.level)
             .with_context(|| format!("log level {:?} is not a valid filter", log.level))?;
+        let tcp = resolve_tcp(args, f.tcp)?;
+        let cluster = resolve_cluster(args, f.cluster, tcp.as_ref())?;
         Ok(Config {
             node,
             state_dir: args
@@ -346,7 +357,7 @@ impl Config {
                 .clone()
                 .or(f.socket)
                 .unwrap_or(DEFAULT_SOCKET.into()),
-            tcp: resolve_tcp(args, f.tcp)?,
+            tcp,
             log,
             metrics: args.metrics_addr.or(f.metrics.listen),
             host: Host {
@@ -354,7 +365,7 @@ impl Config {
                 firewall: args.host_firewall.or(f.host.firewall).unwrap_or(true),
             },
             bgp: None,
-            cluster: resolve_cluster(args, f.cluster)?,
+            cluster,
         })
         .and_then(|mut c: Config| {
             c.bgp = f
@@ -368,6 +379,18 @@ impl Config {
     /// The redb file inside the state directory.
     pub fn store_path(&self) -> PathBuf {
         self.state_dir.join(STORE_FILE)
+    }
+
+    /// What a TCP caller without a client certificate is: refused when TCP
+    /// asks for client certificates (`--tls-client-ca`), the admin
+    /// otherwise.
+    pub fn tcp_clients(&self) -> trellis_grpc::identity::TcpClients {
+        let tls = self.tcp.as_ref().and_then(|t| t.tls.as_ref());
+        if tls.is_some_and(|t| t.client_ca.is_some()) {
+            trellis_grpc::identity::TcpClients::Certified
+        } else {
+            trellis_grpc::identity::TcpClients::Trusted
+        }
     }
 }
 
@@ -415,7 +438,8 @@ fn resolve_tcp(args: &Args, f: FileTcp) -> Result<Option<Tcp>> {
     Ok(Some(Tcp { listen, tls }))
 }
 
-fn resolve_cluster(args: &Args, f: FileCluster) -> Result<Option<Cluster>> {
+fn resolve_cluster(args: &Args, f: FileCluster, tcp: Option<&Tcp>) -> Result<Option<Cluster>> {
+    let agent_address = args.agent_address.clone().or(f.agent_address);
     let ca = args.controller_ca.clone().or(f.ca);
     let cert = args.controller_cert.clone().or(f.cert);
     let key = args.controller_key.clone().or(f.key);
@@ -426,7 +450,11 @@ fn resolve_cluster(args: &Args, f: FileCluster) -> Result<Option<Cluster>> {
     };
     let Some(controller) = args.controller.clone().or(f.controller) else {
         ensure!(
-            ca.is_none() && cert.is_none() && key.is_none() && addresses.is_empty(),
+            ca.is_none()
+                && cert.is_none()
+                && key.is_none()
+                && addresses.is_empty()
+                && agent_address.is_none(),
             "cluster settings are given but no controller is (set cluster.controller or --controller)"
         );
         return Ok(None);
@@ -467,18 +495,43 @@ fn resolve_cluster(args: &Args, f: FileCluster) -> Result<Option<Cluster>> {
         v4.is_some() || v6.is_some(),
         "a cluster member needs its underlay address (--node-address or cluster.node_addresses): the other nodes route this node's blocks to it"
     );
+    let agent_address = match agent_address {
+        Some(a) => Some(trellis_types::AgentAddress::parse("--agent-address", &a)?),
+        None => default_agent_address(tcp, v4, v6),
+    };
     Ok(Some(Cluster {
         controller,
         ca,
         identity,
         address_v4: v4,
         address_v6: v6,
+        agent_address,
         claim_ahead: args.claim_ahead.or(f.claim_ahead).unwrap_or(8),
         release_empty_after: args
             .release_empty_after
             .or(f.release_empty_after)
             .unwrap_or(600),
     }))
+}
+
+/// Where the controller reads this node by default: the TCP listener, when
+/// it serves TLS, at its own address, or at the node's underlay address of
+/// its family when it listens on every address (`0.0.0.0`, `::`). None
+/// without TLS: a plaintext Agent API is registered only when asked for.
+fn default_agent_address(
+    tcp: Option<&Tcp>,
+    v4: Option<std::net::Ipv4Addr>,
+    v6: Option<std::net::Ipv6Addr>,
+) -> Option<trellis_types::AgentAddress> {
+    let tcp = tcp.filter(|t| t.tls.is_some())?;
+    let listen = tcp.listen;
+    let ip = match listen.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => v4?.into(),
+        std::net::IpAddr::V6(_) => v6.map(Into::into).or(v4.map(Into::into))?,
+    };
+    let addr = SocketAddr::new(ip, listen.port());
+    Some(trellis_types::AgentAddress::of(true, addr))
 }
 
 fn communities(field: &str, list: &[String]) -> Result<Vec<(u16, u16)>> {
@@ -702,6 +755,59 @@ md5_password = "s3cret"
         ]);
         let e = format!("{:#}", Config::resolve(&a, "", Path::new("f")).unwrap_err());
         assert!(e.contains("\"ftp://b\""), "{e}");
+    }
+
+    #[test]
+    fn the_agent_address_defaults_to_the_tls_listener_at_the_node_address() {
+        let cluster = |argv: &[&str]| {
+            let base = [
+                "--node=n",
+                "--controller=http://c:1",
+                "--node-address=10.0.0.1",
+            ];
+            let a = args(&[&base[..], argv].concat());
+            let c = Config::resolve(&a, "", Path::new("f"));
+            c.map(|c| c.cluster.unwrap().agent_address.map(String::from))
+        };
+        let tls = ["--tls-cert=/c", "--tls-key=/k", "--tls-client-ca=/ca"];
+        let on = |listen: &'static str| [&[listen][..], &tls[..]].concat();
+        assert_eq!(
+            cluster(&on("--listen=0.0.0.0:7444")).unwrap().as_deref(),
+            Some("https://10.0.0.1:7444")
+        );
+        assert_eq!(
+            cluster(&on("--listen=10.0.0.9:7444")).unwrap().as_deref(),
+            Some("https://10.0.0.9:7444")
+        );
+        assert_eq!(
+            cluster(&on("--listen=[::]:7444")).unwrap().as_deref(),
+            Some("https://10.0.0.1:7444")
+        );
+        // No TLS, or no TCP: nothing to register unless asked for.
+        assert_eq!(cluster(&[]).unwrap(), None);
+        assert_eq!(
+            cluster(&["--listen=0.0.0.0:7444", "--insecure-tcp"]).unwrap(),
+            None
+        );
+        assert_eq!(
+            cluster(&["--agent-address=http://10.0.0.1:7444"])
+                .unwrap()
+                .as_deref(),
+            Some("http://10.0.0.1:7444")
+        );
+        let file = "[cluster]\ncontroller = \"http://c:1\"\nnode_addresses = [\"10.0.0.1\"]\n\
+                    agent_address = \"https://node.example:7444\"\n";
+        let c = Config::resolve(&args(&["--node=n"]), file, Path::new("f")).unwrap();
+        let a = c.cluster.unwrap().agent_address.unwrap();
+        assert_eq!(a.as_str(), "https://node.example:7444");
+        let e = format!(
+            "{:#}",
+            cluster(&["--agent-address=10.0.0.1:7444"]).unwrap_err()
+        );
+        assert!(e.starts_with("--agent-address \"10.0.0.1:7444\""), "{e}");
+        let a = args(&["--node=n", "--agent-address=https://h:1"]);
+        let e = format!("{:#}", Config::resolve(&a, "", Path::new("f")).unwrap_err());
+        assert!(e.contains("no controller"), "{e}");
     }
 
     #[test]

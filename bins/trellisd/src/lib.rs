@@ -8,7 +8,12 @@
 //!   inside a network namespace of their own.
 //! * **The unix socket is the API's front door**, mode 0600: only root drives
 //!   the daemon. TCP is optional and refused without TLS unless
-//!   `--insecure-tcp` says otherwise, explicitly.
+//!   `--insecure-tcp` says otherwise, explicitly. With `--tls-client-ca`,
+//!   TCP callers are known by their certificates: the admin's may do
+//!   everything, the controller's only read (it shows the node's endpoints
+//!   and compares its blocks with the block map), a node's nothing
+//!   (`trellis_grpc::access`); the node registers where the controller
+//!   reads it (`--agent-address`).
 //! * **Metrics from the outside in.** RPC counts, codes and latencies come
 //!   from a tower layer around the whole gRPC server, not from the service;
 //!   state gauges are read from the agent when Prometheus scrapes.
@@ -44,7 +49,9 @@ use trellis_store::RedbStore;
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let agent = Arc::new(open_agent(&cfg).await?);
     let metrics = Arc::new(metrics::Metrics::new());
-    let mut services = server::Services::new(agent.clone()).await;
+    let tcp_clients = cfg.tcp_clients();
+    let edge = trellis_grpc::AgentService::new(agent.clone()).tcp_clients(tcp_clients);
+    let mut services = server::Services::with_edge(edge).await;
     let listeners = bind(&cfg).await?;
     let bgp = match &cfg.bgp {
         Some(b) => Some(bgp::BgpNode::start(b, &agent).await?),
@@ -55,6 +62,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
     }
     services.routes =
         trellis_grpc::BgpService::new(bgp.clone().map(|b| b as Arc<dyn trellis_grpc::BgpCore>))
+            .tcp_clients(tcp_clients)
             .route(std::mem::take(&mut services.routes));
     let exporting = bgp.clone().map(|b| tokio::spawn(b.export(agent.clone())));
     tracing::info!(
@@ -113,10 +121,15 @@ fn join(
         address_v4: c.address_v4,
         address_v6: c.address_v6,
         labels: Default::default(),
+        agent_address: c.agent_address.clone(),
     });
     mc.claim_ahead = c.claim_ahead;
     mc.release_empty_after = std::time::Duration::from_secs(c.release_empty_after);
-    tracing::info!(controller = %c.controller, "joining the cluster");
+    tracing::info!(
+        controller = %c.controller,
+        agent_address = c.agent_address.as_ref().map_or("none (the controller cannot read this node)", |a| a.as_str()),
+        "joining the cluster"
+    );
     let member = trellis_member::Member::join(agent, Arc::new(api), mc);
     Ok(member.run(std::future::pending()))
 }
@@ -197,8 +210,18 @@ pub async fn bind(cfg: &Config) -> Result<server::Listeners> {
                 .await
                 .with_context(|| format!("bind TCP {}", tcp.listen))?;
             let tls = tcp.tls.as_ref().map(server::tls_config).transpose()?;
-            if tls.is_none() {
-                tracing::warn!(listen = %tcp.listen, "serving gRPC over TCP WITHOUT TLS (--insecure-tcp)");
+            match tcp.tls.as_ref().map(|t| t.client_ca.is_some()) {
+                None => {
+                    tracing::warn!(listen = %tcp.listen, "serving gRPC over TCP WITHOUT TLS (--insecure-tcp)")
+                }
+                Some(false) => tracing::warn!(
+                    listen = %tcp.listen,
+                    "serving gRPC over TCP with TLS but WITHOUT client certificates: every TCP client is the admin"
+                ),
+                Some(true) => tracing::info!(
+                    listen = %tcp.listen,
+                    "serving gRPC over TCP with mutual TLS: the admin's certificate may do everything, the controller's only read"
+                ),
             }
             Some((listener, tls))
         }

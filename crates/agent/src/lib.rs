@@ -61,6 +61,7 @@ mod events;
 mod export;
 mod gc;
 mod guard;
+mod held;
 mod host;
 mod kernel;
 mod membership;
@@ -83,6 +84,7 @@ pub(crate) use agent::{Detaching, Inflight};
 pub use error::{Error, ErrorClass};
 pub use events::Event;
 pub use gc::GcReport;
+pub use held::HeldBlock;
 pub use host::HostPolicy;
 pub use membership::{Membership, MembershipError};
 pub use model::{

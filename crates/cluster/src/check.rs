@@ -2,7 +2,8 @@
 //! checker (what must never be true, read from the whole store).
 
 use crate::model::{BlockRecord, IpamProblem, NodeRecord, Pool, ProblemKind, decode};
-use crate::{Controller, Error, keys};
+use crate::reader::NodeReader;
+use crate::{Block, Controller, Error, Node, Snapshot, keys};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use trellis_store::KvStore;
@@ -10,86 +11,87 @@ use trellis_types::{InvalidInput, NodeName, PoolName};
 
 impl Controller {
     /// Blocks held by dead or unknown nodes, and usage reported for blocks
-    /// the reporting node does not hold.
+    /// the reporting node does not hold: what the controller's own records
+    /// show (see [`Controller::check_ipam_with`] for the nodes' side).
     pub async fn check_ipam(&self) -> Result<Vec<IpamProblem>, Error> {
+        self.check_ipam_with(None).await
+    }
+
+    /// [`Controller::check_ipam`], and, with `nodes`, the block map
+    /// compared with what each live node's own IPAM holds, read through
+    /// `nodes` ([`crate::reader`]): blocks the controller gives a node that
+    /// the node does not hold, blocks a node holds that the controller does
+    /// not give it, and nodes that could not be read. Nodes that registered
+    /// no Agent API address are not read.
+    pub async fn check_ipam_with(
+        &self,
+        nodes: Option<&dyn NodeReader>,
+    ) -> Result<Vec<IpamProblem>, Error> {
         let snap = self.snapshot().await?;
+        let mut out = self.store_problems(&snap);
+        if let Some(reader) = nodes {
+            out.extend(crate::reader::node_problems(&snap, reader).await);
+        }
+        out.sort_by(|a, b| (a.kind, a.prefix, &a.node).cmp(&(b.kind, b.prefix, &b.node)));
+        Ok(out)
+    }
+
+    /// The problems the store alone shows (see [`Controller::check_ipam`]).
+    fn store_problems(&self, snap: &Snapshot) -> Vec<IpamProblem> {
         let nodes: BTreeMap<&NodeName, _> = snap
             .nodes
             .iter()
             .map(|n| (&n.record.spec.name, n))
             .collect();
-        let holder: BTreeMap<IpNet, &NodeName> = snap
+        let mut out: Vec<IpamProblem> = snap
             .blocks
             .iter()
-            .map(|b| (b.prefix, &b.record.node))
+            .filter_map(|b| self.owner_problem(b, nodes.get(&b.record.node).copied()))
             .collect();
-        let past_grace = self.config.lease_ttl + self.config.grace;
-        let mut out = Vec::new();
-        for b in &snap.blocks {
-            let problem = |kind, detail: String, releasable| IpamProblem {
-                kind,
-                pool: Some(b.pool.clone()),
-                prefix: b.prefix,
-                node: b.record.node.clone(),
-                detail,
-                releasable,
-            };
-            match nodes.get(&b.record.node) {
-                None => out.push(problem(
-                    ProblemKind::UnknownOwner,
+        out.extend(usage_problems(snap));
+        out
+    }
+
+    /// What is wrong with the owner of `b`, `owner` (`None`: not registered).
+    fn owner_problem(&self, b: &Block, owner: Option<&Node>) -> Option<IpamProblem> {
+        let problem = |kind, detail: String, releasable| IpamProblem {
+            kind,
+            pool: Some(b.pool.clone()),
+            prefix: Some(b.prefix),
+            node: b.record.node.clone(),
+            detail,
+            releasable,
+        };
+        let who = b.record.node.as_str();
+        match owner {
+            None => Some(problem(
+                ProblemKind::UnknownOwner,
+                format!(
+                    "block {} is held by node {who:?}, which is not registered",
+                    b.prefix
+                ),
+                true,
+            )),
+            Some(n) if n.record.dead => {
+                let past_grace = self.config.lease_ttl + self.config.grace;
+                let over = n.lease_age >= past_grace;
+                Some(problem(
+                    ProblemKind::DeadOwner,
                     format!(
-                        "block {} is held by node {:?}, which is not registered",
+                        "block {} is held by dead node {who:?} (lease lapsed {} s ago; released {})",
                         b.prefix,
-                        b.record.node.as_str()
+                        n.lease_age.saturating_sub(self.config.lease_ttl).as_secs(),
+                        if over {
+                            "now"
+                        } else {
+                            "after the grace period"
+                        }
                     ),
-                    true,
-                )),
-                Some(n) if n.record.dead => {
-                    let over = n.lease_age >= past_grace;
-                    out.push(problem(
-                        ProblemKind::DeadOwner,
-                        format!(
-                            "block {} is held by dead node {:?} (lease lapsed {} s ago; released {})",
-                            b.prefix,
-                            b.record.node.as_str(),
-                            n.lease_age.saturating_sub(self.config.lease_ttl).as_secs(),
-                            if over { "now" } else { "after the grace period" }
-                        ),
-                        over,
-                    ));
-                }
-                Some(_) => {}
+                    over,
+                ))
             }
+            Some(_) => None,
         }
-        for n in &snap.nodes {
-            for (prefix, used) in &n.record.usage {
-                let name = &n.record.spec.name;
-                if *used > 0 && holder.get(prefix) != Some(&name) {
-                    let pool = snap
-                        .pools
-                        .iter()
-                        .find(|p| p.spec.prefix.contains(prefix))
-                        .map(|p| p.spec.name.clone());
-                    out.push(IpamProblem {
-                        kind: ProblemKind::UsageWithoutBlock,
-                        pool,
-                        prefix: *prefix,
-                        node: name.clone(),
-                        detail: format!(
-                            "node {:?} reports {used} addresses in use in {prefix}, which it does not hold{}",
-                            name.as_str(),
-                            holder
-                                .get(prefix)
-                                .map(|h| format!(" (node {:?} does)", h.as_str()))
-                                .unwrap_or_default()
-                        ),
-                        releasable: false,
-                    });
-                }
-            }
-        }
-        out.sort_by_key(|p| (p.kind, p.prefix));
-        Ok(out)
     }
 
     /// Releases the blocks [`Controller::check_ipam`] finds releasable: all
@@ -99,7 +101,7 @@ impl Controller {
         let releasable: BTreeMap<IpNet, &IpamProblem> = problems
             .iter()
             .filter(|p| p.releasable)
-            .map(|p| (p.prefix, p))
+            .filter_map(|p| Some((p.prefix?, p)))
             .collect();
         for prefix in only {
             if !releasable.contains_key(prefix) {
@@ -123,6 +125,45 @@ impl Controller {
         }
         Ok(released)
     }
+}
+
+/// Usage a node reported for blocks it does not hold.
+fn usage_problems(snap: &Snapshot) -> Vec<IpamProblem> {
+    let holder: BTreeMap<IpNet, &NodeName> = snap
+        .blocks
+        .iter()
+        .map(|b| (b.prefix, &b.record.node))
+        .collect();
+    let mut out = Vec::new();
+    for n in &snap.nodes {
+        let name = &n.record.spec.name;
+        for (prefix, used) in &n.record.usage {
+            if *used == 0 || holder.get(prefix) == Some(&name) {
+                continue;
+            }
+            let pool = snap
+                .pools
+                .iter()
+                .find(|p| p.spec.prefix.contains(prefix))
+                .map(|p| p.spec.name.clone());
+            let other = holder
+                .get(prefix)
+                .map(|h| format!(" (node {:?} does)", h.as_str()))
+                .unwrap_or_default();
+            out.push(IpamProblem {
+                kind: ProblemKind::UsageWithoutBlock,
+                pool,
+                prefix: Some(*prefix),
+                node: name.clone(),
+                detail: format!(
+                    "node {:?} reports {used} addresses in use in {prefix}, which it does not hold{other}",
+                    name.as_str(),
+                ),
+                releasable: false,
+            });
+        }
+    }
+    out
 }
 
 /// Reads the whole store and lists every broken invariant, one line each

@@ -40,6 +40,11 @@
 //!   from the revision after the last one it saw; one that fell behind the
 //!   store's history gets a fresh snapshot marked `reset` ([`watch`]).
 //!
+//! * **The controller reads nodes, through a trait.** What a node's own
+//!   IPAM really holds is the node's to say; the IPAM check reads it
+//!   ([`reader::NodeReader`]) and compares it with the block map. How a
+//!   node is reached (its Agent API, mutual TLS) is the edge's business.
+//!
 //! The gRPC edge (`trellis-grpc`'s controller service) converts and
 //! forwards; `bins/trellis-controller` serves it.
 
@@ -52,6 +57,7 @@ mod model;
 mod nodes;
 mod office;
 mod pools;
+pub mod reader;
 pub mod watch;
 
 pub use check::check_invariants;
@@ -64,6 +70,7 @@ pub use model::{
 };
 pub use nodes::SweepReport;
 pub use office::Office;
+pub use reader::{HeldBlock, NodeReadError, NodeReader};
 pub use watch::{Change, Event, EventStream, SHARED_SNAPSHOT_AGE, Snapshot};
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use trellis_types::{InvalidInput, NetworkName, NodeName, PoolName, check_prefix};
+use trellis_types::{AgentAddress, InvalidInput, NetworkName, NodeName, PoolName, check_prefix};
 
 /// What a pool's blocks are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -190,6 +190,11 @@ pub struct NodeSpec {
     pub address_v6: Option<Ipv6Addr>,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
+    /// Where the controller reads the node (its Agent API over mutual TLS);
+    /// `None`: the node cannot be read. (Absent from records written before
+    /// nodes registered one.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_address: Option<AgentAddress>,
 }
 
 /// A node's lifecycle as the controller sees it.
@@ -297,6 +302,14 @@ pub enum ProblemKind {
     UnknownOwner,
     /// A node reports addresses in a block it does not hold.
     UsageWithoutBlock,
+    /// The controller gives the block to a node whose own IPAM does not
+    /// hold it (read from the node).
+    NotHeldByNode,
+    /// A node's own IPAM holds a block the controller does not give it
+    /// (read from the node).
+    HeldWithoutGrant,
+    /// The node's Agent API could not be read: its blocks were not compared.
+    NodeUnreadable,
 }
 
 /// One finding of [`Controller::check_ipam`](crate::Controller::check_ipam).
@@ -306,8 +319,9 @@ pub struct IpamProblem {
     pub kind: ProblemKind,
     /// The pool of the block (empty when unknown).
     pub pool: Option<PoolName>,
-    /// The block.
-    pub prefix: IpNet,
+    /// The block (`None` for a finding about a whole node:
+    /// [`ProblemKind::NodeUnreadable`]).
+    pub prefix: Option<IpNet>,
     /// The node concerned.
     pub node: NodeName,
     /// One line, for people.

@@ -39,6 +39,7 @@ async fn register(c: &Controller, name: &str, v4: &str) -> Node {
         address_v4: Some(v4.parse().unwrap()),
         address_v6: None,
         labels: Default::default(),
+        agent_address: None,
     })
     .await
     .unwrap()

@@ -2,12 +2,16 @@
 //! them ([`BgpCore`]: trellisd's speaker with its config-file peers and the
 //! peers kept in its store).
 //!
-//! As everywhere in this crate, nothing is decided here: fields are converted
-//! (each refusal names its field), one core method is called, its error
-//! classified onto a status code. A node without BGP configured answers
+//! As everywhere in this crate, nothing is decided here but who may call
+//! ([`crate::access`]: the admin changes peers, the controller may list
+//! them, a node nothing): fields are converted (each refusal names its
+//! field), one core method is called, its error classified onto a status
+//! code. A node without BGP configured answers
 //! FAILED_PRECONDITION saying how to turn it on.
 
+use crate::access::{BgpMethod, Gate};
 use crate::errors::answer;
+use crate::identity::TcpClients;
 use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -43,12 +47,24 @@ pub trait BgpCore: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct BgpService {
     core: Option<Arc<dyn BgpCore>>,
+    gate: Gate,
 }
 
 impl BgpService {
-    /// The service over `core` (`None`: BGP not configured on this node).
+    /// The service over `core` (`None`: BGP not configured on this node),
+    /// to which a TCP caller without a client certificate is the admin.
     pub fn new(core: Option<Arc<dyn BgpCore>>) -> Self {
-        BgpService { core }
+        BgpService {
+            core,
+            gate: Gate::default(),
+        }
+    }
+
+    /// The service, with TCP callers without a client certificate treated
+    /// as `tcp` says (as [`crate::AgentService::tcp_clients`]).
+    pub fn tcp_clients(mut self, tcp: TcpClients) -> Self {
+        self.gate.tcp_clients = tcp;
+        self
     }
 
     /// `routes` with this service added.
@@ -255,6 +271,7 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl pb::Bgp for BgpService {
     async fn add_peer(&self, req: Request<pb::AddBgpPeerRequest>) -> Reply<pb::BgpPeer> {
+        self.gate.admit(&req, BgpMethod::AddPeer)?;
         let core = self.core()?;
         let cfg = peer_config(req.into_inner().peer)?;
         let view = core.add_peer(cfg).await.map_err(bgp_status)?;
@@ -265,6 +282,7 @@ impl pb::Bgp for BgpService {
         &self,
         req: Request<pb::RemoveBgpPeerRequest>,
     ) -> Reply<pb::RemoveBgpPeerResponse> {
+        self.gate.admit(&req, BgpMethod::RemovePeer)?;
         let core = self.core()?;
         let address = ip("address", &req.into_inner().address)?;
         core.remove_peer(address).await.map_err(bgp_status)?;
@@ -273,8 +291,9 @@ impl pb::Bgp for BgpService {
 
     async fn list_peers(
         &self,
-        _req: Request<pb::ListBgpPeersRequest>,
+        req: Request<pb::ListBgpPeersRequest>,
     ) -> Reply<pb::ListBgpPeersResponse> {
+        self.gate.admit(&req, BgpMethod::ListPeers)?;
         let core = self.core()?;
         Ok(Response::new(pb::ListBgpPeersResponse {
             peers: core.peers().iter().map(peer_out).collect(),
@@ -285,6 +304,7 @@ impl pb::Bgp for BgpService {
         &self,
         req: Request<pb::ListBgpRoutesRequest>,
     ) -> Reply<pb::ListBgpRoutesResponse> {
+        self.gate.admit(&req, BgpMethod::ListRoutes)?;
         let core = self.core()?;
         let want = req.into_inner().peer;
         let only = if want.is_empty() {

@@ -1,14 +1,19 @@
 //! Who is calling: a gRPC caller's identity, read from how it connected.
 //!
-//! A caller is the **admin** or a **node** ([`Caller`]). The controller's
-//! edge decides with it what the caller may do
-//! ([`crate::controller::access`]).
+//! A caller is the **admin**, a **node** or the **controller** ([`Caller`]).
+//! Each edge decides with it what the caller may do: the controller's
+//! ([`crate::controller::access`]) and a node's Agent API
+//! ([`crate::access`]).
 //!
 //! Design decisions:
 //!
 //! * **The name is a URI subject alternative name, SPIFFE-style.** A node's
 //!   client certificate carries `spiffe://trellis/node/<name>`, the admin's
-//!   `spiffe://trellis/admin` ([`NODE_URI_PREFIX`], [`ADMIN_URI`]).
+//!   `spiffe://trellis/admin`, the controller's `spiffe://trellis/controller`
+//!   ([`NODE_URI_PREFIX`], [`ADMIN_URI`], [`CONTROLLER_URI`]). The
+//!   controller's is the identity it reads nodes' Agent APIs with; its
+//!   server certificate may carry it beside its DNS and IP names, so one
+//!   certificate serves both.
 //!   Not the subject CN, which RFC 6125 retired as a name and which rustls
 //!   does not parse; not a DNS name, which any name of a node could collide
 //!   with (node names and DNS names share their alphabet), so that a server
@@ -44,6 +49,8 @@ use trellis_types::NodeName;
 pub const URI_PREFIX: &str = "spiffe://trellis/";
 /// The admin's identity, as a URI SAN.
 pub const ADMIN_URI: &str = "spiffe://trellis/admin";
+/// The controller's identity (as a client of nodes' Agent APIs), as a URI SAN.
+pub const CONTROLLER_URI: &str = "spiffe://trellis/controller";
 /// A node's identity is this prefix followed by its name, as a URI SAN.
 pub const NODE_URI_PREFIX: &str = "spiffe://trellis/node/";
 
@@ -55,14 +62,17 @@ pub enum Caller {
     Admin,
     /// The node of this name, by its client certificate.
     Node(NodeName),
+    /// The cluster controller, by its certificate: it reads nodes.
+    Controller,
 }
 
 impl fmt::Display for Caller {
-    /// `admin` or `node:<name>`.
+    /// `admin`, `node:<name>` or `controller`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Caller::Admin => f.write_str("admin"),
             Caller::Node(n) => write!(f, "node:{n}"),
+            Caller::Controller => f.write_str("controller"),
         }
     }
 }
@@ -89,15 +99,17 @@ pub enum IdentityError {
     /// No URI SAN under [`URI_PREFIX`].
     #[error(
         "client certificate names no trellis identity: it needs the URI SAN \
-         {NODE_URI_PREFIX}<node> or {ADMIN_URI}"
+         {NODE_URI_PREFIX}<node>, {ADMIN_URI} or {CONTROLLER_URI}"
     )]
     Missing,
     /// More than one URI SAN under [`URI_PREFIX`].
     #[error("client certificate names {} trellis identities ({}): it may name one", .0.len(), .0.join(", "))]
     Several(Vec<String>),
-    /// A URI SAN under [`URI_PREFIX`] that is neither the admin nor a node.
+    /// A URI SAN under [`URI_PREFIX`] that is not the admin, a node or the
+    /// controller.
     #[error(
-        "client certificate's identity {0:?} is neither {NODE_URI_PREFIX}<node> nor {ADMIN_URI}"
+        "client certificate's identity {0:?} is none of {NODE_URI_PREFIX}<node>, {ADMIN_URI} \
+         and {CONTROLLER_URI}"
     )]
     Unknown(String),
     /// A node identity whose name is not a node name.
@@ -161,6 +173,9 @@ pub fn from_uris<'a>(uris: impl IntoIterator<Item = &'a str>) -> Result<Caller, 
     if uri == ADMIN_URI {
         return Ok(Caller::Admin);
     }
+    if uri == CONTROLLER_URI {
+        return Ok(Caller::Controller);
+    }
     let Some(name) = uri.strip_prefix(NODE_URI_PREFIX) else {
         return Err(IdentityError::Unknown(uri.to_owned()));
     };
@@ -195,9 +210,14 @@ mod tests {
             cert(include_bytes!("../testdata/admin.pem")),
             Ok(Caller::Admin)
         );
-        // A server certificate (DNS and IP names only) is nobody.
+        // The controller's server certificate names it too.
         assert_eq!(
             cert(include_bytes!("../testdata/controller.pem")),
+            Ok(Caller::Controller)
+        );
+        // A server certificate with DNS and IP names only is nobody.
+        assert_eq!(
+            cert(include_bytes!("../testdata/server.pem")),
             Err(IdentityError::Missing)
         );
     }
@@ -212,6 +232,7 @@ mod tests {
     fn exactly_one_trellis_uri_names_the_caller() {
         let ok = [
             (vec!["spiffe://trellis/admin"], Caller::Admin),
+            (vec!["spiffe://trellis/controller"], Caller::Controller),
             (vec!["spiffe://trellis/node/h1"], node("h1")),
             (vec!["spiffe://trellis/node/H_1.x-y"], node("H_1.x-y")),
             // Other URIs are someone else's business.
@@ -244,7 +265,8 @@ mod tests {
             "spiffe://trellis/",
             "spiffe://trellis/admin/",
             "spiffe://trellis/administrator",
-            "spiffe://trellis/controller",
+            "spiffe://trellis/controller/",
+            "spiffe://trellis/controllers",
             "spiffe://trellis/nodes/h1",
         ] {
             let e = from_uris([unknown]);
@@ -306,5 +328,6 @@ mod tests {
     fn callers_print_as_admin_or_node_colon_name() {
         assert_eq!(Caller::Admin.to_string(), "admin");
         assert_eq!(node("h1").to_string(), "node:h1");
+        assert_eq!(Caller::Controller.to_string(), "controller");
     }
 }

@@ -19,20 +19,30 @@
 //!
 //! The one thing the edge does decide is who may call: a question about
 //! the transport (which TLS certificate, which socket), which the cores
-//! never see. [`identity`] tells who a caller is (the admin, or a node by
-//! its TLS client certificate), and the controller's edge admits it by one
-//! table of method → who ([`controller::access`]) before converting.
+//! never see. [`identity`] tells who a caller is (the admin, a node or the
+//! controller, by its TLS client certificate), and each edge admits it by
+//! one table of method → who before converting: the controller's
+//! ([`controller::access`]: a node acts only as itself) and a node's
+//! ([`access`]: the controller only reads, no node may call).
+//!
+//! The controller also *reads* nodes: [`controller::nodes`] is its client
+//! of their Agent APIs, with the controller's own certificate, behind the
+//! core's `NodeReader` trait (for the IPAM check) and the
+//! `ListNodeEndpoints` RPC (endpoints pass through as the node answered
+//! them: the controller's core never sees a container).
 //!
 //! [`controller`] is the same edge over `trellis-cluster`'s controller
 //! (`trellis.v1.Controller`), served by `bins/trellis-controller`; it shares
 //! this crate's bounds, error mapping, serving and unix-socket handling.
 
+pub mod access;
 pub mod authority;
 pub mod bgp;
 pub mod controller;
 mod errors;
 pub mod identity;
 pub mod input;
+mod methods;
 mod output;
 mod server;
 mod service;

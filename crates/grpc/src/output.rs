@@ -1,7 +1,7 @@
 //! Replies out: core records as proto messages, addresses as text.
 
 use std::collections::HashMap;
-use trellis_agent::{Endpoint, Event, Network, NetworkMode, Status};
+use trellis_agent::{Endpoint, Event, HeldBlock, Network, NetworkMode, Status};
 use trellis_proto::v1 as pb;
 use trellis_types::{Handle, PortMapping, Protocol};
 
@@ -34,6 +34,18 @@ pub fn network(n: Network, endpoints: usize) -> pb::Network {
         gateways: texts(&n.gateways),
         endpoints: u32::try_from(endpoints).unwrap_or(u32::MAX),
         warnings: n.warnings,
+    }
+}
+
+/// A block of a cluster pool the node holds.
+pub fn held_block(b: HeldBlock) -> pb::HeldBlock {
+    pb::HeldBlock {
+        network: b.network.into(),
+        pool: b.pool.into(),
+        prefix: b.prefix.to_string(),
+        used: b.used,
+        free: b.free,
+        frozen: b.frozen,
     }
 }
 

@@ -1,11 +1,14 @@
 //! The `trellis.v1.Agent` service: convert, forward to the core, convert back.
 //!
 //! Nothing here decides anything about networks or endpoints; each method is
-//! input conversion ([`crate::input`]), one call into [`trellis_agent::Agent`],
-//! and output conversion ([`crate::output`]), with errors mapped by
-//! [`crate::errors`].
+//! the caller's admission ([`crate::access`]: the admin may do everything,
+//! the controller may only read, a node nothing), input conversion
+//! ([`crate::input`]), one call into [`trellis_agent::Agent`], and output
+//! conversion ([`crate::output`]), with errors mapped by [`crate::errors`].
 
+use crate::access::{AgentMethod, Gate};
 use crate::errors::{invalid, status};
+use crate::identity::TcpClients;
 use crate::{input, output, watch};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,15 +26,30 @@ pub struct AgentService {
     /// Flipped to `true` at shutdown, so that open Watch streams end and a
     /// graceful shutdown does not wait for watchers forever.
     stopping: stop::Sender<bool>,
+    /// Who may call what.
+    gate: Gate,
 }
 
 impl AgentService {
-    /// A service answering from `agent`.
+    /// A service answering from `agent`, to which a TCP caller without a
+    /// client certificate is the admin ([`TcpClients::Trusted`]; see
+    /// [`Self::tcp_clients`]).
     pub fn new(agent: Arc<Agent>) -> Self {
         Self {
             agent,
             stopping: stop::channel(false).0,
+            gate: Gate::default(),
         }
+    }
+
+    /// The service, with TCP callers without a client certificate treated
+    /// as `tcp` says: [`TcpClients::Certified`] when the TCP listener
+    /// requires client certificates (trellisd's `--tls-client-ca`), so that
+    /// callers are known by their certificates (the controller may read, a
+    /// node nothing) and one without a certificate is refused.
+    pub fn tcp_clients(mut self, tcp: TcpClients) -> Self {
+        self.gate.tcp_clients = tcp;
+        self
     }
 
     /// The agent behind the service.
@@ -88,12 +106,14 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl pb::Agent for AgentService {
     async fn create_network(&self, req: Request<pb::CreateNetworkRequest>) -> Reply<pb::Network> {
+        self.gate.admit(&req, AgentMethod::CreateNetwork)?;
         let spec = input::network_spec(req.into_inner().spec).map_err(invalid)?;
         let net = self.agent.create_network(spec).await.map_err(status)?;
         Ok(Response::new(self.network_reply(net).await?))
     }
 
     async fn get_network(&self, req: Request<pb::GetNetworkRequest>) -> Reply<pb::Network> {
+        self.gate.admit(&req, AgentMethod::GetNetwork)?;
         let name = input::network_name("name", &req.get_ref().name).map_err(invalid)?;
         let net = self.agent.network(name.as_str()).map_err(status)?;
         Ok(Response::new(self.network_reply(net).await?))
@@ -101,8 +121,9 @@ impl pb::Agent for AgentService {
 
     async fn list_networks(
         &self,
-        _: Request<pb::ListNetworksRequest>,
+        req: Request<pb::ListNetworksRequest>,
     ) -> Reply<pb::ListNetworksResponse> {
+        self.gate.admit(&req, AgentMethod::ListNetworks)?;
         let mut counts = self.counts().await?;
         let networks = self
             .agent
@@ -120,6 +141,7 @@ impl pb::Agent for AgentService {
         &self,
         req: Request<pb::DeleteNetworkRequest>,
     ) -> Reply<pb::DeleteNetworkResponse> {
+        self.gate.admit(&req, AgentMethod::DeleteNetwork)?;
         let name = input::network_name("name", &req.get_ref().name).map_err(invalid)?;
         self.agent
             .delete_network(name.as_str())
@@ -129,12 +151,14 @@ impl pb::Agent for AgentService {
     }
 
     async fn attach(&self, req: Request<pb::AttachRequest>) -> Reply<pb::Endpoint> {
+        self.gate.admit(&req, AgentMethod::Attach)?;
         let req = input::attach_request(req.into_inner()).map_err(invalid)?;
         let ep = self.agent.attach(req).await.map_err(status)?;
         Ok(Response::new(output::endpoint(ep)))
     }
 
     async fn detach(&self, req: Request<pb::DetachRequest>) -> Reply<pb::DetachResponse> {
+        self.gate.admit(&req, AgentMethod::Detach)?;
         let r = req.get_ref();
         let h = input::handle(&r.container_id, &r.ifname).map_err(invalid)?;
         self.agent
@@ -145,6 +169,7 @@ impl pb::Agent for AgentService {
     }
 
     async fn get_endpoint(&self, req: Request<pb::GetEndpointRequest>) -> Reply<pb::Endpoint> {
+        self.gate.admit(&req, AgentMethod::GetEndpoint)?;
         let r = req.get_ref();
         let h = input::handle(&r.container_id, &r.ifname).map_err(invalid)?;
         let ep = self.agent.endpoint(&h.container, &h.ifname).await;
@@ -160,6 +185,7 @@ impl pb::Agent for AgentService {
         &self,
         req: Request<pb::ListEndpointsRequest>,
     ) -> Reply<pb::ListEndpointsResponse> {
+        self.gate.admit(&req, AgentMethod::ListEndpoints)?;
         let filter = input::filter(req.into_inner()).map_err(invalid)?;
         let eps = self.agent.list_endpoints(&filter).await.map_err(status)?;
         let endpoints = eps.into_iter().map(output::endpoint).collect();
@@ -167,6 +193,7 @@ impl pb::Agent for AgentService {
     }
 
     async fn check(&self, req: Request<pb::CheckRequest>) -> Reply<pb::CheckResponse> {
+        self.gate.admit(&req, AgentMethod::Check)?;
         let r = req.get_ref();
         let h = input::handle(&r.container_id, &r.ifname).map_err(invalid)?;
         let problems = self
@@ -184,6 +211,7 @@ impl pb::Agent for AgentService {
         &self,
         req: Request<pb::GarbageCollectRequest>,
     ) -> Reply<pb::GarbageCollectResponse> {
+        self.gate.admit(&req, AgentMethod::GarbageCollect)?;
         let valid = input::valid(&req.get_ref().valid).map_err(invalid)?;
         let report = self.agent.garbage_collect(&valid).await.map_err(status)?;
         Ok(Response::new(pb::GarbageCollectResponse {
@@ -192,14 +220,27 @@ impl pb::Agent for AgentService {
         }))
     }
 
-    async fn status(&self, _: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+    async fn status(&self, req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+        self.gate.admit(&req, AgentMethod::Status)?;
         let s = self.agent.status().await;
         Ok(Response::new(output::status(s, self.agent.node())))
+    }
+
+    async fn list_held_blocks(
+        &self,
+        req: Request<pb::ListHeldBlocksRequest>,
+    ) -> Reply<pb::ListHeldBlocksResponse> {
+        self.gate.admit(&req, AgentMethod::ListHeldBlocks)?;
+        let held = self.agent.held_blocks().await.map_err(status)?;
+        Ok(Response::new(pb::ListHeldBlocksResponse {
+            blocks: held.into_iter().map(output::held_block).collect(),
+        }))
     }
 
     type WatchStream = ReceiverStream<Result<pb::Event, Status>>;
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
+        self.gate.admit(&req, AgentMethod::Watch)?;
         let stream = watch::start(
             self.agent.clone(),
             req.get_ref().replay,

@@ -231,6 +231,11 @@ fn node_spec_pb(spec: &NodeSpec) -> pb::NodeSpec {
         address_v4: spec.address_v4.map(|a| a.to_string()).unwrap_or_default(),
         address_v6: spec.address_v6.map(|a| a.to_string()).unwrap_or_default(),
         labels: spec.labels.clone().into_iter().collect(),
+        agent_address: spec
+            .agent_address
+            .clone()
+            .map(String::from)
+            .unwrap_or_default(),
     }
 }
 
@@ -266,6 +271,7 @@ fn node(n: pb::Node) -> Result<Node, ApiError> {
                 address_v4: opt("node.spec.address_v4", &spec.address_v4)?,
                 address_v6: opt("node.spec.address_v6", &spec.address_v6)?,
                 labels: spec.labels.into_iter().collect(),
+                agent_address: opt("node.spec.agent_address", &spec.agent_address)?,
             },
             registered_unix_ms: n.registered_unix_ms,
             draining: state == NodeState::Draining,

@@ -403,35 +403,23 @@ impl Member {
         }
     }
 
-    /// The usage of every block the node holds, as the controller wants it.
+    /// The usage of every block the node holds, as the controller wants it
+    /// (the agent's [`Agent::held_blocks`]; empty, which the controller
+    /// reads as "unchanged", if the node's IPAM cannot be read).
     pub async fn usage(&self) -> Vec<BlockUsage> {
-        let mut out = Vec::new();
-        for net in self.agent.networks() {
-            if net.spec.cluster_pools.is_empty() {
-                continue;
-            }
-            for (local, _) in net.pools() {
-                let Ok(blocks) = self.agent.ipam().block_usage(local.as_str()).await else {
-                    continue;
-                };
-                if net.spec.subnet_pool.is_some() {
-                    // A bridge network's whole subnet is one cluster block.
-                    let used = blocks.iter().map(|b| b.used).sum();
-                    out.extend(
-                        net.spec
-                            .subnets
-                            .first()
-                            .map(|&prefix| BlockUsage { prefix, used }),
-                    );
-                } else {
-                    out.extend(blocks.iter().map(|b| BlockUsage {
-                        prefix: b.cidr,
-                        used: b.used,
-                    }));
-                }
+        match self.agent.held_blocks().await {
+            Ok(held) => held
+                .into_iter()
+                .map(|b| BlockUsage {
+                    prefix: b.prefix,
+                    used: b.used,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "block usage unreadable: reported as unchanged");
+                Vec::new()
             }
         }
-        out
     }
 
     /// Claims the next block of each granted pool running low, and gives

@@ -67,6 +67,7 @@ fn node(name: &str, v4: &str) -> NodeSpec {
         address_v4: Some(v4.parse().unwrap()),
         address_v6: None,
         labels: Default::default(),
+        agent_address: None,
     }
 }
 
@@ -215,6 +216,25 @@ async fn a_member_serves_the_cluster_network_and_routes_to_the_other_nodes_block
         blocks.iter().filter_map(|b| b.used).sum::<u32>() == 10
     })
     .await;
+    // What the node's own IPAM holds is what the controller gives it
+    // (the IPAM check's comparison, on the agent's side).
+    let held = w.agent.held_blocks().await.unwrap();
+    let mut given: Vec<IpNet> = w
+        .ctl
+        .list_blocks(None, Some(&a))
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.prefix)
+        .collect();
+    given.sort();
+    assert_eq!(held.iter().map(|h| h.prefix).collect::<Vec<_>>(), given);
+    assert!(
+        held.iter()
+            .all(|h| h.pool == "pods-v4" && h.network == "pods" && !h.frozen),
+        "{held:?}"
+    );
+    assert_eq!(held.iter().map(|h| h.used).sum::<u32>(), 10);
 
     // b gets a second block: a routes to it; b leaves: routes go.
     let b: NodeName = "b".parse().unwrap();

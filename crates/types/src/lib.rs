@@ -15,11 +15,13 @@
 //! rule lives in one place. These names parse with `str::parse` and
 //! deserialise from plain strings, validated either way.
 
+mod address;
 mod error_class;
 mod names;
 mod ports;
 mod scoped;
 
+pub use address::AgentAddress;
 pub use error_class::ErrorClass;
 pub use names::{ContainerId, Handle, IfName, NetnsPath};
 pub use ports::{PortMapping, Protocol};

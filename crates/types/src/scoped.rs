@@ -84,6 +84,8 @@ macro_rules! text_name {
     };
 }
 
+pub(crate) use text_name;
+
 /// The first character of `s` outside `[A-Za-z0-9_.-]`, if any.
 fn bad_char(s: &str) -> Option<char> {
     s.chars()

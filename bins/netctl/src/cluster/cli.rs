@@ -6,6 +6,7 @@
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::cli::EndpointFilter;
 use crate::parse;
 
 /// `netctl pool|cnet|node|block|ipam|cluster …`
@@ -128,6 +129,15 @@ pub struct CnetCreate {
 /// `netctl node …`
 #[derive(Debug, Subcommand)]
 pub enum NodeCmd {
+    /// List a node's endpoints, read live from its Agent API by the
+    /// controller (the node must have registered an Agent API address).
+    Endpoints {
+        /// The node's name.
+        name: String,
+        /// Which endpoints.
+        #[command(flatten)]
+        filter: EndpointFilter,
+    },
     /// List nodes.
     #[command(visible_alias = "list")]
     Ls,
@@ -202,8 +212,9 @@ pub struct BlockRelease {
 /// `netctl ipam …`
 #[derive(Debug, Subcommand)]
 pub enum IpamCmd {
-    /// List blocks held by dead or unknown nodes and addresses used outside
-    /// a node's blocks (exit code 11 when there are any).
+    /// List blocks held by dead or unknown nodes, addresses used outside a
+    /// node's blocks, and where the block map and a node's own IPAM (read
+    /// live from its Agent API) disagree (exit code 11 when there are any).
     Check,
     /// Release the blocks `ipam check` names as releasable: those listed,
     /// or all of them.

@@ -235,6 +235,22 @@ fn node_subcommands() {
         unreachable!()
     };
     assert_eq!(name, "n1");
+    let ControllerCmd::Node(NodeCmd::Endpoints { name, filter }) = cmd(&[
+        "node",
+        "endpoints",
+        "h1",
+        "--network",
+        "pods",
+        "--label",
+        "app=web",
+    ]) else {
+        unreachable!()
+    };
+    assert_eq!(
+        (name.as_str(), filter.network.as_deref()),
+        ("h1", Some("pods"))
+    );
+    assert_eq!(filter.labels, [("app".to_owned(), "web".to_owned())]);
     let ControllerCmd::Node(NodeCmd::Drain { name }) = cmd(&["node", "drain", "n1"]) else {
         unreachable!()
     };
@@ -249,7 +265,7 @@ fn node_subcommands() {
         rm(&["node", "remove", "n1", "--force"]),
         ("n1".into(), true)
     );
-    for sub in ["get", "drain", "rm"] {
+    for sub in ["get", "drain", "rm", "endpoints"] {
         assert!(
             parse(&["node", sub]).is_err(),
             "node {sub}: a name is required"

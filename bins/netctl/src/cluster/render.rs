@@ -101,7 +101,14 @@ fn addresses(v4: &str, v6: &str) -> Vec<String> {
 
 /// `node ls`.
 pub fn nodes(list: &[NodeView]) -> String {
-    let headers = ["NAME", "STATE", "ADDRESSES", "BLOCKS", "LEASE AGE"];
+    let headers = [
+        "NAME",
+        "STATE",
+        "ADDRESSES",
+        "BLOCKS",
+        "LEASE AGE",
+        "AGENT API",
+    ];
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|n| {
@@ -111,6 +118,7 @@ pub fn nodes(list: &[NodeView]) -> String {
                 join(&addresses(&n.address_v4, &n.address_v6)),
                 n.blocks.to_string(),
                 duration(n.lease_age_ms),
+                n.agent_address.clone(),
             ]
         })
         .collect();
@@ -128,6 +136,7 @@ pub fn node(n: &NodeView) -> String {
             or_none(&addresses(&n.address_v4, &n.address_v6)),
         ),
         ("Labels", or_none(&labels)),
+        ("Agent API", one(or_dash(&n.agent_address))),
         ("Blocks", one(n.blocks)),
         ("Lease age", one(duration(n.lease_age_ms))),
         ("Registered", one(or_dash(&utc(n.registered_unix_ms)))),

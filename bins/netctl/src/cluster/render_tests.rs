@@ -27,6 +27,7 @@ fn node1() -> NodeView {
         address_v4: "192.0.2.11".into(),
         address_v6: "2001:db8::11".into(),
         labels: BTreeMap::from([("rack".into(), "r1".into()), ("zone".into(), "a".into())]),
+        agent_address: "https://192.0.2.11:7444".into(),
         lease_age_ms: 1_500,
         registered_unix_ms: 1_700_000_000_000,
         blocks: 2,
@@ -116,14 +117,15 @@ fn node_table_and_block() {
         address_v4: "192.0.2.12".into(),
         address_v6: String::new(),
         labels: BTreeMap::new(),
+        agent_address: String::new(),
         lease_age_ms: 7_380_000,
         registered_unix_ms: 0,
         blocks: 0,
     };
     let want = "\
-NAME    STATE   ADDRESSES                 BLOCKS   LEASE AGE
-node1   ready   192.0.2.11,2001:db8::11   2        1.5s
-node2   dead    192.0.2.12                0        2h03m
+NAME    STATE   ADDRESSES                 BLOCKS   LEASE AGE   AGENT API
+node1   ready   192.0.2.11,2001:db8::11   2        1.5s        https://192.0.2.11:7444
+node2   dead    192.0.2.12                0        2h03m       -
 ";
     assert_eq!(nodes(&[node1(), dead.clone()]), want);
     let want = "\
@@ -135,6 +137,7 @@ Addresses:
 Labels:
   rack=r1
   zone=a
+Agent API:   https://192.0.2.11:7444
 Blocks:      2
 Lease age:   1.5s
 Registered:  2023-11-14T22:13:20Z
@@ -145,6 +148,7 @@ Name:        node2
 State:       dead
 Addresses:   192.0.2.12
 Labels:      -
+Agent API:   -
 Blocks:      0
 Lease age:   2h03m
 Registered:  -
@@ -263,7 +267,7 @@ fn empty_lists_print_headers_only() {
     assert_eq!(networks(&[]), "NAME   POOLS   MTU   REVISION\n");
     assert_eq!(
         nodes(&[]),
-        "NAME   STATE   ADDRESSES   BLOCKS   LEASE AGE\n"
+        "NAME   STATE   ADDRESSES   BLOCKS   LEASE AGE   AGENT API\n"
     );
     assert_eq!(
         blocks(&[]),
@@ -298,6 +302,7 @@ fn json_keeps_snake_case_field_names() {
     let want = [
         "address_v4",
         "address_v6",
+        "agent_address",
         "blocks",
         "labels",
         "lease_age_ms",

@@ -167,6 +167,14 @@ async fn node(c: &mut Client, f: Format, cmd: NodeCmd) -> Result<String> {
             let n = c.get_node(v1::GetNodeRequest { name }).await?.into_inner();
             output(f, &NodeView::from(n), render::node)
         }
+        NodeCmd::Endpoints { name, filter } => {
+            let req = v1::ListNodeEndpointsRequest {
+                node: name,
+                filter: Some(crate::run::list_request(filter)?),
+            };
+            let list = c.list_node_endpoints(req).await?.into_inner();
+            crate::run::endpoint_list(f, list)
+        }
         NodeCmd::Drain { name } => {
             let n = c
                 .drain_node(v1::DrainNodeRequest { name })

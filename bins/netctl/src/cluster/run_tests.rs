@@ -123,6 +123,30 @@ serves {
         Ok(Response::new(v1::CheckIpamResponse { problems }))
     }
 
+    async fn list_node_endpoints(
+        &self,
+        r: Request<v1::ListNodeEndpointsRequest>,
+    ) -> Answer<v1::ListEndpointsResponse> {
+        // The node's endpoints, out of order; the filter reaches the node.
+        let r = r.into_inner();
+        if r.node != "h1" {
+            return Err(Status::unavailable(format!(
+                "node {:?}'s Agent API at https://192.0.2.12:7444 is unreachable: connection refused",
+                r.node
+            )));
+        }
+        let network = r.filter.unwrap_or_default().network;
+        let endpoint = |id: &str| v1::Endpoint {
+            network: network.clone(),
+            container_id: id.into(),
+            ifname: "eth0".into(),
+            addresses: vec!["10.244.0.2/32".into()],
+            ..Default::default()
+        };
+        let endpoints = vec![endpoint("web2"), endpoint("web1")];
+        Ok(Response::new(v1::ListEndpointsResponse { endpoints }))
+    }
+
     async fn controller_status(
         &self,
         _: Request<v1::ControllerStatusRequest>,
@@ -219,12 +243,32 @@ async fn answers_render_and_statuses_become_exit_codes() {
         .collect();
     assert_eq!(prefixes, ["10.244.0.64/26", "10.244.0.128/26"]);
 
+    let args = ["-o", "json", "node", "endpoints", "h1", "--network", "pods"];
+    let (_, json) = netctl(&addr, &args).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let seen: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["container_id"].as_str(), e["network"].as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(Some("web1"), Some("pods")), (Some("web2"), Some("pods"))]
+    );
+
     let (code, text) = netctl(&addr, &["ipam", "check"]).await.unwrap();
     assert_eq!(code, crate::exit::PROBLEMS, "{text}");
     assert!(text.starts_with("ipam: 1 problem(s)\n"), "{text}");
 
     // The same classes, and the same lines, as trellisd's statuses.
-    let cases: [(&[&str], &str, u8); 4] = [
+    let cases: [(&[&str], &str, u8); 5] = [
+        (
+            &["node", "endpoints", "h2"],
+            "UNAVAILABLE: node \"h2\"'s Agent API at https://192.0.2.12:7444 is unreachable: \
+             connection refused",
+            10,
+        ),
         (&["pool", "get", "nosuch"], "NOT_FOUND: pool \"nosuch\"", 5),
         (
             &["pool", "rm", "old", "busy"],

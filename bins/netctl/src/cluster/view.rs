@@ -35,6 +35,9 @@ pub fn problem_kind(kind: i32) -> &'static str {
         Ok(Kind::DeadOwner) => "dead_owner",
         Ok(Kind::UnknownOwner) => "unknown_owner",
         Ok(Kind::UsageWithoutBlock) => "usage_without_block",
+        Ok(Kind::NotHeldByNode) => "not_held_by_node",
+        Ok(Kind::HeldWithoutGrant) => "held_without_grant",
+        Ok(Kind::NodeUnreadable) => "node_unreadable",
         _ => "unspecified",
     }
 }
@@ -114,6 +117,8 @@ pub struct NodeView {
     pub address_v6: String,
     /// Labels, sorted by key.
     pub labels: BTreeMap<String, String>,
+    /// Where the controller reads it (its Agent API); empty: it cannot.
+    pub agent_address: String,
     /// Milliseconds since its lease was last renewed.
     pub lease_age_ms: u64,
     /// Unix time in milliseconds of its registration.
@@ -131,6 +136,7 @@ impl From<v1::Node> for NodeView {
             address_v4: spec.address_v4,
             address_v6: spec.address_v6,
             labels: spec.labels.into_iter().collect(),
+            agent_address: spec.agent_address,
             lease_age_ms: n.lease_age_ms,
             registered_unix_ms: n.registered_unix_ms,
             blocks: n.blocks,
@@ -208,12 +214,13 @@ pub struct RemovedNodeView {
 /// One finding of `ipam check`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IpamProblemView {
-    /// `dead_owner`, `unknown_owner`, `usage_without_block` or
+    /// `dead_owner`, `unknown_owner`, `usage_without_block`,
+    /// `not_held_by_node`, `held_without_grant`, `node_unreadable` or
     /// `unspecified`.
     pub kind: String,
     /// The block's pool.
     pub pool: String,
-    /// The block's prefix.
+    /// The block's prefix (empty for a finding about a whole node).
     pub prefix: String,
     /// The node concerned.
     pub node: String,

@@ -45,6 +45,9 @@ fn enums_are_lowercase_words() {
     assert_eq!(kind(Kind::DeadOwner), "dead_owner");
     assert_eq!(kind(Kind::UnknownOwner), "unknown_owner");
     assert_eq!(kind(Kind::UsageWithoutBlock), "usage_without_block");
+    assert_eq!(kind(Kind::NotHeldByNode), "not_held_by_node");
+    assert_eq!(kind(Kind::HeldWithoutGrant), "held_without_grant");
+    assert_eq!(kind(Kind::NodeUnreadable), "node_unreadable");
 }
 
 #[test]
@@ -58,6 +61,7 @@ fn views_flatten_the_proto_messages() {
             address_v4: "192.0.2.11".into(),
             address_v6: "2001:db8::11".into(),
             labels,
+            agent_address: "https://192.0.2.11:7444".into(),
         }),
         state: v1::NodeState::Ready as i32,
         lease_age_ms: 1_500,
@@ -70,6 +74,7 @@ fn views_flatten_the_proto_messages() {
         ("node1", "ready")
     );
     assert_eq!(view.address_v6, "2001:db8::11");
+    assert_eq!(view.agent_address, "https://192.0.2.11:7444");
     let labels: Vec<_> = view
         .labels
         .iter()

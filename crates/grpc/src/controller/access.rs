@@ -7,9 +7,14 @@
 //!
 //! | who | methods |
 //! |---|---|
-//! | admin only | CreatePool, DeletePool, CreateClusterNetwork, DeleteClusterNetwork, ListNodes, DrainNode, RemoveNode, CheckIpam, ReleaseIpam |
+//! | admin only | CreatePool, DeletePool, CreateClusterNetwork, DeleteClusterNetwork, ListNodes, DrainNode, RemoveNode, CheckIpam, ReleaseIpam, ListNodeEndpoints |
 //! | admin, or the node the request names | RegisterNode (`spec.name`), KeepAlive (`node`, with its usage report), GetNode (`name`), ClaimBlock (`node`), ReleaseBlock (`node`), ListBlocks (`node`: a node lists its own blocks only) |
-//! | admin or any node | GetPool, ListPools, GetClusterNetwork, ListClusterNetworks, Watch, ControllerStatus |
+//! | admin or any node (or the controller's identity) | GetPool, ListPools, GetClusterNetwork, ListClusterNetworks, Watch, ControllerStatus |
+//!
+//! The controller's own identity (`spiffe://trellis/controller`, which its
+//! certificate carries to read nodes' Agent APIs) is no node and no admin:
+//! here it may call what any node may, and nothing that acts for a node or
+//! needs the admin.
 //!
 //! Watch is open to every node although it streams every node's blocks and
 //! addresses: host-gw routing needs exactly that (each node routes each
@@ -19,6 +24,7 @@
 //! node calling an admin method naming the method; both PERMISSION_DENIED.
 
 use crate::identity::Caller;
+use crate::methods::methods;
 use tonic::Status;
 
 /// Who may call a method.
@@ -36,32 +42,9 @@ pub enum Access {
     AnyNode,
 }
 
-macro_rules! methods {
-    ($($name:ident),+ $(,)?) => {
-        /// A method of `trellis.v1.Controller`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Method {
-            $(
-                #[doc = concat!("`", stringify!($name), "`")]
-                $name,
-            )+
-        }
-
-        impl Method {
-            /// Every method, in the proto's order.
-            pub const ALL: &'static [Method] = &[$(Method::$name),+];
-
-            /// The method's name as the proto spells it (`ClaimBlock`).
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(Method::$name => stringify!($name),)+
-                }
-            }
-        }
-    };
-}
-
 methods!(
+    /// A method of `trellis.v1.Controller`.
+    Method of "trellis.v1.Controller":
     CreatePool,
     GetPool,
     ListPools,
@@ -82,6 +65,7 @@ methods!(
     Watch,
     CheckIpam,
     ReleaseIpam,
+    ListNodeEndpoints,
     ControllerStatus,
 );
 
@@ -91,7 +75,7 @@ pub fn access(method: Method) -> Access {
     let own = |field| Access::OwnNode { field };
     match method {
         CreatePool | DeletePool | CreateClusterNetwork | DeleteClusterNetwork | ListNodes
-        | DrainNode | RemoveNode | CheckIpam | ReleaseIpam => Access::Admin,
+        | DrainNode | RemoveNode | CheckIpam | ReleaseIpam | ListNodeEndpoints => Access::Admin,
         RegisterNode => own("spec.name"),
         KeepAlive | ClaimBlock | ReleaseBlock | ListBlocks => own("node"),
         GetNode => own("name"),
@@ -105,13 +89,21 @@ pub fn access(method: Method) -> Access {
 /// `Ok`, or PERMISSION_DENIED saying why. A node-scoped method given no
 /// field value is refused (a mistake in the edge must not open it).
 pub fn authorize(caller: &Caller, method: Method, node: Option<&str>) -> Result<(), Status> {
-    let Caller::Node(me) = caller else {
-        return Ok(());
-    };
-    let me = me.as_str();
     let denied = |why: String| {
         tracing::warn!(%caller, method = method.name(), "refused: {why}");
         Err(Status::permission_denied(why))
+    };
+    let me = match caller {
+        Caller::Admin => return Ok(()),
+        Caller::Controller if access(method) == Access::AnyNode => return Ok(()),
+        Caller::Controller => {
+            return denied(format!(
+                "the controller's certificate cannot call {}: it reads nodes, and here only \
+                 what any node may",
+                method.name()
+            ));
+        }
+        Caller::Node(me) => me.as_str(),
     };
     match (access(method), node) {
         (Access::AnyNode, _) => Ok(()),
@@ -165,6 +157,7 @@ mod tests {
         ("Watch", Access::AnyNode),
         ("CheckIpam", Access::Admin),
         ("ReleaseIpam", Access::Admin),
+        ("ListNodeEndpoints", Access::Admin),
         ("ControllerStatus", Access::AnyNode),
     ];
 
@@ -176,23 +169,11 @@ mod tests {
 
     #[test]
     fn the_methods_are_the_protos() {
-        use prost::Message;
-        let set = prost_types::FileDescriptorSet::decode(trellis_proto::FILE_DESCRIPTOR_SET)
-            .expect("the descriptor set decodes");
-        let service = set
-            .file
-            .iter()
-            .flat_map(|f| {
-                let package = f.package().to_owned();
-                f.service.iter().map(move |s| (package.clone(), s))
-            })
-            .find(|(p, s)| format!("{p}.{}", s.name()) == trellis_proto::CONTROLLER_SERVICE_NAME)
-            .map(|(_, s)| s)
-            .expect("trellis.v1.Controller in the descriptor set");
-        let in_proto: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+        assert_eq!(Method::SERVICE, trellis_proto::CONTROLLER_SERVICE_NAME);
         let in_table: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(
-            in_table, in_proto,
+            in_table,
+            crate::methods::proto_methods(Method::SERVICE),
             "a method without a rule, or a stale one"
         );
     }
@@ -207,6 +188,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_controllers_identity_may_call_only_what_any_node_may() {
+        for m in Method::ALL {
+            let r = authorize(&Caller::Controller, *m, Some("h1"));
+            match access(*m) {
+                Access::AnyNode => assert!(r.is_ok(), "{m:?}"),
+                _ => assert_eq!(r.unwrap_err().code(), Code::PermissionDenied, "{m:?}"),
+            }
+        }
+        let e = authorize(&Caller::Controller, Method::ClaimBlock, Some("h1")).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with("the controller's certificate cannot call ClaimBlock"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use trellis_cluster::{BlockUsage, ClusterNetworkSpec, NodeSpec, PoolMode, PoolSpec};
 use trellis_proto::v1 as pb;
-use trellis_types::{InvalidInput, NetworkName, NodeName, PoolName, check_prefix};
+use trellis_types::{AgentAddress, InvalidInput, NetworkName, NodeName, PoolName, check_prefix};
 
 pub use crate::input::network_name;
 
@@ -112,7 +112,8 @@ pub fn network_spec(spec: Option<pb::ClusterNetworkSpec>) -> Result<ClusterNetwo
     Ok(ClusterNetworkSpec { name, pools, mtu })
 }
 
-/// What a node registers: its name, at least one underlay address, labels.
+/// What a node registers: its name, at least one underlay address, labels,
+/// and where its Agent API is read (optional).
 pub fn node_spec(spec: Option<pb::NodeSpec>) -> Result<NodeSpec> {
     let spec = spec.ok_or_else(|| InvalidInput::new("spec", "", "spec is required"))?;
     let name = node_name("spec.name", &spec.name)?;
@@ -129,11 +130,15 @@ pub fn node_spec(spec: Option<pb::NodeSpec>) -> Result<NodeSpec> {
             "a node needs an underlay address: address_v4, address_v6 or both",
         ));
     }
+    let agent_address = optional(&spec.agent_address, |a| {
+        AgentAddress::parse("spec.agent_address", a)
+    })?;
     Ok(NodeSpec {
         name,
         address_v4,
         address_v6,
         labels: labels_in("spec.labels", spec.labels)?,
+        agent_address,
     })
 }
 

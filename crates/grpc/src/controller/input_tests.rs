@@ -96,6 +96,24 @@ fn node_specs_need_an_address_of_the_right_family() {
 }
 
 #[test]
+fn a_node_may_register_where_its_agent_api_is_read() {
+    assert_eq!(node(|_| {}).unwrap().agent_address, None);
+    let n = node(|s| s.agent_address = "https://192.0.2.1:7444".into()).unwrap();
+    assert_eq!(
+        n.agent_address.map(String::from).as_deref(),
+        Some("https://192.0.2.1:7444")
+    );
+    for bad in [
+        "192.0.2.1:7444",
+        "https://192.0.2.1",
+        "ftp://h:1",
+        "https://h:1/x",
+    ] {
+        refused(node(|s| s.agent_address = bad.into()), "spec.agent_address");
+    }
+}
+
+#[test]
 fn node_labels_are_bounded_like_the_agents() {
     let many: HashMap<_, _> = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
     refused(node(|s| s.labels = many), "spec.labels");

@@ -15,6 +15,11 @@
 //! [`crate::identity`]) may act only for itself, and admin methods refuse
 //! it, PERMISSION_DENIED; the decision is one table of method → who.
 //!
+//! The controller also reads nodes, through their Agent APIs with its own
+//! certificate ([`nodes`]): `ListNodeEndpoints` passes a node's endpoints
+//! through, and `CheckIpam` compares the block map with the blocks each
+//! node's own IPAM holds.
+//!
 //! Watch streams are pulled from the core through a small channel: a
 //! watcher that reads slowly is not buffered for without bound; it holds the
 //! store's history until that history moves past it, and then gets
@@ -30,6 +35,7 @@
 pub mod access;
 mod errors;
 pub mod input;
+pub mod nodes;
 pub mod output;
 mod server;
 mod service;
@@ -37,5 +43,6 @@ mod watch;
 
 pub use crate::server::{serve, serve_tcp, serve_unix};
 pub use errors::{code, status};
+pub use nodes::NodeClients;
 pub use server::ControllerServices;
 pub use service::ControllerService;

@@ -77,6 +77,7 @@ pub fn node(n: Node) -> pb::Node {
             address_v4: text(r.spec.address_v4),
             address_v6: text(r.spec.address_v6),
             labels: r.spec.labels.into_iter().collect(),
+            agent_address: text(r.spec.agent_address),
         }),
     }
 }
@@ -117,11 +118,14 @@ pub fn problem(p: IpamProblem) -> pb::IpamProblem {
         ProblemKind::DeadOwner => Kind::DeadOwner,
         ProblemKind::UnknownOwner => Kind::UnknownOwner,
         ProblemKind::UsageWithoutBlock => Kind::UsageWithoutBlock,
+        ProblemKind::NotHeldByNode => Kind::NotHeldByNode,
+        ProblemKind::HeldWithoutGrant => Kind::HeldWithoutGrant,
+        ProblemKind::NodeUnreadable => Kind::NodeUnreadable,
     };
     pb::IpamProblem {
         kind: kind.into(),
         pool: text(p.pool),
-        prefix: p.prefix.to_string(),
+        prefix: text(p.prefix),
         node: p.node.into(),
         detail: p.detail,
         releasable: p.releasable,
@@ -340,6 +344,7 @@ mod tests {
                     address_v4: None,
                     address_v6: None,
                     labels: Default::default(),
+                    agent_address: None,
                 },
                 registered_unix_ms: 0,
                 draining: false,
@@ -422,6 +427,7 @@ mod tests {
                     address_v4: Some("192.0.2.1".parse().unwrap()),
                     address_v6: None,
                     labels: Default::default(),
+                    agent_address: Some("https://192.0.2.1:7444".parse().unwrap()),
                 },
                 registered_unix_ms: 5,
                 draining: true,
@@ -439,6 +445,40 @@ mod tests {
         let n = r.node.unwrap();
         assert_eq!(n.state, pb::NodeState::Draining as i32);
         assert_eq!((n.lease_age_ms, n.blocks), (1500, 3));
-        assert_eq!(n.spec.unwrap().address_v6, "");
+        let spec = n.spec.unwrap();
+        assert_eq!(spec.address_v6, "");
+        assert_eq!(spec.agent_address, "https://192.0.2.1:7444");
+    }
+
+    #[test]
+    fn a_finding_about_a_whole_node_has_no_prefix() {
+        let p = problem(IpamProblem {
+            kind: ProblemKind::NodeUnreadable,
+            pool: None,
+            prefix: None,
+            node: "h2".parse().unwrap(),
+            detail: "unreachable".into(),
+            releasable: false,
+        });
+        assert_eq!(p.kind, pb::ipam_problem::Kind::NodeUnreadable as i32);
+        assert_eq!(
+            (p.prefix.as_str(), p.pool.as_str(), p.node.as_str()),
+            ("", "", "h2")
+        );
+        let p = problem(IpamProblem {
+            kind: ProblemKind::HeldWithoutGrant,
+            pool: Some("pods".parse().unwrap()),
+            prefix: Some("10.244.0.64/26".parse().unwrap()),
+            node: "h1".parse().unwrap(),
+            detail: String::new(),
+            releasable: false,
+        });
+        assert_eq!(
+            (p.kind, p.prefix.as_str()),
+            (
+                pb::ipam_problem::Kind::HeldWithoutGrant as i32,
+                "10.244.0.64/26"
+            )
+        );
     }
 }

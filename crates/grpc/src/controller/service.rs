@@ -34,6 +34,10 @@ pub struct ControllerService {
     /// single controller, always serving). Checked before anything else, so
     /// a follower refuses every call with UNAVAILABLE naming the leader.
     office: Option<tokio::sync::watch::Receiver<trellis_cluster::Office>>,
+    /// How this controller reads nodes' Agent APIs (`None`: it reads none:
+    /// CheckIpam compares nothing with the nodes, ListNodeEndpoints is
+    /// FAILED_PRECONDITION).
+    nodes: Option<super::NodeClients>,
 }
 
 impl ControllerService {
@@ -46,7 +50,15 @@ impl ControllerService {
             stopping: stop::channel(false).0,
             tcp_clients: TcpClients::default(),
             office: None,
+            nodes: None,
         }
+    }
+
+    /// The service, reading nodes' Agent APIs with `nodes` (for
+    /// ListNodeEndpoints and CheckIpam's comparison with the nodes).
+    pub fn node_clients(mut self, nodes: super::NodeClients) -> Self {
+        self.nodes = Some(nodes);
+        self
     }
 
     /// The service of one replica of an HA controller: it answers only while
@@ -332,7 +344,12 @@ impl pb::Controller for ControllerService {
 
     async fn check_ipam(&self, req: Request<pb::CheckIpamRequest>) -> Reply<pb::CheckIpamResponse> {
         self.admit(&req, Method::CheckIpam, None)?;
-        let problems = self.controller.check_ipam().await.map_err(status)?;
+        let nodes = self
+            .nodes
+            .as_ref()
+            .map(|n| n as &dyn trellis_cluster::NodeReader);
+        let problems = self.controller.check_ipam_with(nodes).await;
+        let problems = problems.map_err(status)?;
         reply(pb::CheckIpamResponse {
             problems: problems.into_iter().map(output::problem).collect(),
         })
@@ -348,6 +365,24 @@ impl pb::Controller for ControllerService {
         reply(pb::ReleaseIpamResponse {
             released: output::prefixes(released.map_err(status)?),
         })
+    }
+
+    async fn list_node_endpoints(
+        &self,
+        req: Request<pb::ListNodeEndpointsRequest>,
+    ) -> Reply<pb::ListEndpointsResponse> {
+        self.admit(&req, Method::ListNodeEndpoints, None)?;
+        let r = req.into_inner();
+        let node = input::node_name("node", &r.node).map_err(invalid)?;
+        let Some(nodes) = &self.nodes else {
+            return Err(Status::failed_precondition(
+                "this controller reads no nodes (it was started without node clients)",
+            ));
+        };
+        let address = self.controller.agent_address(&node).await;
+        let address = address.map_err(status)?;
+        let filter = r.filter.unwrap_or_default();
+        reply(nodes.endpoints(&node, &address, filter).await?)
     }
 
     async fn controller_status(
