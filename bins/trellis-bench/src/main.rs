@@ -41,6 +41,7 @@ mod bgp;
 mod cluster;
 mod cni;
 mod daemon;
+mod etcd;
 mod exec;
 mod floor;
 mod grpc;
@@ -105,6 +106,7 @@ const USAGE: &str =
        trellis-bench restart [--counts N,M,...] [--trellisd PATH]
        trellis-bench cluster [--samples S] [--nodes N] [--claims C] [--window SECS]
                              [--no-watch] [--trellisd PATH] [--controller PATH]
+                             [--store redb|etcd|redb,etcd] [--failovers F]
        trellis-bench bgp [--blocks B] [--prefixes P] [--rounds R] [--no-v6]
                          [--trellisd PATH]
   attach   bridge mode beside CNI bridge+host-local and netavark
@@ -121,7 +123,11 @@ const USAGE: &str =
            claimed for node A → route on node B (S claims), claims/s at the
            controller, then N simulated nodes (default 1000) registering, claiming,
            watching and keeping leases: the controller's CPU over a steady window
-           (default 15 s) and its RSS; the targets beside the numbers
+           (default 15 s) and its RSS; the targets beside the numbers. --store: the
+           controller's store (default redb); etcd: a fresh 3-member etcd on loopback in
+           the bench's namespaces; redb,etcd: both, side by side. With etcd, also leader
+           failover: 3 replicas, the leader SIGKILLed F times (default 5, 0 skips):
+           kill → a replica serving, kill → a node's claim answered; target ≤ 5 s
   bgp      trellisd exporting to BIRD 2 (namespaces, a veth): block claimed by an attach →
            route in BIRD's table, p50/p90/p99 over B blocks (default 100, 64 attaches
            each; target p99 ≤ 50 ms); then the speaker alone in a child process: P
@@ -301,6 +307,7 @@ fn stop_cleanly_on_signals() -> Result<()> {
             let Ok(signal) = set.wait() else { return };
             eprintln!("trellis-bench: {signal}: stopping daemons and removing namespaces ...");
             daemon::kill_all();
+            etcd::kill_members();
             bgp::kill_routers();
             let n = trellis_testlab::remove_own_namespaces();
             eprintln!("trellis-bench: removed {n} namespaces");
@@ -852,6 +859,11 @@ mod tests {
         );
         assert_eq!(parse(&args(&["cluster", "--help"])).unwrap(), Cli::Help);
         assert!(parse(&args(&["cluster", "--count", "3"])).is_err());
+        let Cli::Cluster(o) = parse(&args(&["cluster", "--store", "redb,etcd"])).unwrap() else {
+            panic!("not the cluster bench")
+        };
+        assert_eq!(o.stores, [cluster::Store::Redb, cluster::Store::Etcd]);
+        assert!(parse(&args(&["cluster", "--store", "etcd3"])).is_err());
     }
 
     #[test]

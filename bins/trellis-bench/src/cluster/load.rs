@@ -1,5 +1,6 @@
 //! The controller under load: a fresh trellis-controller (its own
-//! namespace, its state in a temporary directory, its unix socket only,
+//! namespace, its state in a temporary directory — or, on etcd, a fresh
+//! etcd cluster on that namespace's loopback — its unix socket only,
 //! default lease) driven by a [`Fleet`] of simulated nodes, its CPU read
 //! from `/proc/<pid>/stat` and its memory from `/proc/<pid>/status`.
 //!
@@ -24,6 +25,7 @@
 
 use super::fleet::{ClaimRun, Fleet};
 use super::procfs::{CpuMeter, CpuUse};
+use super::store::{Backing, REPLICA_PORT, Store, wait_for_office};
 use crate::daemon::Daemon;
 use anyhow::{Context, Result, ensure};
 use std::path::Path;
@@ -138,14 +140,27 @@ pub struct Load {
     pub first_failure: Option<String>,
     /// Watch streams that failed.
     pub watch_failures: u64,
+    /// On etcd: each member's (VmRSS, VmHWM) KiB after the window.
+    pub etcd_memory: Option<Vec<(u64, u64)>>,
 }
 
-/// Runs the load of `plan` against a fresh controller `binary`.
-pub fn run(rt: &Runtime, binary: &Path, plan: &LoadPlan, ticks: u64) -> Result<Load> {
+/// Runs the load of `plan` against a fresh controller `binary` on a fresh
+/// `store`.
+pub fn run(rt: &Runtime, binary: &Path, plan: &LoadPlan, ticks: u64, store: Store) -> Result<Load> {
     let ns = Netns::new("ctl2");
-    let daemon = Daemon::start_with(binary, &ns, &[])?;
-    let result = drive(rt, &daemon, plan, ticks);
-    result.with_context(|| format!("controller log (tail):\n{}", daemon.log()))
+    let backing = Backing::start(store, &ns)?;
+    let args = backing.controller_args("ctl-0", REPLICA_PORT);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = Daemon::start_with(binary, &ns, &args)?;
+    let result = rt
+        .block_on(wait_for_office(daemon.socket()))
+        .and_then(|_| drive(rt, &daemon, plan, ticks));
+    let mut load = result
+        .with_context(|| format!("controller log (tail):\n{}{}", daemon.log(), backing.logs()))?;
+    if let Some(etcd) = &backing.etcd {
+        load.etcd_memory = Some(etcd.memory()?);
+    }
+    Ok(load)
 }
 
 fn drive(rt: &Runtime, daemon: &Daemon, plan: &LoadPlan, ticks: u64) -> Result<Load> {
@@ -238,6 +253,7 @@ fn drive(rt: &Runtime, daemon: &Daemon, plan: &LoadPlan, ticks: u64) -> Result<L
             status,
             first_failure,
             watch_failures: c.watch_failures.load(Ordering::Relaxed),
+            etcd_memory: None,
         })
     })
 }

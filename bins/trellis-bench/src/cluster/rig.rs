@@ -7,11 +7,14 @@
 //!
 //! ```text
 //!  ctl  trellis-controller   --socket S (only)
+//!       [--store etcd: 3 etcd members on ctl's loopback; the controller one
+//!        replica on them, also listening on 127.0.0.1:7444 there]
 //!  h1   trellisd --controller unix:S --node-address 10.1.253.101   "A"
 //!  h2   trellisd --controller unix:S --node-address 10.1.253.102   "B"
 //!  h3   trellisd (standalone)
 //! ```
 
+use super::store::{Backing, REPLICA_PORT, Store, wait_for_office};
 use crate::daemon::Daemon;
 use anyhow::{Context, Result, ensure};
 use std::path::Path;
@@ -53,21 +56,36 @@ pub struct Rig {
     pub ctl: ControllerClient<Channel>,
     /// The controller process.
     pub controller: Daemon,
+    /// Its store's processes (etcd), killed after the controller.
+    pub backing: Backing,
     /// The namespaces (last: removed after every daemon is dead).
     pub lab: ClusterLab,
 }
 
 impl Rig {
-    /// Builds the lab, starts the controller, defines the pools and the
-    /// cluster network, starts the three trellisd, and waits until the
-    /// members serve the cluster network.
-    pub fn start(rt: &Runtime, trellisd: &Path, controller: &Path) -> Result<Rig> {
+    /// Builds the lab, starts the controller on `store` (and etcd, for
+    /// etcd) and waits until it serves, defines the pools and the cluster
+    /// network, starts the three trellisd, and waits until the members
+    /// serve the cluster network.
+    pub fn start(rt: &Runtime, trellisd: &Path, controller: &Path, store: Store) -> Result<Rig> {
         let lab = ClusterLab::build();
-        let ctl_daemon = Daemon::start_with(controller, &lab.ctl, &[])?;
-        let mut ctl = rt.block_on(async {
-            let ch = trellis_proto::channel_unix(ctl_daemon.socket()).await?;
-            anyhow::Ok(ControllerClient::new(ch))
-        })?;
+        let backing = Backing::start(store, &lab.ctl)?;
+        let args = backing.controller_args("ctl-0", REPLICA_PORT);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ctl_daemon = Daemon::start_with(controller, &lab.ctl, &args)?;
+        let mut ctl = rt
+            .block_on(async {
+                wait_for_office(ctl_daemon.socket()).await?;
+                let ch = trellis_proto::channel_unix(ctl_daemon.socket()).await?;
+                anyhow::Ok(ControllerClient::new(ch))
+            })
+            .with_context(|| {
+                format!(
+                    "controller's log (tail):\n{}{}",
+                    ctl_daemon.log(),
+                    backing.logs()
+                )
+            })?;
         rt.block_on(define(&mut ctl))
             .with_context(|| format!("define the pools:\n{}", ctl_daemon.log()))?;
         let url = format!("unix:{}", ctl_daemon.socket().display());
@@ -90,6 +108,7 @@ impl Rig {
             solo,
             ctl,
             controller: ctl_daemon,
+            backing,
             lab,
         };
         for node in [&mut rig.a, &mut rig.b] {
