@@ -8,13 +8,13 @@
 //! end of a test or while a failed one unwinds — kills the members and
 //! removes the directory.
 
+use crate::EtcdStore;
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use trellis_store::KvStore;
-use crate::EtcdStore;
 
 /// How long a fresh cluster may take to serve reads.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

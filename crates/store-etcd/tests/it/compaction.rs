@@ -1,9 +1,9 @@
 //! A watch from before etcd's compaction fails with `Error::Compacted`.
 
-use trellis_store_etcd::testing::Etcd;
 use futures::StreamExt;
 use trellis_store::{Error, Expect, KvStore};
 use trellis_store_etcd::EtcdStore;
+use trellis_store_etcd::testing::Etcd;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(

@@ -1,8 +1,8 @@
 //! The store conformance suite, and what only a shared etcd can get wrong.
 
-use trellis_store_etcd::testing::Etcd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use trellis_store::{Error, Expect, KvStore, Op, WatchEvent};
+use trellis_store_etcd::testing::Etcd;
 use trellis_store_etcd::{EtcdStore, MAX_TXN_OPS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,6 @@
 //! Failover between members: a member killed during writes, a member that
 //! is not there, and a write whose answer is lost.
 
-use trellis_store_etcd::testing::{Etcd, free_port};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use trellis_store::{Error, Expect, KvStore, WatchEvent};
 use trellis_store_etcd::EtcdStore;
+use trellis_store_etcd::testing::{Etcd, free_port};
 
 /// Writes to make, and after how many the first member is killed.
 const WRITES: usize = 60;

@@ -1,10 +1,10 @@
 //! Leases: a key bound to one goes when it is revoked or runs out.
 
-use trellis_store_etcd::testing::Etcd;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use trellis_store::{Error, Expect, KvStore, WatchEvent};
 use trellis_store_etcd::EtcdStore;
+use trellis_store_etcd::testing::Etcd;
 
 async fn store(etcd: &Etcd, ns: &str) -> EtcdStore {
     EtcdStore::connect(&etcd.urls(), Some(ns)).unwrap()
