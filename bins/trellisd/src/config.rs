@@ -537,15 +537,8 @@ fn default_agent_address(
 fn communities(field: &str, list: &[String]) -> Result<Vec<(u16, u16)>> {
     list.iter()
         .map(|c| {
-            let (a, v) = c.split_once(':').with_context(|| {
-                format!("{field} {c:?}: a community is ASN:VALUE, e.g. 65000:100")
-            })?;
-            let n = |x: &str| {
-                x.parse::<u16>().with_context(|| {
-                    format!("{field} {c:?}: each half of a community is 0..=65535")
-                })
-            };
-            Ok((n(a)?, n(v)?))
+            trellis_bgp::config::parse_community(c)
+                .map_err(|why| anyhow::anyhow!("{field} {c:?}: {why}"))
         })
         .collect()
 }

@@ -93,6 +93,20 @@ impl SpeakerConfig {
     }
 }
 
+/// Parses a standard community `ASN:VALUE` (each half 0..=65535); the
+/// error says what is wrong, for the caller to prefix with the field and
+/// value (the config file and the gRPC edge both do).
+pub fn parse_community(s: &str) -> Result<(u16, u16), &'static str> {
+    let (a, v) = s
+        .split_once(':')
+        .ok_or("a community is ASN:VALUE, e.g. 65000:100")?;
+    let half = |x: &str| {
+        x.parse::<u16>()
+            .map_err(|_| "each half of a community is 0..=65535")
+    };
+    Ok((half(a)?, half(v)?))
+}
+
 fn hold(field: &str, t: u16) -> Result<(), Error> {
     if t == 1 || t == 2 {
         return Err(Error::invalid(

@@ -285,7 +285,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<'_, S> {
             synced = true;
         }
         loop {
+            // In this order when several are ready at once: what the peer
+            // sent resets the hold timer before it is judged, and an expired
+            // hold timer ends the session before another keepalive goes out.
             tokio::select! {
+                biased;
                 f = frames.recv() => {
                     let f = self.frame(f).await?;
                     hold_at = deadline(Instant::now());
@@ -476,18 +480,24 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Session<'_, S> {
             Some(w) => w,
             None => return Ok(()),
         };
-        let have = self.status().advertised.clone();
         for (family, a) in &out.attrs {
-            let gone: Vec<IpNet> = have
-                .iter()
-                .filter(|p| Family::of(p) == *family && !want.contains(p))
-                .copied()
-                .collect();
-            let new: Vec<IpNet> = want
-                .iter()
-                .filter(|p| Family::of(p) == *family && !have.contains(p))
-                .copied()
-                .collect();
+            // The difference, read under the status lock (no copy of what
+            // the peer has: that set is as large as the export set).
+            let (gone, new) = {
+                let st = self.status();
+                let have = &st.advertised;
+                let gone: Vec<IpNet> = have
+                    .iter()
+                    .filter(|p| Family::of(p) == *family && !want.contains(p))
+                    .copied()
+                    .collect();
+                let new: Vec<IpNet> = want
+                    .iter()
+                    .filter(|p| Family::of(p) == *family && !have.contains(p))
+                    .copied()
+                    .collect();
+                (gone, new)
+            };
             let mp_v4 = out.mp_v4 && *family == Family::Ipv4;
             for m in wire::withdraw(*family, &gone, mp_v4) {
                 self.send(&m).await?;

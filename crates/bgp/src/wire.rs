@@ -41,7 +41,7 @@ use netgauze_iana::address_family::AddressType;
 use netgauze_parse_utils::WritablePdu;
 use netgauze_parse_utils::reader::SliceReader;
 use netgauze_parse_utils::traits::ParseFromWithOneInput;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The fixed header: 16 bytes of marker, 2 of length, 1 of type.
@@ -618,13 +618,14 @@ pub fn announce(family: Family, prefixes: &[IpNet], a: &Attributes) -> Vec<Vec<u
                 &nlri,
                 |p| p.len(),
                 |chunk| {
-                    let mut attrs = common.clone();
-                    attrs.push(mp(PathAttributeValue::MpReach(MpReach::Ipv4Unicast {
-                        next_hop: IpAddr::V6(nh),
-                        next_hop_local: None,
-                        nlri: chunk.into(),
-                    })));
-                    BgpMessage::Update(BgpUpdateMessage::new(vec![], attrs, vec![]))
+                    mp_update(
+                        common.clone(),
+                        PathAttributeValue::MpReach(MpReach::Ipv4Unicast {
+                            next_hop: IpAddr::V6(nh),
+                            next_hop_local: None,
+                            nlri: chunk.into(),
+                        }),
+                    )
                 },
             )
         }
@@ -638,17 +639,25 @@ pub fn announce(family: Family, prefixes: &[IpNet], a: &Attributes) -> Vec<Vec<u
                 &nlri,
                 |p| p.len(),
                 |chunk| {
-                    let mut attrs = common.clone();
-                    attrs.push(mp(PathAttributeValue::MpReach(MpReach::Ipv6Unicast {
-                        next_hop_global: nh,
-                        next_hop_local: None,
-                        nlri: chunk.into(),
-                    })));
-                    BgpMessage::Update(BgpUpdateMessage::new(vec![], attrs, vec![]))
+                    mp_update(
+                        common.clone(),
+                        PathAttributeValue::MpReach(MpReach::Ipv6Unicast {
+                            next_hop_global: nh,
+                            next_hop_local: None,
+                            nlri: chunk.into(),
+                        }),
+                    )
                 },
             )
         }
     }
+}
+
+/// An UPDATE of `attrs` and one MP_REACH / MP_UNREACH attribute `value`
+/// (its NLRI inside it, none in the message's own fields).
+fn mp_update(mut attrs: Vec<PathAttribute>, value: PathAttributeValue) -> BgpMessage {
+    attrs.push(mp(value));
+    BgpMessage::Update(BgpUpdateMessage::new(vec![], attrs, vec![]))
 }
 
 /// MP_REACH / MP_UNREACH always carry the extended-length flag, so that the
@@ -691,13 +700,11 @@ pub fn withdraw(family: Family, prefixes: &[IpNet], mp_v4: bool) -> Vec<Vec<u8>>
                 &w,
                 |p| p.len(),
                 |chunk| {
-                    BgpMessage::Update(BgpUpdateMessage::new(
+                    let nlri = chunk.into();
+                    mp_update(
                         vec![],
-                        vec![mp(PathAttributeValue::MpUnreach(MpUnreach::Ipv4Unicast {
-                            nlri: chunk.into(),
-                        }))],
-                        vec![],
-                    ))
+                        PathAttributeValue::MpUnreach(MpUnreach::Ipv4Unicast { nlri }),
+                    )
                 },
             )
         }
@@ -707,13 +714,11 @@ pub fn withdraw(family: Family, prefixes: &[IpNet], mp_v4: bool) -> Vec<Vec<u8>>
                 &w,
                 |p| p.len(),
                 |chunk| {
-                    BgpMessage::Update(BgpUpdateMessage::new(
+                    let nlri = chunk.into();
+                    mp_update(
                         vec![],
-                        vec![mp(PathAttributeValue::MpUnreach(MpUnreach::Ipv6Unicast {
-                            nlri: chunk.into(),
-                        }))],
-                        vec![],
-                    ))
+                        PathAttributeValue::MpUnreach(MpUnreach::Ipv6Unicast { nlri }),
+                    )
                 },
             )
         }
@@ -1073,14 +1078,6 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
-    }
-}
-
-/// An unspecified address of `ip`'s family.
-pub fn unspecified(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::net::Ipv6Addr;
 
 fn parse(bytes: &[u8]) -> BgpMessage {
     let mut ctx = BgpParsingContext::default();

@@ -113,14 +113,7 @@ fn opt<T: std::str::FromStr>(field: &str, s: &str, what: &str) -> Result<Option<
 
 /// Parses `asn:value` (each 0..=65535).
 pub fn community(field: &str, s: &str) -> Result<(u16, u16), Status> {
-    let (a, v) = s
-        .split_once(':')
-        .ok_or_else(|| bad(field, s, "a community is ASN:VALUE, e.g. 65000:100"))?;
-    let num = |x: &str| {
-        x.parse::<u16>()
-            .map_err(|_| bad(field, s, "each half of a community is 0..=65535"))
-    };
-    Ok((num(a)?, num(v)?))
+    trellis_bgp::config::parse_community(s).map_err(|why| bad(field, s, why))
 }
 
 /// A peer's configuration from the API (every field checked by name).
