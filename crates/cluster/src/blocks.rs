@@ -18,10 +18,21 @@ impl Controller {
     /// block of a bridge pool: claiming again answers the one it holds.
     pub async fn claim_block(&self, node: &NodeName, pool: &PoolName) -> Result<Block, Error> {
         let what = || format!("pool {:?}", pool.as_str());
+        let _turn = self.pool_turn(pool).await;
+        // The last attempt's write, in case its outcome was lost: the next
+        // attempt finds it applied, and answers it instead of claiming a
+        // second block.
+        let tried: std::sync::Mutex<Option<(IpNet, BlockRecord)>> = Default::default();
+        let tried = &tried;
         let (prefix, record, node_record) = self
             .retry(what, || async move {
-                let (mut p, pool_rev) = self.read_pool(pool).await?;
-                let (mut n, node_rev) = self.must_read_node(node).await?;
+                // Three independent reads, at once: on etcd each is a
+                // round trip.
+                let ((mut p, pool_rev), (mut n, node_rev), blocks) = tokio::try_join!(
+                    self.read_pool(pool),
+                    self.must_read_node(node),
+                    self.pool_blocks(pool)
+                )?;
                 match n.state() {
                     NodeState::Ready => {}
                     state => {
@@ -35,7 +46,12 @@ impl Controller {
                         )));
                     }
                 }
-                let blocks = self.pool_blocks(pool).await?;
+                let lost = tried.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some((prefix, record)) = lost
+                    && blocks.get(&prefix) == Some(&record)
+                {
+                    return Ok((prefix, record, n));
+                }
                 let mine: Vec<_> = blocks.iter().filter(|(_, b)| &b.node == node).collect();
                 if p.spec.mode == PoolMode::Bridge
                     && let Some((prefix, b)) = mine.first()
@@ -64,6 +80,7 @@ impl Controller {
                 };
                 p.held += 1;
                 *n.held.entry(pool.clone()).or_default() += 1;
+                *tried.lock().unwrap_or_else(|e| e.into_inner()) = Some((prefix, record.clone()));
                 self.store
                     .txn(vec![
                         Op::put(keys::block(pool, prefix), encode(&record), Expect::Absent),
@@ -87,6 +104,7 @@ impl Controller {
         prefix: IpNet,
     ) -> Result<(), Error> {
         let what = || format!("block {prefix} of pool {:?}", pool.as_str());
+        let _turn = self.pool_turn(pool).await;
         self.retry(what, || async move {
             let key = keys::block(pool, prefix);
             let Some(v) = self.store.get(&key).await? else {
@@ -246,6 +264,7 @@ impl Controller {
     /// release of a dead or unknown owner's block).
     pub(crate) async fn force_release(&self, pool: &PoolName, prefix: IpNet) -> Result<(), Error> {
         let what = || format!("block {prefix} of pool {:?}", pool.as_str());
+        let _turn = self.pool_turn(pool).await;
         self.retry(what, || async move {
             let key = keys::block(pool, prefix);
             let Some(v) = self.store.get(&key).await? else {

@@ -62,6 +62,14 @@ pub struct Controller {
     /// Since when a node not heard from has its lease counted: the start,
     /// or the moment this replica last took office.
     started: Mutex<Instant>,
+    /// One lock per pool, held across a claim's or a release's read and
+    /// commit. The controller in office is the only writer of blocks, so
+    /// claims of one pool taking turns here never conflict in the store:
+    /// without it, concurrent claimers all read the same pool revision and
+    /// all but one lose the compare-and-swap, which on a networked store
+    /// (etcd: milliseconds per attempt) ends in refusals under load. The
+    /// compare-and-swap stays the guard against any other writer.
+    pool_locks: Mutex<HashMap<PoolName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Controller {
@@ -75,6 +83,7 @@ impl Controller {
             shared: tokio::sync::Mutex::new(None),
             typed: Mutex::new(std::collections::VecDeque::new()),
             started: Mutex::new(Instant::now()),
+            pool_locks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -151,13 +160,30 @@ impl Controller {
         }
     }
 
+    /// Takes `pool`'s turn: claims and releases of one pool run one at a
+    /// time (see the field).
+    pub(crate) async fn pool_turn(&self, pool: &PoolName) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .pool_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(pool.clone())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
     fn lock_leases(&self) -> std::sync::MutexGuard<'_, HashMap<NodeName, Instant>> {
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `step` until it does not fail with a store conflict, at most
     /// `max_attempts` times, backing off a little (with jitter) between
-    /// attempts so that many claimers of one pool take turns.
+    /// attempts so that many claimers of one pool take turns. A write whose
+    /// outcome was lost ([`trellis_store::Error::Indeterminate`], etcd) is
+    /// tried again the same way: every step reads before it writes and
+    /// writes by compare-and-swap, so the next attempt sees the lost write
+    /// if it was applied (and a claim answers it, see `claim_block`).
     pub(crate) async fn retry<T, F>(
         &self,
         what: impl Fn() -> String,
@@ -168,7 +194,10 @@ impl Controller {
     {
         for attempt in 0..self.config.max_attempts {
             match step().await {
-                Err(Error::Store(trellis_store::Error::Conflict { .. })) => {
+                Err(Error::Store(e)) if e.is_conflict() || e.is_indeterminate() => {
+                    if e.is_indeterminate() {
+                        tracing::warn!(error = %e, "a write's outcome was lost: reading again");
+                    }
                     backoff(attempt).await;
                 }
                 other => return other,

@@ -59,6 +59,9 @@ impl Error {
             Error::Compacted(_) => ErrorClass::OutOfRange,
             Error::Contention { .. } => ErrorClass::Unavailable,
             Error::Store(trellis_store::Error::Compacted { .. }) => ErrorClass::OutOfRange,
+            // The store was out of reach: the caller retries (every
+            // operation is idempotent, claims through `claim_block`'s check).
+            Error::Store(trellis_store::Error::Indeterminate { .. }) => ErrorClass::Unavailable,
             Error::Corrupt { .. } | Error::Store(_) => ErrorClass::Internal,
         }
     }

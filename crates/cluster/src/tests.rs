@@ -545,3 +545,65 @@ async fn concurrent_claimers_never_share_a_block() {
     assert!(check_invariants(&**c.store()).await.unwrap().is_empty());
     assert_eq!(c.list_blocks(None, None).await.unwrap().len(), 64);
 }
+
+/// On a store where every call is a round trip (1 ms, etcd's order), 64
+/// claimers of one pool at once each get a block at their first attempt:
+/// claims of a pool take turns in the controller instead of racing each
+/// other's compare-and-swap (which, with one attempt allowed, all but one
+/// of a round would lose).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_of_one_pool_take_turns_and_never_conflict() {
+    let store = Arc::new(trellis_store::InstrumentedStore::with_latency(
+        Duration::from_millis(1),
+    ));
+    let c = Arc::new(Controller::new(
+        store.clone(),
+        Config {
+            max_attempts: 1,
+            ..Config::default()
+        },
+    ));
+    let pool = pool_name("p");
+    c.create_pool(routed("p", "10.1.0.0/16", 26, 0))
+        .await
+        .unwrap();
+    for n in 0..64 {
+        register(&c, &format!("n{n}"), "192.0.2.1").await;
+    }
+    let before = store.commits();
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let (c, pool) = (Arc::clone(&c), pool.clone());
+            let node = node_name(&format!("n{n}"));
+            tokio::spawn(async move { c.claim_block(&node, &pool).await })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap().unwrap().prefix);
+    }
+    assert_eq!(store.commits() - before, 64, "a claim committed twice");
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 64, "a block was given twice");
+    assert!(check_invariants(&**c.store()).await.unwrap().is_empty());
+}
+
+/// A claim whose commit was applied but whose answer was lost (etcd:
+/// `Indeterminate`) answers the block it wrote: no second block.
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_answers_the_block_it_wrote() {
+    let store = Arc::new(trellis_store::InstrumentedStore::default());
+    let c = Controller::new(store.clone(), Config::default());
+    let pool = pool_name("p");
+    c.create_pool(routed("p", "10.1.0.0/16", 26, 0))
+        .await
+        .unwrap();
+    register(&c, "n", "192.0.2.1").await;
+    store.lose_next_outcome();
+    let b = c.claim_block(&node_name("n"), &pool).await.unwrap();
+    let held = c.list_blocks(None, Some(&node_name("n"))).await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].prefix, b.prefix);
+    assert!(check_invariants(&**c.store()).await.unwrap().is_empty());
+}

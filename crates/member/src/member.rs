@@ -71,10 +71,20 @@ struct State {
     empty_since: HashMap<IpNet, Instant>,
     /// What the last sync applied (to skip identical ones).
     synced: Option<Synced>,
+    /// Blocks this node claimed, and when, until the block map shows them
+    /// as its own: a sync must not take them for blocks the controller
+    /// took back just because its view lags the claim.
+    claimed: HashMap<IpNet, Instant>,
 }
+
+/// How long a claimed block the view does not show yet is spared.
+const CLAIM_SHOWS_WITHIN: Duration = Duration::from_secs(300);
 
 #[derive(Clone, PartialEq, Eq)]
 struct Synced {
+    /// Whether the view has had the controller's snapshot (an empty view
+    /// is not "no blocks are this node's").
+    loaded: bool,
     prefixes: Vec<IpNet>,
     routes: Vec<PeerRoute>,
     mine: Vec<(PoolName, IpNet)>,
@@ -272,6 +282,7 @@ impl Member {
         let want = {
             let v = self.view.lock().unwrap_or_else(|e| e.into_inner());
             Synced {
+                loaded: v.revision > 0,
                 prefixes: v.pools.values().map(|p| p.spec.prefix).collect(),
                 routes: v.peer_routes(self.me()),
                 mine: v.my_blocks(self.me()),
@@ -337,25 +348,63 @@ impl Member {
                 warnings.push(format!("block {block} of pool {pool}: {e}"));
             }
         }
-        // Blocks in use here that the controller does not count as this
-        // node's: released while the node was out of contact past lease and
-        // grace (its fence stopped new addresses, not the old ones).
+        if want.loaded {
+            self.drop_taken_back(want, warnings).await;
+        }
+    }
+
+    /// Blocks in this node's IPAM that the controller does not count as
+    /// its own (released while the node was out of contact past lease and
+    /// grace, or by an operator): another node may hold them now, so none
+    /// may give out another address here. An empty one is forgotten; one
+    /// with addresses still in use is frozen (its fence stopped new
+    /// addresses, not the old ones) and forgotten once empty.
+    async fn drop_taken_back(&self, want: &Synced, warnings: &mut Vec<String>) {
+        {
+            let now = Instant::now();
+            let mut st = self.state();
+            st.claimed.retain(|b, at| {
+                !want.mine.iter().any(|(_, m)| m == b) && now - *at < CLAIM_SHOWS_WITHIN
+            });
+        }
         for net in self.agent.networks().into_iter().filter(|n| n.granted()) {
             for (local, _) in net.pools() {
-                let Ok(blocks) = self.agent.ipam().block_usage(local.as_str()).await else {
+                if net.cluster_pool_of(local.as_str()).is_none() {
                     continue;
-                };
-                for b in blocks.iter().filter(|b| b.used > 0) {
-                    if want.mine.iter().any(|(_, m)| *m == b.cidr) {
+                }
+                let blocks = match self.agent.ipam().block_usage(local.as_str()).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warnings.push(format!("blocks of pool {local} unreadable: {e}"));
                         continue;
                     }
-                    // Nothing new from it: another node may hold it now.
+                };
+                for b in &blocks {
+                    if want.mine.iter().any(|(_, m)| *m == b.cidr)
+                        || self.state().claimed.contains_key(&b.cidr)
+                    {
+                        continue;
+                    }
+                    if b.used == 0 {
+                        match self.agent.retire_block(&local, b.cidr).await {
+                            Ok(true) => {
+                                tracing::info!(block = %b.cidr, "forgot a block the controller no longer gives this node");
+                                continue;
+                            }
+                            // An attach took an address in it meanwhile.
+                            Ok(false) => {}
+                            Err(e) => {
+                                warnings.push(format!("block {}: {e}", b.cidr));
+                                continue;
+                            }
+                        }
+                    }
                     if let Err(e) = self.agent.freeze_block(&local, b.cidr).await {
                         warnings.push(format!("block {}: {e}", b.cidr));
                     }
                     warnings.push(format!(
-                        "block {} holds {} addresses in use here, but the controller does not count it as this node's: no new addresses from it (`netctl ipam check` lists it)",
-                        b.cidr, b.used
+                        "block {} holds addresses in use here, but the controller does not count it as this node's: no new addresses from it (`netctl ipam check` lists it)",
+                        b.cidr
                     ));
                 }
             }
@@ -445,6 +494,7 @@ impl Member {
                 if free < self.cfg.claim_ahead {
                     match self.api.claim_block(self.me(), &source.name).await {
                         Ok(b) => {
+                            self.state().claimed.insert(b.prefix, Instant::now());
                             tracing::info!(block = %b.prefix, pool = %source.name, free, "claimed a block ahead of need");
                             if let Err(e) = self.agent.adopt_block(&local, b.prefix).await {
                                 warnings.push(format!("block {}: {e}", b.prefix));
@@ -586,6 +636,9 @@ impl Membership for Member {
             .claim_block(self.me(), pool)
             .await
             .map_err(membership_error)?;
+        // Before the agent adopts it: a sync that finds it in the IPAM
+        // finds it here too.
+        self.state().claimed.insert(b.prefix, Instant::now());
         Ok(b.prefix)
     }
 

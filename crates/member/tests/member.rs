@@ -362,3 +362,99 @@ async fn empty_blocks_go_back_but_never_the_last() {
             .is_empty()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn blocks_the_controller_takes_back_give_no_new_address_here() {
+    let w = world(Duration::from_secs(3), Duration::from_secs(30)).await;
+    until(Duration::from_secs(5), async || {
+        w.agent.network("pods").is_ok()
+    })
+    .await;
+    for i in 0..3 {
+        attach(&w.kernel, &w.agent, &format!("c{i}")).await.unwrap();
+    }
+    let a: NodeName = "a".parse().unwrap();
+    let pool: PoolName = "pods-v4".parse().unwrap();
+    let busy = w.ctl.list_blocks(None, Some(&a)).await.unwrap()[0].prefix;
+    // A second block given to the node by the controller: adopted, empty.
+    let empty = w.ctl.claim_block(&a, &pool).await.unwrap().prefix;
+    until(Duration::from_secs(5), async || {
+        w.agent
+            .held_blocks()
+            .await
+            .unwrap()
+            .iter()
+            .any(|h| h.prefix == empty)
+    })
+    .await;
+
+    // An operator takes both back (as if the node had been out of contact
+    // past its grace): the empty one leaves the node's IPAM, the busy one
+    // is frozen and said so.
+    w.ctl.release_block(&a, &pool, empty).await.unwrap();
+    w.ctl.release_block(&a, &pool, busy).await.unwrap();
+    // ... and gives them to node b, the lowest free blocks.
+    let b: NodeName = "b".parse().unwrap();
+    let mut to_b = vec![
+        w.ctl.claim_block(&b, &pool).await.unwrap().prefix,
+        w.ctl.claim_block(&b, &pool).await.unwrap().prefix,
+    ];
+    to_b.sort();
+    let mut taken = vec![empty, busy];
+    taken.sort();
+    assert_eq!(to_b, taken);
+    until(Duration::from_secs(5), async || {
+        let held = w.agent.held_blocks().await.unwrap();
+        !held.iter().any(|h| h.prefix == empty) && held.iter().any(|h| h.prefix == busy && h.frozen)
+    })
+    .await;
+    let warnings = w.agent.status().await.warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|s| s.contains(&busy.to_string()) && s.contains("does not count it")),
+        "{warnings:?}"
+    );
+    // New attaches take addresses only from blocks the controller gives
+    // this node, never from b's.
+    for i in 10..14 {
+        let ip = attach(&w.kernel, &w.agent, &format!("c{i}")).await.unwrap();
+        let given = w.ctl.list_blocks(None, Some(&a)).await.unwrap();
+        assert!(
+            given.iter().any(|b| b.prefix.contains(&ip.addr())),
+            "{ip} is not in a block the controller gives node a: {given:?}"
+        );
+        assert!(!empty.contains(&ip.addr()) && !busy.contains(&ip.addr()));
+    }
+    // Once its containers are gone the frozen block is forgotten too, and
+    // the warning with it.
+    let in_busy: Vec<String> = w
+        .agent
+        .endpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.addresses.iter().any(|ip| busy.contains(&ip.addr())))
+        .map(|e| e.request.container.to_string())
+        .collect();
+    assert!(!in_busy.is_empty());
+    for c in &in_busy {
+        w.agent
+            .detach(
+                &ContainerId::parse("c", c).unwrap(),
+                &IfName::parse("i", "eth0").unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    until(Duration::from_secs(10), async || {
+        !w.agent
+            .held_blocks()
+            .await
+            .unwrap()
+            .iter()
+            .any(|h| h.prefix == busy)
+            && w.agent.status().await.warnings.is_empty()
+    })
+    .await;
+}

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct InstrumentedStore {
     inner: MemoryStore,
     refuse: Option<String>,
+    latency: Option<std::time::Duration>,
+    lose: std::sync::atomic::AtomicBool,
     gets: AtomicUsize,
     lists: AtomicUsize,
     commits: AtomicUsize,
@@ -26,6 +28,29 @@ impl InstrumentedStore {
         InstrumentedStore {
             refuse: Some(prefix.to_owned()),
             ..InstrumentedStore::default()
+        }
+    }
+
+    /// A store whose every call takes `latency` first (a round trip to a
+    /// networked store such as etcd), so that concurrent callers
+    /// interleave the way they do there.
+    pub fn with_latency(latency: std::time::Duration) -> Self {
+        InstrumentedStore {
+            latency: Some(latency),
+            ..InstrumentedStore::default()
+        }
+    }
+
+    /// Makes the next transaction apply but answer
+    /// [`Error::Indeterminate`], as a networked store does when the answer
+    /// is lost on the way back.
+    pub fn lose_next_outcome(&self) {
+        self.lose.store(true, Ordering::SeqCst);
+    }
+
+    async fn round_trip(&self) {
+        if let Some(d) = self.latency {
+            tokio::time::sleep(d).await;
         }
     }
 
@@ -60,26 +85,39 @@ impl InstrumentedStore {
 #[async_trait]
 impl KvStore for InstrumentedStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, Error> {
+        self.round_trip().await;
         self.gets.fetch_add(1, Ordering::Relaxed);
         self.inner.get(key).await
     }
 
     async fn put_if(&self, key: &str, value: Vec<u8>, expected: Expect) -> Result<u64, Error> {
+        self.round_trip().await;
         self.commit(std::iter::once(key))?;
         self.inner.put_if(key, value, expected).await
     }
 
     async fn delete_if(&self, key: &str, expected: Expect) -> Result<Option<u64>, Error> {
+        self.round_trip().await;
         self.commit(std::iter::once(key))?;
         self.inner.delete_if(key, expected).await
     }
 
     async fn txn(&self, ops: Vec<Op>) -> Result<u64, Error> {
+        self.round_trip().await;
         self.commit(ops.iter().map(Op::key))?;
-        self.inner.txn(ops).await
+        let first = ops.first().map(|o| o.key().to_owned()).unwrap_or_default();
+        let rev = self.inner.txn(ops).await?;
+        if self.lose.swap(false, Ordering::SeqCst) {
+            return Err(Error::Indeterminate {
+                key: first,
+                source: "the answer was lost (test)".into(),
+            });
+        }
+        Ok(rev)
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, Error> {
+        self.round_trip().await;
         self.lists.fetch_add(1, Ordering::Relaxed);
         self.inner.list(prefix).await
     }
