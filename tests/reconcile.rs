@@ -254,7 +254,7 @@ async fn garbage_collect_keeps_only_the_valid_endpoints() {
     agent.ipam().allocate("b.v4", &ghost()).await.unwrap();
 
     let valid = [eps[0].request.handle()];
-    let report = agent.garbage_collect(&valid).await.unwrap();
+    let report = agent.garbage_collect(None, &valid).await.unwrap();
     assert!(report.errors.is_empty(), "{report:?}");
     let mut removed = report.removed.clone();
     removed.sort();
@@ -335,7 +335,10 @@ async fn nodes_sharing_a_store_each_keep_to_their_own() {
     // would have plumbed c2 into its own host, and GC would have detached it).
     let r = a1.reconcile().await.unwrap();
     assert_eq!(r, ReconcileReport::default());
-    let gc = a1.garbage_collect(&[ep1.request.handle()]).await.unwrap();
+    let gc = a1
+        .garbage_collect(None, &[ep1.request.handle()])
+        .await
+        .unwrap();
     assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
     assert_eq!(
         mine(a2.endpoints().await.unwrap()),
@@ -348,7 +351,7 @@ async fn nodes_sharing_a_store_each_keep_to_their_own() {
     reach(&h2, &ep2, &c2);
 
     // node2's GC with nothing valid removes its own endpoint only.
-    let gc = a2.garbage_collect(&[]).await.unwrap();
+    let gc = a2.garbage_collect(None, &[]).await.unwrap();
     assert_eq!(gc.removed.first(), Some(&ep2.request.handle()), "{gc:?}");
     assert_eq!(
         mine(a1.endpoints().await.unwrap()),

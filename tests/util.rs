@@ -62,6 +62,7 @@ pub fn request(
             .collect(),
         fixed_addresses: Vec::new(),
         labels: Default::default(),
+        mac: None,
     }
 }
 

@@ -14,10 +14,10 @@ use crate::cluster::cli::ControllerCmd;
 use crate::parse::{self, Address, Keep, Publish};
 
 /// The default unix socket of trellisd.
-pub const DEFAULT_SOCKET: &str = "/run/trellis/trellisd.sock";
+pub const DEFAULT_SOCKET: &str = trellis_client::DEFAULT_TRELLISD_SOCKET;
 
 /// The default unix socket of the cluster controller.
-pub const DEFAULT_CONTROLLER: &str = "/run/trellis/controller.sock";
+pub const DEFAULT_CONTROLLER: &str = trellis_client::DEFAULT_CONTROLLER_SOCKET;
 
 /// Drive trellisd, the trellis node daemon, and the cluster controller.
 #[derive(Debug, Parser)]
@@ -103,7 +103,8 @@ pub enum Command {
     Endpoint(EndpointCmd),
     /// Check that the kernel matches the record of an endpoint.
     Check(EndpointRef),
-    /// Remove every endpoint that is not in the list of attachments to keep.
+    /// Remove every endpoint that is not in the list of attachments to keep
+    /// (with --network, of that network only).
     Gc(GcArgs),
     /// Show whether trellisd is ready, and why not.
     Status,
@@ -292,6 +293,10 @@ pub struct GcArgs {
     /// Remove every endpoint, as when nothing is to be kept.
     #[arg(long, conflicts_with_all = ["keep", "keep_file"])]
     pub all: bool,
+    /// Judge only this network's endpoints; other networks' are left alone
+    /// even when not kept (as a CNI GC of one network configuration).
+    #[arg(long)]
+    pub network: Option<String>,
 }
 
 #[cfg(test)]

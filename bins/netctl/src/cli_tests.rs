@@ -200,6 +200,17 @@ fn gc_must_be_told_what_to_keep() {
 }
 
 #[test]
+fn gc_can_keep_to_one_network() {
+    let Command::Gc(args) = parse(&["gc", "--all", "--network", "web"]).unwrap().command else {
+        unreachable!()
+    };
+    assert_eq!(args.network.as_deref(), Some("web"));
+    // What to keep must still be said.
+    let err = parse(&["gc", "--network", "web"]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+}
+
+#[test]
 fn gc_keeps_flags_and_file_lines() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("keep");

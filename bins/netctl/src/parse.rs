@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use ipnet::IpNet;
+pub use trellis_client::Address;
 
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,42 +204,12 @@ pub fn keep_file(text: &str) -> Result<Vec<Keep>, String> {
         .collect()
 }
 
-/// Where a server listens: a unix socket, or a URL (`https://HOST:PORT`)
-/// that [`crate::conn`] dials with TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    /// The path of a unix socket.
-    Unix(PathBuf),
-    /// An `http://` or `https://` URL.
-    Url(String),
-}
-
-/// Parses `unix:PATH`, `unix:///ABSOLUTE`, a plain socket path, or an
-/// `http(s)://` URL (gRPC's spellings of a target). Other schemes are refused
-/// here, so that `tcp://…` is not taken for a socket named `tcp:`.
+/// Parses a server address (`--controller`): `unix:PATH`, `unix:///ABSOLUTE`,
+/// a plain socket path, or an `http(s)://` URL, as [`Address`] spells them
+/// for every trellis client.
 pub fn address(spec: &str) -> Result<Address, String> {
-    let bad = |why: &str| format!("address {spec:?}: {why}");
-    if let Some(rest) = spec.strip_prefix("unix:") {
-        // gRPC's `unix://` form has an empty authority: `unix:///run/x.sock`.
-        let path = match rest.strip_prefix("//") {
-            Some(abs) if abs.starts_with('/') => abs,
-            Some(_) => return Err(bad("expected unix:PATH or unix:///ABSOLUTE-PATH")),
-            None => rest,
-        };
-        if path.is_empty() {
-            return Err(bad("the socket path is empty"));
-        }
-        return Ok(Address::Unix(PathBuf::from(path)));
-    }
-    match spec.split_once("://") {
-        Some(("http" | "https", "")) => Err(bad("the host is missing")),
-        Some(("http" | "https", _)) => Ok(Address::Url(spec.to_owned())),
-        Some((scheme, _)) => Err(bad(&format!(
-            "scheme {scheme:?} is not unix, http or https"
-        ))),
-        None if spec.is_empty() => Err(bad("expected unix:PATH, PATH or https://HOST:PORT")),
-        None => Ok(Address::Unix(PathBuf::from(spec))),
-    }
+    spec.parse()
+        .map_err(|e: trellis_client::AddressError| e.to_string())
 }
 
 /// Parses a prefix in CIDR notation with its host bits zero

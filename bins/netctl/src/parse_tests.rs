@@ -1,7 +1,5 @@
 //! Unit tests of the flag parsers.
 
-use std::path::PathBuf;
-
 use super::*;
 
 fn one(protocol: Proto, host_port: u16, container_port: u16) -> PortSpec {
@@ -174,45 +172,6 @@ fn keep_files_skip_comments_and_blank_lines_and_name_bad_lines() {
         "line 2: keep spec \"c2/\": the interface name is empty"
     );
     assert_eq!(keep_file(""), Ok(vec![]));
-}
-
-#[test]
-fn addresses_are_sockets_or_urls() {
-    let unix = |p: &str| Ok(Address::Unix(PathBuf::from(p)));
-    assert_eq!(
-        address("unix:/run/trellis/controller.sock"),
-        unix("/run/trellis/controller.sock")
-    );
-    assert_eq!(address("unix:///run/c.sock"), unix("/run/c.sock"));
-    assert_eq!(address("unix:rel/c.sock"), unix("rel/c.sock"));
-    assert_eq!(address("/run/c.sock"), unix("/run/c.sock"));
-    assert_eq!(address("c.sock"), unix("c.sock"));
-    for url in [
-        "https://ctl1:7444",
-        "http://127.0.0.1:7444",
-        "https://[::1]:7444",
-    ] {
-        assert_eq!(address(url), Ok(Address::Url(url.into())), "{url}");
-    }
-    for (bad, why) in [
-        ("", "expected unix:PATH, PATH or https://HOST:PORT"),
-        ("unix:", "the socket path is empty"),
-        (
-            "unix://host/c.sock",
-            "expected unix:PATH or unix:///ABSOLUTE-PATH",
-        ),
-        (
-            "tcp://ctl1:7444",
-            "scheme \"tcp\" is not unix, http or https",
-        ),
-        ("https://", "the host is missing"),
-    ] {
-        assert_eq!(
-            address(bad),
-            Err(format!("address {bad:?}: {why}")),
-            "{bad}"
-        );
-    }
 }
 
 #[test]

@@ -180,6 +180,7 @@ pub fn attach_request(a: Attach) -> Result<v1::AttachRequest> {
         ports,
         fixed_addresses: a.ips,
         labels: labels.into_iter().collect(),
+        mac: String::new(),
     })
 }
 
@@ -239,8 +240,9 @@ pub fn keep_list(args: &GcArgs) -> Result<Vec<v1::Attachment>> {
 
 async fn gc(c: &mut Client, f: Format, args: GcArgs) -> Result<(String, u8)> {
     let valid = keep_list(&args)?;
+    let network = args.network.unwrap_or_default();
     let resp = c
-        .garbage_collect(v1::GarbageCollectRequest { valid })
+        .garbage_collect(v1::GarbageCollectRequest { valid, network })
         .await?;
     let view = GcView::from(resp.into_inner());
     let code = if view.errors.is_empty() {

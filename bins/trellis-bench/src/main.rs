@@ -437,14 +437,17 @@ fn attach(count: usize) -> Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
     Trellisd,
+    TrellisCni,
     Cni,
     Netavark,
 }
 
-/// The six curves of `trellis-bench grpc`, in the order they run and print.
-const GRPC_CURVES: [(Who, bool, &str); 6] = [
+/// The eight curves of `trellis-bench grpc`, in the order they run and print.
+const GRPC_CURVES: [(Who, bool, &str); 8] = [
     (Who::Trellisd, false, "trellisd, no port"),
     (Who::Trellisd, true, "trellisd, 1 port"),
+    (Who::TrellisCni, false, "trellis-cni (exec), no port"),
+    (Who::TrellisCni, true, "trellis-cni (exec), 1 port"),
     (Who::Cni, false, "cni bridge+host-local"),
     (Who::Cni, true, "cni bridge+host-local+portmap"),
     (Who::Netavark, false, "netavark (NAT), no port"),
@@ -457,6 +460,11 @@ fn judge(who: Who, port: bool) -> grpc_report::Judge {
     use grpc_report::{Goals, Judge};
     match (who, port) {
         (Who::Trellisd, port) => Judge::Goals(Goals::issue(port)),
+        // Issue 14: the plugin's ADD p50, process start included, ≤ 4 ms.
+        (Who::TrellisCni, port) => Judge::Goals(Goals {
+            attach_p50: if port { 6.0 } else { 4.0 },
+            ..Goals::issue(port)
+        }),
         (Who::Cni, false) => Judge::Reference("issue: ~21–24 ms".into()),
         (Who::Cni, true) => Judge::Reference("issue: ~55 ms".into()),
         (Who::Netavark, false) => Judge::Reference("issue: ~30 ms".into()),
@@ -539,6 +547,12 @@ fn grpc_bench(max: usize, samples: usize, explicit: Option<&Path>, peers: bool) 
         let result = (|| {
             let mut peer: Box<dyn grpc::Peer + '_> = match who {
                 Who::Trellisd => Box::new(trellisd::Trellisd::start(&rt, &binary, &host, &subnet)?),
+                Who::TrellisCni => {
+                    let plugin = daemon::locate_binary(None, "trellis-cni", "--trellis-cni")?;
+                    Box::new(peers::TrellisCni::new(
+                        &rt, &binary, plugin, &host, &subnet,
+                    )?)
+                }
                 Who::Cni => {
                     if port {
                         iptables_usable(&host)?;

@@ -124,6 +124,103 @@ impl Peer for Cni<'_> {
     }
 }
 
+/// trellis as a CNI runtime uses it: the `trellis-cni` plugin, one exec per
+/// ADD or DEL as libcni runs it, over a real trellisd (the same daemon and
+/// bridge network as the `trellisd` curves; its conflist names that network
+/// and agrees with it). The time is the plugin's whole life: process start,
+/// reading the configuration, connecting to trellisd's socket, the Attach
+/// or Detach, the result written.
+pub struct TrellisCni<'a> {
+    host: &'a Netns,
+    binary: std::path::PathBuf,
+    socket: std::path::PathBuf,
+    subnet: String,
+    // Dropped last: the daemon.
+    daemon: crate::trellisd::Trellisd<'a>,
+}
+
+impl<'a> TrellisCni<'a> {
+    /// Starts trellisd on `host` with the bench's bridge network of
+    /// `subnet`; the plugin at `binary`.
+    pub fn new(
+        rt: &'a tokio::runtime::Runtime,
+        trellisd: &std::path::Path,
+        binary: std::path::PathBuf,
+        host: &'a Netns,
+        subnet: &str,
+    ) -> Result<Self> {
+        let daemon = crate::trellisd::Trellisd::start(rt, trellisd, host, subnet)?;
+        Ok(TrellisCni {
+            host,
+            binary,
+            socket: daemon.socket().to_owned(),
+            subnet: subnet.to_owned(),
+            daemon,
+        })
+    }
+
+    /// The plugin entry libcni would hand over for `slot`.
+    fn conf(&self, slot: &Slot) -> String {
+        let mut c = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": crate::trellisd::NETWORK,
+            "type": "trellis-cni",
+            "socket": self.socket.display().to_string(),
+            "subnet": self.subnet,
+            "bridge": crate::trellisd::BRIDGE,
+        });
+        if let Some(port) = slot.port {
+            c["runtimeConfig"] = serde_json::json!({"portMappings": [
+                {"hostPort": port, "containerPort": CONTAINER_PORT, "protocol": "tcp"}
+            ]});
+        }
+        c.to_string()
+    }
+
+    fn run(&self, command: &str, slot: &Slot) -> Result<Duration> {
+        let env = [
+            ("CNI_COMMAND", command.into()),
+            ("CNI_CONTAINERID", slot.id.clone().into()),
+            ("CNI_NETNS", slot.netns.clone().into_os_string()),
+            ("CNI_IFNAME", "eth0".into()),
+            ("CNI_PATH", "/opt/cni/bin".into()),
+        ];
+        let exec = crate::exec::Exec {
+            program: self.binary.display().to_string(),
+            args: vec![],
+            env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            stdin: self.conf(slot),
+        };
+        Ok(exec.run_in(self.host)?.0)
+    }
+}
+
+impl Peer for TrellisCni<'_> {
+    fn attach(&mut self, slot: &Slot) -> Result<Duration> {
+        self.run("ADD", slot)
+    }
+
+    fn detach(&mut self, slot: &Slot) -> Result<Duration> {
+        self.run("DEL", slot)
+    }
+
+    fn attach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
+        let (took, results) = concurrently(slots, |slot| self.run("ADD", slot));
+        results.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(took)
+    }
+
+    fn detach_concurrently(&mut self, slots: &[Slot]) -> Result<Duration> {
+        let (took, results) = concurrently(slots, |slot| self.run("DEL", slot));
+        results.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(took)
+    }
+
+    fn memory(&self) -> Result<Option<(u64, u64)>> {
+        self.daemon.memory()
+    }
+}
+
 /// podman's netavark (NAT network, iptables), the address of slot `i` given
 /// as podman would (`netavark::static_ip`).
 pub struct Netavark<'a> {

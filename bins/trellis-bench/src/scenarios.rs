@@ -134,6 +134,7 @@ pub fn trellis(rt: &Runtime, count: usize, store: StoreKind, mode: Mode) -> Resu
                 ports: vec![],
                 fixed_addresses: Vec::new(),
                 labels: Default::default(),
+                mac: None,
             };
             ids.push(req.container.clone());
             let start = Instant::now();

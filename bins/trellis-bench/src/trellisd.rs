@@ -104,6 +104,11 @@ impl<'a> Trellisd<'a> {
         Ok(Trellisd { rt, client, daemon })
     }
 
+    /// The daemon's unix socket.
+    pub fn socket(&self) -> &Path {
+        self.daemon.socket()
+    }
+
     /// The daemon, to stop and start it again.
     pub fn daemon_mut(&mut self) -> &mut Daemon {
         &mut self.daemon

@@ -123,6 +123,7 @@ async fn attach(agent: &Agent, id: &str, ns: &Netns, ports: Vec<PortSpec>) -> Re
         ports,
         fixed_addresses: Vec::new(),
         labels: Default::default(),
+        mac: None,
     };
     agent
         .attach(req)

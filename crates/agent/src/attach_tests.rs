@@ -184,6 +184,7 @@ pub(crate) fn request(id: &str, port: u32) -> AttachRequest {
         ports: vec![PortSpec::new(Protocol::Tcp, port, 80).unwrap()],
         fixed_addresses: Vec::new(),
         labels: Default::default(),
+        mac: None,
     }
 }
 
@@ -409,7 +410,7 @@ async fn an_attach_under_way_is_not_shown_nor_collected_until_it_ends() {
     );
     assert!(agent.endpoints().await.unwrap().is_empty());
     assert_eq!(agent.status().await.endpoints, 0);
-    let gc = agent.garbage_collect(&[]).await.unwrap();
+    let gc = agent.garbage_collect(None, &[]).await.unwrap();
     assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
     let again = agent.attach(req.clone()).await.unwrap_err();
     assert!(again.to_string().contains("under way"), "{again}");

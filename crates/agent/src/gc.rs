@@ -11,20 +11,31 @@
 //! must not keep the rest from being cleaned. Attaches under way are left to
 //! themselves: their veths are not judged and their published ports are
 //! neither added nor taken.
+//!
+//! A collection may be scoped to one network (CNI's GC runs once per network
+//! configuration, listing only that network's attachments): then only that
+//! network's endpoints are judged by the list, and other networks' are left
+//! alone even though not listed. The convergence that follows still covers
+//! the node — what it removes is what *no record* explains, whichever
+//! network it once served, so a scoped collection cannot take another
+//! network's endpoint — but the allocations it reports released are only
+//! those of the network's pools, and its errors are all reported (a kernel
+//! that cannot be read, or a stuck object, concerns every network).
 
 use crate::Error;
 use crate::agent::Agent;
 use crate::model::{Endpoint, NetworkMode};
 use crate::node::{self, diff};
 use ipnet::IpNet;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use trellis_link::host_veth_name;
-use trellis_types::{Handle, PortMapping};
+use trellis_types::{Handle, NetworkName, PortMapping};
 
 /// What [`Agent::garbage_collect`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Endpoints detached and IPAM handles released.
+    /// Endpoints detached and IPAM handles released (of the network's pools
+    /// only, when the collection was scoped to one).
     pub removed: Vec<Handle>,
     /// Failures, each naming its object; the sweep went on past them.
     pub errors: Vec<String>,
@@ -35,17 +46,44 @@ pub struct GcReport {
 pub(crate) struct Converged {
     pub removed: Vec<String>,
     pub repaired: Vec<String>,
-    pub released: Vec<Handle>,
+    pub released: Vec<Released>,
     pub errors: Vec<String>,
 }
 
+/// An allocation no record explained, released by a convergence.
+#[derive(Debug)]
+pub(crate) struct Released {
+    /// Whose it was.
+    pub handle: Handle,
+    /// The pools it held addresses of.
+    pub pools: BTreeSet<String>,
+}
+
 impl Agent {
-    /// Detaches every recorded endpoint whose handle is not in `valid`, then
-    /// converges the node. Errors are collected in the report, not returned.
-    pub async fn garbage_collect(&self, valid: &[Handle]) -> Result<GcReport, Error> {
+    /// Detaches every recorded endpoint whose handle is not in `valid` —
+    /// with `network`, only that network's endpoints, leaving the others
+    /// alone — then converges the node (see the module's docs for what a
+    /// scoped collection reports of it). Errors are collected in the report,
+    /// not returned; a `network` that is not defined is
+    /// [`Error::NetworkNotFound`], before anything is removed.
+    pub async fn garbage_collect(
+        &self,
+        network: Option<&NetworkName>,
+        valid: &[Handle],
+    ) -> Result<GcReport, Error> {
+        let pools: Option<BTreeSet<String>> = match network {
+            Some(n) => {
+                let net = self.network(n.as_str())?;
+                Some(net.pools().into_iter().map(|(p, _)| p.into()).collect())
+            }
+            None => None,
+        };
         let valid: HashSet<&Handle> = valid.iter().collect();
         let mut report = GcReport::default();
         for ep in self.records.endpoints().await? {
+            if network.is_some_and(|n| *n != ep.request.network) {
+                continue;
+            }
             let h = ep.request.handle();
             if valid.contains(&h) || self.is_inflight(&h) {
                 continue;
@@ -56,7 +94,13 @@ impl Agent {
             }
         }
         let c = self.converge().await?;
-        report.removed.extend(c.released);
+        let in_scope = |r: &Released| pools.as_ref().is_none_or(|p| !p.is_disjoint(&r.pools));
+        report.removed.extend(
+            c.released
+                .into_iter()
+                .filter(|r| in_scope(r))
+                .map(|r| r.handle),
+        );
         report.errors.extend(c.errors);
         Ok(report)
     }
@@ -196,11 +240,10 @@ impl Agent {
             }
         };
         // Allocations of other hosts (a shared store) are theirs to judge.
-        let mut handles: BTreeSet<Handle> = leaks
-            .into_iter()
-            .filter(|a| self.node == a.host())
-            .map(|a| a.handle)
-            .collect();
+        let mut handles: BTreeMap<Handle, BTreeSet<String>> = BTreeMap::new();
+        for a in leaks.into_iter().filter(|a| self.node == a.host()) {
+            handles.entry(a.handle).or_default().insert(a.pool);
+        }
         // An attach that committed after `records` was listed is no leak: its
         // record went in with its addresses, so a listing taken now has it.
         match self.records.endpoints().await {
@@ -214,12 +257,12 @@ impl Agent {
                 return;
             }
         }
-        handles.retain(|h| !self.is_inflight(h));
-        for h in handles {
+        handles.retain(|h, _| !self.is_inflight(h));
+        for (h, pools) in handles {
             match self.ipam.release(&h).await {
                 Ok(_) => {
                     c.removed.push(format!("allocation of {h}"));
-                    c.released.push(h);
+                    c.released.push(Released { handle: h, pools });
                 }
                 Err(e) => c.errors.push(format!("release {h}: {e}")),
             }

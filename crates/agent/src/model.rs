@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use trellis_types::{
-    ContainerId, Handle, IfName, InvalidInput, NetnsPath, NetworkName, PoolName, PortMapping,
-    Protocol,
+    ContainerId, Handle, IfName, InvalidInput, MacAddr, NetnsPath, NetworkName, PoolName,
+    PortMapping, Protocol,
 };
 
 /// How a network reaches its containers.
@@ -229,6 +229,12 @@ pub struct AttachRequest {
     /// bytes of `[A-Za-z0-9_.-/]`, values at most 255 bytes.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The container interface's MAC (the CNI `mac` capability); `None`
+    /// lets the agent derive one from (container, ifname). It must be
+    /// unicast and not all zeros. Records from before it was asked for
+    /// read as `None`, which is what those endpoints have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
 }
 
 impl AttachRequest {
@@ -248,7 +254,8 @@ pub struct Endpoint {
     pub addresses: Vec<IpNet>,
     /// The default gateways inside the container, one per family.
     pub gateways: Vec<IpAddr>,
-    /// The container interface's MAC (`02:…`).
+    /// The container interface's MAC, lower case: the request's, else
+    /// derived from the host veth's name (`02:…`, locally administered).
     pub mac: String,
     /// The host end of the veth.
     pub host_ifname: IfName,
@@ -277,5 +284,29 @@ impl EndpointFilter {
         self.network.as_ref().is_none_or(|n| *n == r.network)
             && self.container.as_ref().is_none_or(|c| *c == r.container)
             && self.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record written before attaches could ask for a MAC.
+    const OLD_REQUEST: &str = r#"{"network":"web","container":"c1","netns":"/run/netns/c1","ifname":"eth0","ports":[],"fixed_addresses":[],"labels":{}}"#;
+
+    #[test]
+    fn a_request_recorded_without_a_mac_reads_as_none_and_is_written_back_the_same() {
+        let req: AttachRequest = serde_json::from_str(OLD_REQUEST).unwrap();
+        assert_eq!(req.mac, None);
+        assert_eq!(serde_json::to_string(&req).unwrap(), OLD_REQUEST);
+        let with = AttachRequest {
+            mac: Some("0A:58:00:00:00:01".parse().unwrap()),
+            ..req.clone()
+        };
+        let json = serde_json::to_value(&with).unwrap();
+        assert_eq!(json["mac"], "0a:58:00:00:00:01");
+        let back: AttachRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, with);
+        assert_ne!(back, req, "a MAC asked for makes another request");
     }
 }

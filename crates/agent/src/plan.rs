@@ -2,8 +2,9 @@
 //! plumbed.
 //!
 //! Everything an endpoint's record holds follows from the request, the
-//! network and the addresses IPAM picks: the host veth's name and the
-//! container's MAC derive from (container, ifname), the addresses' prefix
+//! network and the addresses IPAM picks: the host veth's name derives from
+//! (container, ifname), and so does the container's MAC unless the request
+//! names one (the veth is then made with it), the addresses' prefix
 //! lengths and the container's routes from the network's mode, the published
 //! ports from the request. So the record can be written in the same store
 //! transaction that takes the addresses — one durable commit per attach —
@@ -85,7 +86,10 @@ pub(crate) fn endpoint(req: &AttachRequest, net: &Network, ips: &[IpAddr]) -> En
         request: req.clone(),
         addresses: plan.addresses,
         gateways: net.gateways.clone(),
-        mac: format_mac(&container_mac(&host_ifname)),
+        mac: req.mac.map_or_else(
+            || format_mac(&container_mac(&host_ifname)),
+            |m| m.to_string(),
+        ),
         host_ifname,
         routes: plan.routes.iter().map(|r| r.dst).collect(),
         ports: published(req, ips),

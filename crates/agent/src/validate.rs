@@ -2,7 +2,8 @@
 //!
 //! Ports, names and paths are checked by their types and by the kernel-facing
 //! crates; what is left is what only the agent can judge: fixed addresses
-//! against the network's subnets, and labels.
+//! against the network's subnets, labels, and whether a requested MAC may
+//! be an interface's.
 
 use crate::model::{AttachRequest, Network};
 use ipnet::IpNet;
@@ -14,11 +15,15 @@ use trellis_types::InvalidInput;
 const MAX_KEY: usize = 63;
 const MAX_VALUE: usize = 255;
 
-/// Checks labels and fixed addresses; `Ok` changes nothing either.
+/// Checks labels, ports, the interface name, the MAC and fixed addresses;
+/// `Ok` changes nothing either.
 pub(crate) fn check_request(req: &AttachRequest, net: &Network) -> Result<(), InvalidInput> {
     check_labels(req)?;
     check_ports(req, net)?;
     req.ifname.check_creatable("ifname")?;
+    if let Some(mac) = req.mac {
+        mac.check_assignable("mac")?;
+    }
     check_fixed(&req.fixed_addresses, net)
 }
 

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use trellis_agent::{AttachRequest, EndpointFilter, NetworkMode, NetworkSpec, PortSpec};
 use trellis_proto::v1 as pb;
 use trellis_types::{
-    ContainerId, Handle, IfName, InvalidInput, NetnsPath, NetworkName, PoolName, Protocol,
+    ContainerId, Handle, IfName, InvalidInput, MacAddr, NetnsPath, NetworkName, PoolName, Protocol,
 };
 
 /// Longest string accepted in any field, in bytes.
@@ -185,6 +185,10 @@ pub fn attach_request(r: pb::AttachRequest) -> Result<AttachRequest> {
         .iter()
         .map(|a| parse::<IpAddr>("fixed_addresses", a, "not an IP address"))
         .collect::<Result<Vec<_>>>()?;
+    let mac = match text("mac", &r.mac)? {
+        "" => None,
+        m => Some(MacAddr::parse("mac", m)?),
+    };
     Ok(AttachRequest {
         network,
         container,
@@ -193,6 +197,8 @@ pub fn attach_request(r: pb::AttachRequest) -> Result<AttachRequest> {
         ports,
         fixed_addresses,
         labels: labels(r.labels)?,
+        // Whether it may be an interface's is the core's to judge.
+        mac,
     })
 }
 
@@ -252,6 +258,14 @@ pub fn filter(r: pb::ListEndpointsRequest) -> Result<EndpointFilter> {
         container,
         labels: labels(r.labels)?,
     })
+}
+
+/// The network a garbage collection is scoped to; empty is the whole node.
+pub fn gc_network(network: &str) -> Result<Option<NetworkName>> {
+    match text("network", network)? {
+        "" => Ok(None),
+        n => NetworkName::parse("network", n).map(Some),
+    }
 }
 
 /// The attachments a garbage collection keeps.

@@ -256,6 +256,20 @@ fn bad_attaches_name_their_field() {
                 ..attach()
             },
         ),
+        (
+            "mac",
+            pb::AttachRequest {
+                mac: "0a:58:0a:f4:00".into(),
+                ..attach()
+            },
+        ),
+        (
+            "mac",
+            pb::AttachRequest {
+                mac: "0a-58-0a-f4-00-07".into(),
+                ..attach()
+            },
+        ),
     ];
     for (field, req) in cases {
         let e = attach_request(req).unwrap_err();
@@ -273,4 +287,33 @@ fn filters_treat_empty_as_any() {
         ..Default::default()
     };
     assert_eq!(filter(bad).unwrap_err().field, "container_id");
+}
+
+#[test]
+fn a_mac_converts_in_either_case_and_empty_is_the_agents_choice() {
+    assert_eq!(attach_request(attach()).unwrap().mac, None);
+    let r = attach_request(pb::AttachRequest {
+        mac: "0A:58:0a:F4:00:07".into(),
+        ..attach()
+    })
+    .unwrap();
+    assert_eq!(r.mac.unwrap().to_string(), "0a:58:0a:f4:00:07");
+    // Whether it may be an interface's is the core's to judge (one rule
+    // for every caller): a group address passes the edge as given.
+    let r = attach_request(pb::AttachRequest {
+        mac: "01:00:5e:00:00:01".into(),
+        ..attach()
+    })
+    .unwrap();
+    assert!(r.mac.unwrap().is_multicast());
+}
+
+#[test]
+fn a_collection_is_scoped_by_a_network_name_or_not_at_all() {
+    assert_eq!(gc_network("").unwrap(), None);
+    assert_eq!(gc_network("web").unwrap().unwrap().as_str(), "web");
+    for bad in ["a/b", &"n".repeat(61)] {
+        let e = gc_network(bad).unwrap_err();
+        assert_eq!(e.field, "network", "{e}");
+    }
 }

@@ -212,8 +212,14 @@ impl pb::Agent for AgentService {
         req: Request<pb::GarbageCollectRequest>,
     ) -> Reply<pb::GarbageCollectResponse> {
         self.gate.admit(&req, AgentMethod::GarbageCollect)?;
-        let valid = input::valid(&req.get_ref().valid).map_err(invalid)?;
-        let report = self.agent.garbage_collect(&valid).await.map_err(status)?;
+        let r = req.get_ref();
+        let network = input::gc_network(&r.network).map_err(invalid)?;
+        let valid = input::valid(&r.valid).map_err(invalid)?;
+        let report = self
+            .agent
+            .garbage_collect(network.as_ref(), &valid)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::GarbageCollectResponse {
             removed: report.removed.into_iter().map(output::attachment).collect(),
             errors: report.errors,

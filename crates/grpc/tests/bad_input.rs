@@ -33,6 +33,8 @@ pub enum Call {
     List(pb::ListEndpointsRequest),
     Check(&'static str, &'static str),
     Gc(&'static str, &'static str),
+    /// A collection scoped to a network, keeping nothing.
+    GcIn(&'static str),
 }
 
 async fn run(c: &mut AgentClient<Channel>, call: Call) -> Result<(), Status> {
@@ -85,10 +87,20 @@ async fn run(c: &mut AgentClient<Channel>, call: Call) -> Result<(), Status> {
                 container_id,
                 ifname,
             }];
-            c.garbage_collect(pb::GarbageCollectRequest { valid })
-                .await
-                .map(drop)
+            c.garbage_collect(pb::GarbageCollectRequest {
+                valid,
+                network: String::new(),
+            })
+            .await
+            .map(drop)
         }
+        Call::GcIn(network) => c
+            .garbage_collect(pb::GarbageCollectRequest {
+                valid: Vec::new(),
+                network: network.into(),
+            })
+            .await
+            .map(drop),
     }
 }
 

@@ -235,6 +235,26 @@ pub fn attach_cases(h: &Harness, c9: &Container) -> Vec<Case> {
             "labels",
             labels(1, "k", &"v".repeat(5000)),
         ),
+        bad(
+            "mac not a MAC",
+            "mac",
+            a(&|r| r.mac = "0a:58:0a:f4:00".into()),
+        ),
+        bad(
+            "multicast mac",
+            "mac",
+            a(&|r| r.mac = "01:00:5E:00:00:01".into()),
+        ),
+        bad(
+            "broadcast mac",
+            "mac",
+            a(&|r| r.mac = "ff:ff:ff:ff:ff:ff".into()),
+        ),
+        bad(
+            "all-zero mac",
+            "mac",
+            a(&|r| r.mac = "00:00:00:00:00:00".into()),
+        ),
         (
             "other settings",
             Call::Attach(other),
@@ -277,6 +297,13 @@ pub fn endpoint_cases() -> Vec<Case> {
             "gc bad attachment",
             "ifname",
             Call::Gc("c1", "eth0-too-long-name"),
+        ),
+        bad("gc bad network", "network", Call::GcIn("a/b")),
+        (
+            "gc unknown network",
+            Call::GcIn("nope"),
+            Code::NotFound,
+            "nope",
         ),
     ]
 }

@@ -132,6 +132,65 @@ async fn round_trip(h: Harness) {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_mac_is_set_and_a_collection_keeps_to_its_network() {
+    mac_and_scoped_gc(Harness::fake().await).await;
+}
+
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root and builds network namespaces; scripts/test runs it"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_mac_is_set_and_a_collection_keeps_to_its_network_in_real_namespaces() {
+    mac_and_scoped_gc(Harness::start().await).await;
+}
+
+/// The CNI plugin's two needs: the `mac` capability (the container's
+/// interface gets the MAC asked for, in either case, and the endpoint says
+/// it in lower case) and GC per network configuration.
+async fn mac_and_scoped_gc(h: Harness) {
+    let mut c = h.client.clone();
+    let (c1, c2) = (h.container("c1").await, h.container("c2").await);
+    create(&mut c, bridge("web", "10.88.0.0/24", "tbrweb")).await;
+    create(&mut c, bridge("db", "10.89.0.0/24", "tbrdb")).await;
+    let mut req = attach("web", "c1", &c1);
+    req.mac = "0A:58:0A:58:00:02".into();
+    let ep = c.attach(req.clone()).await.unwrap().into_inner();
+    assert_eq!(ep.mac, "0a:58:0a:58:00:02");
+    assert_eq!(h.mac_in(&c1, "eth0").as_deref(), Some("0a:58:0a:58:00:02"));
+    assert_eq!(c.attach(req.clone()).await.unwrap().into_inner(), ep);
+    req.mac = "0a:58:0a:58:00:03".into();
+    let other = c.attach(req).await.unwrap_err();
+    assert_eq!(other.code(), tonic::Code::AlreadyExists, "{other:?}");
+    let check = pb::CheckRequest {
+        container_id: "c1".into(),
+        ifname: String::new(),
+    };
+    let check = c.check(check).await.unwrap().into_inner();
+    assert!(check.ok, "{:?}", check.problems);
+
+    // db's collection, keeping nothing, takes c2 and leaves web's c1.
+    c.attach(attach("db", "c2", &c2)).await.unwrap();
+    let gc = pb::GarbageCollectRequest {
+        valid: Vec::new(),
+        network: "db".into(),
+    };
+    let report = c.garbage_collect(gc).await.unwrap().into_inner();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let removed = pb::Attachment {
+        container_id: "c2".into(),
+        ifname: "eth0".into(),
+    };
+    assert_eq!(report.removed, [removed]);
+    let all = pb::ListEndpointsRequest::default();
+    let left = c.list_endpoints(all).await.unwrap().into_inner().endpoints;
+    assert_eq!(left, [ep]);
+    assert_eq!(h.mac_in(&c2, "eth0"), None);
+    assert!(h.mac_in(&c1, "eth0").is_some());
+    h.stop().await;
+}
+
 async fn check_listings(c: &mut pb::AgentClient<tonic::transport::Channel>, ep: &pb::Endpoint) {
     let by_label = pb::ListEndpointsRequest {
         labels: [("app".to_owned(), "shop".to_owned())].into(),
@@ -166,7 +225,10 @@ async fn garbage_collect_keeps_c1(
         container_id: "c1".into(),
         ifname: String::new(),
     };
-    let gc = pb::GarbageCollectRequest { valid: vec![keep] };
+    let gc = pb::GarbageCollectRequest {
+        valid: vec![keep],
+        network: String::new(),
+    };
     let report = c.garbage_collect(gc).await.unwrap().into_inner();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let removed = pb::Attachment {

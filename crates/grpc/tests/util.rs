@@ -162,6 +162,28 @@ impl Harness {
         }
     }
 
+    /// The MAC of interface `ifname` in `c` (`aa:bb:…`), or `None` if it
+    /// has no such interface.
+    pub fn mac_in(&self, c: &Container, ifname: &str) -> Option<String> {
+        match (&self.kernel, c) {
+            (_, Container::Real(ns)) => {
+                let out = ns.exec(&["ip", "-o", "link", "show", "dev", ifname]);
+                if !out.status.success() {
+                    return None;
+                }
+                let line = String::from_utf8_lossy(&out.stdout);
+                let mut words = line.split_whitespace();
+                words.find(|w| *w == "link/ether")?;
+                words.next().map(str::to_owned)
+            }
+            (Kernel::Fake { kernel, .. }, Container::Fake(path)) => {
+                let link = kernel.link(&Ns::Path(path.clone()), ifname)?;
+                Some(trellis_link::format_mac(&link.mac))
+            }
+            (Kernel::Real(_), Container::Fake(_)) => unreachable!("a fake container"),
+        }
+    }
+
     /// [`Harness::state`] once the kernel has finished what it does on its
     /// own after a change (IPv6 link-local addresses and their routes appear
     /// when a link gets carrier, DAD runs): equal twice, half a second apart.

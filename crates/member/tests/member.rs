@@ -96,6 +96,7 @@ async fn attach(k: &FakeKernel, a: &Agent, c: &str) -> Result<IpNet, trellis_age
             ports: Vec::new(),
             fixed_addresses: Vec::new(),
             labels: Default::default(),
+            mac: None,
         })
         .await?;
     Ok(ep.addresses[0])

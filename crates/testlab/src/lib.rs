@@ -28,6 +28,7 @@
 
 pub mod cluster;
 mod netns;
+pub mod podman;
 pub mod python;
 pub mod routers;
 pub mod seed;

@@ -17,12 +17,14 @@
 
 mod address;
 mod error_class;
+mod mac;
 mod names;
 mod ports;
 mod scoped;
 
 pub use address::AgentAddress;
 pub use error_class::ErrorClass;
+pub use mac::MacAddr;
 pub use names::{ContainerId, Handle, IfName, NetnsPath};
 pub use ports::{PortMapping, Protocol};
 pub use scoped::{IpFamily, NetworkName, NodeName, PoolName};

@@ -3,7 +3,7 @@
 //! status.
 //!
 //! They are built on the same machinery as trellisd's commands, not beside
-//! it: one [`crate::conn::channel`] for sockets and TLS, [`crate::exit`]'s
+//! it: one [`trellis_client::channel`] for sockets and TLS, [`crate::exit`]'s
 //! codes for gRPC statuses, [`crate::render::output`] for table, JSON and
 //! YAML. What is the controller's own lives here, in the same layers:
 //! [`cli`] declares the subcommands, [`run`] builds requests and calls the

@@ -13,6 +13,7 @@ use trellis_nat::NatState;
 use trellis_route::PeerRoute;
 use trellis_route::ROUTED_HOST_MAC;
 use trellis_route::routed::host_prefix;
+use trellis_types::MacAddr;
 
 /// The node state `networks` and `endpoints` want, with a blackhole per
 /// block in `blocks` and, when `peer_routes` is `Some`, exactly those peer
@@ -114,11 +115,8 @@ pub(crate) fn normalise(st: &mut NatState) {
     st.ports.dedup();
 }
 
-/// `02:00:…` → bytes.
+/// `02:00:…` → bytes (a record's MAC was written by the agent, so it
+/// parses; `None` would leave the container end's MAC unjudged).
 fn parse_mac(s: &str) -> Option<trellis_link::Mac> {
-    let bytes: Vec<u8> = s
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).ok())
-        .collect::<Option<_>>()?;
-    trellis_link::Mac::try_from(bytes.as_slice()).ok()
+    s.parse::<MacAddr>().ok().map(MacAddr::octets)
 }

@@ -14,7 +14,9 @@
 //! Repairs are as gentle as the fault allows: a container side that lacks an
 //! address or a route, or is down, is brought back in place; a host route or
 //! neighbour is installed again; only a veth that is gone, off its bridge
-//! or of the wrong MAC is made again.
+//! or with the wrong MAC at either end is made again (the container end's
+//! is the record's: the one the attach asked for, or the one derived for
+//! it; the `Links` trait sets a MAC only when it makes a veth).
 
 use super::{Bridge, NodeState, Port};
 use ipnet::IpNet;
@@ -326,6 +328,18 @@ fn port_changes(want: &Port, have: Option<&Port>, out: &mut Vec<Change>) {
         let shown = have.host.mac.as_ref().map(format_mac).unwrap_or_default();
         remake.push(format!(
             "host veth {name} has MAC {shown}, not {}",
+            format_mac(mac)
+        ));
+    }
+    if let (Some(w), Some(h)) = (&want.container, &have.container)
+        && let Some(mac) = &w.mac
+        && h.mac.as_ref() != Some(mac)
+    {
+        let shown = h.mac.as_ref().map(format_mac).unwrap_or_default();
+        remake.push(format!(
+            "container interface {} in netns {} has MAC {shown}, not {}",
+            w.ifname,
+            w.netns,
             format_mac(mac)
         ));
     }

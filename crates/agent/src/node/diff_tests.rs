@@ -71,6 +71,7 @@ fn endpoint(net: &Network, container: &str, ips: &[&str], ports: &[(u16, u16)]) 
             .collect(),
         fixed_addresses: Vec::new(),
         labels: Default::default(),
+        mac: None,
     };
     let ips: Vec<IpAddr> = ips.iter().map(|s| s.parse().unwrap()).collect();
     plan::endpoint(&req, net, &ips)
@@ -436,4 +437,41 @@ host routes of p1/eth0
 "
     );
     assert_eq!(golden(&diff(&d, &o)), want);
+}
+
+#[test]
+fn a_container_end_with_another_mac_remakes_the_veth_with_the_records() {
+    let mut w = world();
+    // c1 asked for its MAC: the desired container end carries it.
+    let asked: trellis_types::MacAddr = "0a:58:c0:a8:ac:02".parse().unwrap();
+    let mut req = w.endpoints[0].request.clone();
+    req.mac = Some(asked);
+    w.endpoints[0] = plan::endpoint(&req, &w.networks[0], &["192.168.172.2".parse().unwrap()]);
+    let d = w.desired();
+    let c1 = veth(&w, "c1");
+    assert_eq!(
+        d.ports[&c1].container.as_ref().unwrap().mac,
+        Some(asked.octets())
+    );
+    assert_eq!(diff(&d, &as_observed(&d)), Vec::new());
+    let mut o = as_observed(&d);
+    o.ports
+        .get_mut(&c1)
+        .unwrap()
+        .container
+        .as_mut()
+        .unwrap()
+        .mac = Some([2, 0, 0, 0, 0, 9]);
+    let want = format!(
+        "veth {c1} of c1/eth0
+  container interface eth0 in netns /run/netns/c1 has MAC 02:00:00:00:00:09, not 0a:58:c0:a8:ac:02
+"
+    );
+    let changes = diff(&d, &o);
+    assert_eq!(golden(&changes), want);
+    assert!(
+        matches!(&changes[0], Change::CreatePort { replace: true, port, .. }
+            if port.container.as_ref().unwrap().mac == Some(asked.octets())),
+        "{changes:?}"
+    );
 }

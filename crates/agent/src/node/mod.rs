@@ -165,7 +165,8 @@ pub struct ContainerEnd {
     pub netns: NetnsPath,
     /// The interface's name inside it.
     pub ifname: IfName,
-    /// Its MAC (derived from the host veth's name).
+    /// Its MAC: the record's (the one the attach asked for, else derived
+    /// from the host veth's name); in a desired state `None` means any.
     pub mac: Option<Mac>,
     /// Administratively up.
     pub up: bool,

@@ -173,7 +173,7 @@ async fn collection_racing_attaches_and_detaches_takes_nothing_it_should_not() {
         async move {
             let mut rounds = 0;
             while !stop.load(Ordering::SeqCst) {
-                let gc = agent.garbage_collect(&valid).await.unwrap();
+                let gc = agent.garbage_collect(None, &valid).await.unwrap();
                 assert!(gc.removed.is_empty(), "collected a valid endpoint: {gc:?}");
                 assert!(gc.errors.is_empty(), "{gc:?}");
                 rounds += 1;
@@ -220,7 +220,7 @@ async fn collection_racing_attaches_and_detaches_takes_nothing_it_should_not() {
     // snapshot taken before it has run would still hold them.
     agent.settle().await;
     let before = kernel.snapshot();
-    let gc = agent.garbage_collect(&valid).await.unwrap();
+    let gc = agent.garbage_collect(None, &valid).await.unwrap();
     assert!(gc.removed.is_empty() && gc.errors.is_empty(), "{gc:?}");
     assert_eq!(kernel.snapshot(), before);
 }

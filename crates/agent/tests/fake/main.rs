@@ -5,5 +5,7 @@
 
 mod attach;
 mod export;
+mod gc;
+mod mac;
 mod membership;
 mod util;

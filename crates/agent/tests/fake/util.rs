@@ -83,5 +83,6 @@ pub fn request(
             .collect(),
         fixed_addresses: Vec::new(),
         labels: Default::default(),
+        mac: None,
     }
 }
