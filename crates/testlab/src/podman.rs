@@ -258,6 +258,20 @@ impl Podman {
         &self.cgroup_parent
     }
 
+    /// `program` run inside the host namespace and the harness's mount
+    /// namespace, ready to be spawned: for a daemon the containers' plugins
+    /// talk to (trellisd), which must see the container namespaces podman
+    /// mounts at `/run/netns/netns-…` — they exist in that mount namespace
+    /// only.
+    pub fn enter(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.netns.display()))
+            .arg(format!("--mount={}", self.dir.join("mntns/mnt").display()))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
     /// `podman <args>` inside the host namespace and the harness's mount
     /// namespace, with the harness's configuration, ready to be spawned.
     pub fn command(&self, args: &[&str]) -> Command {
