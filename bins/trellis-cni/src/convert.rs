@@ -10,6 +10,9 @@ use serde_json::Value;
 use std::net::IpAddr;
 use trellis_proto::v1 as pb;
 
+/// The MAC of every routed host end (trellis-route's `ROUTED_HOST_MAC`).
+const ROUTED_HOST_MAC: &str = "ee:ee:ee:ee:ee:ee";
+
 fn invalid(field: &str, value: impl std::fmt::Debug, why: &str) -> CniError {
     CniError::new(
         code::INVALID_CONFIG,
@@ -266,10 +269,17 @@ pub fn result(
     ep: &pb::Endpoint,
 ) -> Result<CniResult, CniError> {
     let mtu = network.spec.as_ref().map(|s| s.mtu).filter(|m| *m > 0);
+    // The host end's MAC is known for routed networks (every host end
+    // answers proxy-ARP as ee:ee:ee:ee:ee:ee); a bridge port's is the
+    // kernel's choice, which trellisd does not record.
+    let routed = network
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.mode == pb::NetworkMode::Routed as i32);
     let interfaces = vec![
         Interface {
             name: ep.host_ifname.clone(),
-            mac: None,
+            mac: routed.then(|| ROUTED_HOST_MAC.to_owned()),
             sandbox: None,
             mtu,
         },

@@ -171,6 +171,7 @@ fn an_endpoint_becomes_a_result_with_gateways_and_on_link_routes() {
     };
     let r = result(&conf(base()), &net, &ep).unwrap();
     assert_eq!(r.interfaces[0].name, "trl1234");
+    assert_eq!(r.interfaces[0].mac.as_deref(), Some("ee:ee:ee:ee:ee:ee"));
     assert_eq!(r.interfaces[1].sandbox.as_deref(), Some("/run/netns/c1"));
     assert_eq!(r.interfaces[1].mtu, Some(1450));
     assert_eq!(r.ips[0].gateway, Some("169.254.1.1".parse().unwrap()));
