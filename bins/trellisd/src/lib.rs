@@ -110,6 +110,22 @@ fn join(
     node: &str,
     c: &config::Cluster,
 ) -> Result<impl Future<Output = ()> + Send + 'static> {
+    // The controller lets a node act only as the node its certificate
+    // names: one that names another would be refused on every call, so it
+    // stops here, saying so, instead of retrying forever.
+    if let Some((cert, _)) = &c.identity {
+        let pem =
+            std::fs::read(cert).with_context(|| format!("--controller-cert {}", cert.display()))?;
+        let named = trellis_grpc::identity::from_pem(&pem)
+            .with_context(|| format!("--controller-cert {}", cert.display()))?;
+        match named {
+            trellis_grpc::identity::Caller::Node(n) if n.as_str() == node => {}
+            other => anyhow::bail!(
+                "--controller-cert {} names {other}, not node:{node}: the controller would refuse every call of this node (make one with scripts/certs node {node})",
+                cert.display()
+            ),
+        }
+    }
     let tls = c.ca.clone().map(|ca| trellis_member::TlsFiles {
         ca,
         identity: c.identity.clone(),

@@ -155,6 +155,17 @@ pub fn from_certificate(der: &CertificateDer<'_>) -> Result<Caller, IdentityErro
     from_uris(cert.valid_uri_names())
 }
 
+/// The identity the first certificate of PEM text `pem` names: what a
+/// daemon checks about its own certificate before it presents it.
+pub fn from_pem(pem: &[u8]) -> Result<Caller, IdentityError> {
+    use rustls_pki_types::pem::PemObject;
+    let der = CertificateDer::pem_slice_iter(pem)
+        .next()
+        .ok_or_else(|| IdentityError::Unparsable("no PEM certificate".into()))?
+        .map_err(|e| IdentityError::Unparsable(e.to_string()))?;
+    from_certificate(&der)
+}
+
 /// The identity named by a certificate's URI SANs `uris`: exactly one of
 /// them must start with [`URI_PREFIX`]; others are ignored.
 pub fn from_uris<'a>(uris: impl IntoIterator<Item = &'a str>) -> Result<Caller, IdentityError> {
