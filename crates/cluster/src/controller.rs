@@ -15,6 +15,9 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 /// Default grace after a lease lapses before a dead node's blocks go back.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(600);
 
+/// Default of [`Config::watch_buffer`]: more than a thousand claims.
+pub const DEFAULT_WATCH_BUFFER: usize = 4096;
+
 /// How the controller behaves.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,6 +28,11 @@ pub struct Config {
     pub grace: Duration,
     /// Compare-and-swap attempts before [`Error::Contention`].
     pub max_attempts: u32,
+    /// How many changes a watcher may fall behind the controller's one
+    /// watch of the store before it is cut off ([`Error::WatchEnded`]; it
+    /// watches again from where it was), so that no watcher slows the
+    /// others.
+    pub watch_buffer: usize,
 }
 
 impl Default for Config {
@@ -33,6 +41,7 @@ impl Default for Config {
             lease_ttl: DEFAULT_LEASE_TTL,
             grace: DEFAULT_GRACE,
             max_attempts: 64,
+            watch_buffer: DEFAULT_WATCH_BUFFER,
         }
     }
 }
@@ -55,10 +64,12 @@ pub struct Controller {
     /// The last snapshot read for a watch, shared by the watches that open
     /// while it is fresh (see [`Controller::shared_snapshot`]).
     pub(crate) shared: tokio::sync::Mutex<Option<(Instant, Arc<crate::Snapshot>)>>,
-    /// The last changes made typed for a watch, by revision, for the other
-    /// watches to take instead of reading the store again (see
-    /// `Controller::typed_change`).
-    pub(crate) typed: Mutex<std::collections::VecDeque<(u64, Option<crate::Event>)>>,
+    /// The one store watch every watch of the cluster follows, once the
+    /// first watch started it (see `crate::hub`).
+    pub(crate) hub: Mutex<Option<Arc<crate::hub::Hub>>>,
+    /// Held while a hub starts, so that watches arriving together start
+    /// one, not one each.
+    pub(crate) hub_start: tokio::sync::Mutex<()>,
     /// Since when a node not heard from has its lease counted: the start,
     /// or the moment this replica last took office.
     started: Mutex<Instant>,
@@ -81,7 +92,8 @@ impl Controller {
             leases: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
             shared: tokio::sync::Mutex::new(None),
-            typed: Mutex::new(std::collections::VecDeque::new()),
+            hub: Mutex::new(None),
+            hub_start: tokio::sync::Mutex::new(()),
             started: Mutex::new(Instant::now()),
             pool_locks: Mutex::new(HashMap::new()),
         }

@@ -26,6 +26,11 @@ pub enum Error {
     /// A watch asked for a revision the store no longer holds.
     #[error("revision {0} is compacted away: watch from 0 for a fresh snapshot")]
     Compacted(u64),
+    /// A watch was cut off: it fell too far behind the others, or the
+    /// controller's watch of the store ended. The watcher watches again
+    /// from the revision after the last one it saw.
+    #[error("watch ended: {0}; watch again from the revision after the last one seen")]
+    WatchEnded(String),
     /// Concurrent writers kept winning the compare-and-swap.
     #[error("{what}: gave up after {attempts} conflicting concurrent updates; retry")]
     Contention {
@@ -57,7 +62,7 @@ impl Error {
             Error::Exhausted(_) => ErrorClass::ResourceExhausted,
             Error::Precondition(_) => ErrorClass::FailedPrecondition,
             Error::Compacted(_) => ErrorClass::OutOfRange,
-            Error::Contention { .. } => ErrorClass::Unavailable,
+            Error::Contention { .. } | Error::WatchEnded(_) => ErrorClass::Unavailable,
             Error::Store(trellis_store::Error::Compacted { .. }) => ErrorClass::OutOfRange,
             // The store was out of reach: the caller retries (every
             // operation is idempotent, claims through `claim_block`'s check).

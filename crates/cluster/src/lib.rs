@@ -39,6 +39,10 @@
 //! * **Watch = snapshot + changes at store revisions.** A watcher resumes
 //!   from the revision after the last one it saw; one that fell behind the
 //!   store's history gets a fresh snapshot marked `reset` ([`watch`]).
+//! * **One store watch, however many watchers.** The controller watches
+//!   the store once, types each change once and fans it out to every
+//!   watcher; a watcher that does not keep up is cut off and watches again,
+//!   so it never slows the others (`hub`).
 //!
 //! * **The controller reads nodes, through a trait.** What a node's own
 //!   IPAM really holds is the node's to say; the IPAM check reads it
@@ -52,6 +56,7 @@ mod blocks;
 mod check;
 mod controller;
 mod error;
+mod hub;
 pub mod keys;
 mod model;
 mod nodes;
@@ -61,7 +66,7 @@ pub mod reader;
 pub mod watch;
 
 pub use check::check_invariants;
-pub use controller::{Config, Controller, DEFAULT_GRACE, DEFAULT_LEASE_TTL};
+pub use controller::{Config, Controller, DEFAULT_GRACE, DEFAULT_LEASE_TTL, DEFAULT_WATCH_BUFFER};
 pub use error::{Error, ErrorClass};
 pub use model::{
     BRIDGE_BLOCK_V4, BRIDGE_BLOCK_V6, Block, BlockRecord, BlockUsage, ClusterNetwork,

@@ -50,8 +50,14 @@ impl Controller {
     /// lease from now, as after a restart — what another replica saw of the
     /// nodes' renewals is not known here, and a change of leader must only
     /// ever delay a node's death, never hasten it.
+    ///
+    /// The controller's watch of the store (its hub) restarts too, with
+    /// whatever watches follow it: the changes it typed as a follower carry
+    /// the leases and usage a follower knows (none). Those watches end
+    /// with an error and watch again, as they do when office is lost.
     pub fn take_office(&self) {
         self.restart_leases(Instant::now());
+        self.stop_hub();
     }
 }
 

@@ -607,3 +607,5 @@ async fn a_claim_whose_answer_was_lost_answers_the_block_it_wrote() {
     assert_eq!(held[0].prefix, b.prefix);
     assert!(check_invariants(&**c.store()).await.unwrap().is_empty());
 }
+
+mod fan_out;

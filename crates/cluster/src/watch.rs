@@ -1,9 +1,12 @@
 //! Watch: a snapshot of the cluster at a revision, then every change after
-//! it, typed. Built on the store's own watch, so a watcher resumes from the
+//! it, typed. Changes are at store revisions, so a watcher resumes from the
 //! revision after the last one it saw; one that fell behind the store's
-//! history gets a fresh snapshot marked `reset`.
+//! history gets a fresh snapshot marked `reset`. Every watch follows the
+//! controller's one store watch (`crate::hub`); one from before it began
+//! reads the store itself until it catches up.
 
 use crate::blocks::block_view;
+use crate::hub::{Hub, Subscription};
 use crate::model::{Block, BlockRecord, ClusterNetwork, Node, NodeRecord, Pool, decode};
 use crate::{Controller, Error, keys};
 use futures::{Stream, StreamExt};
@@ -40,7 +43,8 @@ pub struct Snapshot {
 /// one read of the store and one copy of the cluster, not a thousand.
 pub const SHARED_SNAPSHOT_AGE: Duration = Duration::from_secs(1);
 
-/// How many typed changes are kept for the watches behind the first.
+/// How many typed changes the controller's watch hub keeps, for watches
+/// that resume from a recent revision.
 pub const TYPED_KEPT: usize = 1024;
 
 /// One change after a snapshot.
@@ -132,92 +136,113 @@ impl Controller {
 
     /// Watches the cluster: from `from_revision` (`0`: a snapshot first,
     /// then changes from the revision after it).
+    ///
+    /// The changes come from the controller's one store watch (its hub,
+    /// started by the first watch) when it holds every change from the
+    /// revision asked for. A watch from further back reads the store itself
+    /// until it reaches what the hub holds, then follows the hub. A watch
+    /// from a revision the store no longer holds gets a fresh snapshot
+    /// marked `reset`.
     pub async fn watch(self: &Arc<Self>, from_revision: u64) -> Result<EventStream, Error> {
         if from_revision == 0 {
             let s = self.shared_snapshot().await?;
-            match self.store.watch(keys::ROOT, s.revision + 1).await {
-                Ok(w) => return Ok(self.stream(Some(s), w)),
+            match self.follow(Some(Arc::clone(&s)), s.revision + 1).await {
                 // The shared snapshot is older than the store's history:
                 // a fresh one, as for a compacted revision.
-                Err(trellis_store::Error::Compacted { .. }) => {}
-                Err(e) => return Err(e.into()),
+                Err(Error::Store(trellis_store::Error::Compacted { .. })) => {}
+                other => return other,
             }
             let s = Arc::new(self.snapshot().await?);
-            let w = self.store.watch(keys::ROOT, s.revision + 1).await?;
-            return Ok(self.stream(Some(s), w));
+            return self.follow(Some(Arc::clone(&s)), s.revision + 1).await;
         }
-        match self.store.watch(keys::ROOT, from_revision).await {
-            Ok(w) => Ok(self.stream(None, w)),
-            Err(trellis_store::Error::Compacted { .. }) => {
+        match self.follow(None, from_revision).await {
+            Err(Error::Store(trellis_store::Error::Compacted { .. })) => {
                 let mut s = self.snapshot().await?;
                 s.reset = true;
-                let w = self.store.watch(keys::ROOT, s.revision + 1).await?;
-                Ok(self.stream(Some(Arc::new(s)), w))
+                let s = Arc::new(s);
+                self.follow(Some(Arc::clone(&s)), s.revision + 1).await
             }
-            Err(e) => Err(e.into()),
+            other => other,
+        }
+    }
+
+    /// `first`, then the changes from revision `from`: from the hub, or
+    /// from the store until the hub holds them. Fails with the store's
+    /// [`trellis_store::Error::Compacted`] when `from` is past its history.
+    async fn follow(
+        self: &Arc<Self>,
+        first: Option<Arc<Snapshot>>,
+        from: u64,
+    ) -> Result<EventStream, Error> {
+        // Gives the hub a turn first: one whose store watch has already
+        // failed, but which has not run since, would otherwise be judged
+        // able to serve, and cut this watcher off at once.
+        tokio::task::yield_now().await;
+        let running = self.lock_hub().clone();
+        let sub = match running.and_then(|h| h.subscribe(from)) {
+            Some(sub) => sub,
+            None => self.start_hub(from).await?,
+        };
+        let Some(join) = sub.behind() else {
+            return Ok(self.stream(first, None, sub));
+        };
+        // The hub began after `from`: read the store up to where it began.
+        let events = self.store.watch(keys::ROOT, from).await?;
+        Ok(self.stream(first, Some((events, join)), sub))
+    }
+
+    /// Joins the running hub, or starts one at `from` (one at a time: the
+    /// watches that arrive meanwhile join it).
+    async fn start_hub(self: &Arc<Self>, from: u64) -> Result<Subscription, Error> {
+        let _turn = self.hub_start.lock().await;
+        let running = self.lock_hub().clone();
+        if let Some(sub) = running.and_then(|h| h.subscribe(from)) {
+            return Ok(sub);
+        }
+        let events = self.store.watch(keys::ROOT, from).await?;
+        let (hub, sub) = Hub::start(
+            Arc::downgrade(self),
+            from,
+            events,
+            TYPED_KEPT,
+            self.config.watch_buffer,
+        );
+        *self.lock_hub() = Some(hub);
+        Ok(sub)
+    }
+
+    fn lock_hub(&self) -> std::sync::MutexGuard<'_, Option<Arc<Hub>>> {
+        self.hub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops the hub (see [`Controller::take_office`]); the next watch
+    /// starts another.
+    pub(crate) fn stop_hub(&self) {
+        if let Some(hub) = self.lock_hub().take() {
+            hub.stop();
         }
     }
 
     fn stream(
         self: &Arc<Self>,
         first: Option<Arc<Snapshot>>,
-        events: trellis_store::WatchStream,
+        own: Option<(trellis_store::WatchStream, u64)>,
+        sub: Subscription,
     ) -> EventStream {
-        let me = Arc::clone(self);
-        let changes = events
-            .then(move |e| {
-                let me = Arc::clone(&me);
-                async move {
-                    match e {
-                        Ok(e) => me.typed_change(e).await,
-                        // Fell behind the store's history mid-stream: the
-                        // watcher watches again from 0 (a fresh snapshot).
-                        Err(trellis_store::Error::Compacted { requested, .. }) => {
-                            Err(Error::Compacted(requested))
-                        }
-                        Err(e) => Err(e.into()),
-                    }
-                }
-            })
-            .filter_map(|c| async move { c.transpose() });
+        let follow = Follow {
+            me: Arc::clone(self),
+            own,
+            sub,
+            done: false,
+        };
+        let changes = futures::stream::unfold(follow, Follow::next);
         let head = futures::stream::iter(first.map(|s| Ok(Event::Snapshot(s))));
         Box::pin(head.chain(changes))
     }
 
-    /// [`Controller::change`], done once per revision for all watches: a
-    /// block's change reads its owner from the store, and a thousand
-    /// watching nodes would read it a thousand times. The last
-    /// [`TYPED_KEPT`] are kept; a watch further behind types its own.
-    async fn typed_change(&self, e: WatchEvent) -> Result<Option<Event>, Error> {
-        let rev = e.revision();
-        {
-            let typed = self.lock_typed();
-            if let Ok(i) = typed.binary_search_by_key(&rev, |(r, _)| *r) {
-                return Ok(typed[i].1.clone());
-            }
-        }
-        let c = self.change(e).await?;
-        let mut typed = self.lock_typed();
-        // Watches type a revision at about the same time; keep it once, in
-        // order (one that typed a revision late does not reorder).
-        if typed.back().is_none_or(|(r, _)| *r < rev) {
-            typed.push_back((rev, c.clone()));
-            if typed.len() > TYPED_KEPT {
-                typed.pop_front();
-            }
-        }
-        Ok(c)
-    }
-
-    fn lock_typed(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(u64, Option<Event>)>> {
-        self.typed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The typed change of one store event; `None` for keys that are not
     /// the cluster's objects (guards).
-    async fn change(&self, e: WatchEvent) -> Result<Option<Event>, Error> {
+    pub(crate) async fn change(&self, e: WatchEvent) -> Result<Option<Event>, Error> {
         let rev = e.revision();
         let Some(key) = keys::parse(e.key()) else {
             return Ok(None);
@@ -246,5 +271,62 @@ impl Controller {
             }
         };
         Ok(Some(Event::Change(rev, change)))
+    }
+}
+
+/// A watch's changes after its snapshot: its own store watch while it is
+/// behind the hub (`own`, with the revision from which the hub holds every
+/// change), then the hub's.
+struct Follow {
+    me: Arc<Controller>,
+    own: Option<(trellis_store::WatchStream, u64)>,
+    sub: Subscription,
+    done: bool,
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(Result<Event, Error>, Self)> {
+        if self.done {
+            return None;
+        }
+        let item = match self.own_next().await {
+            Some(item) => item,
+            None if self.done => return None,
+            None => self.sub.next().await,
+        };
+        // An error ends the watch: the watcher watches again from the
+        // revision after the last it saw.
+        self.done = item.is_err();
+        Some((item, self))
+    }
+
+    /// The next change from the watch's own store watch; `None` once it
+    /// has reached the hub's changes (or ended: `done`).
+    async fn own_next(&mut self) -> Option<Result<Event, Error>> {
+        let (events, join) = self.own.as_mut()?;
+        loop {
+            match events.next().await {
+                Some(Ok(e)) if e.revision() < *join => match self.me.change(e).await {
+                    Ok(Some(c)) => return Some(Ok(c)),
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
+                },
+                // The hub holds this change and every one after.
+                Some(Ok(_)) => {
+                    self.own = None;
+                    return None;
+                }
+                // Fell behind the store's history mid-stream: the watcher
+                // watches again, and gets a fresh snapshot.
+                Some(Err(trellis_store::Error::Compacted { requested, .. })) => {
+                    return Some(Err(Error::Compacted(requested)));
+                }
+                Some(Err(e)) => return Some(Err(e.into())),
+                None => {
+                    self.done = true;
+                    return None;
+                }
+            }
+        }
     }
 }

@@ -7,8 +7,8 @@ use crate::{Error, Expect, KvStore, Listing, MemoryStore, Op, Versioned, WatchSt
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A memory store that counts `get`s, `list`s and commits (each `put_if`,
-/// `delete_if` or `txn` call is one), and fails every commit that touches a
+/// A memory store that counts `get`s, `list`s, `watch`es and commits (each
+/// `put_if`, `delete_if` or `txn` call is one), and fails every commit that touches a
 /// key under [`InstrumentedStore::refusing`]'s prefix with a backend error.
 #[derive(Default)]
 pub struct InstrumentedStore {
@@ -18,6 +18,7 @@ pub struct InstrumentedStore {
     lose: std::sync::atomic::AtomicBool,
     gets: AtomicUsize,
     lists: AtomicUsize,
+    watches: AtomicUsize,
     commits: AtomicUsize,
 }
 
@@ -63,6 +64,12 @@ impl InstrumentedStore {
     /// count of `get`s alone does not show.
     pub fn lists(&self) -> usize {
         self.lists.load(Ordering::Relaxed)
+    }
+
+    /// `watch` calls so far (refused ones included): each is one watch
+    /// stream on a networked store.
+    pub fn watches(&self) -> usize {
+        self.watches.load(Ordering::Relaxed)
     }
 
     /// Commit calls so far (refused ones included).
@@ -123,6 +130,8 @@ impl KvStore for InstrumentedStore {
     }
 
     async fn watch(&self, prefix: &str, from_revision: u64) -> Result<WatchStream, Error> {
+        self.round_trip().await;
+        self.watches.fetch_add(1, Ordering::Relaxed);
         self.inner.watch(prefix, from_revision).await
     }
 }
@@ -159,6 +168,10 @@ mod tests {
             .await
             .unwrap();
         assert!(s.list("yes").await.unwrap().entries.is_empty());
-        assert_eq!((s.gets(), s.lists(), s.commits()), (2, 1, 4));
+        drop(s.watch("yes", 0).await.unwrap());
+        assert_eq!(
+            (s.gets(), s.lists(), s.watches(), s.commits()),
+            (2, 1, 1, 4)
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! Watch: the core's snapshot and changes, as a server stream.
 //!
-//! The core's stream is pulled, not pushed: it reads the store's history at
-//! the watcher's pace. A task pulls it into a small channel, so a watcher
-//! that reads slowly costs [`BUFFER`] messages here and its place in the
-//! store's history; once the history has moved past it, the core's stream
-//! fails with OUT_OF_RANGE, the watcher is cut off, and it resumes from the
-//! revision after the last it saw (getting a fresh snapshot marked
-//! `reset`). Nothing is buffered without bound, and nothing is skipped
-//! silently. A snapshot goes out in parts ([`output::SNAPSHOT_PART`]
+//! Every watch is fed by the core's one store watch (its hub). A task pulls
+//! the core's stream into a small channel, so a watcher that reads slowly
+//! costs [`BUFFER`] messages here and its place in the hub's buffer; once
+//! it falls further behind than the hub keeps (`Config::watch_buffer`
+//! changes), it is cut off with UNAVAILABLE and resumes from the revision
+//! after the last it saw (from the hub's ring, or the store; a revision the
+//! store compacted gets a fresh snapshot marked `reset`). Nothing is
+//! buffered without bound, no watcher slows the others, and nothing is
+//! skipped silently. A snapshot goes out in parts ([`output::SNAPSHOT_PART`]
 //! objects each), so no message grows with the cluster.
 
 use super::errors::status;
