@@ -1,7 +1,8 @@
 //! The daemons a benchmark runs: trellisd, trellis-controller, each a real
-//! binary started inside a namespace the bench made (`ip netns exec`, which
-//! execs it: the child is the daemon itself), with a temporary state
-//! directory and unix socket, logging to a file there.
+//! binary started inside a namespace the bench made (`ip netns exec`, or
+//! `nsenter` into a podman harness's namespaces; both exec it: the child is
+//! the daemon itself), with a temporary state directory and unix socket,
+//! logging to a file there.
 //!
 //! Every daemon started here is registered until it is reaped, so that the
 //! bench's signal thread ([`kill_all`]) leaves none behind on Ctrl-C.
@@ -61,6 +62,8 @@ pub struct Daemon {
     child: Child,
     /// `ip netns exec <host> <binary> …`, to start it again.
     command: Command,
+    /// The name the kernel gives the process (see [`comm_of`]).
+    comm: String,
     socket: PathBuf,
     log: PathBuf,
     // Last: removed after the daemon is dead.
@@ -79,16 +82,25 @@ impl Daemon {
     /// socket in a fresh temporary directory, then `args`; waits until its
     /// socket accepts connections. Registered for [`kill_all`].
     pub fn start_with(binary: &Path, host: &Netns, args: &[&str]) -> Result<Daemon> {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", host.name()]).arg(binary);
+        Daemon::start_command(command, binary, args)
+    }
+
+    /// Starts `command` — a program that execs `binary` (trellisd, or
+    /// trellis-controller) inside some namespaces, `binary` its last word,
+    /// e.g. a podman harness's `nsenter … -- trellisd` — with a state
+    /// directory and a socket in a fresh temporary directory, then `args`;
+    /// waits until its socket accepts connections. Registered for
+    /// [`kill_all`].
+    pub fn start_command(mut command: Command, binary: &Path, args: &[&str]) -> Result<Daemon> {
         let dir = tempfile::tempdir().context("tempdir for a daemon")?;
         let name = binary
             .file_name()
             .map_or_else(|| "daemon".into(), |n| n.to_string_lossy().into_owned());
         let socket = dir.path().join(format!("run/{name}.sock"));
         let log = dir.path().join(format!("{name}.log"));
-        let mut command = Command::new("ip");
         command
-            .args(["netns", "exec", host.name()])
-            .arg(binary)
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .arg("--socket")
@@ -103,10 +115,12 @@ impl Daemon {
                 command.env_remove(k);
             }
         }
-        let child = spawn(&mut command, &log)?;
+        let comm = comm_of(binary.as_os_str());
+        let child = spawn(&mut command, &log, &comm)?;
         let mut d = Daemon {
             child,
             command,
+            comm,
             socket,
             log,
             _dir: dir,
@@ -124,7 +138,7 @@ impl Daemon {
             "trellisd {} still runs; stop it first",
             self.child.id()
         );
-        self.child = spawn(&mut self.command, &self.log)?;
+        self.child = spawn(&mut self.command, &self.log, &self.comm)?;
         Ok(())
     }
 
@@ -193,13 +207,9 @@ impl Daemon {
         }
     }
 
-    /// The daemon's name (its binary's file name).
-    fn name(&self) -> String {
-        self.command
-            .get_args()
-            .nth(3)
-            .and_then(|b| Path::new(b).file_name())
-            .map_or_else(|| "daemon".into(), |n| n.to_string_lossy().into_owned())
+    /// The daemon's name (its binary's file name, cut to 15 bytes).
+    fn name(&self) -> &str {
+        &self.comm
     }
 
     /// The daemon's log so far (for errors).
@@ -270,22 +280,21 @@ pub fn kill_all() {
     }
 }
 
-/// Spawns `command` with stderr appended to `log` (one log across restarts).
-fn spawn(command: &mut Command, log: &Path) -> Result<Child> {
+/// Spawns `command`, which execs the daemon known to the kernel as `comm`,
+/// with stderr appended to `log` (one log across restarts).
+fn spawn(command: &mut Command, log: &Path, comm: &str) -> Result<Child> {
     let log = File::options()
         .create(true)
         .append(true)
         .open(log)
         .context("daemon log file")?;
-    // `ip netns exec <ns> <binary> …`: the binary is the fourth argument.
-    let comm = comm_of(command.get_args().nth(3).unwrap_or_default());
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .with_context(|| format!("spawn ip netns exec {comm}"))?;
-    running().insert(child.id(), comm);
+        .with_context(|| format!("spawn {command:?}"))?;
+    running().insert(child.id(), comm.to_owned());
     Ok(child)
 }
 

@@ -49,6 +49,8 @@ mod grpc_report;
 mod monitor;
 mod netavark;
 mod peers;
+mod podman;
+mod podman_report;
 mod report;
 mod restart;
 mod scenarios;
@@ -94,6 +96,8 @@ enum Cli {
     Cluster(cluster::Options),
     /// BGP export: block claimed → route in BIRD, bulk prefixes to BIRD.
     Bgp(bgp::Options),
+    /// `podman run` with trellis-cni, the CNI bridge plugin and netavark.
+    Podman(podman::Options),
     /// The speaker child of `bgp` (hidden), with its arguments.
     BgpSpeaker(Vec<String>),
     /// Print usage.
@@ -109,6 +113,7 @@ const USAGE: &str =
                              [--store redb|etcd|redb,etcd] [--failovers F]
        trellis-bench bgp [--blocks B] [--prefixes P] [--rounds R] [--no-v6]
                          [--trellisd PATH]
+       trellis-bench podman [--runs N]
   attach   bridge mode beside CNI bridge+host-local and netavark
   routed   routed mode beside CNI ptp+host-local
   grpc     the trellisd binary over its unix socket beside CNI bridge(+portmap) and
@@ -132,7 +137,12 @@ const USAGE: &str =
            route in BIRD's table, p50/p90/p99 over B blocks (default 100, 64 attaches
            each; target p99 ≤ 50 ms); then the speaker alone in a child process: P
            prefixes (default 10000) IPv4, then IPv6, announced and withdrawn until BIRD
-           has them all / none, R rounds (default 10); UPDATEs sent, speaker and BIRD RSS";
+           has them all / none, R rounds (default 10); UPDATEs sent, speaker and BIRD RSS
+  podman   podman 4.3 in the bench's namespaces: the wall time of `podman run --rm --network
+           NET busybox true` on a trellis-cni bridge network (trellisd in the harness's
+           namespaces), the CNI bridge plugin + host-local and netavark (podman network create),
+           and --network none as podman's own floor: p50/p90/max over N runs each (default 20,
+           after 2 uncounted), interleaved round-robin, each setup in a fresh host namespace";
 
 fn number(
     it: &mut dyn Iterator<Item = &str>,
@@ -235,6 +245,7 @@ fn parse(args: &[String]) -> Result<Cli> {
         Some("restart") => return parse_restart(it),
         Some("cluster") => return Ok(options(it)?.map_or(Cli::Help, Cli::Cluster)),
         Some("bgp") => return Ok(options(it)?.map_or(Cli::Help, Cli::Bgp)),
+        Some("podman") => return Ok(options(it)?.map_or(Cli::Help, Cli::Podman)),
         Some(bgp::speaker::SUBCOMMAND) => {
             return Ok(Cli::BgpSpeaker(it.map(str::to_owned).collect()));
         }
@@ -284,6 +295,7 @@ fn main() -> Result<()> {
         Cli::Restart { counts, trellisd } => restart_bench(&counts, trellisd.as_deref()),
         Cli::Cluster(options) => cluster::run(&options),
         Cli::Bgp(options) => bgp::run(&options),
+        Cli::Podman(options) => podman::run(&options),
         Cli::BgpSpeaker(args) => bgp::speaker::main(&args),
     }
 }
@@ -309,6 +321,10 @@ fn stop_cleanly_on_signals() -> Result<()> {
             daemon::kill_all();
             etcd::kill_members();
             bgp::kill_routers();
+            let h = trellis_testlab::podman::remove_own_harnesses();
+            if h > 0 {
+                eprintln!("trellis-bench: removed {h} podman harnesses");
+            }
             let n = trellis_testlab::remove_own_namespaces();
             eprintln!("trellis-bench: removed {n} namespaces");
             std::process::exit(128 + signal as i32);
@@ -892,6 +908,27 @@ mod tests {
             parse(&args(&["bgp-speaker", "--prefixes", "7"])).unwrap(),
             Cli::BgpSpeaker(args(&["--prefixes", "7"]))
         );
+    }
+
+    #[test]
+    fn parses_podman_runs() {
+        assert_eq!(
+            parse(&args(&["podman"])).unwrap(),
+            Cli::Podman(podman::Options { runs: 20 })
+        );
+        assert_eq!(
+            parse(&args(&["podman", "--runs", "10"])).unwrap(),
+            Cli::Podman(podman::Options { runs: 10 })
+        );
+        assert_eq!(parse(&args(&["podman", "--help"])).unwrap(), Cli::Help);
+        for bad in [
+            &["podman", "--runs"][..],
+            &["podman", "--runs", "0"],
+            &["podman", "--runs", "x"],
+            &["podman", "--count", "3"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

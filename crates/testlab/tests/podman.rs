@@ -1,14 +1,15 @@
 //! `trellis_testlab::podman`, checked: podman runs busybox containers on the
-//! CNI reference `bridge` plugin inside a test's namespace, keeps its state in
-//! the harness's directory, and leaves nothing behind when dropped.
+//! CNI reference `bridge` plugin, and on a netavark network, inside a test's
+//! namespace, keeps its state in the harness's directory, and leaves nothing
+//! behind when dropped.
 //!
-//! Each test has its own host namespace, so both use 10.77.0.0/24; bridge
+//! Each test has its own host namespace, so all use 10.77.0.0/24; bridge
 //! names are unique anyway.
 
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
-use trellis_testlab::podman::{BUSYBOX_IMAGE, Podman, conmon_processes_of};
+use trellis_testlab::podman::{BUSYBOX_IMAGE, Backend, Podman, conmon_processes_of};
 use trellis_testlab::{Netns, require_root, unique_name};
 
 const SUBNET: &str = "10.77.0.0/24";
@@ -188,5 +189,98 @@ fn dropping_the_harness_stops_running_containers_and_removes_their_veths() {
         veths(&host),
         "",
         "the container's veth outlived the harness"
+    );
+}
+
+/// The machine's own NAT rules (its namespace, read only) that name netavark.
+fn machine_netavark_rules() -> Vec<String> {
+    let out = std::process::Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .expect("run iptables");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("NETAVARK"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root, builds network namespaces and runs podman; scripts/test runs it"
+)]
+#[test]
+fn a_netavark_harness_runs_a_container_with_its_state_and_rules_in_the_test_namespace() {
+    require_root();
+    let absent = absent_machine_dirs();
+    let machine_rules = machine_netavark_rules();
+    let host = Netns::new("pmnv");
+    let podman = Podman::with_backend(host.name(), Backend::Netavark).unwrap();
+    let dir = podman.dir().to_path_buf();
+    assert_eq!(podman.info().unwrap()["host"]["networkBackend"], "netavark");
+    podman.import_busybox(BUSYBOX_IMAGE).unwrap();
+    assert!(podman.write_conflist("x", &bridge_network("x")).is_err());
+    podman
+        .podman(&[
+            "network",
+            "create",
+            "--disable-dns",
+            "--subnet",
+            SUBNET,
+            "nvnet",
+        ])
+        .unwrap();
+    assert!(podman.network_config_dir().join("nvnet.json").is_file());
+
+    // A detached container holds the network up: bridge, NAT chains.
+    let id = podman
+        .run(&["-d", "--network", "nvnet", BUSYBOX_IMAGE, "sleep", "60"])
+        .unwrap()
+        .stdout;
+    let addr = podman
+        .podman(&["exec", id.trim(), "ip", "-4", "-o", "addr", "show", "eth0"])
+        .unwrap()
+        .stdout;
+    assert!(addr.contains("inet 10.77.0."), "{addr}");
+    assert!(host.ip("-4 -o addr show").contains("inet 10.77.0.1/24"));
+    let nat = host.exec_ok(&["iptables", "-t", "nat", "-S"]);
+    assert!(
+        nat.contains("NETAVARK") && nat.contains("10.77.0.0/24"),
+        "{nat}"
+    );
+    let forward = host.exec_ok(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    assert_eq!(
+        forward.trim(),
+        "1",
+        "netavark turns forwarding on in the test namespace"
+    );
+    // podman's IPAM database: in the harness, not in the machine's /run.
+    let ipam = podman.netavark_run_dir().unwrap().join("ipam.db");
+    assert!(ipam.is_file(), "no {}", ipam.display());
+    let created: Vec<_> = absent.iter().filter(|d| Path::new(d).exists()).collect();
+    assert!(
+        created.is_empty(),
+        "podman created {created:?} on the machine"
+    );
+
+    drop(podman);
+    assert_gone(&dir);
+    assert_eq!(
+        veths(&host),
+        "",
+        "the container's veth outlived the harness"
+    );
+    let created: Vec<_> = absent
+        .into_iter()
+        .filter(|d| Path::new(d).exists())
+        .collect();
+    assert!(
+        created.is_empty(),
+        "podman created {created:?} on the machine"
+    );
+    assert_eq!(
+        machine_netavark_rules(),
+        machine_rules,
+        "netavark touched the machine's NAT table"
     );
 }
