@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 /// Where the config file is looked for when `--config` is not given.
@@ -20,6 +21,10 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/trellis";
 pub const DEFAULT_SOCKET: &str = "/run/trellis/trellisd.sock";
 /// The name of the redb file inside the state directory.
 pub const STORE_FILE: &str = "trellis.redb";
+/// The default limit on gRPC calls under way at once.
+pub const DEFAULT_MAX_IN_FLIGHT: NonZeroUsize = NonZeroUsize::new(512).unwrap();
+/// The default limit on Watch streams open at once.
+pub const DEFAULT_MAX_WATCHES: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
 
 /// The command line of trellisd.
 #[derive(Debug, Parser)]
@@ -107,6 +112,15 @@ pub struct Args {
     /// node's last of a pool) [default: 600].
     #[arg(long, env = "TRELLISD_RELEASE_EMPTY_AFTER", value_name = "SECS")]
     pub release_empty_after: Option<u64>,
+    /// The most gRPC calls served at once, unix socket and TCP together
+    /// (health checks and reflection aside); one more is answered
+    /// UNAVAILABLE at once [default: 512].
+    #[arg(long, env = "TRELLISD_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// The most Watch streams open at once, counted apart from other calls;
+    /// one more is answered UNAVAILABLE at once [default: 1024].
+    #[arg(long, env = "TRELLISD_MAX_WATCHES", value_name = "N")]
+    pub max_watches: Option<usize>,
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -139,7 +153,17 @@ struct FileConfig {
     host: FileHost,
     #[serde(default)]
     cluster: FileCluster,
+    #[serde(default)]
+    limits: FileLimits,
     bgp: Option<FileBgp>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_in_flight: Option<usize>,
+    max_watches: Option<usize>,
 }
 
 /// `[bgp]`: present turns BGP export on.
@@ -238,8 +262,30 @@ pub struct Config {
     pub host: Host,
     /// The cluster this node is a member of (`None`: standalone).
     pub cluster: Option<Cluster>,
+    /// How many gRPC calls are served at once.
+    pub limits: Limits,
     /// BGP export (`None`: off).
     pub bgp: Option<Bgp>,
+}
+
+/// How many gRPC calls trellisd serves at once, over all its listeners;
+/// beyond them a call is answered UNAVAILABLE at once
+/// (`trellis_daemon::limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Unary calls under way.
+    pub max_in_flight: NonZeroUsize,
+    /// Watch streams open.
+    pub max_watches: NonZeroUsize,
+}
+
+impl From<Limits> for trellis_daemon::limit::CallLimits {
+    fn from(l: Limits) -> Self {
+        trellis_daemon::limit::CallLimits {
+            calls: l.max_in_flight,
+            watches: l.max_watches,
+        }
+    }
 }
 
 /// BGP export: the speaker's settings and the peers from the file.
@@ -345,6 +391,7 @@ impl Config {
             .with_context(|| format!("log level {:?} is not a valid filter", log.level))?;
         let tcp = resolve_tcp(args, f.tcp)?;
         let cluster = resolve_cluster(args, f.cluster, tcp.as_ref())?;
+        let limits = resolve_limits(args, &f.limits)?;
         Ok(Config {
             node,
             state_dir: args
@@ -366,6 +413,7 @@ impl Config {
             },
             bgp: None,
             cluster,
+            limits,
         })
         .and_then(|mut c: Config| {
             c.bgp = f
@@ -436,6 +484,32 @@ fn resolve_tcp(args: &Args, f: FileTcp) -> Result<Option<Tcp>> {
         ),
     };
     Ok(Some(Tcp { listen, tls }))
+}
+
+fn resolve_limits(args: &Args, f: &FileLimits) -> Result<Limits> {
+    let limit = |flag: Option<usize>, file: Option<usize>, names: [&str; 2], default| {
+        let (n, name) = match (flag, file) {
+            (Some(n), _) => (n, names[0]),
+            (None, Some(n)) => (n, names[1]),
+            (None, None) => return Ok(default),
+        };
+        NonZeroUsize::new(n)
+            .with_context(|| format!("{name} 0: must be at least 1 (0 would refuse them all)"))
+    };
+    Ok(Limits {
+        max_in_flight: limit(
+            args.max_in_flight,
+            f.max_in_flight,
+            ["--max-in-flight", "limits.max_in_flight"],
+            DEFAULT_MAX_IN_FLIGHT,
+        )?,
+        max_watches: limit(
+            args.max_watches,
+            f.max_watches,
+            ["--max-watches", "limits.max_watches"],
+            DEFAULT_MAX_WATCHES,
+        )?,
+    })
 }
 
 fn resolve_cluster(args: &Args, f: FileCluster, tcp: Option<&Tcp>) -> Result<Option<Cluster>> {
@@ -801,6 +875,57 @@ md5_password = "s3cret"
         let a = args(&["--node=n", "--agent-address=https://h:1"]);
         let e = format!("{:#}", Config::resolve(&a, "", Path::new("f")).unwrap_err());
         assert!(e.contains("no controller"), "{e}");
+    }
+
+    #[test]
+    fn limits_default_flags_beat_the_file_and_0_is_refused_by_name() {
+        let c = Config::resolve(&args(&["--node=n"]), "", Path::new("f")).unwrap();
+        let want = Limits {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_watches: DEFAULT_MAX_WATCHES,
+        };
+        assert_eq!(c.limits, want);
+        let file = "[limits]\nmax_in_flight = 64\nmax_watches = 8\n";
+        let c = Config::resolve(&args(&["--node=n"]), file, Path::new("f")).unwrap();
+        assert_eq!(
+            (c.limits.max_in_flight.get(), c.limits.max_watches.get()),
+            (64, 8)
+        );
+        let a = args(&["--node=n", "--max-in-flight=2", "--max-watches=3"]);
+        let c = Config::resolve(&a, file, Path::new("f")).unwrap();
+        assert_eq!(
+            (c.limits.max_in_flight.get(), c.limits.max_watches.get()),
+            (2, 3)
+        );
+        for (argv, file, want) in [
+            (
+                &["--max-in-flight=0"][..],
+                "",
+                "--max-in-flight 0: must be at least 1",
+            ),
+            (
+                &["--max-watches=0"][..],
+                "",
+                "--max-watches 0: must be at least 1",
+            ),
+            (
+                &[][..],
+                "[limits]\nmax_in_flight = 0\n",
+                "limits.max_in_flight 0",
+            ),
+            (
+                &[][..],
+                "[limits]\nmax_watches = 0\n",
+                "limits.max_watches 0",
+            ),
+        ] {
+            let a = args(&[&["--node=n"][..], argv].concat());
+            let e = format!(
+                "{:#}",
+                Config::resolve(&a, file, Path::new("f")).unwrap_err()
+            );
+            assert!(e.starts_with(want), "{e:?} does not start with {want:?}");
+        }
     }
 
     #[test]

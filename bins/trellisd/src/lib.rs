@@ -17,6 +17,11 @@
 //! * **Metrics from the outside in.** RPC counts, codes and latencies come
 //!   from a tower layer around the whole gRPC server, not from the service;
 //!   state gauges are read from the agent when Prometheus scrapes.
+//! * **A bounded number of calls under way.** At most `--max-in-flight`
+//!   calls and, counted apart, `--max-watches` Watch streams, over the unix
+//!   socket and TCP together; one more is answered UNAVAILABLE at once
+//!   rather than queued, so a storm of clients costs bounded memory
+//!   (`trellis_daemon::limit`). Health checks are always answered.
 //! * **Servers take listeners and a shutdown future** ([`server::serve`]), as
 //!   in mini-redis: `main` binds and waits for SIGTERM/SIGINT, tests bind
 //!   what they like.
@@ -70,6 +75,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
         socket = %cfg.socket.display(),
         tcp = ?cfg.tcp.as_ref().map(|t| t.listen),
         metrics = ?cfg.metrics,
+        max_in_flight = cfg.limits.max_in_flight,
+        max_watches = cfg.limits.max_watches,
         "trellisd serving; reconciling in the background"
     );
     notify::notify("READY=1");
@@ -78,11 +85,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
         Some(c) => Some(tokio::spawn(join(agent.clone(), &cfg.node, c)?)),
         None => None,
     };
-    let served = server::serve(services, listeners, metrics, Some(agent.clone()), async {
+    let stopping = async {
         shutdown.await;
         notify::notify("STOPPING=1");
-    })
-    .await;
+    };
+    let gauges = Some(agent.clone());
+    let limits = cfg.limits.into();
+    let served = server::serve(services, listeners, metrics, gauges, limits, stopping).await;
     // An unfinished reconcile is safe to stop: the next start does it again.
     reconciling.abort();
     if let Some(m) = member {

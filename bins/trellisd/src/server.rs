@@ -5,6 +5,10 @@
 //! normalises the `:authority` that gRPC C-core clients (Python, Java, C++)
 //! send, so that h2 does not refuse their calls.
 //!
+//! Every gRPC call passes two layers, shared by the unix socket and TCP: the
+//! RPC metrics outside, and inside them the limits on calls under way
+//! (`trellis_daemon::limit`), so that refused calls are counted too.
+//!
 //! Following mini-redis, [`serve`] takes bound listeners and a shutdown
 //! future, so that tests can bind what they like and stop it when they like.
 
@@ -15,7 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tonic::transport::ServerTlsConfig;
+use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
 use trellis_agent::Agent;
+use trellis_daemon::limit::{CallLimitLayer, CallLimits};
 use trellis_daemon::{Error, Servers};
 
 /// How long in-flight calls (and open Watch streams) get to finish after the
@@ -43,17 +50,31 @@ pub fn tls_config(tls: &crate::config::Tls) -> Result<ServerTlsConfig, Error> {
     trellis_daemon::tls::server_config(&tls.cert, &tls.key, tls.client_ca.as_deref())
 }
 
+/// The layers around every gRPC call: metrics, then the call limits.
+pub type GrpcLayer = ServiceBuilder<Stack<CallLimitLayer, Stack<RpcMetricsLayer, Identity>>>;
+
+/// The layers around every gRPC call, recording into `metrics` and
+/// refusing calls beyond `limits`: one value, cloned for each server, so
+/// that the limits count the unix socket's calls and TCP's together.
+pub fn grpc_layer(metrics: &Metrics, limits: CallLimits) -> GrpcLayer {
+    ServiceBuilder::new()
+        .layer(RpcMetricsLayer::new(metrics.rpc()))
+        .layer(CallLimitLayer::new("trellisd", limits))
+}
+
 /// Serves `services` on `listeners` (and metrics from `metrics` and `agent`)
-/// until `shutdown` completes, then drains for at most [`GRACE`].
+/// until `shutdown` completes, then drains for at most [`GRACE`]. At most
+/// `limits` calls are served at once.
 pub async fn serve(
     services: Services,
     listeners: Listeners,
     metrics: Arc<Metrics>,
     agent: Option<Arc<Agent>>,
+    limits: CallLimits,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut servers = Servers::new();
-    let layer = RpcMetricsLayer::new(metrics.rpc());
+    let layer = grpc_layer(&metrics, limits);
     let unix = trellis_grpc::unix_incoming(listeners.unix);
     servers.spawn_grpc(layer, &services.routes, unix, listeners.tcp)?;
     if let Some(listener) = listeners.metrics {
@@ -70,4 +91,44 @@ pub async fn serve(
     servers.wait(shutdown).await?;
     services.shutting_down().await;
     Ok(servers.drain(GRACE).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+    use tonic::body::Body;
+    use tonic::codegen::http::{Request, Response};
+    use tower::{Service, ServiceExt};
+
+    #[tokio::test]
+    async fn refused_calls_are_counted() {
+        let metrics = Metrics::new();
+        let one = NonZeroUsize::new(1).unwrap();
+        let limits = CallLimits {
+            calls: one,
+            watches: one,
+        };
+        let never = tower::service_fn(|_: Request<()>| async {
+            std::future::pending::<Result<Response<Body>, std::convert::Infallible>>().await
+        });
+        let mut svc = grpc_layer(&metrics, limits).service(never);
+        let call = || {
+            Request::builder()
+                .uri("/trellis.v1.Agent/Attach")
+                .body(())
+                .unwrap()
+        };
+        let _held = svc.ready().await.unwrap().call(call());
+        let refused = svc.ready().await.unwrap().call(call()).await.unwrap();
+        assert_eq!(refused.headers()["grpc-status"], "14");
+        let m = metrics.scrape(None).await;
+        let method = r#"service="trellis.v1.Agent",method="Attach""#;
+        for series in [
+            format!("trellis_rpc_refused_total{{{method}}} 1"),
+            format!(r#"trellis_rpc_requests_total{{{method},code="UNAVAILABLE"}} 1"#),
+        ] {
+            assert!(m.lines().any(|l| l == series), "no {series}:\n{m}");
+        }
+    }
 }

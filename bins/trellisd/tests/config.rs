@@ -152,6 +152,8 @@ fn the_dist_example_parses_as_is_and_uncommented() {
     assert_eq!(c.node, "host1");
     assert!(c.tcp.unwrap().tls.unwrap().client_ca.is_some());
     assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+    let limits = (c.limits.max_in_flight.get(), c.limits.max_watches.get());
+    assert_eq!(limits, (512, 1024), "the defaults, as documented");
     // The BGP example ("#: " lines) is a valid [bgp] section too.
     let bgp: String = text
         .lines()
@@ -215,6 +217,14 @@ fn the_binary_refuses_bad_configurations_by_name() {
     let out = run(&["--node=n", "--config", file.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("info,x=loud"), "{}", stderr(&out));
+
+    let out = run(&["--node=n", "--max-in-flight", "0"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--max-in-flight 0: must be at least 1"),
+        "{err}"
+    );
 
     let out = run(&["--node=n", "--listen=127.0.0.1:7443"], &[]);
     assert_eq!(out.status.code(), Some(1));

@@ -13,6 +13,8 @@
 //!   configuration, their services, their metrics).
 //! * **Host plumbing only.** Nothing here knows about networks, pools or
 //!   gRPC services: the daemons hand in paths, names and server futures.
+//!   The one gRPC rule here is generic: [`limit`] bounds the calls under
+//!   way at once, told apart by path (health, reflection, `…/Watch`).
 //! * **Never connectable by others, not even for an instant.** The unix
 //!   socket is bound inside a fresh private directory, made 0600 and only
 //!   then renamed into place, whatever the (process-wide) umask; a stale
@@ -28,6 +30,7 @@
 
 mod error;
 pub mod fs;
+pub mod limit;
 pub mod logging;
 mod process;
 mod servers;

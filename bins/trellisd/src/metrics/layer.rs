@@ -6,7 +6,8 @@
 //! trailers, so a call is recorded when its status is known: latency runs
 //! from the request to the status. A body dropped before its status (the
 //! client went away) counts as `CANCELLED`; one that ends without a status as
-//! `UNKNOWN`.
+//! `UNKNOWN`. A response marked [`Refused`] (the call limits of
+//! `trellis_daemon::limit`, inside this layer) also counts as refused.
 
 use super::{MethodLabels, RpcMetrics};
 use http::{HeaderMap, Request, Response};
@@ -16,6 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tower::{Layer, Service};
+use trellis_daemon::limit::Refused;
 
 /// Wraps a gRPC server's service in [`RpcMetricsService`].
 #[derive(Debug, Clone)]
@@ -73,6 +75,9 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await?;
+            if res.extensions().get::<Refused>().is_some() {
+                call.metrics.refused(&call.method);
+            }
             let mut call = Some(call);
             if let Some(code) = status_code(res.headers()) {
                 call.take().expect("present").finish(code);

@@ -12,6 +12,7 @@
 //! | `trellis_rpc_requests_total` | counter | service, method, code |
 //! | `trellis_rpc_errors_total` | counter (code ≠ OK) | service, method, code |
 //! | `trellis_rpc_duration_seconds` | histogram | service, method |
+//! | `trellis_rpc_refused_total` | counter | service, method |
 //! | `trellis_networks` | gauge | — |
 //! | `trellis_endpoints` | gauge | network |
 //! | `trellis_ipam_capacity_addresses` | gauge | network, pool |
@@ -30,6 +31,10 @@
 //! trellisd runs). `event` is `established`, `hold_timer_expired`,
 //! `connect_failure`, `treat_as_withdraw`, `attribute_discarded`,
 //! `prefix_announced` or `prefix_withdrawn`.
+//!
+//! A call refused because too many were under way
+//! (`trellis_daemon::limit`) counts in `trellis_rpc_refused_total` as well
+//! as in the requests and errors with `code="UNAVAILABLE"`.
 //!
 //! Attach and Detach latency are `trellis_rpc_duration_seconds` with
 //! `method="Attach"` / `method="Detach"`.
@@ -116,9 +121,16 @@ pub struct RpcMetrics {
     requests: Family<CodeLabels, Counter>,
     errors: Family<CodeLabels, Counter>,
     duration: HistogramFamily,
+    refused: Family<MethodLabels, Counter>,
 }
 
 impl RpcMetrics {
+    /// Counts one call refused for the limits on calls under way (it is
+    /// [`record`](Self::record)ed too, as UNAVAILABLE).
+    pub fn refused(&self, method: &MethodLabels) {
+        self.refused.get_or_create(method).inc();
+    }
+
     /// Records one finished call.
     pub fn record(&self, method: MethodLabels, code: &str, seconds: f64) {
         let labels = CodeLabels {
@@ -177,6 +189,7 @@ impl Metrics {
             requests: Family::default(),
             errors: Family::default(),
             duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            refused: Family::default(),
         };
         let state = StateGauges::default();
         let r = &mut registry;
@@ -194,6 +207,11 @@ impl Metrics {
             "rpc_duration_seconds",
             "gRPC call latency, until the status is sent",
             rpc.duration.clone(),
+        );
+        r.register(
+            "rpc_refused",
+            "gRPC calls answered UNAVAILABLE at once because too many were under way",
+            rpc.refused.clone(),
         );
         r.register(
             "networks",
