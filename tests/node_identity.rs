@@ -6,38 +6,18 @@
 //! `scripts/certs`, as the README says.
 
 mod daemons;
+mod mtls;
 
 use daemons::{Daemon, binary};
+use mtls::{certs, eventually};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trellis_proto::v1 as pb;
 use trellis_testlab::cluster::{CONTROLLER_IP, ClusterLab, HOST_IPS};
 use trellis_testlab::require_root;
 
 const PORT: u16 = 7443;
-
-/// Polls `ok` every 100 ms until it holds, at most `limit`.
-fn eventually(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `scripts/certs --dir pki args…`.
-fn certs(pki: &Path, args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs");
-    let out = Command::new(script)
-        .arg("--dir")
-        .arg(pki)
-        .args(args)
-        .output()
-        .expect("run scripts/certs (needs openssl)");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "scripts/certs {args:?}: {err}");
-}
 
 /// trellisd on `host` as node `name`, with the certificate of node `cert`.
 fn trellisd(lab: &ClusterLab, dir: &Path, host: usize, name: &str, cert: &str) -> Daemon {
@@ -85,54 +65,17 @@ fn trellisd_joins_with_its_node_certificate_and_not_with_another_nodes() {
     require_root();
     let lab = ClusterLab::build();
     let dir = tempfile::tempdir().unwrap();
-    let p = |s: &str| dir.path().join(s).display().to_string();
     let pki = dir.path().join("pki");
     certs(&pki, &["ca"]);
     certs(&pki, &["controller", &CONTROLLER_IP.to_string()]);
     certs(&pki, &["node", "h1"]);
-    let ctl = Daemon::start(
-        &lab.ctl,
-        &binary("TRELLIS_CONTROLLER_BIN", "trellis-controller"),
-        &[
-            "--state-dir".into(),
-            p("ctl"),
-            "--socket".into(),
-            p("ctl.sock"),
-            "--listen".into(),
-            format!("{CONTROLLER_IP}:{PORT}"),
-            "--tls-cert".into(),
-            p("pki/controller.pem"),
-            "--tls-key".into(),
-            p("pki/controller.key"),
-            "--tls-client-ca".into(),
-            p("pki/ca.pem"),
-        ],
-        dir.path().join("ctl.sock"),
-        dir.path().join("ctl.log"),
-    );
+    let ctl = mtls::controller(&lab, dir.path(), PORT);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     // The unix socket is the admin: it defines the pool nodes claim from.
-    rt.block_on(async {
-        let mut admin = ctl.controller().await;
-        let spec = pb::PoolSpec {
-            name: "pods-v4".into(),
-            prefix: "10.244.0.0/16".into(),
-            mode: pb::PoolMode::Routed.into(),
-            ..Default::default()
-        };
-        let pool = pb::CreatePoolRequest { spec: Some(spec) };
-        admin.create_pool(pool).await.unwrap();
-        let spec = pb::ClusterNetworkSpec {
-            name: "pods".into(),
-            pools: vec!["pods-v4".into()],
-            mtu: 0,
-        };
-        let net = pb::CreateClusterNetworkRequest { spec: Some(spec) };
-        admin.create_cluster_network(net).await.unwrap();
-    });
+    rt.block_on(mtls::define_pods(&ctl));
 
     let h1 = trellisd(&lab, dir.path(), 0, "h1", "h1");
     // trellisd h2 given h1's certificate stops at once, saying why: the

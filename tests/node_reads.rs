@@ -9,11 +9,12 @@
 //! after the controller took it back, and h2 once it cannot be read.
 
 mod daemons;
+mod mtls;
 
 use daemons::{Daemon, binary};
+use mtls::{certs, eventually};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use trellis_proto::v1 as pb;
 use trellis_testlab::cluster::{CONTROLLER_IP, ClusterLab, HOST_IPS};
@@ -21,28 +22,6 @@ use trellis_testlab::{Netns, require_root};
 
 const CONTROLLER_PORT: u16 = 7443;
 const AGENT_PORT: u16 = 7444;
-
-/// Polls `ok` every 100 ms until it holds, at most `limit`.
-fn eventually(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// `scripts/certs --dir pki args…`.
-fn certs(pki: &Path, args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs");
-    let out = Command::new(script)
-        .arg("--dir")
-        .arg(pki)
-        .args(args)
-        .output()
-        .expect("run scripts/certs (needs openssl)");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "scripts/certs {args:?}: {err}");
-}
 
 /// trellisd on host `i` (node `h<i+1>`), joined to the controller and
 /// serving its Agent API on TCP with mutual TLS, with no --agent-address:
@@ -158,7 +137,6 @@ impl Cluster {
     fn start() -> Self {
         let lab = ClusterLab::build();
         let dir = tempfile::tempdir().unwrap();
-        let p = |s: &str| dir.path().join(s).display().to_string();
         let pki = dir.path().join("pki");
         certs(&pki, &["ca"]);
         certs(&pki, &["controller", &CONTROLLER_IP.to_string()]);
@@ -166,48 +144,12 @@ impl Cluster {
         certs(&pki, &["node", &node_cert(0), &node_cert(1)]);
         // No --node-ca/--node-client-cert: the controller reads nodes with
         // its server certificate, which names it, by its client CA.
-        let ctl = Daemon::start(
-            &lab.ctl,
-            &binary("TRELLIS_CONTROLLER_BIN", "trellis-controller"),
-            &[
-                "--state-dir".into(),
-                p("ctl"),
-                "--socket".into(),
-                p("ctl.sock"),
-                "--listen".into(),
-                format!("{CONTROLLER_IP}:{CONTROLLER_PORT}"),
-                "--tls-cert".into(),
-                p("pki/controller.pem"),
-                "--tls-key".into(),
-                p("pki/controller.key"),
-                "--tls-client-ca".into(),
-                p("pki/ca.pem"),
-            ],
-            dir.path().join("ctl.sock"),
-            dir.path().join("ctl.log"),
-        );
+        let ctl = mtls::controller(&lab, dir.path(), CONTROLLER_PORT);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async {
-            let mut admin = ctl.controller().await;
-            let spec = pb::PoolSpec {
-                name: "pods-v4".into(),
-                prefix: "10.244.0.0/16".into(),
-                mode: pb::PoolMode::Routed.into(),
-                ..Default::default()
-            };
-            let pool = pb::CreatePoolRequest { spec: Some(spec) };
-            admin.create_pool(pool).await.unwrap();
-            let spec = pb::ClusterNetworkSpec {
-                name: "pods".into(),
-                pools: vec!["pods-v4".into()],
-                mtu: 0,
-            };
-            let net = pb::CreateClusterNetworkRequest { spec: Some(spec) };
-            admin.create_cluster_network(net).await.unwrap();
-        });
+        rt.block_on(mtls::define_pods(&ctl));
         let nodes = (0..2).map(|i| trellisd(&lab, dir.path(), i)).collect();
         Cluster {
             lab,

@@ -99,6 +99,7 @@ fn run() -> (String, Result<Option<serde_json::Value>, CniError>) {
 async fn verb(conf: &NetConf, env: &env::Env) -> Result<Option<serde_json::Value>, CniError> {
     // What can be judged without trellisd is judged first: a bad
     // configuration or a missing namespace never waits on the daemon.
+    let mut attach = None;
     if matches!(env.command, Command::Add | Command::Check) {
         if !std::path::Path::new(&env.netns).exists() {
             return Err(CniError::new(
@@ -106,7 +107,7 @@ async fn verb(conf: &NetConf, env: &env::Env) -> Result<Option<serde_json::Value
                 format!("CNI_NETNS {:?} does not exist", env.netns),
             ));
         }
-        convert::attach_request(conf, env)?;
+        attach = Some(convert::attach_request(conf, env)?);
         convert::validate(conf)?;
     }
     if env.command == Command::Gc {
@@ -129,7 +130,7 @@ async fn verb(conf: &NetConf, env: &env::Env) -> Result<Option<serde_json::Value
         })?;
     let call = async {
         match env.command {
-            Command::Add => plugin::add(&mut api, conf, env)
+            Command::Add => plugin::add(&mut api, conf, attach.expect("built for ADD"))
                 .await
                 .map(|r| Some(r.to_json(&conf.cni_version))),
             Command::Del => plugin::del(&mut api, env).await.map(|()| None),

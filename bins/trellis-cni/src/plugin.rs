@@ -24,14 +24,14 @@ use trellis_proto::v1::AgentClient;
 /// daemon that accepted the connection and hangs).
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// ADD: the result of attaching the container.
+/// ADD: the result of attaching the container by `req` (built from the
+/// configuration and the environment: [`convert::attach_request`]).
 pub async fn add(
     api: &mut AgentClient<Channel>,
     conf: &NetConf,
-    env: &Env,
+    req: pb::AttachRequest,
 ) -> Result<CniResult, CniError> {
     let network = ensure_network(api, conf).await?;
-    let req = convert::attach_request(conf, env)?;
     let ep = api
         .attach(req)
         .await

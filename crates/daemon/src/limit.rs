@@ -168,13 +168,15 @@ where
         };
         // Taken here, not in the future: a call counts from the moment it
         // is accepted, and a refusal needs no polling to be decided.
-        let permit = match gate.map(|g| (g, g.enter())) {
+        let permit = match gate {
             None => None,
-            Some((_, Some(permit))) => Some(permit),
-            Some((gate, None)) => {
-                let refusal = refusal(self.limits.daemon, gate, kind, req.uri().path());
-                return Box::pin(std::future::ready(Ok(refusal)));
-            }
+            Some(gate) => match gate.enter() {
+                Some(permit) => Some(permit),
+                None => {
+                    let refusal = refusal(self.limits.daemon, gate, kind, req.uri().path());
+                    return Box::pin(std::future::ready(Ok(refusal)));
+                }
+            },
         };
         let fut = self.inner.call(req);
         Box::pin(async move {
