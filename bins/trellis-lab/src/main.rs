@@ -12,6 +12,8 @@
 //! - `bgp`: the seed's closing step — two hosts of a cluster announce their
 //!   container blocks by BGP to BIRD on the router, and the PC reaches the
 //!   containers directly, each side seeing the other's true address.
+//! - `report`: no lab — renders `docs/robustness.md` from the faults the
+//!   tests recorded (see `trellis_testlab::report`); scripts/test runs it.
 //!
 //! Nothing touches the machine's own network namespace: hosts, containers,
 //! router and PC are namespaces this program makes and deletes, also when a
@@ -58,6 +60,19 @@ enum Lab {
         #[arg(long)]
         check: bool,
     },
+    /// Renders the robustness report from the lines the tests recorded
+    /// (scripts/test points TRELLIS_REPORT_DIR at `--from`). Needs no root.
+    Report {
+        /// The directory of recorded lines.
+        #[arg(long, default_value = "target/robustness")]
+        from: std::path::PathBuf,
+        /// The Markdown file to write.
+        #[arg(long, default_value = "docs/robustness.md")]
+        to: std::path::PathBuf,
+        /// Text under the title (how and where the tests ran).
+        #[arg(long, default_value = "")]
+        preamble: String,
+    },
 }
 
 #[tokio::main]
@@ -66,5 +81,19 @@ async fn main() -> Result<()> {
         Lab::Bridge => bridge::run().await,
         Lab::Cluster { check } => cluster::run(check).await,
         Lab::Bgp { check } => bgp::run(check).await,
+        Lab::Report { from, to, preamble } => report(&from, &to, &preamble),
     }
+}
+
+/// `trellis-lab report`: the recorded rows into Markdown; no rows is an error
+/// (the tests did not record, or recorded elsewhere).
+fn report(from: &std::path::Path, to: &std::path::Path, preamble: &str) -> Result<()> {
+    use anyhow::Context;
+    use trellis_testlab::report;
+    let rows = report::read(from).with_context(|| format!("reading {}", from.display()))?;
+    anyhow::ensure!(!rows.is_empty(), "no report rows under {}", from.display());
+    std::fs::write(to, report::render(&rows, preamble))
+        .with_context(|| format!("writing {}", to.display()))?;
+    println!("{}: {} rows", to.display(), rows.len());
+    Ok(())
 }

@@ -85,7 +85,16 @@ impl Lab {
     }
 
     fn trellisd(&self, passive_peer: bool) -> Daemon {
+        self.trellisd_with(passive_peer, "")
+    }
+
+    /// trellisd with the router as a peer and `extra` appended to its
+    /// config file (more `[[bgp.peers]]`).
+    fn trellisd_with(&self, passive_peer: bool, extra: &str) -> Daemon {
         let config = self.config(passive_peer);
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(extra);
+        std::fs::write(&config, text).unwrap();
         let mut d = Daemon::start(
             &self.host,
             self.dir.path(),
@@ -166,6 +175,50 @@ async fn peer(b: &mut BgpClient<Channel>) -> BgpPeer {
         .peers;
     assert_eq!(l.len(), 1, "{l:?}");
     l.remove(0)
+}
+
+/// The peer at `address`.
+async fn peer_at(b: &mut BgpClient<Channel>, address: &str) -> BgpPeer {
+    let l = b
+        .list_peers(ListBgpPeersRequest {})
+        .await
+        .expect("list peers")
+        .into_inner()
+        .peers;
+    l.into_iter()
+        .find(|p| p.config.as_ref().is_some_and(|c| c.address == address))
+        .unwrap_or_else(|| panic!("no peer {address}"))
+}
+
+/// Waits until the peer at `address` satisfies `f`.
+async fn wait_peer_at(
+    b: &mut BgpClient<Channel>,
+    address: &str,
+    what: &str,
+    f: impl Fn(&BgpPeer) -> bool,
+) -> BgpPeer {
+    let until = Instant::now() + WAIT;
+    loop {
+        let p = peer_at(b, address).await;
+        if f(&p) {
+            return p;
+        }
+        assert!(
+            Instant::now() < until,
+            "peer {address} never {what}: {p:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }
 
 async fn wait_peer(
@@ -479,6 +532,197 @@ fn a_scripted_peers_malformed_updates_get_rfc7606_answers() {
         assert_eq!(wire::parse_notification(&n), (3, 10));
         let p = wait_peer(&mut b, "down", |p| p.state != "Established").await;
         assert!(p.last_error.contains("invalid network field"), "{p:?}");
+    });
+    drop(d);
+}
+
+/// A hostile peer beside BIRD: it floods UPDATEs for longer than BIRD's hold
+/// time, as fast as TCP takes them, then sends garbage. trellisd absorbs the
+/// flood (parsed and counted, nothing kept: its memory stays flat), answers
+/// the garbage with NOTIFICATION 1/1 and ends only that session; BIRD's
+/// session never drops, it learns a block announced in the middle of the
+/// flood, and attaches go on.
+#[cfg_attr(
+    not(feature = "privileged"),
+    ignore = "privileged tier: needs root, builds network namespaces and runs BIRD"
+)]
+#[test]
+fn a_flooding_or_garbage_peer_disturbs_no_other_peer_or_attach() {
+    use tokio::io::AsyncWriteExt;
+    use trellis_bgp::wire::{self, Family, LocalOpen, kind, read_frame};
+    use trellis_testlab::report::record;
+    const EVIL: &str = "10.97.0.2";
+    const EVIL_AS: u32 = 65001;
+    const FLOOD: Duration = Duration::from_secs(12);
+    let lab = Lab::build();
+    let evil = Netns::new("bgpe");
+    lab.host.veth_to("up1", &evil, "down0");
+    lab.host.ip("addr add 10.97.0.1/24 dev up1");
+    evil.ip(&format!("addr add {EVIL}/24 dev down0"));
+    let addr: SocketAddr = format!("{EVIL}:179").parse().unwrap();
+    let listener = evil.enter(move || std::net::TcpListener::bind(addr).expect("bind 179"));
+    listener.set_nonblocking(true).unwrap();
+    let router = lab.router(RouterKind::Bird, false);
+    let rt = rt();
+    let d = lab.trellisd_with(
+        false,
+        &format!("[[bgp.peers]]\naddress = \"{EVIL}\"\nasn = {EVIL_AS}\n"),
+    );
+    let (c1, c2) = (Netns::new("bgpc1"), Netns::new("bgpc2"));
+    let host: IpAddr = HOST.parse().unwrap();
+    rt.block_on(async {
+        let mut a = agent(&d).await;
+        let mut b = bgp(&d).await;
+        let t = Instant::now();
+        routed_container(&mut a, &c1, "c1").await;
+        let quiet_attach = t.elapsed();
+        router.wait_established(host, WAIT);
+        router.wait_for_route(net("10.244.0.0/26"), host, WAIT);
+
+        // The hostile peer's session.
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let (mut s, _) = tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .expect("trellisd connects to the hostile peer")
+            .unwrap();
+        assert_eq!(read_frame(&mut s).await.unwrap().kind, kind::OPEN);
+        let open = wire::open(&LocalOpen {
+            asn: EVIL_AS,
+            hold_time: 90,
+            router_id: EVIL.parse::<Ipv4Addr>().unwrap(),
+            families: Family::ALL.to_vec(),
+            graceful_restart: None,
+        });
+        s.write_all(&open).await.unwrap();
+        s.write_all(&wire::keepalive()).await.unwrap();
+        wait_peer_at(&mut b, EVIL, "established", |p| p.state == "Established").await;
+        let bird = peer_at(&mut b, ROUTER).await.counters.unwrap().established;
+        let rss_before = rss_kib(d.pid());
+
+        // The flood: full-size UPDATEs (800 /32s each), back to back.
+        let update = |n: u32| {
+            let mut body: Vec<u8> = [
+                &[0u8, 0, 0, 20][..],
+                &[0x40, 1, 1, 0],
+                &[0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xe9],
+                &[0x40, 3, 4, 10, 97, 0, 2],
+            ]
+            .concat();
+            for i in 0..800u32 {
+                let a = (n * 800 + i) % (1 << 24);
+                body.extend_from_slice(&[32, 10, (a >> 16) as u8, (a >> 8) as u8, a as u8]);
+            }
+            let mut m = vec![0xff; 16];
+            m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+            m.push(kind::UPDATE);
+            m.extend_from_slice(&body);
+            m
+        };
+        let flood = tokio::spawn(async move {
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while start.elapsed() < FLOOD {
+                s.write_all(&update(sent as u32)).await.unwrap();
+                sent += 1;
+            }
+            (s, sent)
+        });
+        // Mid-flood: a new network's block goes out to BIRD, attaches go on.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let t = Instant::now();
+        let spec = NetworkSpec {
+            name: "pods2".into(),
+            mode: NetworkMode::Routed as i32,
+            subnets: vec!["10.245.0.0/16".into()],
+            ..Default::default()
+        };
+        a.create_network(CreateNetworkRequest { spec: Some(spec) })
+            .await
+            .expect("create a network mid-flood");
+        a.attach(AttachRequest {
+            network: "pods2".into(),
+            container_id: "c2".into(),
+            netns: c2.path_str(),
+            ifname: "eth0".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("attach mid-flood");
+        let flood_attach = t.elapsed();
+        router.wait_for_route(net("10.245.0.0/26"), host, WAIT);
+        let learned = t.elapsed();
+        let (mut s, sent) = flood.await.unwrap();
+        let absorbed = wait_peer_at(&mut b, EVIL, "reading every UPDATE", |p| {
+            p.counters.as_ref().unwrap().updates_in >= sent
+        })
+        .await;
+        assert_eq!(absorbed.state, "Established", "{absorbed:?}");
+        let rss_after = rss_kib(d.pid());
+        let p = peer_at(&mut b, ROUTER).await;
+        assert_eq!(p.state, "Established", "BIRD's session dropped: {p:?}");
+        assert_eq!(p.counters.unwrap().established, bird, "BIRD's session flapped");
+        assert!(
+            rss_after < rss_before + 32 * 1024,
+            "trellisd grew from {rss_before} to {rss_after} KiB absorbing {sent} UPDATEs"
+        );
+        let mb = sent as f64 * 4043.0 / 1e6;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "flood: {sent} UPDATEs ({mb:.0} MB, {} prefixes) in {FLOOD:?}; RSS {rss_before} -> {rss_after} KiB; \
+             attach quiet {:.1} ms, mid-flood {:.1} ms; new block at BIRD {:.0} ms after the request",
+            sent * 800,
+            ms(quiet_attach),
+            ms(flood_attach),
+            ms(learned)
+        );
+        record(
+            "BGP",
+            &format!(
+                "a peer floods UPDATEs for {}s beside BIRD (hold time 9 s): {sent} full-size UPDATEs, {} /32s, {mb:.0} MB",
+                FLOOD.as_secs(),
+                sent * 800
+            ),
+            &format!(
+                "all read and counted, session kept; RSS {} -> {} MiB; BIRD's session never dropped and learned a block announced mid-flood in {:.0} ms; an attach mid-flood took {:.1} ms (quiet: {:.1} ms)",
+                rss_before / 1024,
+                rss_after / 1024,
+                ms(learned),
+                ms(flood_attach),
+                ms(quiet_attach)
+            ),
+        );
+
+        // Garbage: a header whose marker is not all ones.
+        s.write_all(&[0u8; 19]).await.unwrap();
+        let n = loop {
+            let f = tokio::time::timeout(WAIT, read_frame(&mut s))
+                .await
+                .expect("an answer to garbage")
+                .expect("a message");
+            if f.kind == kind::NOTIFICATION {
+                break f;
+            }
+        };
+        assert_eq!(wire::parse_notification(&n), (1, 1));
+        let gone = wait_peer_at(&mut b, EVIL, "down", |p| p.state != "Established").await;
+        assert!(gone.last_error.contains("not synchronized"), "{gone:?}");
+        let p = peer_at(&mut b, ROUTER).await;
+        assert_eq!(p.state, "Established", "{p:?}");
+        assert_eq!(p.counters.unwrap().established, bird, "BIRD's session flapped");
+        a.detach(DetachRequest {
+            container_id: "c2".into(),
+            ifname: "eth0".into(),
+        })
+        .await
+        .expect("detach after the garbage");
+        record(
+            "BGP",
+            "a peer sends 19 zero bytes (a header whose marker is not all ones)",
+            &format!(
+                "NOTIFICATION 1/1 to it and only its session ended (\"{}\"); BIRD's session untouched, detach works",
+                gone.last_error
+            ),
+        );
     });
     drop(d);
 }

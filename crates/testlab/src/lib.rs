@@ -30,6 +30,7 @@ pub mod cluster;
 mod netns;
 pub mod podman;
 pub mod python;
+pub mod report;
 pub mod routers;
 pub mod seed;
 mod snapshot;
