@@ -104,6 +104,25 @@ pub struct Args {
     #[arg(long, env = "TRELLIS_CONTROLLER_LEADER_TTL", value_name = "DURATION",
           default_value = "3s", value_parser = parse_duration)]
     pub leader_ttl: Duration,
+    /// Unary calls under way at once, across the unix socket and TCP; more
+    /// are answered UNAVAILABLE at once ("trellis-controller is busy"), so a
+    /// flood costs bounded memory and the client retries.
+    #[arg(
+        long,
+        env = "TRELLIS_CONTROLLER_MAX_IN_FLIGHT",
+        value_name = "N",
+        default_value = "1024"
+    )]
+    pub max_in_flight: std::num::NonZeroUsize,
+    /// Watch streams open at once (each node keeps one): more are refused
+    /// UNAVAILABLE, and the node retries.
+    #[arg(
+        long,
+        env = "TRELLIS_CONTROLLER_MAX_WATCHES",
+        value_name = "N",
+        default_value = "8192"
+    )]
+    pub max_watches: std::num::NonZeroUsize,
     /// Log format.
     #[arg(
         long,
@@ -141,6 +160,8 @@ pub struct Config {
     pub log_level: String,
     /// Where the state lives.
     pub store: Store,
+    /// The limits on calls under way.
+    pub limits: trellis_daemon::limit::CallLimits,
 }
 
 /// Where the controller's state lives.
@@ -219,6 +240,10 @@ impl Config {
             grace: args.grace,
             log_format: args.log_format,
             log_level: args.log_level,
+            limits: trellis_daemon::limit::CallLimits {
+                calls: args.max_in_flight,
+                watches: args.max_watches,
+            },
         })
     }
 
@@ -403,6 +428,10 @@ mod tests {
             )
         );
         assert_eq!((c.tcp, c.log_format), (None, LogFormat::Human));
+        assert_eq!((c.limits.calls.get(), c.limits.watches.get()), (1024, 8192));
+        let c = resolve(&["--max-in-flight=8", "--max-watches=2"]).unwrap();
+        assert_eq!((c.limits.calls.get(), c.limits.watches.get()), (8, 2));
+        assert!(resolve(&["--max-in-flight=0"]).is_err());
     }
 
     #[test]

@@ -99,9 +99,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
         socket = %cfg.socket.display(),
         lease_ttl = ?cfg.lease_ttl,
         grace = ?cfg.grace,
+        max_in_flight = cfg.limits.calls.get(),
+        max_watches = cfg.limits.watches.get(),
         "trellis-controller serving"
     );
-    let served = server::serve(&services, listeners, shutdown).await;
+    let served = server::serve(&services, listeners, cfg.limits, shutdown).await;
     let _ = stop.send(true);
     if let Err(e) = sweeper.await {
         tracing::warn!(error = %e, "the lease sweeper did not stop cleanly");

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tonic::transport::ServerTlsConfig;
-use tower::layer::util::Identity;
+use trellis_daemon::limit::{CallLimitLayer, CallLimits};
 use trellis_daemon::{Error, Servers};
 use trellis_grpc::ControllerServices;
 
@@ -31,15 +31,18 @@ pub fn tls_config(tls: &crate::config::Tls) -> Result<ServerTlsConfig, Error> {
 
 /// Serves `services` on `listeners` until `shutdown` completes; then health
 /// turns NOT_SERVING, Watch streams end, and calls under way get at most
-/// [`GRACE`] to finish.
+/// [`GRACE`] to finish. At most `limits` calls are under way at once (the
+/// unix socket's and TCP's together); the excess is refused UNAVAILABLE.
 pub async fn serve(
     services: &ControllerServices,
     listeners: Listeners,
+    limits: CallLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let mut servers = Servers::new();
     let unix = trellis_grpc::unix_incoming(listeners.unix);
-    servers.spawn_grpc(Identity::new(), &services.routes, unix, listeners.tcp)?;
+    let layer = CallLimitLayer::new("trellis-controller", limits);
+    servers.spawn_grpc(layer, &services.routes, unix, listeners.tcp)?;
     servers.wait(shutdown).await?;
     services.shutting_down().await;
     servers.drain(GRACE).await

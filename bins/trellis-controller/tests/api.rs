@@ -260,3 +260,87 @@ async fn health_is_served_beside_the_controller() {
         assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
     }
 }
+
+/// The controller bounds its calls as trellisd does: with room for two
+/// calls and one watch, a storm of 200 claims by 200 nodes gets quick
+/// UNAVAILABLE answers beside its successes (each success a block of its
+/// own, and no other block held afterwards) and a second watch is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_calls_gets_quick_refusals_and_every_answer_is_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--max-in-flight=2", "--max-watches=1"]);
+    let mut c = d.client().await;
+    c.create_pool(routed_pool("pods", "10.244.0.0/16", 26))
+        .await
+        .unwrap();
+    const NODES: usize = 200;
+    for i in 0..NODES {
+        let addr = format!("192.0.2.{}", i % 250 + 1);
+        // Registration itself may be refused in the storm below, not here:
+        // one at a time, each waits for the last.
+        c.register_node(node(&format!("n{i}"), &addr))
+            .await
+            .unwrap();
+    }
+    let _watch = c
+        .watch(pb::ControllerWatchRequest { from_revision: 0 })
+        .await
+        .expect("a watch within the limit")
+        .into_inner();
+    let second = c
+        .watch(pb::ControllerWatchRequest { from_revision: 0 })
+        .await
+        .expect_err("a second watch is refused");
+    assert_eq!(second.code(), Code::Unavailable, "{second:?}");
+    assert_eq!(
+        second.message(),
+        "trellis-controller is busy: 1 watches open (limit 1); retry"
+    );
+
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..NODES {
+        let mut c = c.clone();
+        calls.spawn(async move { c.claim_block(claim(&format!("n{i}"), "pods")).await });
+    }
+    let (mut claimed, mut refused) = (std::collections::BTreeSet::new(), 0);
+    while let Some(answer) = calls.join_next().await {
+        match answer.unwrap() {
+            Ok(b) => assert!(claimed.insert(b.into_inner().prefix), "a block given twice"),
+            Err(e) => {
+                assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                assert_eq!(
+                    e.message(),
+                    "trellis-controller is busy: 2 requests in flight (limit 2); retry"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        claimed.len() >= 2 && refused >= 1,
+        "{} claimed, {refused} refused",
+        claimed.len()
+    );
+    assert_eq!(claimed.len() + refused, NODES);
+    let held = c
+        .list_blocks(pb::ListBlocksRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .blocks;
+    assert_eq!(
+        held.len(),
+        claimed.len(),
+        "every answered claim, and no other"
+    );
+    trellis_testlab::report::record(
+        "trellis-controller",
+        &format!(
+            "{NODES} ClaimBlock calls at once against --max-in-flight=2, and a second Watch against --max-watches=1"
+        ),
+        &format!(
+            "{} claimed (each a block of its own, all in ListBlocks), {refused} refused UNAVAILABLE \"trellis-controller is busy: 2 requests in flight (limit 2); retry\"; the watch refused the same way",
+            claimed.len()
+        ),
+    );
+}
