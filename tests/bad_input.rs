@@ -6,6 +6,7 @@ mod util;
 
 use trellis_agent::{AttachRequest, Error, PortSpec};
 use trellis_testlab::Snapshot;
+use trellis_testlab::report::record;
 use trellis_testlab::{Netns, require_root};
 use trellis_types::{IfName, InvalidInput, NetnsPath, Protocol};
 use util::{agent_in, attach, bridge_spec, request, store_dump};
@@ -61,8 +62,15 @@ async fn bad_networks_and_attaches_change_nothing() {
     attach(&agent, "n1", "c1", &c1, &[(Protocol::Tcp, 8081, 80)]).await;
 
     let before = (Snapshot::take(&host), store_dump(&agent).await);
-    let unchanged = |what: &str, after: (Snapshot, Vec<(String, Vec<u8>)>)| {
+    let unchanged = |e: &Error, what: &str, after: (Snapshot, Vec<(String, Vec<u8>)>)| {
         assert!(before == after, "{what} changed something");
+        record(
+            "agent API: bad input",
+            what,
+            &format!(
+                "refused: \"{e}\"; links, addresses, routes, nftables, IPAM and records unchanged"
+            ),
+        );
     };
 
     // A CIDR with host bits set.
@@ -73,7 +81,8 @@ async fn bad_networks_and_attaches_change_nothing() {
     assert_eq!(field_of(&e), "subnet", "{e}");
     assert!(e.to_string().contains("10.7.0.0/24"), "{e}");
     unchanged(
-        "host bits",
+        &e,
+        "CreateNetwork with a CIDR with host bits set (10.7.0.5/24)",
         (Snapshot::take(&host), store_dump(&agent).await),
     );
 
@@ -83,7 +92,11 @@ async fn bad_networks_and_attaches_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!(field_of(&e), "subnet", "{e}");
-    unchanged("overlap", (Snapshot::take(&host), store_dump(&agent).await));
+    unchanged(
+        &e,
+        "CreateNetwork with a subnet overlapping another network's",
+        (Snapshot::take(&host), store_dump(&agent).await),
+    );
 
     // A bridge name that is someone else's interface: refused, and not deleted.
     let e = agent
@@ -92,7 +105,8 @@ async fn bad_networks_and_attaches_change_nothing() {
         .unwrap_err();
     assert_eq!(field_of(&e), "bridge", "{e}");
     unchanged(
-        "foreign bridge name",
+        &e,
+        "CreateNetwork naming the host's own interface eth0 as its bridge",
         (Snapshot::take(&host), store_dump(&agent).await),
     );
 
@@ -114,7 +128,8 @@ async fn bad_networks_and_attaches_change_nothing() {
     );
     assert!(e.to_string().contains("8081"), "{e}");
     unchanged(
-        "duplicate host port",
+        &e,
+        "Attach publishing a host port another container has",
         (Snapshot::take(&host), store_dump(&agent).await),
     );
     assert!(
@@ -130,7 +145,8 @@ async fn bad_networks_and_attaches_change_nothing() {
         .unwrap_err();
     assert!(matches!(e, Error::PortInUse { host_port: 53, .. }), "{e}");
     unchanged(
-        "port twice in a request",
+        &e,
+        "Attach publishing the same host port twice",
         (Snapshot::take(&host), store_dump(&agent).await),
     );
 
@@ -146,7 +162,14 @@ async fn bad_networks_and_attaches_change_nothing() {
         req.netns = NetnsPath::parse("netns", path).unwrap();
         let e = agent.attach(req).await.unwrap_err();
         assert_eq!(field_of(&e), "netns", "{path}: {e}");
-        unchanged(path, (Snapshot::take(&host), store_dump(&agent).await));
+        unchanged(
+            &e,
+            &format!(
+                "Attach with netns {} (not a network namespace)",
+                if path == file { "a regular file" } else { path }
+            ),
+            (Snapshot::take(&host), store_dump(&agent).await),
+        );
     }
     std::fs::remove_file(&file).ok();
 
@@ -160,7 +183,8 @@ async fn bad_networks_and_attaches_change_nothing() {
         "{e}"
     );
     unchanged(
-        "unknown network",
+        &e,
+        "Attach to a network that does not exist",
         (Snapshot::take(&host), store_dump(&agent).await),
     );
 
@@ -218,6 +242,11 @@ async fn bad_fixed_addresses_and_labels_change_nothing() {
         }
         let after = (Snapshot::take(&host), store_dump(&agent).await);
         assert!(before == after, "{fixed:?} {labels:?} changed something");
+        record(
+            "agent API: bad input",
+            &format!("Attach with fixed addresses {fixed:?} and labels {labels:?}"),
+            &format!("refused: \"{e}\"; nothing changed, no interface in the container"),
+        );
         assert_eq!(
             c2.ip("-o link show").lines().count(),
             1,

@@ -11,6 +11,12 @@ use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trellis-cni");
 
+/// Records a refused call in the robustness report.
+fn tried(fault: &str, code: u64, msg: &str) {
+    let observed = format!("error code {code} on stdout as JSON: \"{msg}\"");
+    trellis_testlab::report::record("CNI plugin", fault, &observed);
+}
+
 struct Outcome {
     code: i32,
     stdout: String,
@@ -107,6 +113,8 @@ fn a_malformed_configuration_is_code_6() {
         let (code, msg) = out.error("1.1.0");
         assert_eq!(code, 6, "{msg}");
         assert!(msg.contains("network configuration"), "{msg}");
+        let bad = String::from_utf8_lossy(bad);
+        tried(&format!("ADD with the configuration `{bad}`"), code, &msg);
     }
 }
 
@@ -119,6 +127,7 @@ fn an_unknown_cni_version_is_code_1() {
         assert_eq!(code, 1, "{v}: {msg}");
         assert!(msg.contains(v), "{msg}");
         assert!(out.json()["details"].as_str().unwrap().contains("1.1.0"));
+        tried(&format!("ADD with cniVersion {v}"), code, &msg);
     }
 }
 
@@ -138,12 +147,14 @@ fn bad_environment_variables_are_code_4_and_named() {
         let (code, msg) = out.error("1.1.0");
         assert_eq!(code, 4, "{msg}");
         assert!(msg.contains(missing), "{msg}");
+        tried(&format!("ADD without {missing}"), code, &msg);
     }
     let mut vars = add_env("/proc/self/ns/net");
     vars.push(("CNI_ARGS", "K8S_POD_NAME=web"));
     let (code, msg) = run(&vars, &c).error("1.1.0");
     assert_eq!(code, 4);
     assert!(msg.contains("K8S_POD_NAME"), "{msg}");
+    tried("CNI_ARGS `K8S_POD_NAME=web` (no IgnoreUnknown)", code, &msg);
 }
 
 #[test]
@@ -156,6 +167,7 @@ fn a_netns_that_does_not_exist_is_code_3() {
     let (code, msg) = out.error("1.0.0");
     assert_eq!(code, 3, "{msg}");
     assert!(msg.contains("/run/netns/trellis-no-such-ns"), "{msg}");
+    tried("ADD with a CNI_NETNS that does not exist", code, &msg);
 }
 
 #[test]
@@ -170,6 +182,7 @@ fn bad_values_in_the_configuration_are_refused_before_trellisd_is_asked() {
     let (code, msg) = out.error("1.1.0");
     assert_eq!(code, 2, "{msg}");
     assert!(msg.contains("mode") && msg.contains("macvlan"), "{msg}");
+    tried("a configuration with mode macvlan", code, &msg);
     let mut c: Value = serde_json::from_slice(&conf("1.1.0", &sock)).unwrap();
     c["runtimeConfig"] =
         json!({"portMappings": [{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]});
@@ -179,6 +192,7 @@ fn bad_values_in_the_configuration_are_refused_before_trellisd_is_asked() {
     )
     .error("1.1.0");
     assert_eq!(code, 2, "{msg}");
+    tried("a port mapping with protocol icmp", code, &msg);
     let mut c: Value = serde_json::from_slice(&conf("1.1.0", &sock)).unwrap();
     c["subnet"] = "10.123.0.0/40".into();
     let (code, msg) = run(
@@ -188,6 +202,7 @@ fn bad_values_in_the_configuration_are_refused_before_trellisd_is_asked() {
     .error("1.1.0");
     assert_eq!(code, 7, "{msg}");
     assert!(msg.contains("10.123.0.0/40"), "{msg}");
+    tried("a configuration with subnet 10.123.0.0/40", code, &msg);
 }
 
 #[test]
@@ -212,5 +227,10 @@ fn trellisd_down_is_try_again_for_the_verbs_and_not_available_for_status() {
         // Logs on stderr, one line; stdout only the document.
         assert!(out.stderr.starts_with("trellis-cni: "), "{:?}", out.stderr);
         assert_eq!(out.stdout.lines().count(), 1);
+        tried(
+            &format!("{verb} with trellisd down (no socket)"),
+            code,
+            &msg,
+        );
     }
 }

@@ -398,6 +398,13 @@ fn a_trellisd_restart_keeps_routes_and_traffic_by_graceful_restart() {
         let p = wait_peer(&mut b, "Established", |p| p.state == "Established").await;
         assert_eq!(p.counters.unwrap().established, 1);
     });
+    trellis_testlab::report::record(
+        "BGP",
+        "trellisd SIGKILLed while BIRD routes a PC's requests to a container by the block trellisd announced",
+        &format!(
+            "BIRD kept the block as stale (graceful restart), {ok} requests answered and {failed} failed across the restart, the session came back and the block fresh"
+        ),
+    );
     drop(d);
 }
 
@@ -453,6 +460,11 @@ fn a_silent_router_is_detected_by_the_hold_timer() {
         }
         let p = wait_peer(&mut b, "back", |p| p.state == "Established").await;
         assert_eq!(p.counters.unwrap().established, 2);
+        trellis_testlab::report::record(
+            "BGP",
+            "the peer's router frozen (SIGSTOP) with hold time 9 s, then thawed",
+            &format!("session ended after {:.1} s with NOTIFICATION 4/0 (\"nothing from the peer for 9 s\"); back Established after SIGCONT", took.as_secs_f64()),
+        );
     });
     drop(d);
 }
@@ -519,6 +531,14 @@ fn a_scripted_peers_malformed_updates_get_rfc7606_answers() {
         .await;
         assert_eq!(p.state, "Established");
         assert!(p.last_error.contains("ORIGIN value 7"), "{p:?}");
+        trellis_testlab::report::record(
+            "BGP",
+            "a peer sends an UPDATE with ORIGIN 7",
+            &format!(
+                "treated as withdraw (RFC 7606), session kept: \"{}\"",
+                p.last_error
+            ),
+        );
         s.write_all(&update(0, 40)).await.unwrap();
         let n = loop {
             let f = tokio::time::timeout(WAIT, read_frame(&mut s))
@@ -532,6 +552,14 @@ fn a_scripted_peers_malformed_updates_get_rfc7606_answers() {
         assert_eq!(wire::parse_notification(&n), (3, 10));
         let p = wait_peer(&mut b, "down", |p| p.state != "Established").await;
         assert!(p.last_error.contains("invalid network field"), "{p:?}");
+        trellis_testlab::report::record(
+            "BGP",
+            "a peer sends an UPDATE with an IPv4 prefix of length 40",
+            &format!(
+                "NOTIFICATION 3/10 and the session ended: \"{}\"",
+                p.last_error
+            ),
+        );
     });
     drop(d);
 }

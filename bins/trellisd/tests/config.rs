@@ -95,6 +95,12 @@ fn bad_values_in_the_file_are_named() {
     ] {
         let err = error(&[], file);
         assert!(err.contains(named), "{file:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        trellis_testlab::report::record(
+            "trellisd configuration",
+            &format!("config file `{}`", file.escape_default()),
+            &format!("refused before anything starts, naming it: \"{first}\""),
+        );
     }
 }
 

@@ -173,6 +173,11 @@ fn recovers_from_a_crash_and_refuses_a_second_daemon() {
         "{}",
         third.log()
     );
+    trellis_testlab::report::record(
+        "trellisd",
+        "SIGKILL leaves its unix socket behind; trellisd started again on it",
+        "the new trellisd removes the stale socket (says so in its log) and serves",
+    );
     let status = third.terminate();
     assert!(status.success(), "exit {status}:\n{}", third.log());
 }

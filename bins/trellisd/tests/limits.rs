@@ -117,6 +117,15 @@ async fn a_storm_of_calls_gets_quick_refusals_beside_its_successes() {
     assert_eq!(counted, Some(f64::from(refused)), "{m}");
     let watch_refused = r#"trellis_rpc_refused_total{service="trellis.v1.Agent",method="Watch"}"#;
     assert_eq!(sample(&m, watch_refused), Some(1.0), "{m}");
+    trellis_testlab::report::record(
+        "trellisd",
+        &format!(
+            "{CALLS} CreateNetwork calls at once against --max-in-flight 2, a fourth Watch against --max-watches 3"
+        ),
+        &format!(
+            "{created} created, {refused} refused at once UNAVAILABLE \"{BUSY}\" and counted in trellis_rpc_refused_total; health checks all served; the watch refused the same way"
+        ),
+    );
 
     // A watch closed by its client gives its place back.
     drop(watches);

@@ -144,6 +144,13 @@ fn restarting_the_daemon_disturbs_no_running_container() {
         before,
         "the veth was recreated"
     );
+    trellis_testlab::report::record(
+        "trellisd",
+        "SIGTERM, then SIGKILL, each with trellisd down a while, while a client sends requests through a published port",
+        &format!(
+            "{ok} requests answered, {failed} failed across both; after each start: ready, the same endpoint, CHECK ok, the veth not recreated (same ifindex)"
+        ),
+    );
     let status = d.terminate();
     assert!(status.success(), "exit {status}:\n{}", d.log());
 }

@@ -133,16 +133,36 @@ async fn refuse_all(h: &Harness, c9: &Container, cases: Vec<Case>) -> Vec<String
     let mut client = h.client.clone();
     let mut failures = Vec::new();
     for (what, call, code, word) in cases {
-        match run(&mut client, call).await {
-            Ok(()) => failures.push(format!("{what}: accepted")),
-            Err(s) if s.code() != code || !s.message().contains(word) => failures.push(format!(
-                "{what}: want {code:?} naming {word:?}, got {:?}: {}",
-                s.code(),
-                s.message()
-            )),
-            Err(_) => {}
-        }
+        let refusal = match run(&mut client, call).await {
+            Ok(()) => {
+                failures.push(format!("{what}: accepted"));
+                None
+            }
+            Err(s) if s.code() != code || !s.message().contains(word) => {
+                failures.push(format!(
+                    "{what}: want {code:?} naming {word:?}, got {:?}: {}",
+                    s.code(),
+                    s.message()
+                ));
+                None
+            }
+            Err(s) => Some(s),
+        };
         let after = h.state().await;
+        if let Some(s) = &refusal
+            && after == before
+            && h.links_in(c9) == c9_links
+        {
+            trellis_testlab::report::record(
+                "gRPC API: bad input",
+                what,
+                &format!(
+                    "{:?}: \"{}\"; kernel, store and the container unchanged",
+                    s.code(),
+                    s.message()
+                ),
+            );
+        }
         if after != before {
             let diff = after.diff(&before);
             failures.push(format!(

@@ -112,6 +112,14 @@ async fn writes_and_a_watch_go_on_when_a_follower_is_killed() {
     // others go straight to a live member.
     assert!(unsure <= 1, "{unsure} indeterminate writes");
     assert!(slowest < Duration::from_secs(3), "a write took {slowest:?}");
+    trellis_testlab::report::record(
+        "etcd store",
+        "an etcd follower SIGKILLed during a stream of writes and a watch (3 members)",
+        &format!(
+            "every write done, {unsure} indeterminate (the one in flight), slowest {:.2} s; the watch saw every write",
+            slowest.as_secs_f64()
+        ),
+    );
 }
 
 /// The worst case: writes in flight when the leader dies wait for etcd's
@@ -126,6 +134,13 @@ async fn writes_and_a_watch_go_on_when_the_leader_is_killed() {
     // The one in flight on the leader, and the ones a follower forwarded
     // to the dead leader before it noticed.
     assert!(unsure <= 3, "{unsure} indeterminate writes");
+    trellis_testlab::report::record(
+        "etcd store",
+        "etcd's leader SIGKILLed during a stream of writes and a watch (3 members)",
+        &format!(
+            "every write done, {unsure} indeterminate (in flight to the dead leader: reported, not sent again); the watch saw every write"
+        ),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,4 +199,9 @@ async fn a_write_whose_answer_is_lost_is_indeterminate_and_not_sent_again() {
     assert_eq!(s.get("lost/key").await.unwrap(), None);
     let direct = EtcdStore::connect(&etcd.urls(), Some("ambiguous")).unwrap();
     assert_eq!(direct.get("lost/key").await.unwrap(), None);
+    trellis_testlab::report::record(
+        "etcd store",
+        "a member that takes a write and hangs up without answering",
+        &format!("the write is reported indeterminate (\"{err}\") and not sent to another member"),
+    );
 }
