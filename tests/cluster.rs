@@ -311,6 +311,11 @@ fn containers_on_three_hosts_reach_each_other_with_their_own_addresses() {
         ok > 20 && failed == 0,
         "through h2's restart: {ok} answered, {failed} failed"
     );
+    trellis_testlab::report::record(
+        "cluster",
+        "a node's trellisd SIGKILLed and restarted while a pod on another node talks to a pod on it",
+        &format!("{ok} requests answered, {failed} failed; the node ready again"),
+    );
 
     // h3 removed: the others forget its blocks.
     let h3_blocks = c.blocks_of("h3");
@@ -346,6 +351,11 @@ fn containers_on_three_hosts_reach_each_other_with_their_own_addresses() {
                 .iter()
                 .any(|w| w.contains("controller unreachable"))
         },
+    );
+    trellis_testlab::report::record(
+        "cluster",
+        "the controller stopped, then a pod attached on a node",
+        "attached from a block the node holds; the node's status warns \"controller unreachable\"",
     );
 }
 

@@ -112,6 +112,11 @@ async fn a_node_certificate_acts_only_for_its_node_and_admin_methods_are_the_adm
         m,
         "certificate of node \"h1\" cannot call CreatePool: only the admin may"
     );
+    trellis_testlab::report::record(
+        "cluster",
+        "a node's client certificate calling an admin method (CreatePool)",
+        &format!("PERMISSION_DENIED: \"{m}\""),
+    );
     admin
         .create_pool(routed_pool("pods", "10.244.0.0/16", 24))
         .await
@@ -124,6 +129,11 @@ async fn a_node_certificate_acts_only_for_its_node_and_admin_methods_are_the_adm
         Code::PermissionDenied,
     );
     assert_eq!(m, "certificate of node \"h1\" cannot act for node \"h2\"");
+    trellis_testlab::report::record(
+        "cluster",
+        "node h1's client certificate registering as node h2",
+        &format!("PERMISSION_DENIED: \"{m}\""),
+    );
     h1.register_node(node("h1", "10.1.253.101")).await.unwrap();
     h2.register_node(node("h2", "10.1.253.102")).await.unwrap();
     refused(
