@@ -143,12 +143,16 @@ impl Notify {
         }
     }
 
-    /// The whole message.
+    /// The whole message, at most [`MAX_MESSAGE`] bytes: data that would
+    /// take it past that is cut to fit, as a peer refuses any longer message
+    /// (the data of a ROUTE-REFRESH length error is that whole message,
+    /// itself up to 4096 bytes: found by `fuzz/`'s bgp_message).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = header(kind::NOTIFICATION, 2 + self.data.len());
+        let data = &self.data[..self.data.len().min(MAX_MESSAGE - HEADER_LEN - 2)];
+        let mut out = header(kind::NOTIFICATION, 2 + data.len());
         out.push(self.code);
         out.push(self.subcode);
-        out.extend_from_slice(&self.data);
+        out.extend_from_slice(data);
         out
     }
 }

@@ -455,6 +455,29 @@ fn route_refresh_names_its_family_or_is_refused_by_length() {
 }
 
 #[test]
+fn a_notification_carrying_a_whole_long_message_is_cut_to_4096_bytes() {
+    // A ROUTE-REFRESH of the largest length: its NOTIFICATION carries it
+    // back as data, which would make 4117 bytes (fuzz/'s bgp_message).
+    let mut m = header(kind::ROUTE_REFRESH, MAX_MESSAGE - HEADER_LEN);
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    m.resize(MAX_MESSAGE, 0);
+    let sent = m.clone();
+    let n = parse_route_refresh(&frame(m)).unwrap_err();
+    assert_eq!(n.data, sent, "the data is the whole message");
+    let out = n.encode();
+    assert_eq!(out.len(), MAX_MESSAGE);
+    assert_eq!(
+        check_header(&out[..HEADER_LEN].try_into().unwrap()),
+        Ok((kind::NOTIFICATION, MAX_MESSAGE))
+    );
+    assert_eq!(&out[HEADER_LEN..HEADER_LEN + 2], &[7, 1]);
+    assert_eq!(
+        &out[HEADER_LEN + 2..],
+        &sent[..MAX_MESSAGE - HEADER_LEN - 2]
+    );
+}
+
+#[test]
 fn a_notification_is_written_as_code_subcode_and_data() {
     let n = Notify::new(6, 2, b"bye".to_vec(), "shutdown");
     let m = n.encode();

@@ -37,14 +37,14 @@ impl From<io::Error> for Failure {
 }
 
 /// One parsed netlink message of a reply.
-struct Reply<'a> {
-    ty: u16,
+pub(crate) struct Reply<'a> {
+    pub(crate) ty: u16,
     flags: u16,
     seq: u32,
-    payload: &'a [u8],
+    pub(crate) payload: &'a [u8],
 }
 
-fn replies(buf: &[u8]) -> impl Iterator<Item = Reply<'_>> {
+pub(crate) fn replies(buf: &[u8]) -> impl Iterator<Item = Reply<'_>> {
     let mut rest = buf;
     std::iter::from_fn(move || {
         if rest.len() < NLMSG_HDRLEN {
@@ -66,11 +66,13 @@ fn replies(buf: &[u8]) -> impl Iterator<Item = Reply<'_>> {
 }
 
 /// Decodes an `NLMSG_ERROR` payload: errno (0 = ACK) and the extended ack text.
-fn decode_error(r: &Reply<'_>) -> (i32, Option<String>) {
+pub(crate) fn decode_error(r: &Reply<'_>) -> (i32, Option<String>) {
     let p = r.payload;
-    let errno = p
-        .get(0..4)
-        .map_or(0, |b| -i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])));
+    // Saturating: `-i32::MIN` overflows (a panic with overflow checks); no
+    // kernel sends it, a malformed reply can (found by fuzz/'s nftables_reply).
+    let errno = p.get(0..4).map_or(0, |b| {
+        i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])).saturating_neg()
+    });
     if r.flags & nlm::F_ACK_TLVS == 0 {
         return (errno, None);
     }
@@ -226,5 +228,33 @@ impl Conn {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One `NLMSG_ERROR` reply holding `code`, without extended ack.
+    fn error_reply(code: i32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&36u32.to_ne_bytes());
+        b.extend_from_slice(&nlm::MSG_ERROR.to_ne_bytes());
+        b.extend_from_slice(&[0; 10]); // flags, sequence, port
+        b.extend_from_slice(&code.to_ne_bytes());
+        b.extend_from_slice(&[0; 16]); // the request's header
+        b
+    }
+
+    #[test]
+    fn an_error_reply_gives_its_errno_and_a_code_of_i32_min_does_not_panic() {
+        let decode = |code| {
+            let buf = error_reply(code);
+            let r = replies(&buf).next().expect("one reply");
+            decode_error(&r)
+        };
+        assert_eq!(decode(-17), (17, None), "EEXIST");
+        assert_eq!(decode(0), (0, None), "an ACK");
+        assert_eq!(decode(i32::MIN), (i32::MAX, None));
     }
 }

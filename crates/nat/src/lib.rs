@@ -126,6 +126,8 @@ mod elems;
 mod error;
 mod expr;
 mod filter;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hostfw;
 mod layout;
 mod masq;

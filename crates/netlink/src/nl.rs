@@ -9,8 +9,8 @@
 use crate::error::KernelError;
 use futures::StreamExt;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-    NetlinkMessage, NetlinkPayload,
+    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use nix::errno::Errno;
@@ -72,6 +72,15 @@ impl Request {
             source,
         }
     }
+}
+
+/// The kernel's refusal `e` (an `NLMSG_ERROR` with a code) as an I/O error
+/// carrying its errno. Not netlink-packet-core's `ErrorMessage::to_io`: its
+/// `abs()` overflows on a code of `i32::MIN` (a panic where overflow checks
+/// are on), which no kernel sends but a malformed reply can hold (found by
+/// `fuzz/`'s netlink_reply).
+pub fn refusal(e: &ErrorMessage) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_code().saturating_abs())
 }
 
 fn closed() -> io::Error {
@@ -153,11 +162,11 @@ async fn apply_window(
             if let NetlinkPayload::Error(e) = msg.payload
                 && e.code.is_some()
             {
-                let errno = Errno::from_raw(e.raw_code().abs());
+                let errno = Errno::from_raw(e.raw_code().saturating_abs());
                 if req.done_if.contains(&errno) {
                     tracing::trace!(op = req.op, subject = %req.subject, %errno, "already done");
                 } else {
-                    result = Err(req.error(e.to_io()));
+                    result = Err(req.error(refusal(&e)));
                 }
             }
         }
@@ -217,9 +226,47 @@ async fn fetch_once(
     while let Some(msg) = next_answer(&mut stream, req).await? {
         match msg.payload {
             NetlinkPayload::InnerMessage(m) => out.push(m),
-            NetlinkPayload::Error(e) if e.code.is_some() => return Err(req.error(e.to_io())),
+            NetlinkPayload::Error(e) if e.code.is_some() => return Err(req.error(refusal(&e))),
             _ => {}
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `NLMSG_ERROR` with `code` (native endianness), as the kernel frames it.
+    fn error_reply(code: i32) -> ErrorMessage {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&36u32.to_ne_bytes()); // length
+        bytes.extend_from_slice(&2u16.to_ne_bytes()); // NLMSG_ERROR
+        bytes.extend_from_slice(&[0; 10]); // flags, sequence, port
+        bytes.extend_from_slice(&code.to_ne_bytes());
+        bytes.extend_from_slice(&[0; 16]); // the request's header
+        let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes).unwrap();
+        let NetlinkPayload::Error(e) = msg.payload else {
+            panic!("not an error: {msg:?}")
+        };
+        e
+    }
+
+    #[test]
+    fn a_refusal_carries_the_errno_and_a_code_of_i32_min_does_not_panic() {
+        assert_eq!(
+            refusal(&error_reply(-19)).raw_os_error(),
+            Some(19),
+            "ENODEV"
+        );
+        // fuzz/'s netlink_reply found this one: `to_io` panicked on it.
+        let e = refusal(&error_reply(i32::MIN));
+        assert_eq!(e.raw_os_error(), Some(i32::MAX));
+        let e = KernelError {
+            op: "get link",
+            subject: "eth0".into(),
+            source: e,
+        };
+        assert!(!e.is(Errno::ENODEV), "{e}");
+    }
 }
