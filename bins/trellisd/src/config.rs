@@ -25,6 +25,9 @@ pub const STORE_FILE: &str = "trellis.redb";
 pub const DEFAULT_MAX_IN_FLIGHT: NonZeroUsize = NonZeroUsize::new(512).unwrap();
 /// The default limit on Watch streams open at once.
 pub const DEFAULT_MAX_WATCHES: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
+/// The default pause between two convergences of the node, in seconds (as
+/// kube-proxy's sync period).
+pub const DEFAULT_RECONCILE_INTERVAL: u64 = 30;
 
 /// The command line of trellisd.
 #[derive(Debug, Parser)]
@@ -121,6 +124,12 @@ pub struct Args {
     /// one more is answered UNAVAILABLE at once [default: 1024].
     #[arg(long, env = "TRELLISD_MAX_WATCHES", value_name = "N")]
     pub max_watches: Option<usize>,
+    /// Converge the node again this many seconds after each convergence
+    /// ends: kernel objects removed behind trellis's back are put back,
+    /// orphans removed, endpoints of dead containers detached (0: only at
+    /// start) [default: 30].
+    #[arg(long, env = "TRELLISD_RECONCILE_INTERVAL", value_name = "SECS")]
+    pub reconcile_interval: Option<u64>,
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -155,7 +164,16 @@ struct FileConfig {
     cluster: FileCluster,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    reconcile: FileReconcile,
     bgp: Option<FileBgp>,
+}
+
+/// `[reconcile]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReconcile {
+    interval: Option<u64>,
 }
 
 /// `[limits]`.
@@ -264,8 +282,27 @@ pub struct Config {
     pub cluster: Option<Cluster>,
     /// How many gRPC calls are served at once.
     pub limits: Limits,
+    /// How often the node is converged after the start.
+    pub reconcile: Reconcile,
     /// BGP export (`None`: off).
     pub bgp: Option<Bgp>,
+}
+
+/// Periodic convergence: the start-up reconcile run again, so that what is
+/// removed or changed behind trellis's back while it runs comes back
+/// without a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Reconcile {
+    /// Seconds from the end of one convergence to the start of the next;
+    /// 0: only the start-up one.
+    pub interval: u64,
+}
+
+impl Reconcile {
+    /// The pause between two convergences, if they repeat.
+    pub fn every(&self) -> Option<std::time::Duration> {
+        (self.interval > 0).then(|| std::time::Duration::from_secs(self.interval))
+    }
 }
 
 /// How many gRPC calls trellisd serves at once, over all its listeners;
@@ -414,6 +451,12 @@ impl Config {
             bgp: None,
             cluster,
             limits,
+            reconcile: Reconcile {
+                interval: args
+                    .reconcile_interval
+                    .or(f.reconcile.interval)
+                    .unwrap_or(DEFAULT_RECONCILE_INTERVAL),
+            },
         })
         .and_then(|mut c: Config| {
             c.bgp = f
@@ -926,6 +969,34 @@ md5_password = "s3cret"
             );
             assert!(e.starts_with(want), "{e:?} does not start with {want:?}");
         }
+    }
+
+    #[test]
+    fn the_reconcile_interval_defaults_to_30_s_and_0_turns_it_off() {
+        let c = Config::resolve(&args(&["--node=n"]), "", Path::new("f")).unwrap();
+        assert_eq!(c.reconcile.interval, DEFAULT_RECONCILE_INTERVAL);
+        assert_eq!(
+            c.reconcile.every(),
+            Some(std::time::Duration::from_secs(30))
+        );
+        let file = "[reconcile]\ninterval = 5\n";
+        let c = Config::resolve(&args(&["--node=n"]), file, Path::new("f")).unwrap();
+        assert_eq!(c.reconcile.interval, 5);
+        let a = args(&["--node=n", "--reconcile-interval=0"]);
+        let c = Config::resolve(&a, file, Path::new("f")).unwrap();
+        assert_eq!((c.reconcile.interval, c.reconcile.every()), (0, None));
+        let e = format!(
+            "{:#}",
+            Config::resolve(
+                &args(&["--node=n"]),
+                "[reconcile]\nevery = 5\n",
+                Path::new("f")
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("unknown field `every`"), "{e}");
+        let e = Args::try_parse_from(["trellisd", "--reconcile-interval=-1"]).unwrap_err();
+        assert!(e.to_string().contains("'-1'"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,7 @@ use trellis_store::RedbStore;
 /// for the seconds a full convergence takes after every restart. Requests
 /// and the convergence may run at once; the convergence leaves alone what
 /// requests made or took meanwhile (see `trellis_agent`'s `converge`).
+/// After it the node is converged again every `[reconcile] interval`.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let agent = Arc::new(open_agent(&cfg).await?);
     let metrics = Arc::new(metrics::Metrics::new());
@@ -80,7 +81,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<()> 
         "trellisd serving; reconciling in the background"
     );
     notify::notify("READY=1");
-    let reconciling = tokio::spawn(reconcile(agent.clone()));
+    let every = cfg.reconcile.every();
+    let reconciling = tokio::spawn(reconcile(agent.clone(), metrics.clone(), every));
     let member = match &cfg.cluster {
         Some(c) => Some(tokio::spawn(join(agent.clone(), &cfg.node, c)?)),
         None => None,
@@ -167,22 +169,71 @@ const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 /// back. Failures of single items are reported, not fatal.
 /// A failure of the whole (the store unreadable) is tried again, with a
 /// growing pause, until it succeeds.
-async fn reconcile(agent: Arc<Agent>) {
+///
+/// Then, with `every`, the same convergence again and again, each `every`
+/// after the last one ended — so two never overlap, and a slow one (a
+/// node of thousands of containers) delays the next rather than piling up.
+/// A veth, route, bridge address or nftables element deleted behind
+/// trellis's back comes back within about `every`, without a restart.
+async fn reconcile(
+    agent: Arc<Agent>,
+    metrics: Arc<metrics::Metrics>,
+    every: Option<std::time::Duration>,
+) {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(500);
     loop {
         match agent.reconcile().await {
             Ok(report) => {
+                metrics.reconciled(&report);
                 report_reconcile(&agent, &report, started);
-                return;
+                break;
             }
             Err(e) => {
+                metrics.reconcile_failed();
                 tracing::error!(error = %e, retry_in = ?pause, "start-up reconciliation failed; not ready");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(std::time::Duration::from_secs(30));
             }
         }
     }
+    let Some(every) = every else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let started = std::time::Instant::now();
+        match agent.reconcile().await {
+            Ok(report) => {
+                metrics.reconciled(&report);
+                report_convergence(&report, started);
+            }
+            Err(e) => {
+                metrics.reconcile_failed();
+                tracing::warn!(error = %e, retry_in = ?every, "periodic convergence failed")
+            }
+        }
+    }
+}
+
+/// A periodic convergence is logged only when it changed something (at
+/// info, naming each object) or failed at something (at warn): a node at
+/// rest logs nothing every interval.
+fn report_convergence(report: &trellis_agent::ReconcileReport, started: std::time::Instant) {
+    for e in &report.errors {
+        tracing::warn!(error = %e, "periodic convergence");
+    }
+    if report.detached.is_empty() && report.removed.is_empty() && report.repaired.is_empty() {
+        return;
+    }
+    let detached: Vec<String> = report.detached.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        detached = ?detached,
+        removed = ?report.removed,
+        repaired = ?report.repaired,
+        took_ms = started.elapsed().as_millis() as u64,
+        "converged: the node had drifted behind trellis's back"
+    );
 }
 
 fn report_reconcile(
@@ -207,7 +258,9 @@ fn report_reconcile(
 async fn open_agent(cfg: &Config) -> Result<Agent> {
     fs::ensure_state_dir(&cfg.state_dir)?;
     let path = cfg.store_path();
-    let store = RedbStore::open(&path).with_context(|| format!("open store {}", path.display()))?;
+    // The store names its file and says what to do if it is damaged; it
+    // never replaces a file it cannot open.
+    let store = RedbStore::open(&path).context("cannot open the state store")?;
     let backends = Backends::kernel(None, Arc::new(store))
         .await
         .context("open netlink and nf_tables sockets")?;

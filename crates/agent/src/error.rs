@@ -143,6 +143,11 @@ impl Error {
             Error::HostConflict { .. } => FailedPrecondition,
             Error::NetworkInUse { .. } => FailedPrecondition,
             Error::Busy(_) => Unavailable,
+            Error::Store(e) | Error::Ipam(trellis_ipam::Error::Store(e))
+                if e.io_kind().is_some() =>
+            {
+                store_io_class(e)
+            }
             Error::Cluster(e) => e.class,
             Error::Ipam(e) => ipam_class(e),
             Error::Link(trellis_link::LinkError::Invalid(_)) => InvalidArgument,
@@ -158,6 +163,20 @@ impl Error {
     }
 }
 
+/// The state file could not be written (or read). The call changed
+/// nothing, and the store takes the file up again by itself once it can be
+/// written, so the same call succeeds then: `Unavailable`, or
+/// `ResourceExhausted` for a full disk ("the entire file system is out of
+/// space" is the gRPC status codes' own example of it).
+fn store_io_class(e: &trellis_store::Error) -> ErrorClass {
+    match e.io_kind() {
+        Some(std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) => {
+            ErrorClass::ResourceExhausted
+        }
+        _ => ErrorClass::Unavailable,
+    }
+}
+
 fn ipam_class(e: &trellis_ipam::Error) -> ErrorClass {
     use trellis_ipam::Error as E;
     match e {
@@ -168,5 +187,35 @@ fn ipam_class(e: &trellis_ipam::Error) -> ErrorClass {
         E::Exhausted { .. } | E::NoGrantedRoom { .. } => ErrorClass::ResourceExhausted,
         E::Contention { .. } => ErrorClass::Unavailable,
         _ => ErrorClass::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    fn io(kind: ErrorKind) -> trellis_store::Error {
+        trellis_store::Error::Io {
+            path: "/var/lib/trellis/trellis.redb".into(),
+            key: "k".into(),
+            error: kind.into(),
+        }
+    }
+
+    #[test]
+    fn a_state_file_that_cannot_be_written_is_unavailable_or_full() {
+        let full = Error::Store(io(ErrorKind::StorageFull));
+        assert_eq!(full.class(), ErrorClass::ResourceExhausted);
+        let read_only = Error::Store(io(ErrorKind::ReadOnlyFilesystem));
+        assert_eq!(read_only.class(), ErrorClass::Unavailable);
+        // The same through IPAM, which writes most of an attach.
+        let via_ipam = Error::Ipam(trellis_ipam::Error::Store(io(ErrorKind::StorageFull)));
+        assert_eq!(via_ipam.class(), ErrorClass::ResourceExhausted);
+        let corrupt = Error::Store(trellis_store::Error::Corrupt {
+            path: "/x".into(),
+            reason: "r".into(),
+        });
+        assert_eq!(corrupt.class(), ErrorClass::Internal);
     }
 }

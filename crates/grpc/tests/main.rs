@@ -17,3 +17,4 @@ mod bad_input;
 mod cases;
 mod happy;
 mod util;
+mod watch;

@@ -1,6 +1,7 @@
 //! The store's error type.
 
 use crate::Expect;
+use std::path::PathBuf;
 
 /// What can go wrong talking to a store. Messages are lowercase and name the key.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +52,36 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The backend failed (I/O, corruption, a lost connection).
+    /// The store's file could not be read or written: a full disk, a
+    /// read-only filesystem, a failing device. Nothing of the failed call
+    /// was applied, and the store tries its file again on the next call, so
+    /// it recovers by itself once the cause is gone.
+    #[error("state file {}{}: {error}", path.display(), on_key(key))]
+    Io {
+        /// The store's file.
+        path: PathBuf,
+        /// The key (or prefix) being accessed.
+        key: String,
+        /// What the operating system said. Part of the message (a client
+        /// sees only that), so not a `source` too: it would print twice.
+        error: std::io::Error,
+    },
+    /// The store's file is damaged, or is not a store at all. It is left
+    /// exactly as it was found: opening never repairs it by dropping
+    /// commits, and never puts an empty store in its place.
+    #[error(
+        "state file {} is corrupt or unreadable ({reason}); it was left as it is: \
+         restore it from a backup, or move it aside to start with an empty store \
+         (which forgets every network and endpoint it records)",
+        path.display()
+    )]
+    Corrupt {
+        /// The store's file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The backend failed (a lost connection, an unexpected backend error).
     #[error("key {key:?}: store backend failed: {source}")]
     Backend {
         /// The key (or prefix) being accessed.
@@ -76,10 +106,28 @@ impl Error {
         matches!(self, Error::Conflict { .. })
     }
 
+    /// The kind of the operating-system error behind an [`Error::Io`]
+    /// (`StorageFull`, `ReadOnlyFilesystem`, …); `None` for other errors.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::Io { error, .. } => Some(error.kind()),
+            _ => None,
+        }
+    }
+
     /// Whether this is an [`Error::Indeterminate`] write (the caller should
     /// re-read before deciding whether to write again).
     pub fn is_indeterminate(&self) -> bool {
         matches!(self, Error::Indeterminate { .. })
+    }
+}
+
+/// ` (key "k")`, or nothing for a call on no key (opening the file).
+fn on_key(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" (key {key:?})")
     }
 }
 

@@ -30,6 +30,8 @@ struct HubState {
     first_kept: u64,
     history: VecDeque<WatchEvent>,
     limit: usize,
+    /// Bumped by [`Hub::reset`]: a stream opened before it ends.
+    generation: u64,
 }
 
 impl Hub {
@@ -42,6 +44,7 @@ impl Hub {
                 first_kept: current + 1,
                 history: VecDeque::new(),
                 limit: limit.max(1),
+                generation: 0,
             }),
             revision: watch::channel(current).0,
         })
@@ -73,20 +76,41 @@ impl Hub {
         self.revision.send_replace(revision);
     }
 
+    /// The newest revision published.
+    pub(crate) fn current(&self) -> u64 {
+        self.lock().current
+    }
+
+    /// Forgets the history, as when published events turned out not to
+    /// have happened (a backend lost writes it had made visible): the
+    /// revision becomes `current`, and every stream opened before ends with
+    /// [`Error::Compacted`], so that its watcher re-lists.
+    pub(crate) fn reset(&self, current: u64) {
+        {
+            let mut st = self.lock();
+            st.current = current;
+            st.first_kept = current + 1;
+            st.history.clear();
+            st.generation += 1;
+        }
+        self.revision.send_replace(current);
+    }
+
     /// A stream of events under `prefix` from `from` (0: from now on).
     pub(crate) fn watch(self: &Arc<Self>, prefix: &str, from: u64) -> Result<WatchStream, Error> {
         let mut rx = self.revision.subscribe();
         rx.mark_unchanged();
-        let next = {
+        let (next, generation) = {
             let st = self.lock();
             let next = if from == 0 { st.current + 1 } else { from };
             st.check_kept(prefix, next)?;
-            next
+            (next, st.generation)
         };
         let state = WatchState {
             hub: Arc::clone(self),
             prefix: prefix.to_owned(),
             next,
+            generation,
             rx,
             buf: VecDeque::new(),
             done: false,
@@ -96,8 +120,20 @@ impl Hub {
 
     /// Events under `prefix` with revision `>= next`, and the revision to ask
     /// for next time.
-    fn collect(&self, prefix: &str, next: u64) -> Result<(Vec<WatchEvent>, u64), Error> {
+    fn collect(
+        &self,
+        prefix: &str,
+        next: u64,
+        generation: u64,
+    ) -> Result<(Vec<WatchEvent>, u64), Error> {
         let st = self.lock();
+        if st.generation != generation {
+            return Err(Error::Compacted {
+                prefix: prefix.to_owned(),
+                requested: next,
+                oldest: st.first_kept,
+            });
+        }
         st.check_kept(prefix, next)?;
         if next > st.current {
             return Ok((Vec::new(), next));
@@ -131,6 +167,7 @@ struct WatchState {
     hub: Arc<Hub>,
     prefix: String,
     next: u64,
+    generation: u64,
     rx: watch::Receiver<u64>,
     buf: VecDeque<WatchEvent>,
     done: bool,
@@ -147,7 +184,7 @@ async fn next_event(mut st: WatchState) -> Option<(Result<WatchEvent, Error>, Wa
         // Mark the signal seen *before* reading the history, so a publish that
         // lands after the read wakes the `changed()` below.
         st.rx.borrow_and_update();
-        match st.hub.collect(&st.prefix, st.next) {
+        match st.hub.collect(&st.prefix, st.next, st.generation) {
             Err(e) => {
                 st.done = true;
                 return Some((Err(e), st));
@@ -162,5 +199,43 @@ async fn next_event(mut st: WatchState) -> Option<(Result<WatchEvent, Error>, Wa
             // cannot be gone; end quietly if it ever is.
             return None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn put(key: &str, revision: u64) -> WatchEvent {
+        WatchEvent::Put {
+            key: key.to_owned(),
+            value: Vec::new(),
+            revision,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_ends_every_stream_so_that_watchers_re_list() {
+        let hub = Hub::new(10, 100);
+        let mut caught_up = hub.watch("a", 0).unwrap();
+        let mut behind = hub.watch("a", 11).unwrap();
+        hub.publish(put("a/1", 11));
+        assert_eq!(caught_up.next().await.unwrap().unwrap(), put("a/1", 11));
+        // Revision 11 turned out not to have happened; the store goes on
+        // from 11 without it.
+        hub.reset(11);
+        for stream in [&mut caught_up, &mut behind] {
+            assert!(matches!(
+                stream.next().await,
+                Some(Err(Error::Compacted { .. }))
+            ));
+            assert!(stream.next().await.is_none());
+        }
+        assert_eq!(hub.current(), 11);
+        // A watch opened after the reset follows the new history.
+        let mut fresh = hub.watch("a", 0).unwrap();
+        hub.publish(put("a/2", 12));
+        assert_eq!(fresh.next().await.unwrap().unwrap(), put("a/2", 12));
     }
 }

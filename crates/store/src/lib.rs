@@ -40,6 +40,7 @@
 mod error;
 mod hub;
 mod memory;
+mod redb_file;
 mod redb_store;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -373,3 +374,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod redb_fault_tests;

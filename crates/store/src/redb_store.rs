@@ -2,17 +2,19 @@
 
 use crate::hub::Hub;
 use crate::memory::DEFAULT_HISTORY;
+use crate::redb_file::{commit_durable, failure, open_existing, open_or_create, poisons};
 use crate::{
     Error, Expect, KvStore, Listing, Op, Versioned, WatchEvent, WatchStream, check_expect,
     check_key, check_ops, key_matches,
 };
 use async_trait::async_trait;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
+    WriteTransaction,
 };
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// key → (revision of its last write, value).
 const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("kv");
@@ -22,9 +24,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 
 /// The store revision recorded in `meta` (0 for a new file).
-fn stored_revision(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, Error> {
-    let rev = meta.get(REVISION).map_err(|e| Error::backend(key, e))?;
-    Ok(rev.map(|g| g.value()).unwrap_or(0))
+fn stored_revision(meta: &impl ReadableTable<&'static str, u64>) -> Result<u64, StorageError> {
+    Ok(meta.get(REVISION)?.map(|g| g.value()).unwrap_or(0))
 }
 
 /// A store in one redb file, owned by one process.
@@ -38,16 +39,31 @@ fn stored_revision(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> R
 /// `Durability::None`: visible at once), then made durable by a flush: one
 /// empty durable commit, which persists every commit before it. Writers
 /// waiting at once share one flush, so a hundred concurrent writes cost a
-/// few fsyncs, not a hundred in a row. [`KvStore::txn_unsynced`] returns
+/// few flushes, not a hundred in a row. [`KvStore::txn_unsynced`] returns
 /// before the flush, for a caller that overlaps it with other work and calls
-/// [`KvStore::sync`] when it needs the write durable.
+/// [`KvStore::sync`] when it needs the write durable. A flush is a two-phase
+/// commit (two fsyncs), so that a damaged file is refused at open instead of
+/// rolled back (see `redb_file`).
+///
+/// **A damaged file is never replaced.** Opening refuses a file that does
+/// not verify with [`Error::Corrupt`], naming it and leaving it as it was.
+///
+/// **I/O failures are not for ever.** A write that fails (a full disk, a
+/// filesystem turned read-only) fails its call with [`Error::Io`], naming
+/// the file and the OS error; redb then refuses every later call, so the
+/// next call closes the file and opens it again, and the store works again
+/// as soon as the file can be written. Writes that were visible but not yet
+/// durable when the write failed are gone after the reopen: a
+/// [`KvStore::sync`] that covered them fails, the revision goes on past the
+/// events already published (a revision is never reused), and every watch
+/// open at the time ends with [`Error::Compacted`], so that watchers re-list.
 ///
 /// Writes run on tokio's blocking pool (`spawn_blocking`): a commit waits for
 /// an fsync, which must not stall the async worker threads. Reads are served
 /// from redb's page cache and run inline. A committed write costs redb ~30 µs
-/// plus the disk's fsync, which varies by machine (one development VM: ~2.5 ms;
-/// another: ~0.1 ms). `trellis-bench attach` prints the disk's sync cost beside
-/// the attach latency with this store, so the two can be read together.
+/// plus the disk's fsyncs, which vary by machine (one development VM: ~2.5 ms
+/// each; another: ~0.1 ms). `trellis-bench attach` prints the disk's sync cost
+/// beside the attach latency with this store, so the two can be read together.
 ///
 /// Watches are served in-process: after a commit the event is published to an
 /// in-memory history ([`DEFAULT_HISTORY`] events), which is enough because the
@@ -60,50 +76,82 @@ pub struct RedbStore {
 }
 
 struct Inner {
-    db: Database,
+    path: PathBuf,
+    /// The open file; `None` after an I/O failure closed it and reopening
+    /// failed.
+    db: RwLock<Option<Database>>,
+    /// An I/O failure made the open file unusable: reopen before use.
+    broken: AtomicBool,
     /// Serialises commit + publish so that events are published in revision
-    /// order (redb serialises the transactions themselves anyway).
+    /// order (redb serialises the transactions themselves anyway), and
+    /// reopening with writing.
     write: Mutex<()>,
     hub: Arc<Hub>,
     /// Commits made so far (a counter; non-durable ones included).
     committed: AtomicU64,
     /// Commits known durable: every commit up to this count.
     durable: AtomicU64,
+    /// Commits lost to an I/O failure: the counts in `(from, to]` were made
+    /// visible but never durable.
+    lost: Mutex<(u64, u64)>,
     /// Serialises flushes, so that callers waiting at once share one.
     flushing: Mutex<()>,
 }
 
+/// A commit [`Inner::apply`] made: the store revision it wrote up to, and
+/// its number in the count of commits (what a flush makes durable).
+struct Commit {
+    revision: u64,
+    number: u64,
+}
+
+/// Locks `m`; a panic while it was held poisons nothing this store relies on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes sure the tables exist and the stored revision is at least
+/// `at_least` (one durable commit); returns the revision stored before and
+/// the one stored now.
+fn prepare(path: &Path, db: &Database, at_least: u64) -> Result<(u64, u64), Error> {
+    let be = |e: redb::Error| failure(path, "", e);
+    let txn = db.begin_write().map_err(|e| be(e.into()))?;
+    let stored = {
+        let mut meta = txn.open_table(META).map_err(|e| be(e.into()))?;
+        txn.open_table(KV).map_err(|e| be(e.into()))?;
+        let stored = stored_revision(&meta).map_err(|e| be(e.into()))?;
+        if stored < at_least {
+            meta.insert(REVISION, at_least).map_err(|e| be(e.into()))?;
+        }
+        stored
+    };
+    commit_durable(path, "", txn)?;
+    Ok((stored, stored.max(at_least)))
+}
+
 impl RedbStore {
     /// Opens the store at `path`, creating the file if it does not exist.
+    ///
+    /// A file that exists but does not verify is refused with
+    /// [`Error::Corrupt`] and left as it was; one that cannot be read or
+    /// written, with [`Error::Io`]. Both name the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let name = path.display().to_string();
-        let db = Database::create(path).map_err(|e| Error::backend(&name, e))?;
-        let txn = db.begin_write().map_err(|e| Error::backend(&name, e))?;
-        let revision = {
-            let meta = txn.open_table(META).map_err(|e| Error::backend(&name, e))?;
-            txn.open_table(KV).map_err(|e| Error::backend(&name, e))?;
-            stored_revision(&meta, &name)?
-        };
-        txn.commit().map_err(|e| Error::backend(&name, e))?;
+        let path = path.as_ref().to_owned();
+        let db = open_or_create(&path)?;
+        let (_, revision) = prepare(&path, &db, 0)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                path,
+                db: RwLock::new(Some(db)),
+                broken: AtomicBool::new(false),
                 write: Mutex::new(()),
                 hub: Hub::new(revision, DEFAULT_HISTORY),
                 committed: AtomicU64::new(0),
                 durable: AtomicU64::new(0),
+                lost: Mutex::new((0, 0)),
                 flushing: Mutex::new(()),
             }),
         })
-    }
-
-    /// The store revision as of now.
-    fn list_revision(&self, key: &str) -> Result<u64, Error> {
-        let be = |e: redb::Error| Error::backend(key, e);
-        let txn = self.inner.db.begin_read().map_err(|e| be(e.into()))?;
-        let meta = txn.open_table(META).map_err(|e| be(e.into()))?;
-        stored_revision(&meta, key)
     }
 
     /// [`KvStore::txn`] (`synced`) or [`KvStore::txn_unsynced`].
@@ -117,12 +165,15 @@ impl RedbStore {
             if synced {
                 inner.apply_synced(ops)
             } else {
-                inner.apply(ops)
+                Ok(inner.apply(ops)?.map(|c| c.revision))
             }
         };
         match self.blocking(&name, write).await? {
             Some(revision) => Ok(revision),
-            None => Ok(self.list_revision(&name)?),
+            None => self.inner.read(&name, |db| {
+                let txn = db.begin_read()?;
+                Ok(stored_revision(&txn.open_table(META)?)?)
+            }),
         }
     }
 
@@ -140,131 +191,265 @@ impl RedbStore {
 }
 
 impl Inner {
+    /// A redb failure accessing `key` as an [`Error`]; one that leaves the
+    /// open file unusable marks it for reopening.
+    fn fail(&self, key: &str, e: impl Into<redb::Error>) -> Error {
+        self.note(failure(&self.path, key, e))
+    }
+
+    /// Marks the file for reopening if `e` left it unusable.
+    fn note(&self, e: Error) -> Error {
+        if poisons(&e) {
+            self.broken.store(true, Ordering::Release);
+        }
+        e
+    }
+
+    /// The error of a call that found the file closed.
+    fn closed(&self, key: &str) -> Error {
+        Error::Io {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            error: std::io::Error::other("the file was closed by an earlier failure"),
+        }
+    }
+
+    /// Reopens the file if an I/O failure made it unusable.
+    fn ready(&self) -> Result<(), Error> {
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _serial = lock(&self.write);
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.reopen()
+    }
+
+    /// Closes the unusable file and opens it again (the caller holds
+    /// `write`). The commits that were visible but not durable are gone
+    /// with the old handle: their count is kept in `lost`, the stored
+    /// revision is raised past every published event, and watches end.
+    fn reopen(&self) -> Result<(), Error> {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = slot.take()
+            && let Err(e) = old.close()
+        {
+            tracing::debug!(file = %self.path.display(), error = %e, "closing the failed state file");
+        }
+        let db = open_existing(&self.path)?;
+        let published = self.hub.current();
+        let (stored, _) = prepare(&self.path, &db, published)?;
+        let committed = self.committed.load(Ordering::Acquire);
+        let durable = self.durable.swap(committed, Ordering::AcqRel);
+        if durable < committed {
+            *lock(&self.lost) = (durable, committed);
+        }
+        if stored < published {
+            self.hub.reset(published);
+        }
+        *slot = Some(db);
+        self.broken.store(false, Ordering::Release);
+        tracing::warn!(
+            file = %self.path.display(),
+            lost_commits = committed.saturating_sub(durable),
+            lost_revisions = published - stored,
+            "state file reopened after an I/O failure"
+        );
+        Ok(())
+    }
+
+    /// Runs the read `f` on the open file.
+    fn read<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Result<T, Error> {
+        self.ready()?;
+        let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = slot.as_ref().ok_or_else(|| self.closed(key))?;
+        f(db).map_err(|e| self.fail(key, e))
+    }
+
     /// Applies `ops` in one write transaction: checks every expectation,
     /// then writes, bumps the revision once per effective write, commits
     /// without an fsync ([`Inner::sync`] makes it durable) and publishes the
     /// events. `None`: nothing changed, the transaction is aborted.
-    fn apply(&self, ops: Vec<Op>) -> Result<Option<u64>, Error> {
+    fn apply(&self, ops: Vec<Op>) -> Result<Option<Commit>, Error> {
         let name = ops
             .first()
             .map(|op| op.key().to_owned())
             .unwrap_or_default();
-        let be = |e: redb::Error| Error::backend(&name, e);
-        let _serial = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let mut txn = self.db.begin_write().map_err(|e| be(e.into()))?;
+        self.ready()?;
+        let _serial = lock(&self.write);
+        let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = slot.as_ref().ok_or_else(|| self.closed(&name))?;
+        let mut txn = db.begin_write().map_err(|e| self.fail(&name, e))?;
         txn.set_durability(Durability::None)
-            .map_err(|e| Error::backend(&name, e))?;
-        let events = match stage(&txn, ops) {
+            .map_err(|e| self.fail(&name, e))?;
+        let events = match self.stage(&txn, ops) {
             Ok(events) if !events.is_empty() => events,
             other => {
-                txn.abort().map_err(|e| be(e.into()))?;
+                txn.abort().map_err(|e| self.fail(&name, e))?;
                 return other.map(|_| None);
             }
         };
         let last = events.last().map(WatchEvent::revision).unwrap_or_default();
         {
-            let mut meta = txn.open_table(META).map_err(|e| be(e.into()))?;
-            meta.insert(REVISION, last).map_err(|e| be(e.into()))?;
+            let mut meta = txn.open_table(META).map_err(|e| self.fail(&name, e))?;
+            meta.insert(REVISION, last)
+                .map_err(|e| self.fail(&name, e))?;
         }
-        txn.commit().map_err(|e| be(e.into()))?;
-        self.committed.fetch_add(1, Ordering::AcqRel);
+        txn.commit().map_err(|e| self.fail(&name, e))?;
+        let number = self.committed.fetch_add(1, Ordering::AcqRel) + 1;
         for event in events {
             self.hub.publish(event);
         }
-        Ok(Some(last))
+        Ok(Some(Commit {
+            revision: last,
+            number,
+        }))
     }
 
-    /// [`Inner::apply`] and then [`Inner::sync`]: durable on return, and
-    /// writers at once share their flushes (group commit).
+    /// [`Inner::apply`] and then a flush: durable on return, and writers at
+    /// once share their flushes (group commit). A write that changed nothing
+    /// still waits for the commits before it, but has none of its own that
+    /// an I/O failure could have lost.
     fn apply_synced(&self, ops: Vec<Op>) -> Result<Option<u64>, Error> {
-        let done = self.apply(ops)?;
-        self.sync()?;
-        Ok(done)
+        match self.apply(ops)? {
+            Some(c) => {
+                self.sync_upto(c.number, true)?;
+                Ok(Some(c.revision))
+            }
+            None => {
+                self.sync_upto(self.committed.load(Ordering::Acquire), false)?;
+                Ok(None)
+            }
+        }
     }
 
-    /// Makes every commit made before the call durable: one empty durable
-    /// commit (redb persists the non-durable ones before it with it),
-    /// shared by every caller that waited for the same flush.
+    /// [`KvStore::sync`]: makes every commit made before the call durable.
+    /// It fails if one of them may have been lost to an I/O failure (it
+    /// cannot tell the caller's own from the others).
     fn sync(&self) -> Result<(), Error> {
-        let target = self.committed.load(Ordering::Acquire);
+        self.sync_upto(self.committed.load(Ordering::Acquire), true)
+    }
+
+    /// Makes commits up to number `target` durable: one empty durable
+    /// commit (redb persists the non-durable ones before it with it),
+    /// shared by every caller that waited for the same flush. `strict`:
+    /// fails if commit `target` may be among those lost to an I/O failure.
+    fn sync_upto(&self, target: u64, strict: bool) -> Result<(), Error> {
+        let check_lost = |target| {
+            if strict {
+                self.check_lost(target)
+            } else {
+                Ok(())
+            }
+        };
+        check_lost(target)?;
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        let _flush = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
-        // The flush just finished may have covered this caller.
+        let _flush = lock(&self.flushing);
+        self.ready()?;
+        // A reopen may have lost what this caller waits for; the flush just
+        // finished may have covered it.
+        check_lost(target)?;
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        let be = |e: redb::Error| Error::backend("(sync)", e);
-        let _serial = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = lock(&self.write);
         let upto = self.committed.load(Ordering::Acquire);
-        let txn = self.db.begin_write().map_err(|e| be(e.into()))?;
-        txn.commit().map_err(|e| be(e.into()))?;
+        let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = slot.as_ref().ok_or_else(|| self.closed(SYNC))?;
+        let txn = db.begin_write().map_err(|e| self.fail(SYNC, e))?;
+        commit_durable(&self.path, SYNC, txn).map_err(|e| self.note(e))?;
         self.durable.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
-}
 
-/// Checks and writes `ops` inside `txn`; the events of the effective writes,
-/// with revisions counted on from the stored one.
-fn stage(txn: &WriteTransaction, ops: Vec<Op>) -> Result<Vec<WatchEvent>, Error> {
-    let name = ops
-        .first()
-        .map(|op| op.key().to_owned())
-        .unwrap_or_default();
-    let be = |e: redb::Error| Error::backend(&name, e);
-    let mut revision = {
-        let meta = txn.open_table(META).map_err(|e| be(e.into()))?;
-        stored_revision(&meta, &name)?
-    };
-    let mut kv = txn.open_table(KV).map_err(|e| be(e.into()))?;
-    for op in &ops {
-        let got = kv.get(op.key()).map_err(|e| be(e.into()))?;
-        check_expect(op.key(), op.expected(), got.map(|g| g.value().0))?;
+    /// [`Error::Io`] if commit number `target` may be among those lost to
+    /// an I/O failure.
+    fn check_lost(&self, target: u64) -> Result<(), Error> {
+        let (from, to) = *lock(&self.lost);
+        if from < target && target <= to {
+            return Err(Error::Io {
+                path: self.path.clone(),
+                key: SYNC.to_owned(),
+                error: std::io::Error::other(
+                    "a write was lost: the file failed before it was made durable",
+                ),
+            });
+        }
+        Ok(())
     }
-    let mut events = Vec::with_capacity(ops.len());
-    for op in ops {
-        match op {
-            Op::Put { key, value, .. } => {
-                revision += 1;
-                kv.insert(key.as_str(), (revision, value.as_slice()))
-                    .map_err(|e| Error::backend(&key, e))?;
-                events.push(WatchEvent::Put {
-                    key,
-                    value,
-                    revision,
-                });
-            }
-            Op::Delete { key, .. } => {
-                let removed = kv
-                    .remove(key.as_str())
-                    .map_err(|e| Error::backend(&key, e))?
-                    .is_some();
-                if removed {
+
+    /// Checks and writes `ops` inside `txn`; the events of the effective
+    /// writes, with revisions counted on from the stored one.
+    fn stage(&self, txn: &WriteTransaction, ops: Vec<Op>) -> Result<Vec<WatchEvent>, Error> {
+        let name = ops
+            .first()
+            .map(|op| op.key().to_owned())
+            .unwrap_or_default();
+        let be = |e: redb::Error| self.fail(&name, e);
+        let mut revision = {
+            let meta = txn.open_table(META).map_err(|e| be(e.into()))?;
+            stored_revision(&meta).map_err(|e| be(e.into()))?
+        };
+        let mut kv = txn.open_table(KV).map_err(|e| be(e.into()))?;
+        for op in &ops {
+            let got = kv.get(op.key()).map_err(|e| be(e.into()))?;
+            check_expect(op.key(), op.expected(), got.map(|g| g.value().0))?;
+        }
+        let mut events = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                Op::Put { key, value, .. } => {
                     revision += 1;
-                    events.push(WatchEvent::Delete { key, revision });
+                    kv.insert(key.as_str(), (revision, value.as_slice()))
+                        .map_err(|e| self.fail(&key, e))?;
+                    events.push(WatchEvent::Put {
+                        key,
+                        value,
+                        revision,
+                    });
+                }
+                Op::Delete { key, .. } => {
+                    let removed = kv
+                        .remove(key.as_str())
+                        .map_err(|e| self.fail(&key, e))?
+                        .is_some();
+                    if removed {
+                        revision += 1;
+                        events.push(WatchEvent::Delete { key, revision });
+                    }
                 }
             }
         }
+        Ok(events)
     }
-    Ok(events)
 }
+
+/// The key named in the errors of a flush: none (a flush writes no key).
+const SYNC: &str = "";
 
 #[async_trait]
 impl KvStore for RedbStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, Error> {
         check_key(key)?;
-        let be = |e: redb::Error| Error::backend(key, e);
-        let txn = self.inner.db.begin_read().map_err(|e| be(e.into()))?;
-        let kv = txn.open_table(KV).map_err(|e| be(e.into()))?;
-        let got = kv.get(key).map_err(|e| be(e.into()))?;
-        Ok(got.map(|g| {
-            let (revision, value) = g.value();
-            Versioned {
-                value: value.to_vec(),
-                revision,
-            }
-        }))
+        self.inner.read(key, |db| {
+            let txn = db.begin_read()?;
+            let kv = txn.open_table(KV)?;
+            let got = kv.get(key)?;
+            Ok(got.map(|g| {
+                let (revision, value) = g.value();
+                Versioned {
+                    value: value.to_vec(),
+                    revision,
+                }
+            }))
+        })
     }
 
     async fn put_if(&self, key: &str, value: Vec<u8>, expected: Expect) -> Result<u64, Error> {
@@ -296,28 +481,26 @@ impl KvStore for RedbStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, Error> {
-        let be = |e: redb::Error| Error::backend(prefix, e);
         let dir = prefix.strip_suffix('/').unwrap_or(prefix);
-        let txn = self.inner.db.begin_read().map_err(|e| be(e.into()))?;
-        let revision = {
-            let meta = txn.open_table(META).map_err(|e| be(e.into()))?;
-            stored_revision(&meta, prefix)?
-        };
-        let kv = txn.open_table(KV).map_err(|e| be(e.into()))?;
-        let mut entries = Vec::new();
-        for item in kv.range(dir..).map_err(|e| be(e.into()))? {
-            let (k, v) = item.map_err(|e| be(e.into()))?;
-            let key = k.value();
-            if !key.starts_with(dir) {
-                break;
+        self.inner.read(prefix, |db| {
+            let txn = db.begin_read()?;
+            let revision = stored_revision(&txn.open_table(META)?)?;
+            let kv = txn.open_table(KV)?;
+            let mut entries = Vec::new();
+            for item in kv.range(dir..)? {
+                let (k, v) = item?;
+                let key = k.value();
+                if !key.starts_with(dir) {
+                    break;
+                }
+                if key_matches(prefix, key) {
+                    let (revision, value) = v.value();
+                    let value = value.to_vec();
+                    entries.push((key.to_owned(), Versioned { value, revision }));
+                }
             }
-            if key_matches(prefix, key) {
-                let (revision, value) = v.value();
-                let value = value.to_vec();
-                entries.push((key.to_owned(), Versioned { value, revision }));
-            }
-        }
-        Ok(Listing { revision, entries })
+            Ok(Listing { revision, entries })
+        })
     }
 
     async fn watch(&self, prefix: &str, from_revision: u64) -> Result<WatchStream, Error> {

@@ -20,6 +20,7 @@
 //! | `trellis_ipam_free_addresses` | gauge | network, pool |
 //! | `trellis_ipam_claimed_blocks` | gauge | network, pool |
 //! | `trellis_metrics_collect_errors_total` | counter | — |
+//! | `trellis_reconcile_objects_total` | counter | action |
 //! | `trellis_bgp_session_established` | gauge (1/0) | peer |
 //! | `trellis_bgp_session_uptime_seconds` | gauge | peer |
 //! | `trellis_bgp_prefixes_advertised` | gauge | peer |
@@ -35,6 +36,12 @@
 //! A call refused because too many were under way
 //! (`trellis_daemon::limit`) counts in `trellis_rpc_refused_total` as well
 //! as in the requests and errors with `code="UNAVAILABLE"`.
+//!
+//! `action` is what a convergence of the node (at start-up and every
+//! `[reconcile] interval` after) did to an object: `repaired` (put back or
+//! brought in line), `removed` (an orphan), `detached` (an endpoint whose
+//! container is gone) or `failed`. Anything but `failed` after the start
+//! means something was changed behind trellis's back.
 //!
 //! Attach and Detach latency are `trellis_rpc_duration_seconds` with
 //! `method="Attach"` / `method="Detach"`.
@@ -77,6 +84,11 @@ pub struct CodeLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NetworkLabels {
     network: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -164,6 +176,8 @@ pub struct Metrics {
     rpc: RpcMetrics,
     state: StateGauges,
     bgp: BgpGauges,
+    /// What convergences of the node did, by action.
+    reconcile: Family<ActionLabels, Counter>,
     /// The speaker whose peers `bgp` shows, when BGP is on.
     speaker: std::sync::OnceLock<trellis_bgp::Speaker>,
     /// One scrape at a time: collection clears and refills the gauges.
@@ -274,11 +288,18 @@ impl Metrics {
             "BGP session events since trellisd started",
             bgp.events.clone(),
         );
+        let reconcile = Family::default();
+        r.register(
+            "reconcile_objects",
+            "Objects convergences of the node repaired, removed, detached or failed at",
+            Family::clone(&reconcile),
+        );
         Metrics {
             registry,
             rpc,
             state,
             bgp,
+            reconcile,
             speaker: std::sync::OnceLock::new(),
             scrape: tokio::sync::Mutex::new(()),
         }
@@ -287,6 +308,25 @@ impl Metrics {
     /// The RPC metrics, for [`RpcMetricsLayer`].
     pub fn rpc(&self) -> RpcMetrics {
         self.rpc.clone()
+    }
+
+    /// Counts what one convergence of the node did.
+    pub fn reconciled(&self, report: &trellis_agent::ReconcileReport) {
+        for (action, n) in [
+            ("repaired", report.repaired.len()),
+            ("removed", report.removed.len()),
+            ("detached", report.detached.len()),
+            ("failed", report.errors.len()),
+        ] {
+            let c = self.reconcile.get_or_create(&ActionLabels { action });
+            c.inc_by(n as u64);
+        }
+    }
+
+    /// Counts a convergence that failed as a whole.
+    pub fn reconcile_failed(&self) {
+        let failed = ActionLabels { action: "failed" };
+        self.reconcile.get_or_create(&failed).inc();
     }
 
     /// Shows `speaker`'s peers from now on.
