@@ -93,6 +93,17 @@ pub struct Agent {
     pub(crate) peer_routes: Mutex<Option<Vec<trellis_route::PeerRoute>>>,
     /// The cluster's prefixes: destinations never masqueraded to.
     pub(crate) cluster_prefixes: Mutex<Vec<IpNet>>,
+    /// Held by a network's creation or deletion and by a convergence of
+    /// the node: a round's desired state is computed from the networks
+    /// before it reads the kernel, so a network plumbed or unplumbed in
+    /// between would look drifted — its bridge made again after its
+    /// deletion (and kept: no record explains it, nor is a bridge ever
+    /// judged an orphan), its nftables elements taken after its creation.
+    pub(crate) network_changes: tokio::sync::Mutex<()>,
+    /// One async lock per endpoint (container interface) that requests or
+    /// repairs are working on: an attach, a detach and a convergence's
+    /// repair of one endpoint never interleave (see [`EndpointLock`]).
+    pub(crate) endpoint_locks: Mutex<HashMap<Handle, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Agent {
@@ -136,6 +147,8 @@ impl Agent {
             membership: std::sync::RwLock::default(),
             peer_routes: Mutex::default(),
             cluster_prefixes: Mutex::default(),
+            network_changes: tokio::sync::Mutex::default(),
+            endpoint_locks: Mutex::default(),
             be,
         })
     }
@@ -215,6 +228,49 @@ impl Agent {
     pub(crate) fn pool_lock(&self, pool: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.pool_locks.lock().expect("pool locks");
         locks.entry(pool.to_owned()).or_default().clone()
+    }
+}
+
+/// Holds one endpoint's lock (see [`Agent::lock_endpoint`]); the lock is
+/// forgotten when the last holder or waiter lets go, so the map holds only
+/// endpoints being worked on.
+pub(crate) struct EndpointLock<'a> {
+    agent: &'a Agent,
+    handle: Handle,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Agent {
+    /// Locks the endpoint `handle` against other requests and repairs of
+    /// it, waiting for the one that holds it. An attach and a detach hold it
+    /// throughout; a convergence holds it while it repairs that endpoint,
+    /// which it looks at afresh under the lock (its view of the node may be
+    /// older than a request that began meanwhile). Locks of different
+    /// endpoints never wait on each other, and no one holds two.
+    pub(crate) async fn lock_endpoint(&self, handle: &Handle) -> EndpointLock<'_> {
+        let lock = {
+            let mut locks = self.endpoint_locks.lock().expect("endpoint locks");
+            locks.entry(handle.clone()).or_default().clone()
+        };
+        EndpointLock {
+            agent: self,
+            handle: handle.clone(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for EndpointLock<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = self.agent.endpoint_locks.lock().expect("endpoint locks");
+        // Only the map's own reference left: no one holds or awaits it.
+        if locks
+            .get(&self.handle)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(&self.handle);
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use trellis_ipam::Want;
 use trellis_link::host_veth_name;
-use trellis_types::{ContainerId, Handle, IfName, PoolName};
+use trellis_types::{ContainerId, Handle, IfName, PoolName, PortMapping};
 
 impl Agent {
     /// Attaches a container to a network and returns the endpoint. The same
@@ -44,8 +44,17 @@ impl Agent {
             let what = format!("{handle} (another attach of it is under way)");
             return Err(Error::EndpointExists(what));
         };
+        // A detach or a convergence's repair of it finishes first.
+        let _locked = self.lock_endpoint(&handle).await;
         if let Some(ep) = self.records.endpoint(&handle).await? {
             if ep.request == req {
+                // After a restart, the record may be of an attach a crash
+                // cut off before its veth was made or set up: the caller
+                // retrying it is answered once the container has it.
+                // (Once reconciled, a record is plumbed.)
+                if !self.reconciled.load(std::sync::atomic::Ordering::Acquire) {
+                    self.converge_endpoint(&ep, &net).await?;
+                }
                 return Ok(ep);
             }
             if self.is_container_netns(&ep.request.netns) {
@@ -56,12 +65,72 @@ impl Agent {
             // background after a restart: it goes now, as reconcile would
             // take it, and this attach goes on.
             tracing::info!(%handle, netns = %ep.request.netns, "detaching a stale endpoint whose namespace is gone");
-            self.detach_unchecked(&handle.container, &handle.ifname)
+            self.detach_locked(&handle.container, &handle.ifname)
                 .await?;
         }
         let ep = self.plumb(&req, &net).await?;
         self.emit(Event::EndpointAttached(ep.clone()));
         Ok(ep)
+    }
+
+    /// Converges a recorded endpoint's slice — its port, its bridge and the
+    /// ports published to it — to its record, as observed now; the changes
+    /// made. The caller holds the endpoint's lock: a request's, or a
+    /// convergence's repair (see [`Agent::repair_endpoint`]).
+    pub(crate) async fn converge_endpoint(
+        &self,
+        ep: &Endpoint,
+        net: &Network,
+    ) -> Result<Vec<node::Change>, Error> {
+        let want = node::desired(
+            std::slice::from_ref(net),
+            std::slice::from_ref(ep),
+            &[],
+            None,
+        )
+        .slice(&ep.host_ifname);
+        let be = &self.be;
+        let have = node::observe_port(&*be.links, &*be.routes, &*be.nat, &want).await?;
+        let changes = diff(&want, &have);
+        if !changes.is_empty() {
+            let handle = ep.request.handle();
+            tracing::info!(%handle, changes = changes.len(), "making an endpoint whole again");
+            self.executor().apply_all(&changes).await?;
+        }
+        Ok(changes)
+    }
+
+    /// A convergence's repair of the recorded endpoint `handle`: under its
+    /// lock, unless a request of it is under way (which finishes, or undoes,
+    /// its own work), against the endpoint's record and kernel objects as
+    /// they are now — the convergence's view, read before, may be older
+    /// than a request that began since. The changes made.
+    pub(crate) async fn repair_endpoint(
+        &self,
+        handle: &Handle,
+    ) -> Result<Vec<node::Change>, Error> {
+        // Requests mark themselves before they take the lock: one that
+        // holds it is seen here, and is not waited for.
+        let under_way = || {
+            self.is_inflight(handle)
+                || self
+                    .detaching
+                    .lock()
+                    .expect("detaching lock")
+                    .contains_key(handle)
+        };
+        if under_way() {
+            return Ok(Vec::new());
+        }
+        let _locked = self.lock_endpoint(handle).await;
+        if under_way() {
+            return Ok(Vec::new());
+        }
+        let Some(ep) = self.records.endpoint(handle).await? else {
+            return Ok(Vec::new());
+        };
+        let net = self.network(ep.request.network.as_str())?;
+        self.converge_endpoint(&ep, &net).await
     }
 
     /// Claims the host ports, takes the addresses and records the endpoint
@@ -89,10 +158,13 @@ impl Agent {
         // store's fsync runs beside the kernel work. A crash before both
         // are done leaves a veth without a record (reconcile removes it) or
         // a record without a veth (reconcile makes it).
-        let (made, synced) = tokio::join!(self.converge_new(&ep, net, &port), self.be.store.sync());
+        let (made, synced) = tokio::join!(
+            self.converge_new_over_leftovers(&ep, net, &port),
+            self.be.store.sync()
+        );
         let made = made.and(synced.map_err(Error::from));
         if let Err(e) = made {
-            self.converge_to_nothing(&ep, port).await;
+            self.converge_to_nothing(ep.ports.clone(), port).await;
             let forget = vec![self.records.delete_op(&handle)];
             let held = recorded_addresses(&ep);
             if let Err(e) = self
@@ -110,6 +182,52 @@ impl Agent {
             return Err(e);
         }
         Ok(ep)
+    }
+
+    /// [`Agent::converge_new`], and once more if the endpoint's own veth
+    /// name, or one of the host ports it claimed, was taken in the kernel.
+    /// Names derive from (container, ifname), this handle has no record
+    /// (the caller read none) and is marked under way, and no other record
+    /// holds its host ports (it claimed them): such a veth or published
+    /// port is what an attach or detach of it left when a crash cut it off
+    /// — an attach whose record and addresses were never made durable (the
+    /// store came back with the commit before) but whose veth and ports
+    /// were made, or a detach stopped half-way. Reconcile removes such
+    /// leftovers but leaves handles under way alone, so a retry of the
+    /// cut-off call can meet them. They go as a failed attach's rollback
+    /// takes its own, and the attach goes on: retrying a call cut off by a
+    /// crash succeeds.
+    async fn converge_new_over_leftovers(
+        &self,
+        ep: &Endpoint,
+        net: &Network,
+        port: &Port,
+    ) -> Result<(), Error> {
+        match self.converge_new(ep, net, port).await {
+            Err(e) if left_by_a_crash(&e, ep, port) => {
+                let handle = ep.request.handle();
+                tracing::info!(%handle, found = %e, "removing what an interrupted attach or detach of this endpoint left");
+                let mut published = ep.ports.clone();
+                match self.be.nat.list_published().await {
+                    Ok(all) => published.extend(
+                        all.into_iter()
+                            .filter(|p| ep.ports.iter().any(|m| m.clashes_with(p))),
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot list the published ports"),
+                }
+                self.converge_to_nothing(published, port.clone()).await;
+                // Retired veths still waiting for their batched delete — a
+                // crash's, or those reconcile took for orphans (their
+                // container ends keep their names until the pair goes) —
+                // go first: one may still hold the interface's name.
+                if let Err(e) = self.reaper.sweep(&*self.be.links).await {
+                    tracing::warn!(error = %e, "cannot list the retired veths");
+                }
+                self.reaper.settle().await;
+                self.converge_new(ep, net, port).await
+            }
+            other => other,
+        }
     }
 
     /// Applies `diff(slice, nothing)` for a new endpoint: blackholes for
@@ -136,11 +254,12 @@ impl Agent {
         Ok(())
     }
 
-    /// Observes what a failed attach left of its slice and removes it.
-    async fn converge_to_nothing(&self, ep: &Endpoint, port: Port) {
+    /// Observes what a failed attach left of its slice (its port, and the
+    /// `published` mappings) and removes it.
+    async fn converge_to_nothing(&self, published: Vec<PortMapping>, port: Port) {
         let mut slice = NodeState::default();
         slice.ports.insert(port.host.name.clone(), port);
-        slice.nat.ports = ep.ports.clone();
+        slice.nat.ports = published;
         let be = &self.be;
         let left = match node::observe_port(&*be.links, &*be.routes, &*be.nat, &slice).await {
             Ok(left) => left,
@@ -259,13 +378,22 @@ impl Agent {
         self.detach_unchecked(container, ifname).await
     }
 
-    /// [`Agent::detach`] without the check for an attach under way (for an
-    /// attach that finds a stale record of its own handle).
+    /// [`Agent::detach`] without the check for an attach under way, under
+    /// the endpoint's lock.
     async fn detach_unchecked(
         &self,
         container: &ContainerId,
         ifname: &IfName,
     ) -> Result<(), Error> {
+        let handle = Handle::new(container.clone(), ifname.clone());
+        let _detaching = Detaching::begin(self, &handle);
+        let _locked = self.lock_endpoint(&handle).await;
+        self.detach_locked(container, ifname).await
+    }
+
+    /// [`Agent::detach_unchecked`] for a caller that holds the endpoint's
+    /// lock (an attach that finds a stale record of its own handle).
+    async fn detach_locked(&self, container: &ContainerId, ifname: &IfName) -> Result<(), Error> {
         let _busy = self.reaper.busy();
         let handle = Handle::new(container.clone(), ifname.clone());
         let _detaching = Detaching::begin(self, &handle);
@@ -321,6 +449,32 @@ impl Agent {
             return Ok(None);
         }
         self.records.endpoint(&handle).await
+    }
+}
+
+/// Whether `e`, met making `ep`'s slice, may be a kernel object of the
+/// slice's own that was there already: its veth's name, its container
+/// end's name (held by a retired veth not yet deleted, or someone else's —
+/// then the second try meets it again), or one of its host ports (see
+/// [`Agent::converge_new_over_leftovers`]).
+fn left_by_a_crash(e: &Error, ep: &Endpoint, port: &Port) -> bool {
+    match e {
+        Error::Link(trellis_link::LinkError::AlreadyExists { name }) => {
+            let container_end = port
+                .container
+                .as_ref()
+                .map(|c| format!("{} in {}", c.ifname, c.netns));
+            name == port.host.name.as_str() || Some(name) == container_end.as_ref()
+        }
+        Error::Nat(trellis_nat::Error::PortInUse {
+            protocol,
+            host_port,
+            ..
+        }) => ep
+            .ports
+            .iter()
+            .any(|m| m.protocol == *protocol && m.host_port == *host_port),
+        _ => false,
     }
 }
 

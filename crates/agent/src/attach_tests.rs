@@ -385,6 +385,9 @@ async fn an_attach_under_way_is_not_shown_nor_collected_until_it_ends() {
     let be = backends_gated(Fail::Nothing, seen.clone(), Some(gate));
     let store = be.store.clone();
     let agent = Arc::new(Agent::open(be, "node").await.unwrap());
+    // Reconciled (an attach of a record answered before the start-up
+    // reconcile first makes sure of its veth, which these mocks hold none of).
+    agent.reconcile().await.unwrap();
     agent.create_network(network_spec(false)).await.unwrap();
     let req = request("c1", 8081);
     let task = tokio::spawn({
@@ -476,4 +479,132 @@ async fn a_failed_detach_keeps_the_record_and_the_addresses_for_a_retry() {
             .all(|l| !l.name.as_str().starts_with("tr") || l.name.as_str() == "tbr"),
         "a retired veth was never deleted: {host:?}"
     );
+}
+
+/// A crash after an attach made its veth (and published its port) but
+/// before its record was durable: the store comes back without the record,
+/// the kernel with the veth. The retried attach, answered before reconcile
+/// has taken the leftover away (it leaves handles under way alone), clears
+/// it and succeeds, and the node holds the one endpoint the record says.
+#[tokio::test]
+async fn an_attach_retried_after_a_crash_clears_what_the_cut_off_one_left() {
+    for routed in [false, true] {
+        let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+        let (first, kernel) = on_fake(routed, store.clone()).await;
+        let req = request("c1", 8081);
+        let lost = first.attach(req.clone()).await.unwrap();
+        // The crash: the record and the addresses are lost with the store's
+        // last commit, the kernel keeps what the attach made.
+        drop(first);
+        let handle = req.handle();
+        trellis_ipam::Ipam::new(store.clone(), "node")
+            .release(&handle)
+            .await
+            .unwrap();
+        let key = format!("nodes/node/endpoints/{handle}");
+        store
+            .delete_if(&key, trellis_store::Expect::Any)
+            .await
+            .unwrap();
+        let be = Backends::on(kernel.clone(), store);
+        let agent = Agent::open(be, "node").await.unwrap();
+        assert!(agent.endpoints().await.unwrap().is_empty());
+        let ep = agent
+            .attach(req.clone())
+            .await
+            .unwrap_or_else(|e| panic!("routed {routed}: the retried attach: {e}"));
+        assert_eq!(ep.host_ifname, lost.host_ifname);
+        assert_eq!(
+            agent.endpoint(&req.container, &req.ifname).await.unwrap(),
+            Some(ep.clone())
+        );
+        agent.settle().await;
+        // Exactly what the record explains: reconcile finds nothing to do.
+        let report = agent.reconcile().await.unwrap();
+        assert!(
+            report.removed.is_empty() && report.repaired.is_empty() && report.errors.is_empty(),
+            "routed {routed}: {report:?}"
+        );
+        assert!(kernel.link(&Ns::Host, ep.host_ifname.as_str()).is_some());
+    }
+}
+
+/// A crash after an attach's record was durable and before its veth was
+/// made: the same attach retried before the start-up reconcile has run is
+/// answered only once the container has its interface again.
+#[tokio::test]
+async fn an_attach_retried_before_reconcile_is_answered_once_plumbed() {
+    for routed in [false, true] {
+        let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+        let (first, kernel) = on_fake(routed, store.clone()).await;
+        let req = request("c1", 8081);
+        let ep = first.attach(req.clone()).await.unwrap();
+        drop(first);
+        // What the crash kept of the kernel side: nothing.
+        kernel.delete_link(&ep.host_ifname).await.unwrap();
+        let agent = Agent::open(Backends::on(kernel.clone(), store), "node")
+            .await
+            .unwrap();
+        assert!(
+            !agent
+                .check(&req.container, &req.ifname)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let again = agent.attach(req.clone()).await.unwrap();
+        assert_eq!(again, ep);
+        let problems = agent.check(&req.container, &req.ifname).await.unwrap();
+        assert!(problems.is_empty(), "routed {routed}: {problems:?}");
+        // Reconcile finds it whole.
+        let report = agent.reconcile().await.unwrap();
+        assert!(
+            report.repaired.is_empty() && report.errors.is_empty(),
+            "routed {routed}: {report:?}"
+        );
+    }
+}
+
+/// A veth retired without its container end (as reconcile retires one no
+/// record explains) keeps the container's interface name until the reaper
+/// deletes the pair — across a crash, until the next start's sweep. An
+/// attach of that interface meanwhile (the retry of the attach a crash cut
+/// off) waits for the deletion and succeeds.
+#[tokio::test]
+async fn an_attach_waits_for_the_retired_veth_that_holds_its_interface_name() {
+    let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let (first, kernel) = on_fake(false, store.clone()).await;
+    let req = request("c1", 8081);
+    let lost = first.attach(req.clone()).await.unwrap();
+    // The crash: the record and the addresses lost; the host end retired
+    // (renamed) with the container end left as it was, not yet deleted.
+    drop(first);
+    let handle = req.handle();
+    trellis_ipam::Ipam::new(store.clone(), "node")
+        .release(&handle)
+        .await
+        .unwrap();
+    let key = format!("nodes/node/endpoints/{handle}");
+    store
+        .delete_if(&key, trellis_store::Expect::Any)
+        .await
+        .unwrap();
+    let retired = kernel
+        .retire_veth(&lost.host_ifname, None)
+        .await
+        .unwrap()
+        .expect("retired");
+    let netns = Ns::Path(req.netns.clone());
+    assert!(
+        kernel.link(&netns, "eth0").is_some(),
+        "the container end keeps its name"
+    );
+    let agent = Agent::open(Backends::on(kernel.clone(), store), "node")
+        .await
+        .unwrap();
+    let ep = agent.attach(req.clone()).await.unwrap();
+    assert!(kernel.link(&Ns::Host, retired.as_str()).is_none());
+    let problems = agent.check(&req.container, &req.ifname).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(ep.host_ifname, lost.host_ifname);
 }

@@ -25,11 +25,11 @@
 use crate::Error;
 use crate::agent::Agent;
 use crate::model::{Endpoint, NetworkMode};
-use crate::node::{self, diff};
+use crate::node::{self, Change, diff};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use trellis_link::host_veth_name;
-use trellis_types::{Handle, NetworkName, PortMapping};
+use trellis_types::{Handle, IfName, NetworkName, PortMapping};
 
 /// What [`Agent::garbage_collect`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,6 +128,8 @@ impl Agent {
     /// applied, going on past failures; then releases allocations no record
     /// explains.
     pub(crate) async fn converge(&self) -> Result<Converged, Error> {
+        // No network is made or deleted while this round judges them all.
+        let _networks = self.network_changes.lock().await;
         let mut c = Converged::default();
         let records = self.records.endpoints().await?;
         let mut inflight = self.under_way();
@@ -199,7 +201,13 @@ impl Agent {
             // The skeleton's rules drift too; they are re-asserted here.
             c.errors.push(format!("ensure nftables table: {e}"));
         }
-        let applied = self.executor().apply(diff(&want, &have)).await;
+        // A recorded endpoint's repairs are made apart, each under the
+        // endpoint's lock against a fresh look at it (`repair_endpoint`): a
+        // request of it may have begun since the kernel was read, and a
+        // repair from this older view would undo it (a veth made again
+        // under a detach, or replaced under the attach that completed it).
+        let (changes, repairs) = endpoint_repairs(diff(&want, &have), &settled, &inflight);
+        let applied = self.executor().apply(changes).await;
         for change in &applied.done {
             let into = if change.removes() {
                 &mut c.removed
@@ -210,6 +218,12 @@ impl Agent {
         }
         for (change, e) in &applied.failed {
             c.errors.push(format!("{change}: {e}"));
+        }
+        for h in repairs {
+            match self.repair_endpoint(&h).await {
+                Ok(done) => c.repaired.extend(done.iter().flat_map(Change::objects)),
+                Err(e) => c.errors.push(format!("endpoint {h}: {e}")),
+            }
         }
         *self.blackholed.lock().expect("blackholed lock") = want.blackholes.into_iter().collect();
         self.release_leaks(&records, &inflight, &mut c).await;
@@ -282,4 +296,53 @@ impl Agent {
         }
         Ok(blocks)
     }
+}
+
+/// Splits a convergence's `changes` into the node's and the recorded
+/// endpoints to repair apart: a change to the port of a `settled` endpoint
+/// (not `inflight`), or publishing one of its ports, names that endpoint
+/// instead (see [`Agent::repair_endpoint`]).
+fn endpoint_repairs(
+    changes: Vec<Change>,
+    settled: &[Endpoint],
+    inflight: &HashSet<Handle>,
+) -> (Vec<Change>, BTreeSet<Handle>) {
+    let mine: Vec<&Endpoint> = settled
+        .iter()
+        .filter(|e| !inflight.contains(&e.request.handle()))
+        .collect();
+    let by_veth: HashMap<&IfName, Handle> = mine
+        .iter()
+        .map(|e| (&e.host_ifname, e.request.handle()))
+        .collect();
+    let by_port: BTreeMap<&PortMapping, Handle> = mine
+        .iter()
+        .flat_map(|e| e.ports.iter().map(|p| (p, e.request.handle())))
+        .collect();
+    let mut rest = Vec::new();
+    let mut repairs = BTreeSet::new();
+    for c in changes {
+        let veth = match &c {
+            Change::CreatePort { port, .. }
+            | Change::RoutedHost { port, .. }
+            | Change::Container { port, .. } => Some(&port.host.name),
+            Change::SetHostUp(name) => Some(name),
+            _ => None,
+        };
+        if let Some(h) = veth.and_then(|v| by_veth.get(v)) {
+            repairs.insert(h.clone());
+            continue;
+        }
+        if let Change::Publish(ports) = &c {
+            let (theirs, others): (Vec<PortMapping>, Vec<PortMapping>) =
+                ports.iter().partition(|p| by_port.contains_key(p));
+            repairs.extend(theirs.iter().map(|p| by_port[p].clone()));
+            if !others.is_empty() {
+                rest.push(Change::Publish(others));
+            }
+            continue;
+        }
+        rest.push(c);
+    }
+    (rest, repairs)
 }

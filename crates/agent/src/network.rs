@@ -30,6 +30,7 @@ impl Agent {
 
     pub(crate) async fn create_network_now(&self, spec: NetworkSpec) -> Result<Network, Error> {
         let mut net = self.validate_network(spec)?;
+        let _changing = self.network_changes.lock().await;
         if let Ok(existing) = self.network(net.spec.name.as_str()) {
             return if (&existing.spec, &existing.gateways) == (&net.spec, &net.gateways) {
                 Ok(existing)
@@ -66,6 +67,7 @@ impl Agent {
     /// the last network, trellis's nftables table goes too, so an idle host
     /// holds nothing of trellis. Unknown is done.
     pub async fn delete_network(&self, name: &str) -> Result<(), Error> {
+        let _changing = self.network_changes.lock().await;
         let Ok(net) = self.network(name) else {
             return Ok(());
         };

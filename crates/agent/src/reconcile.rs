@@ -36,8 +36,9 @@ pub struct ReconcileReport {
 }
 
 impl Agent {
-    /// Reconciles the kernel with the records (run at start-up, before
-    /// serving; safe to run again any time). Marks the agent ready.
+    /// Reconciles the kernel with the records (run at start-up, and
+    /// periodically after; safe to run again any time, beside requests).
+    /// Marks the agent ready.
     pub async fn reconcile(&self) -> Result<ReconcileReport, Error> {
         let mut r = ReconcileReport::default();
         for net in self.networks() {
@@ -69,7 +70,8 @@ impl Agent {
         r.errors.extend(c.errors);
         self.sync_host_firewall().await;
         self.reconciled.store(true, Ordering::Release);
-        tracing::info!(?r, "reconciled");
+        // Its caller reports (trellisd runs it every 30 s by default).
+        tracing::debug!(?r, "reconciled");
         Ok(r)
     }
 }

@@ -75,6 +75,11 @@ struct State {
     /// as its own: a sync must not take them for blocks the controller
     /// took back just because its view lags the claim.
     claimed: HashMap<IpNet, Instant>,
+    /// Blocks this node gave back, and when, until the block map no longer
+    /// shows them as its own: a sync must not adopt them again just because
+    /// its view lags the release — the controller may give them to another
+    /// node at once.
+    released: HashMap<IpNet, Instant>,
 }
 
 /// How long a claimed block the view does not show yet is spared.
@@ -289,7 +294,10 @@ impl Member {
                 networks: v.network_specs(),
             }
         };
-        if self.state().synced.as_ref() == Some(&want) {
+        // Before the controller's snapshot (a fresh start, the controller
+        // not answering yet) the view is empty, which is not "no networks,
+        // no blocks, no peers": nothing is taken down for it.
+        if !want.loaded || self.state().synced.as_ref() == Some(&want) {
             return;
         }
         let mut warnings = Vec::new();
@@ -336,6 +344,9 @@ impl Member {
 
     async fn adopt_mine(&self, want: &Synced, warnings: &mut Vec<String>) {
         for (pool, block) in &want.mine {
+            if self.state().released.contains_key(block) {
+                continue;
+            }
             let local = self
                 .view
                 .lock()
@@ -365,6 +376,9 @@ impl Member {
             let mut st = self.state();
             st.claimed.retain(|b, at| {
                 !want.mine.iter().any(|(_, m)| m == b) && now - *at < CLAIM_SHOWS_WITHIN
+            });
+            st.released.retain(|b, at| {
+                want.mine.iter().any(|(_, m)| m == b) && now - *at < CLAIM_SHOWS_WITHIN
             });
         }
         for net in self.agent.networks().into_iter().filter(|n| n.granted()) {
@@ -447,9 +461,22 @@ impl Member {
     }
 
     async fn release(&self, pool: &PoolName, block: IpNet, warnings: &mut Vec<String>) {
-        if let Err(e) = self.api.release_block(self.me(), pool, block).await {
-            warnings.push(format!("block {block} of pool {pool} not given back: {e}"));
+        match self.api.release_block(self.me(), pool, block).await {
+            Ok(()) => self.released(block),
+            Err(e) => warnings.push(format!("block {block} of pool {pool} not given back: {e}")),
         }
+    }
+
+    /// Notes `block` as given back (see [`State::released`]).
+    fn released(&self, block: IpNet) {
+        self.state().released.insert(block, Instant::now());
+    }
+
+    /// Notes `block` as claimed (see [`State::claimed`]).
+    fn claimed(&self, block: IpNet) {
+        let mut st = self.state();
+        st.released.remove(&block);
+        st.claimed.insert(block, Instant::now());
     }
 
     /// The usage of every block the node holds, as the controller wants it
@@ -494,7 +521,7 @@ impl Member {
                 if free < self.cfg.claim_ahead {
                     match self.api.claim_block(self.me(), &source.name).await {
                         Ok(b) => {
-                            self.state().claimed.insert(b.prefix, Instant::now());
+                            self.claimed(b.prefix);
                             tracing::info!(block = %b.prefix, pool = %source.name, free, "claimed a block ahead of need");
                             if let Err(e) = self.agent.adopt_block(&local, b.prefix).await {
                                 warnings.push(format!("block {}: {e}", b.prefix));
@@ -638,7 +665,7 @@ impl Membership for Member {
             .map_err(membership_error)?;
         // Before the agent adopts it: a sync that finds it in the IPAM
         // finds it here too.
-        self.state().claimed.insert(b.prefix, Instant::now());
+        self.claimed(b.prefix);
         Ok(b.prefix)
     }
 
@@ -646,7 +673,9 @@ impl Membership for Member {
         self.api
             .release_block(self.me(), pool, block)
             .await
-            .map_err(membership_error)
+            .map_err(membership_error)?;
+        self.released(block);
+        Ok(())
     }
 
     fn warnings(&self) -> Vec<String> {

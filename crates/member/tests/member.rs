@@ -26,6 +26,8 @@ use trellis_types::{ContainerId, IfName, NodeName, PoolName};
 struct Flaky {
     inner: LocalController,
     down: AtomicBool,
+    /// The block map's changes are held back (a watch that lags).
+    lagging: Arc<AtomicBool>,
 }
 
 impl Flaky {
@@ -56,8 +58,21 @@ impl ControllerApi for Flaky {
         self.inner.release_block(n, p, b).await
     }
     async fn watch(&self, from: u64) -> Result<Events, ApiError> {
+        use futures::StreamExt;
         self.check()?;
-        self.inner.watch(from).await
+        let lagging = self.lagging.clone();
+        let events = self.inner.watch(from).await?;
+        Ok(events
+            .then(move |e| {
+                let lagging = lagging.clone();
+                async move {
+                    while lagging.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    e
+                }
+            })
+            .boxed())
     }
 }
 
@@ -147,6 +162,7 @@ async fn world(ttl: Duration, grace: Duration) -> World {
     let api = Arc::new(Flaky {
         inner: LocalController(ctl.clone()),
         down: AtomicBool::new(false),
+        lagging: Arc::new(AtomicBool::new(false)),
     });
     let kernel = host();
     let be = Backends::on(kernel.clone(), Arc::new(MemoryStore::new()));
@@ -362,6 +378,109 @@ async fn empty_blocks_go_back_but_never_the_last() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A node that starts again while the controller is out of reach keeps
+/// its cluster network and its routes to the other nodes' blocks: an empty
+/// view (no snapshot yet) is not "no networks and no peers".
+#[tokio::test(start_paused = true)]
+async fn a_restart_without_the_controller_takes_nothing_down() {
+    let w = world(Duration::from_secs(3), Duration::from_secs(30)).await;
+    until(Duration::from_secs(5), async || {
+        w.agent.network("pods").is_ok() && !w.kernel.list_peer_routes().await.unwrap().is_empty()
+    })
+    .await;
+    let routes = w.kernel.list_peer_routes().await.unwrap();
+    // The restart: a new agent and member on the same store and kernel,
+    // the controller down.
+    w._run.abort();
+    w.api.down.store(true, Ordering::SeqCst);
+    let be = Backends::on(w.kernel.clone(), w.agent.store().clone());
+    let agent = Arc::new(Agent::open(be, "a").await.unwrap());
+    agent.reconcile().await.unwrap();
+    let mut cfg = MemberConfig::new(node("a", "10.1.253.101"));
+    cfg.claim_ahead = 2;
+    let member = Member::join(agent.clone(), w.api.clone(), cfg);
+    let _run = tokio::spawn(member.run(std::future::pending()));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        agent.network("pods").is_ok(),
+        "the cluster network was deleted"
+    );
+    assert_eq!(w.kernel.list_peer_routes().await.unwrap(), routes);
+}
+
+/// A block given back is not adopted again by a sync whose view of the
+/// block map still shows it as the node's (the release not seen yet): the
+/// controller may give it to another node at once.
+#[tokio::test(start_paused = true)]
+async fn a_block_given_back_is_not_taken_again_while_the_view_lags() {
+    let w = world(Duration::from_secs(3), Duration::from_secs(30)).await;
+    // A peer off-link: every sync leaves a warning, so every tick syncs
+    // again in full.
+    w.ctl.register_node(node("far", "192.0.2.9")).await.unwrap();
+    let far: NodeName = "far".parse().unwrap();
+    let pool: PoolName = "pods-v4".parse().unwrap();
+    w.ctl.claim_block(&far, &pool).await.unwrap();
+    until(Duration::from_secs(5), async || {
+        w.agent.network("pods").is_ok()
+    })
+    .await;
+    for i in 0..12 {
+        attach(&w.kernel, &w.agent, &format!("c{i}")).await.unwrap();
+    }
+    let a: NodeName = "a".parse().unwrap();
+    assert!(w.ctl.list_blocks(None, Some(&a)).await.unwrap().len() >= 2);
+    for i in 0..12 {
+        w.agent
+            .detach(
+                &ContainerId::parse("c", &format!("c{i}")).unwrap(),
+                &IfName::parse("i", "eth0").unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    // The view is up to date; the releases the node is about to make stay
+    // unseen.
+    until(Duration::from_secs(5), async || {
+        let given = w.ctl.list_blocks(None, Some(&a)).await.unwrap().len();
+        w.member.view().my_blocks(&a).len() == given
+    })
+    .await;
+    w.api.lagging.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let given: Vec<IpNet> = w
+        .ctl
+        .list_blocks(None, Some(&a))
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.prefix)
+        .collect();
+    assert_eq!(given.len(), 1, "the empty blocks were given back");
+    let held: Vec<IpNet> = w
+        .agent
+        .held_blocks()
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.prefix)
+        .collect();
+    assert_eq!(
+        held, given,
+        "the node holds blocks the controller gave back"
+    );
+    w.api.lagging.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let held: Vec<IpNet> = w
+        .agent
+        .held_blocks()
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.prefix)
+        .collect();
+    assert_eq!(held, given);
 }
 
 #[tokio::test(start_paused = true)]
