@@ -412,10 +412,13 @@ impl Confined {
         }
     }
 
-    /// Runs `argv` in trellisd's mount namespace.
+    /// Runs `argv` in trellisd's mount namespace, under trellisd's root
+    /// (`--root --wd`: entering a mount namespace alone starts at that
+    /// namespace's own root, which inside a chroot is outside it).
     fn nsenter(&self, argv: &[&str]) -> Output {
+        let pid = self.d.pid().to_string();
         Command::new("nsenter")
-            .args(["-t", &self.d.pid().to_string(), "--mount", "--"])
+            .args(["-t", &pid, "--mount", "--root", "--wd", "--"])
             .args(argv)
             .output()
             .expect("run nsenter")
