@@ -11,7 +11,7 @@
 //!                   (BIRD/FRR/GoBGP)  fd00:99::2    fd00:99::1   └─ c1, c2 (routed)
 //! ```
 
-use crate::util::Daemon;
+use crate::util::{Daemon, rss_kib};
 use ipnet::IpNet;
 use nix::sys::signal::Signal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -166,28 +166,33 @@ fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-async fn peer(b: &mut BgpClient<Channel>) -> BgpPeer {
+/// The one peer trellisd has (`None`), or the peer at the address given.
+async fn peer_of(b: &mut BgpClient<Channel>, address: Option<&str>) -> BgpPeer {
     let mut l = b
         .list_peers(ListBgpPeersRequest {})
         .await
         .expect("list peers")
         .into_inner()
         .peers;
-    assert_eq!(l.len(), 1, "{l:?}");
-    l.remove(0)
+    match address {
+        None => {
+            assert_eq!(l.len(), 1, "{l:?}");
+            l.remove(0)
+        }
+        Some(a) => l
+            .into_iter()
+            .find(|p| p.config.as_ref().is_some_and(|c| c.address == a))
+            .unwrap_or_else(|| panic!("no peer {a}")),
+    }
+}
+
+async fn peer(b: &mut BgpClient<Channel>) -> BgpPeer {
+    peer_of(b, None).await
 }
 
 /// The peer at `address`.
 async fn peer_at(b: &mut BgpClient<Channel>, address: &str) -> BgpPeer {
-    let l = b
-        .list_peers(ListBgpPeersRequest {})
-        .await
-        .expect("list peers")
-        .into_inner()
-        .peers;
-    l.into_iter()
-        .find(|p| p.config.as_ref().is_some_and(|c| c.address == address))
-        .unwrap_or_else(|| panic!("no peer {address}"))
+    peer_of(b, Some(address)).await
 }
 
 /// Waits until the peer at `address` satisfies `f`.
@@ -197,28 +202,7 @@ async fn wait_peer_at(
     what: &str,
     f: impl Fn(&BgpPeer) -> bool,
 ) -> BgpPeer {
-    let until = Instant::now() + WAIT;
-    loop {
-        let p = peer_at(b, address).await;
-        if f(&p) {
-            return p;
-        }
-        assert!(
-            Instant::now() < until,
-            "peer {address} never {what}: {p:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    wait_peer_of(b, Some(address), what, f).await
 }
 
 async fn wait_peer(
@@ -226,13 +210,24 @@ async fn wait_peer(
     what: &str,
     f: impl Fn(&BgpPeer) -> bool,
 ) -> BgpPeer {
+    wait_peer_of(b, None, what, f).await
+}
+
+/// Polls [`peer_of`] until `f` holds, at most [`WAIT`].
+async fn wait_peer_of(
+    b: &mut BgpClient<Channel>,
+    address: Option<&str>,
+    what: &str,
+    f: impl Fn(&BgpPeer) -> bool,
+) -> BgpPeer {
     let until = Instant::now() + WAIT;
     loop {
-        let p = peer(b).await;
+        let p = peer_of(b, address).await;
         if f(&p) {
             return p;
         }
-        assert!(Instant::now() < until, "peer never {what}: {p:#?}");
+        let who = address.unwrap_or("");
+        assert!(Instant::now() < until, "peer {who} never {what}: {p:#?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -3,7 +3,7 @@
 //! its successes, watches are counted apart, health checks always pass, and
 //! the daemon answers normally once the storm is over.
 
-use crate::util::{Daemon, sample, scrape};
+use crate::util::{Daemon, rss_kib, sample, scrape};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tonic::Code;
@@ -141,16 +141,6 @@ async fn a_storm_of_calls_gets_quick_refusals_beside_its_successes() {
 
     let status = d.terminate();
     assert!(status.success(), "exit {status}:\n{}", d.log());
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 /// Floods of 250, 2 000 and 10 000 CreateNetwork calls at once, each

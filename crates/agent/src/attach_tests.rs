@@ -13,7 +13,7 @@ use trellis_link::{
 use trellis_nat::{MockHostFirewall, MockNat};
 use trellis_route::{MockRoutes, RouteError};
 use trellis_store::{InstrumentedStore, KvStore, MemoryStore};
-use trellis_types::{ContainerId, IfName, NetnsPath, Protocol};
+use trellis_types::{ContainerId, Handle, IfName, NetnsPath, Protocol};
 
 /// The step at which the injected failure happens.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -481,6 +481,20 @@ async fn a_failed_detach_keeps_the_record_and_the_addresses_for_a_retry() {
     );
 }
 
+/// What a crash loses with the store's last commit of an attach: the
+/// endpoint's record and its addresses (the kernel keeps what was made).
+async fn lose_last_commit(store: &Arc<dyn KvStore>, handle: &Handle) {
+    trellis_ipam::Ipam::new(store.clone(), "node")
+        .release(handle)
+        .await
+        .unwrap();
+    let key = format!("nodes/node/endpoints/{handle}");
+    store
+        .delete_if(&key, trellis_store::Expect::Any)
+        .await
+        .unwrap();
+}
+
 /// A crash after an attach made its veth (and published its port) but
 /// before its record was durable: the store comes back without the record,
 /// the kernel with the veth. The retried attach, answered before reconcile
@@ -497,15 +511,7 @@ async fn an_attach_retried_after_a_crash_clears_what_the_cut_off_one_left() {
         // last commit, the kernel keeps what the attach made.
         drop(first);
         let handle = req.handle();
-        trellis_ipam::Ipam::new(store.clone(), "node")
-            .release(&handle)
-            .await
-            .unwrap();
-        let key = format!("nodes/node/endpoints/{handle}");
-        store
-            .delete_if(&key, trellis_store::Expect::Any)
-            .await
-            .unwrap();
+        lose_last_commit(&store, &handle).await;
         let be = Backends::on(kernel.clone(), store);
         let agent = Agent::open(be, "node").await.unwrap();
         assert!(agent.endpoints().await.unwrap().is_empty());
@@ -580,15 +586,7 @@ async fn an_attach_waits_for_the_retired_veth_that_holds_its_interface_name() {
     // (renamed) with the container end left as it was, not yet deleted.
     drop(first);
     let handle = req.handle();
-    trellis_ipam::Ipam::new(store.clone(), "node")
-        .release(&handle)
-        .await
-        .unwrap();
-    let key = format!("nodes/node/endpoints/{handle}");
-    store
-        .delete_if(&key, trellis_store::Expect::Any)
-        .await
-        .unwrap();
+    lose_last_commit(&store, &handle).await;
     let retired = kernel
         .retire_veth(&lost.host_ifname, None)
         .await
